@@ -1,0 +1,141 @@
+"""Calling a domain service and turning its answer into Temporal's terms.
+
+A business refusal becomes a non-retryable ApplicationError whose type is the
+service's stable error code. 5xx answers, timeouts and connection errors become
+retryable ApplicationErrors, so Temporal retries them with backoff. Both carry
+the attempt number, so the workflow can record how many attempts a step took.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from contracts import errors
+from contracts.activities import StepOutcome
+
+
+def _attempt() -> int:
+    return activity.info().attempt if activity.in_activity() else 1
+
+
+class ServiceClient:
+    """A pooled async HTTP client for one service. One instance per worker process."""
+
+    def __init__(self, http: httpx.AsyncClient, service: str) -> None:
+        self._http = http
+        self._service = service
+
+    async def post(
+        self, path: str, *, idempotency_key: str, json: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        return await self._send(
+            "POST", path, json=json or {}, headers={"Idempotency-Key": idempotency_key}
+        )
+
+    async def get(self, path: str, *, params: dict[str, str] | None = None) -> httpx.Response:
+        return await self._send("GET", path, params=params)
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as err:
+            raise retryable(
+                f"{self._service} {method} {path} timed out: {type(err).__name__}"
+            ) from err
+        except httpx.TransportError as err:
+            raise retryable(
+                f"{self._service} {method} {path} unreachable: {type(err).__name__}"
+            ) from err
+        if response.status_code >= 500:
+            raise retryable(
+                f"{self._service} {method} {path} answered {response.status_code}: "
+                f"{error_message(response)}",
+                error_type=error_code(response) or errors.SERVICE_UNAVAILABLE,
+            )
+        return response
+
+    async def create(
+        self, path: str, *, idempotency_key: str, json: dict[str, Any], id_field: str
+    ) -> StepOutcome:
+        """A forward step: create the resource, or raise the service's refusal."""
+        response = await self.post(path, idempotency_key=idempotency_key, json=json)
+        if response.status_code in (200, 201):
+            return StepOutcome(resource_id=str(response.json()[id_field]), attempt=_attempt())
+        raise self.refusal(response)
+
+    async def undo(
+        self,
+        *,
+        collection: str,
+        action: str,
+        order_id: str,
+        resource_id: str | None,
+        idempotency_key: str,
+        id_field: str,
+    ) -> StepOutcome:
+        """A compensation: undo the resource the forward step made.
+
+        Without a resource id the forward step failed ambiguously (it may have
+        taken effect), so look the order's resources up; finding none means
+        there is nothing to undo. Undoing twice is harmless: the services treat
+        an already released/refunded/cancelled resource as done.
+        """
+        if resource_id is not None:
+            resource_ids = [resource_id]
+        else:
+            listing = await self.get(f"/{collection}", params={"order_id": order_id})
+            if listing.status_code != 200:
+                raise self.refusal(listing)
+            resource_ids = [str(item[id_field]) for item in listing.json()["items"]]
+        if not resource_ids:
+            return StepOutcome(resource_id=None, attempt=_attempt(), nothing_to_undo=True)
+        for rid in resource_ids:
+            # One key per resource: a key names exactly one request.
+            key = idempotency_key if len(resource_ids) == 1 else f"{idempotency_key}:{rid}"
+            response = await self.post(f"/{collection}/{rid}/{action}", idempotency_key=key)
+            if response.status_code != 200:
+                raise self.refusal(response)
+        return StepOutcome(resource_id=resource_ids[0], attempt=_attempt())
+
+    def refusal(self, response: httpx.Response) -> ApplicationError:
+        """A 4xx answer: the request was understood and refused; retrying cannot help."""
+        code = error_code(response) or errors.REQUEST_REJECTED
+        if code not in errors.NON_RETRYABLE and code != errors.NOT_FOUND:
+            code = errors.REQUEST_REJECTED
+        return ApplicationError(
+            f"{self._service} refused ({response.status_code} {code}): {error_message(response)}",
+            _attempt(),
+            type=code,
+            non_retryable=True,
+        )
+
+
+def retryable(message: str, *, error_type: str = errors.SERVICE_UNAVAILABLE) -> ApplicationError:
+    return ApplicationError(message, _attempt(), type=error_type, non_retryable=False)
+
+
+def _detail(response: httpx.Response) -> Any:
+    try:
+        return response.json().get("detail")
+    except (ValueError, AttributeError):
+        return None
+
+
+def error_code(response: httpx.Response) -> str | None:
+    detail = _detail(response)
+    if isinstance(detail, dict) and isinstance(detail.get("code"), str):
+        return str(detail["code"])
+    return None
+
+
+def error_message(response: httpx.Response) -> str:
+    detail = _detail(response)
+    if isinstance(detail, dict) and isinstance(detail.get("message"), str):
+        return str(detail["message"])
+    if detail is not None:
+        return str(detail)[:200]
+    return response.reason_phrase or "no reason given"

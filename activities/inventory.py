@@ -1,0 +1,51 @@
+"""Inventory activities: reserve stock, release it, commit it when the order ships."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.http import ServiceClient
+from contracts.activities import (
+    CommitReservationInput,
+    ReleaseInventoryInput,
+    ReserveInventoryInput,
+    StepOutcome,
+)
+
+
+class InventoryActivities:
+    def __init__(self, client: ServiceClient) -> None:
+        self._client = client
+
+    @activity.defn(name="reserve_inventory")
+    async def reserve_inventory(self, request: ReserveInventoryInput) -> StepOutcome:
+        return await self._client.create(
+            "/reservations",
+            idempotency_key=request.idempotency_key,
+            json={
+                "order_id": request.order_id,
+                "lines": [{"sku": line.sku, "quantity": line.quantity} for line in request.lines],
+            },
+            id_field="reservation_id",
+        )
+
+    @activity.defn(name="release_inventory")
+    async def release_inventory(self, request: ReleaseInventoryInput) -> StepOutcome:
+        return await self._client.undo(
+            collection="reservations",
+            action="release",
+            order_id=request.order_id,
+            resource_id=request.reservation_id,
+            idempotency_key=request.idempotency_key,
+            id_field="reservation_id",
+        )
+
+    @activity.defn(name="commit_reservation")
+    async def commit_reservation(self, request: CommitReservationInput) -> StepOutcome:
+        response = await self._client.post(
+            f"/reservations/{request.reservation_id}/commit",
+            idempotency_key=request.idempotency_key,
+        )
+        if response.status_code != 200:
+            raise self._client.refusal(response)
+        return StepOutcome(resource_id=request.reservation_id, attempt=activity.info().attempt)

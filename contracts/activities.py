@@ -1,0 +1,86 @@
+"""One dataclass in and one out for every activity.
+
+Compensations carry the id of what to undo when the forward step returned one,
+and otherwise only the order id: a forward step that failed ambiguously (timed
+out, retries exhausted) may still have taken effect, so its compensation looks
+the resource up by order and treats "nothing found" as already undone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from contracts.orders import Address, OrderLine
+
+
+def idempotency_key(order_id: str, step: str, operator_retry: int = 0) -> str:
+    """`{order_id}:{step}`; an operator-ordered retry is a new request, so a new key."""
+    key = f"{order_id}:{step}"
+    return f"{key}:retry-{operator_retry}" if operator_retry else key
+
+
+@dataclass
+class ReserveInventoryInput:
+    order_id: str
+    lines: list[OrderLine]
+    idempotency_key: str
+
+
+@dataclass
+class ReleaseInventoryInput:
+    order_id: str
+    reservation_id: str | None
+    idempotency_key: str
+
+
+@dataclass
+class CommitReservationInput:
+    order_id: str
+    reservation_id: str
+    idempotency_key: str
+
+
+@dataclass
+class ChargePaymentInput:
+    order_id: str
+    customer_id: str
+    amount_cents: int
+    currency: str
+    payment_token: str
+    idempotency_key: str
+
+
+@dataclass
+class RefundPaymentInput:
+    order_id: str
+    charge_id: str | None
+    idempotency_key: str
+
+
+@dataclass
+class CreateShipmentInput:
+    order_id: str
+    lines: list[OrderLine]
+    address: Address
+    idempotency_key: str
+
+
+@dataclass
+class CancelShipmentInput:
+    order_id: str
+    shipment_id: str | None
+    idempotency_key: str
+
+
+@dataclass
+class StepOutcome:
+    """What a forward step or compensation did.
+
+    resource_id: the reservation, charge or shipment it created or undid (None
+    when a compensation found nothing to undo). attempt: the activity attempt
+    that succeeded, for the step record.
+    """
+
+    resource_id: str | None
+    attempt: int = 1
+    nothing_to_undo: bool = False

@@ -1,0 +1,169 @@
+"""The order, its status and the record of each saga step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class OrderStatus(StrEnum):
+    RECEIVED = "RECEIVED"
+    RESERVING = "RESERVING"
+    CHARGING = "CHARGING"
+    SHIPPING = "SHIPPING"
+    COMPENSATING = "COMPENSATING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    NEEDS_ATTENTION = "NEEDS_ATTENTION"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+# NEEDS_ATTENTION is not terminal: the workflow is still open, waiting for an
+# operator to retry or resolve the compensation that was refused.
+TERMINAL_STATUSES = frozenset({OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus.CANCELLED})
+
+
+class StepState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    COMPENSATING = "compensating"
+    COMPENSATED = "compensated"
+
+
+class StepName(StrEnum):
+    """Forward steps in the order they run. Each but the last has a compensation."""
+
+    RESERVE_INVENTORY = "reserve_inventory"
+    CHARGE_PAYMENT = "charge_payment"
+    CREATE_SHIPMENT = "create_shipment"
+    COMMIT_RESERVATION = "commit_reservation"
+
+
+class CompensationName(StrEnum):
+    RELEASE_INVENTORY = "release_inventory"
+    REFUND_PAYMENT = "refund_payment"
+    CANCEL_SHIPMENT = "cancel_shipment"
+
+
+COMPENSATION_FOR: dict[StepName, CompensationName] = {
+    StepName.RESERVE_INVENTORY: CompensationName.RELEASE_INVENTORY,
+    StepName.CHARGE_PAYMENT: CompensationName.REFUND_PAYMENT,
+    StepName.CREATE_SHIPMENT: CompensationName.CANCEL_SHIPMENT,
+}
+
+
+@dataclass
+class OrderLine:
+    sku: str
+    quantity: int
+    unit_price_cents: int
+
+
+@dataclass
+class Address:
+    name: str
+    line1: str
+    city: str
+    postal_code: str
+    country: str
+    line2: str | None = None
+
+
+@dataclass
+class PaymentDetails:
+    token: str
+
+
+@dataclass
+class PlaceOrder:
+    """The workflow input: everything needed to fulfil one order."""
+
+    order_id: str
+    customer_id: str
+    items: list[OrderLine]
+    currency: str
+    payment: PaymentDetails
+    shipping_address: Address
+
+    @property
+    def total_cents(self) -> int:
+        return order_total_cents(self.items)
+
+    @property
+    def unit_count(self) -> int:
+        return sum(line.quantity for line in self.items)
+
+
+def order_total_cents(items: list[OrderLine]) -> int:
+    return sum(line.quantity * line.unit_price_cents for line in items)
+
+
+@dataclass
+class StepView:
+    name: str
+    state: StepState = StepState.PENDING
+    attempts: int = 0
+    error: str | None = None
+
+
+@dataclass
+class OrderView:
+    """What the status query returns. Carries no address and no payment token."""
+
+    order_id: str
+    status: OrderStatus
+    customer_id: str
+    items: list[OrderLine]
+    total_cents: int
+    currency: str
+    steps: list[StepView] = field(default_factory=list)
+    failure_reason: str | None = None
+    created_at: str = ""
+    updated_at: str = ""
+
+
+@dataclass
+class OrderResult:
+    """What the workflow returns when it reaches a terminal status."""
+
+    order_id: str
+    status: OrderStatus
+    failure_reason: str | None = None
+
+
+@dataclass
+class CancelOrder:
+    reason: str = "cancelled by customer"
+
+
+@dataclass
+class CancelAccepted:
+    order_id: str
+    status: OrderStatus
+
+
+@dataclass
+class OperatorAction:
+    """An operator's instruction for an order in NEEDS_ATTENTION."""
+
+    note: str = ""
+
+
+@dataclass
+class OperatorActionAccepted:
+    order_id: str
+    status: OrderStatus
+
+
+# Names the API and tests use to address the workflow's handlers.
+WORKFLOW_TYPE = "OrderWorkflow"
+STATUS_QUERY = "status"
+CANCEL_UPDATE = "cancel"
+RETRY_COMPENSATION_UPDATE = "retry_compensation"
+RESOLVE_COMPENSATION_UPDATE = "resolve_compensation"

@@ -1,0 +1,121 @@
+"""The one settings class. Read once at process start and passed down as values.
+
+Workflows never read it: a workflow's behaviour must depend only on its history.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from contracts import task_queues
+
+DEV_ADMIN_TOKEN = "dev-admin-token"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORDERSAGA_", extra="ignore")
+
+    # Dev mode allows the well-known admin token; `ordersaga dev` turns it on.
+    dev_mode: bool = False
+    data_dir: Path = Path(".ordersaga")
+    log_level: str = "INFO"
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_port: int = Field(default=8233, ge=1, le=65535)
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+
+    service_host: str = "127.0.0.1"
+    inventory_port: int = Field(default=8001, ge=1, le=65535)
+    payments_port: int = Field(default=8002, ge=1, le=65535)
+    shipping_port: int = Field(default=8003, ge=1, le=65535)
+    # Where activities reach the services; default to the local ports above.
+    inventory_url: str | None = None
+    payments_url: str | None = None
+    shipping_url: str | None = None
+    # SQLAlchemy async URLs; default to SQLite files under data_dir.
+    inventory_database_url: str | None = None
+    payments_database_url: str | None = None
+    shipping_database_url: str | None = None
+
+    admin_token: SecretStr = SecretStr(DEV_ADMIN_TOKEN)
+    payments_customer_limit_cents: int = Field(default=1_000_000, ge=0)
+    shipping_refused_countries: Annotated[list[str], NoDecode] = ["AQ"]
+
+    http_connect_timeout_seconds: float = Field(default=2.0, gt=0)
+    http_read_timeout_seconds: float = Field(default=5.0, gt=0)
+    http_max_connections: int = Field(default=100, ge=1)
+
+    worker_queues: Annotated[list[str], NoDecode] = list(task_queues.ALL_QUEUES)
+    worker_grace_period_seconds: float = Field(default=10.0, ge=0)
+    worker_max_concurrent_activities: int = Field(default=100, ge=1)
+    worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
+
+    @field_validator("shipping_refused_countries", mode="before")
+    @classmethod
+    def _split_countries(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [c.strip().upper() for c in value.split(",") if c.strip()]
+        return value
+
+    @field_validator("worker_queues", mode="before")
+    @classmethod
+    def _split_queues(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [q.strip() for q in value.split(",") if q.strip()]
+        return value
+
+    @field_validator("worker_queues")
+    @classmethod
+    def _known_queues(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(task_queues.ALL_QUEUES))
+        if unknown or not value:
+            raise ValueError(
+                f"unknown task queue(s) {unknown}; choose from {', '.join(task_queues.ALL_QUEUES)}"
+            )
+        return value
+
+    def service_url(self, service: str) -> str:
+        explicit = {
+            "inventory": self.inventory_url,
+            "payments": self.payments_url,
+            "shipping": self.shipping_url,
+        }[service]
+        return explicit or f"http://{self.service_host}:{self.service_port(service)}"
+
+    def service_port(self, service: str) -> int:
+        return {
+            "inventory": self.inventory_port,
+            "payments": self.payments_port,
+            "shipping": self.shipping_port,
+        }[service]
+
+    def database_url(self, service: str) -> str:
+        explicit = {
+            "inventory": self.inventory_database_url,
+            "payments": self.payments_database_url,
+            "shipping": self.shipping_database_url,
+        }[service]
+        if explicit:
+            return explicit
+        return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.sqlite3').resolve()}"
+
+    def admin_token_problem(self) -> str | None:
+        """Why the admin token may not be used outside dev mode, or None when it may."""
+        if self.dev_mode:
+            return None
+        token = self.admin_token.get_secret_value()
+        if not token:
+            return "ORDERSAGA_ADMIN_TOKEN is empty; set a secret token outside dev mode"
+        if token == DEV_ADMIN_TOKEN:
+            return (
+                "ORDERSAGA_ADMIN_TOKEN is the public dev default; set a secret token "
+                "(or ORDERSAGA_DEV_MODE=true for local use)"
+            )
+        return None

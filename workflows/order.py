@@ -1,0 +1,457 @@
+"""OrderWorkflow: reserve -> charge -> ship -> commit, and every step that took
+effect undone in reverse when a later one fails or the customer cancels.
+
+Rules this file keeps:
+- A forward step in flight is never abandoned. A cancel (the `cancel` update, or
+  a cancellation through Temporal itself) takes effect when the step lands, so
+  the workflow always knows exactly what to undo and never races the service.
+- A forward step has a bounded retry budget. A refusal by the domain means it
+  did nothing; a step that ran out of retries or timed out may have taken
+  effect, so it is compensated too (the compensation looks it up by order).
+- Compensations run in reverse, shielded from cancellation, retried until they
+  succeed. One refused outright parks the order in NEEDS_ATTENTION until an
+  operator retries it or marks it resolved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Literal
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.inventory import InventoryActivities
+    from activities.payments import PaymentActivities
+    from activities.shipping import ShippingActivities
+    from contracts import errors, task_queues
+    from contracts.activities import (
+        CancelShipmentInput,
+        ChargePaymentInput,
+        CommitReservationInput,
+        CreateShipmentInput,
+        RefundPaymentInput,
+        ReleaseInventoryInput,
+        ReserveInventoryInput,
+        StepOutcome,
+        idempotency_key,
+    )
+    from contracts.orders import (
+        CANCEL_UPDATE,
+        RESOLVE_COMPENSATION_UPDATE,
+        RETRY_COMPENSATION_UPDATE,
+        STATUS_QUERY,
+        WORKFLOW_TYPE,
+        CancelAccepted,
+        CancelOrder,
+        OperatorAction,
+        OperatorActionAccepted,
+        OrderResult,
+        OrderStatus,
+        OrderView,
+        PlaceOrder,
+        StepName,
+        StepState,
+        StepView,
+    )
+    from contracts.search_attributes import CUSTOMER_ID, ORDER_STATUS, ORDER_TOTAL_CENTS
+    from workflows.saga import CompensationStack, PendingCompensation
+
+ORDER_STATUS_KEY = SearchAttributeKey.for_keyword(ORDER_STATUS)
+CUSTOMER_ID_KEY = SearchAttributeKey.for_keyword(CUSTOMER_ID)
+ORDER_TOTAL_CENTS_KEY = SearchAttributeKey.for_int(ORDER_TOTAL_CENTS)
+
+FORWARD_STEP_MAX_ATTEMPTS = 5
+# Roughly 1+2+4+8 s of backoff: a short outage is ridden out, a long one fails
+# the order instead of holding the customer's stock and money indefinitely.
+FORWARD_RETRY_POLICY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=FORWARD_STEP_MAX_ATTEMPTS,
+    non_retryable_error_types=sorted(errors.NON_RETRYABLE),
+)
+# Undoing (and the final commit) must happen eventually; only an outright
+# refusal stops the retries, and that goes to an operator.
+UNTIL_DONE_RETRY_POLICY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=0,
+    non_retryable_error_types=sorted(errors.NON_RETRYABLE | {errors.NOT_FOUND}),
+)
+# One HTTP call bounded by the client's own connect/read timeouts, plus slack.
+ACTIVITY_START_TO_CLOSE = timedelta(seconds=30)
+
+OperatorDecision = Literal["retry", "resolve"]
+StepCall = Callable[[str], Awaitable[StepOutcome]]
+
+
+class _CancelAccepted(Exception):
+    """Raised between steps once the customer's cancel has been accepted."""
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class OrderWorkflow:
+    @workflow.init
+    def __init__(self, order: PlaceOrder) -> None:
+        self._order = order
+        self._status = OrderStatus.RECEIVED
+        self._steps = {step: StepView(name=step.value) for step in StepName}
+        self._failure_reason: str | None = None
+        self._cancel_request: CancelOrder | None = None
+        self._operator_decision: tuple[OperatorDecision, OperatorAction] | None = None
+        self._compensations = CompensationStack()
+        self._created_at = workflow.now().isoformat()
+        self._updated_at = self._created_at
+
+    @workflow.run
+    async def run(self, order: PlaceOrder) -> OrderResult:
+        workflow.upsert_search_attributes(
+            [
+                CUSTOMER_ID_KEY.value_set(order.customer_id),
+                ORDER_TOTAL_CENTS_KEY.value_set(order.total_cents),
+            ]
+        )
+        self._set_status(OrderStatus.RECEIVED)
+        try:
+            result = await self._fulfil()
+        except asyncio.CancelledError:
+            # Cancelled through Temporal itself (Web UI, CLI): the same unwinding
+            # as a customer cancel, then end the execution as cancelled.
+            self._failure_reason = "cancelled through Temporal"
+            await self._unwind_shielded()
+            self._finish(OrderStatus.CANCELLED)
+            raise
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return result
+
+    async def _fulfil(self) -> OrderResult:
+        order = self._order
+        try:
+            self._stop_if_cancel_accepted()
+            reservation_id = await self._forward(
+                StepName.RESERVE_INVENTORY, OrderStatus.RESERVING, self._reserve
+            )
+            self._stop_if_cancel_accepted()
+            await self._forward(StepName.CHARGE_PAYMENT, OrderStatus.CHARGING, self._charge)
+            self._stop_if_cancel_accepted()
+            await self._forward(StepName.CREATE_SHIPMENT, OrderStatus.SHIPPING, self._ship)
+            # A cancel accepted while the shipment was being created still wins.
+            self._stop_if_cancel_accepted()
+        except _CancelAccepted:
+            assert self._cancel_request is not None
+            self._failure_reason = self._cancel_request.reason
+            await self._unwind_shielded()
+            return self._finish(OrderStatus.CANCELLED)
+        except ActivityError:
+            await self._unwind_shielded()
+            return self._finish(OrderStatus.FAILED)
+
+        assert reservation_id is not None
+        commit = self._steps[StepName.COMMIT_RESERVATION]
+        commit.state = StepState.RUNNING
+        await self._until_done(
+            StepName.COMMIT_RESERVATION,
+            lambda key: workflow.execute_activity_method(
+                InventoryActivities.commit_reservation,
+                CommitReservationInput(order.order_id, reservation_id, key),
+                task_queue=task_queues.INVENTORY,
+                start_to_close_timeout=ACTIVITY_START_TO_CLOSE,
+                retry_policy=UNTIL_DONE_RETRY_POLICY,
+                summary=f"commit {order.unit_count} reserved units: stock leaves the warehouse",
+            ),
+            action=StepName.COMMIT_RESERVATION.value,
+            done=StepState.COMPLETED,
+            resume=OrderStatus.SHIPPING,
+        )
+        return self._finish(OrderStatus.COMPLETED)
+
+    # --- forward steps -------------------------------------------------------
+
+    async def _forward(self, step: StepName, status: OrderStatus, call: StepCall) -> str | None:
+        self._set_status(status)
+        record = self._steps[step]
+        record.state = StepState.RUNNING
+        # Shielded so that a cancellation through Temporal does not abandon the
+        # call mid-flight: we wait for its real outcome, then unwind.
+        in_flight = asyncio.ensure_future(call(idempotency_key(self._order.order_id, step.value)))
+        cancelled_meanwhile = False
+        while True:
+            try:
+                outcome = await asyncio.shield(in_flight)
+                break
+            except asyncio.CancelledError:
+                if in_flight.cancelled():
+                    raise
+                cancelled_meanwhile = True
+            except ActivityError as err:
+                record.state = StepState.FAILED
+                record.error = describe_failure(err)
+                record.attempts = attempts_of(err)
+                self._failure_reason = f"{step.value} failed: {record.error}"
+                if not is_refusal(err):
+                    self._compensations.record_ambiguous_failure(step)
+                self._touch()
+                if cancelled_meanwhile:
+                    raise asyncio.CancelledError() from err
+                raise
+        record.state = StepState.COMPLETED
+        record.attempts = outcome.attempt
+        self._compensations.record_success(step, outcome.resource_id)
+        self._touch()
+        if cancelled_meanwhile:
+            raise asyncio.CancelledError()
+        return outcome.resource_id
+
+    def _reserve(self, key: str) -> Awaitable[StepOutcome]:
+        order = self._order
+        return workflow.execute_activity_method(
+            InventoryActivities.reserve_inventory,
+            ReserveInventoryInput(order.order_id, order.items, key),
+            task_queue=task_queues.INVENTORY,
+            start_to_close_timeout=ACTIVITY_START_TO_CLOSE,
+            retry_policy=FORWARD_RETRY_POLICY,
+            summary=f"reserve {order.unit_count} units of {len(order.items)} SKU(s)",
+        )
+
+    def _charge(self, key: str) -> Awaitable[StepOutcome]:
+        order = self._order
+        return workflow.execute_activity_method(
+            PaymentActivities.charge_payment,
+            ChargePaymentInput(
+                order.order_id,
+                order.customer_id,
+                order.total_cents,
+                order.currency,
+                order.payment.token,
+                key,
+            ),
+            task_queue=task_queues.PAYMENTS,
+            start_to_close_timeout=ACTIVITY_START_TO_CLOSE,
+            retry_policy=FORWARD_RETRY_POLICY,
+            summary=f"charge {format_money(order.total_cents, order.currency)}",
+        )
+
+    def _ship(self, key: str) -> Awaitable[StepOutcome]:
+        order = self._order
+        return workflow.execute_activity_method(
+            ShippingActivities.create_shipment,
+            CreateShipmentInput(order.order_id, order.items, order.shipping_address, key),
+            task_queue=task_queues.SHIPPING,
+            start_to_close_timeout=ACTIVITY_START_TO_CLOSE,
+            retry_policy=FORWARD_RETRY_POLICY,
+            summary=f"ship {order.unit_count} units",
+        )
+
+    # --- compensation --------------------------------------------------------
+
+    async def _unwind_shielded(self) -> None:
+        """Undo in reverse. A cancellation arriving meanwhile must not stop it."""
+        unwinding = asyncio.ensure_future(self._unwind())
+        while True:
+            try:
+                await asyncio.shield(unwinding)
+                return
+            except asyncio.CancelledError:
+                if unwinding.cancelled():
+                    raise
+
+    async def _unwind(self) -> None:
+        self._set_status(OrderStatus.COMPENSATING)
+        for pending in self._compensations.in_undo_order():
+            self._steps[pending.step].state = StepState.COMPENSATING
+            self._touch()
+            await self._until_done(
+                pending.step,
+                self._compensation_call(pending),
+                action=pending.name.value,
+                done=StepState.COMPENSATED,
+                resume=OrderStatus.COMPENSATING,
+            )
+
+    def _compensation_call(self, pending: PendingCompensation) -> StepCall:
+        order = self._order
+        if pending.step is StepName.RESERVE_INVENTORY:
+            return lambda key: workflow.execute_activity_method(
+                InventoryActivities.release_inventory,
+                ReleaseInventoryInput(order.order_id, pending.resource_id, key),
+                task_queue=task_queues.INVENTORY,
+                summary=f"undo: release {order.unit_count} reserved units",
+                start_to_close_timeout=ACTIVITY_START_TO_CLOSE,
+                retry_policy=UNTIL_DONE_RETRY_POLICY,
+            )
+        if pending.step is StepName.CHARGE_PAYMENT:
+            return lambda key: workflow.execute_activity_method(
+                PaymentActivities.refund_payment,
+                RefundPaymentInput(order.order_id, pending.resource_id, key),
+                task_queue=task_queues.PAYMENTS,
+                summary=f"undo: refund {format_money(order.total_cents, order.currency)}",
+                start_to_close_timeout=ACTIVITY_START_TO_CLOSE,
+                retry_policy=UNTIL_DONE_RETRY_POLICY,
+            )
+        if pending.step is StepName.CREATE_SHIPMENT:
+            return lambda key: workflow.execute_activity_method(
+                ShippingActivities.cancel_shipment,
+                CancelShipmentInput(order.order_id, pending.resource_id, key),
+                task_queue=task_queues.SHIPPING,
+                summary="undo: cancel the shipment",
+                start_to_close_timeout=ACTIVITY_START_TO_CLOSE,
+                retry_policy=UNTIL_DONE_RETRY_POLICY,
+            )
+        raise ValueError(f"no compensation for {pending.step}")
+
+    async def _until_done(
+        self,
+        step: StepName,
+        call: StepCall,
+        *,
+        action: str,
+        done: StepState,
+        resume: OrderStatus,
+    ) -> None:
+        """Run an activity that must succeed; a refusal waits for an operator."""
+        record = self._steps[step]
+        operator_retries = 0
+        while True:
+            try:
+                await call(idempotency_key(self._order.order_id, action, operator_retries))
+                break
+            except ActivityError as err:
+                record.state = StepState.FAILED
+                record.error = f"{action} refused: {describe_failure(err)}"
+                decision, action_taken = await self._wait_for_operator()
+                if decision == "resolve":
+                    note = action_taken.note.strip()
+                    record.error += "; resolved by operator" + (f": {note}" if note else "")
+                    break
+                operator_retries += 1
+                record.state = (
+                    StepState.COMPENSATING if done is StepState.COMPENSATED else StepState.RUNNING
+                )
+                self._set_status(resume)
+        record.state = done
+        self._set_status(resume)
+
+    async def _wait_for_operator(self) -> tuple[OperatorDecision, OperatorAction]:
+        self._operator_decision = None
+        self._set_status(OrderStatus.NEEDS_ATTENTION)
+        await workflow.wait_condition(lambda: self._operator_decision is not None)
+        assert self._operator_decision is not None
+        taken, self._operator_decision = self._operator_decision, None
+        return taken
+
+    # --- handlers ------------------------------------------------------------
+
+    @workflow.query(name=STATUS_QUERY)
+    def status(self) -> OrderView:
+        order = self._order
+        return OrderView(
+            order_id=order.order_id,
+            status=self._status,
+            customer_id=order.customer_id,
+            items=order.items,
+            total_cents=order.total_cents,
+            currency=order.currency,
+            steps=list(self._steps.values()),
+            failure_reason=self._failure_reason,
+            created_at=self._created_at,
+            updated_at=self._updated_at,
+        )
+
+    @workflow.update(name=CANCEL_UPDATE)
+    def cancel(self, request: CancelOrder) -> CancelAccepted:
+        if self._cancel_request is None:
+            self._cancel_request = request
+            self._set_status(OrderStatus.COMPENSATING)
+        return CancelAccepted(self._order.order_id, self._status)
+
+    @cancel.validator
+    def _validate_cancel(self, request: CancelOrder) -> None:
+        if self._cancel_request is not None:
+            return  # a repeated cancel is accepted again, changing nothing
+        if self._steps[StepName.CREATE_SHIPMENT].state is StepState.COMPLETED:
+            raise ValueError("too late to cancel: the shipment has been created")
+        if self._status in (OrderStatus.COMPENSATING, OrderStatus.NEEDS_ATTENTION):
+            raise ValueError(f"too late to cancel: the order is {self._status.value}")
+        if self._status.is_terminal:
+            raise ValueError(f"too late to cancel: the order is {self._status.value}")
+
+    @workflow.update(name=RETRY_COMPENSATION_UPDATE)
+    def retry_compensation(self, action: OperatorAction) -> OperatorActionAccepted:
+        self._operator_decision = ("retry", action)
+        return OperatorActionAccepted(self._order.order_id, self._status)
+
+    @retry_compensation.validator
+    def _validate_retry(self, action: OperatorAction) -> None:
+        self._require_needs_attention()
+
+    @workflow.update(name=RESOLVE_COMPENSATION_UPDATE)
+    def resolve_compensation(self, action: OperatorAction) -> OperatorActionAccepted:
+        self._operator_decision = ("resolve", action)
+        return OperatorActionAccepted(self._order.order_id, self._status)
+
+    @resolve_compensation.validator
+    def _validate_resolve(self, action: OperatorAction) -> None:
+        self._require_needs_attention()
+
+    def _require_needs_attention(self) -> None:
+        if self._status is not OrderStatus.NEEDS_ATTENTION or self._operator_decision:
+            raise ValueError(f"the order is {self._status.value}, not waiting for an operator")
+
+    # --- bookkeeping ---------------------------------------------------------
+
+    def _stop_if_cancel_accepted(self) -> None:
+        if self._cancel_request is not None:
+            raise _CancelAccepted()
+
+    def _finish(self, status: OrderStatus) -> OrderResult:
+        self._set_status(status)
+        return OrderResult(self._order.order_id, status, self._failure_reason)
+
+    def _set_status(self, status: OrderStatus) -> None:
+        self._status = status
+        self._touch()
+        workflow.upsert_search_attributes([ORDER_STATUS_KEY.value_set(status.value)])
+        workflow.set_current_details(f"**{status.value}**")
+
+    def _touch(self) -> None:
+        self._updated_at = workflow.now().isoformat()
+
+
+def format_money(cents: int, currency: str) -> str:
+    return f"{cents // 100}.{cents % 100:02d} {currency}"
+
+
+def is_refusal(err: ActivityError) -> bool:
+    """The domain refused outright: the step did nothing and needs no undoing."""
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and cause.non_retryable
+
+
+def describe_failure(err: ActivityError) -> str:
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        text = f"{cause.type}: {cause.message}"
+        if not cause.non_retryable:
+            return f"gave up after {attempts_of(err)} attempts: {text}"
+        return text
+    if isinstance(cause, TimeoutError):
+        return f"timed out ({cause.type.name if cause.type else 'unknown'})"
+    return str(cause or err)
+
+
+def attempts_of(err: ActivityError) -> int:
+    """Activities put their attempt number in the error's details."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.details:
+        first = cause.details[0]
+        if isinstance(first, int):
+            return first
+    if err.retry_state is RetryState.MAXIMUM_ATTEMPTS_REACHED:
+        return FORWARD_STEP_MAX_ATTEMPTS
+    return 1
