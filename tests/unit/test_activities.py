@@ -1,0 +1,159 @@
+"""How activities turn service answers into Temporal outcomes.
+
+The service is stubbed with httpx.MockTransport: these are unit tests of the
+mapping. The integration tests run the same activities against real services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.http import ServiceClient
+from activities.inventory import InventoryActivities
+from activities.payments import PaymentActivities
+from contracts.activities import (
+    ChargePaymentInput,
+    RefundPaymentInput,
+    ReleaseInventoryInput,
+    ReserveInventoryInput,
+)
+from contracts.orders import OrderLine
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def stub_service(handler: Handler, seen: list[httpx.Request] | None = None) -> ServiceClient:
+    def record(request: httpx.Request) -> httpx.Response:
+        if seen is not None:
+            seen.append(request)
+        return handler(request)
+
+    http = httpx.AsyncClient(base_url="http://stub", transport=httpx.MockTransport(record))
+    return ServiceClient(http, "stub")
+
+
+def refusal(status: int, code: str) -> Handler:
+    return lambda _: httpx.Response(status, json={"detail": {"code": code, "message": "no"}})
+
+
+RESERVE = ReserveInventoryInput("ord_1", [OrderLine("sku_mug", 2, 100)], "ord_1:reserve_inventory")
+CHARGE = ChargePaymentInput("ord_1", "cus_1", 200, "EUR", "tok_visa", "ord_1:charge_payment")
+
+
+async def test_created_resource_becomes_the_outcome_and_the_key_is_sent() -> None:
+    seen: list[httpx.Request] = []
+    client = stub_service(lambda _: httpx.Response(201, json={"reservation_id": "res_9"}), seen)
+    outcome = await ActivityEnvironment().run(
+        InventoryActivities(client).reserve_inventory, RESERVE
+    )
+
+    assert outcome.resource_id == "res_9"
+    assert outcome.attempt == 1
+    assert seen[0].headers["Idempotency-Key"] == "ord_1:reserve_inventory"
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (409, "OUT_OF_STOCK"),
+        (422, "UNKNOWN_SKU"),
+        (422, "IDEMPOTENCY_KEY_REUSED"),
+    ],
+)
+async def test_refusals_are_non_retryable_with_the_service_code(status: int, code: str) -> None:
+    client = stub_service(refusal(status, code))
+    with pytest.raises(ApplicationError) as raised:
+        await ActivityEnvironment().run(InventoryActivities(client).reserve_inventory, RESERVE)
+    assert raised.value.type == code
+    assert raised.value.non_retryable
+
+
+async def test_declined_payment_is_non_retryable() -> None:
+    client = stub_service(refusal(402, "PAYMENT_DECLINED"))
+    with pytest.raises(ApplicationError) as raised:
+        await ActivityEnvironment().run(PaymentActivities(client).charge_payment, CHARGE)
+    assert (raised.value.type, raised.value.non_retryable) == ("PAYMENT_DECLINED", True)
+
+
+async def test_validation_error_without_a_code_is_a_rejected_request() -> None:
+    client = stub_service(lambda _: httpx.Response(422, json={"detail": [{"loc": ["body"]}]}))
+    with pytest.raises(ApplicationError) as raised:
+        await ActivityEnvironment().run(PaymentActivities(client).charge_payment, CHARGE)
+    assert (raised.value.type, raised.value.non_retryable) == ("REQUEST_REJECTED", True)
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        lambda _: httpx.Response(503, json={"detail": {"code": "INJECTED_FAULT", "message": "x"}}),
+        lambda _: httpx.Response(500, text="boom"),
+    ],
+)
+async def test_server_errors_are_retryable(handler: Handler) -> None:
+    client = stub_service(handler)
+    with pytest.raises(ApplicationError) as raised:
+        await ActivityEnvironment().run(PaymentActivities(client).charge_payment, CHARGE)
+    assert not raised.value.non_retryable
+    assert raised.value.details == (1,)
+
+
+@pytest.mark.parametrize(
+    "error", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow")], ids=["connect", "timeout"]
+)
+async def test_transport_failures_are_retryable(error: Exception) -> None:
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise error
+
+    client = stub_service(fail)
+    with pytest.raises(ApplicationError) as raised:
+        await ActivityEnvironment().run(PaymentActivities(client).charge_payment, CHARGE)
+    assert raised.value.type == "SERVICE_UNAVAILABLE"
+    assert not raised.value.non_retryable
+
+
+async def test_compensation_without_an_id_looks_the_order_up_and_undoes_it() -> None:
+    seen: list[httpx.Request] = []
+
+    def service(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json={"items": [{"charge_id": "ch_7"}]})
+        return httpx.Response(200, json={"charge_id": "ch_7", "state": "refunded"})
+
+    client = stub_service(service, seen)
+    outcome = await ActivityEnvironment().run(
+        PaymentActivities(client).refund_payment,
+        RefundPaymentInput("ord_1", None, "ord_1:refund_payment"),
+    )
+
+    assert outcome.resource_id == "ch_7"
+    assert not outcome.nothing_to_undo
+    assert [(r.method, r.url.path) for r in seen] == [
+        ("GET", "/charges"),
+        ("POST", "/charges/ch_7/refund"),
+    ]
+    assert seen[0].url.params["order_id"] == "ord_1"
+
+
+async def test_compensation_with_nothing_to_undo_succeeds() -> None:
+    client = stub_service(lambda _: httpx.Response(200, json={"items": []}))
+    outcome = await ActivityEnvironment().run(
+        InventoryActivities(client).release_inventory,
+        ReleaseInventoryInput("ord_1", None, "ord_1:release_inventory"),
+    )
+    assert outcome.nothing_to_undo
+    assert outcome.resource_id is None
+
+
+async def test_refused_refund_is_non_retryable() -> None:
+    client = stub_service(refusal(409, "REFUND_REFUSED"))
+    with pytest.raises(ApplicationError) as raised:
+        await ActivityEnvironment().run(
+            PaymentActivities(client).refund_payment,
+            RefundPaymentInput("ord_1", "ch_1", "ord_1:refund_payment"),
+        )
+    assert (raised.value.type, raised.value.non_retryable) == ("REFUND_REFUSED", True)
