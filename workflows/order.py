@@ -319,7 +319,13 @@ class OrderWorkflow:
         operator_retries = 0
         while True:
             try:
-                await call(idempotency_key(self._order.order_id, action, operator_retries))
+                outcome = await call(
+                    idempotency_key(self._order.order_id, action, operator_retries)
+                )
+                if done is StepState.COMPLETED:
+                    # A forward step's record counts its own attempts; a
+                    # compensation keeps those of the step it undid.
+                    record.attempts = outcome.attempt
                 break
             except ActivityError as err:
                 record.state = StepState.FAILED

@@ -49,6 +49,7 @@ async def test_happy_path_completes_and_commits_the_reservation(saga: SagaHarnes
     assert commit.reservation_id == "res_fake"
     assert commit.idempotency_key == f"{view.order_id}:commit_reservation"
     assert view.total_cents == 2 * 1250 + 999
+    assert [step.attempts for step in view.steps] == [1, 1, 1, 1]
 
 
 async def test_out_of_stock_fails_with_nothing_to_undo(saga: SagaHarness) -> None:

@@ -1,0 +1,60 @@
+"""The API's composition root: create_app(settings) builds one FastAPI app.
+
+It keeps no state but a Temporal client. When none is injected (tests inject
+theirs), it connects lazily, so the API starts and answers /healthz while
+Temporal is still down, and every Temporal call answers 503 until it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from api.errors import install_error_handlers
+from api.metrics import ApiMetrics, MetricsMiddleware
+from api.routes import ops, orders
+from ordersaga.settings import Settings
+from ordersaga.version import package_version
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if app.state.temporal_client is None:
+            app.state.temporal_client = await Client.connect(
+                settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                lazy=True,
+            )
+            log.info(
+                "API using Temporal at %s, namespace %s",
+                settings.temporal_address,
+                settings.temporal_namespace,
+            )
+        yield
+
+    app = FastAPI(
+        title="ordersaga API",
+        version=package_version(),
+        description=(
+            "Places orders as Temporal workflows (reserve, charge, ship, with every "
+            "done step undone on failure or cancel) and reads them back. No database: "
+            "Temporal holds every order."
+        ),
+        lifespan=lifespan,
+    )
+    # Set here rather than in the lifespan so that an injected client also
+    # works under transports that never run the lifespan (httpx.ASGITransport).
+    app.state.temporal_client = client
+    app.state.metrics = ApiMetrics()
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    install_error_handlers(app)
+    app.include_router(orders.router)
+    app.include_router(ops.router)
+    return app

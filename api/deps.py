@@ -1,0 +1,83 @@
+"""Dependencies the routes declare through Annotated aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Path, Request
+from temporalio.client import Client
+
+from api.errors import (
+    IdempotencyKeyInvalid,
+    IdempotencyKeyRequired,
+    OrderNotFound,
+    TemporalUnavailable,
+)
+from api.ids import IDEMPOTENCY_KEY_MAX_LENGTH, idempotency_key_problem, is_order_id
+from api.metrics import ApiMetrics
+from api.temporal_orders import TemporalOrders
+
+
+def get_temporal_client(request: Request) -> Client:
+    client: Client | None = getattr(request.app.state, "temporal_client", None)
+    if client is None:
+        # Only before start-up finished (or when the lifespan never ran).
+        raise TemporalUnavailable("the API has no Temporal client yet; retry later")
+    return client
+
+
+TemporalClientDep = Annotated[Client, Depends(get_temporal_client)]
+
+
+def get_orders(*, client: TemporalClientDep) -> TemporalOrders:
+    return TemporalOrders(client)
+
+
+OrdersDep = Annotated[TemporalOrders, Depends(get_orders)]
+
+
+def get_metrics(request: Request) -> ApiMetrics:
+    metrics: ApiMetrics = request.app.state.metrics
+    return metrics
+
+
+MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+
+
+def idempotency_key(
+    *,
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description=(
+                f"1-{IDEMPOTENCY_KEY_MAX_LENGTH} visible ASCII characters, unique per "
+                "order attempt of a customer. The same key and body again return the "
+                "same order; the same key with another body is refused."
+            ),
+        ),
+    ] = None,
+) -> str:
+    # Declared optional so a missing key is our 400 with a reason, not
+    # FastAPI's generic 422 for a missing parameter.
+    problem = idempotency_key_problem(key)
+    if problem is not None:
+        raise (IdempotencyKeyRequired if key is None else IdempotencyKeyInvalid)(problem)
+    assert key is not None
+    return key
+
+
+IdempotencyKeyDep = Annotated[str, Depends(idempotency_key)]
+
+
+def order_id_path(
+    *, order_id: Annotated[str, Path(description="An id returned by POST /orders")]
+) -> str:
+    # Anything that cannot be an order id is simply not found: it never
+    # reaches Temporal, and a malformed id is not a client "validation" matter.
+    if not is_order_id(order_id):
+        raise OrderNotFound(f"no order {order_id[:80]!r}")
+    return order_id
+
+
+OrderIdDep = Annotated[str, Depends(order_id_path)]

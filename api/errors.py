@@ -1,0 +1,175 @@
+"""The API's errors and the one place exceptions become HTTP responses.
+
+Routes and the Temporal gateway raise; nothing else catches. Every error body
+has the same shape, `{"detail": {"code", "message"}}`, except request
+validation, which lists field errors as `{"detail": [{"loc", "msg", "type"}]}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
+from temporalio.service import RPCError
+
+log = logging.getLogger(__name__)
+
+TEMPORAL_UNAVAILABLE = "TEMPORAL_UNAVAILABLE"
+
+
+class ApiError(Exception):
+    status_code: ClassVar[int]
+    code: ClassVar[str]
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class IdempotencyKeyRequired(ApiError):
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "IDEMPOTENCY_KEY_REQUIRED"
+
+
+class IdempotencyKeyInvalid(ApiError):
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "IDEMPOTENCY_KEY_INVALID"
+
+
+class IdempotencyKeyReused(ApiError):
+    status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
+    code = "IDEMPOTENCY_KEY_REUSED"
+
+
+class InvalidPageToken(ApiError):
+    status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
+    code = "INVALID_PAGE_TOKEN"
+
+
+class OrderNotFound(ApiError):
+    status_code = status.HTTP_404_NOT_FOUND
+    code = "ORDER_NOT_FOUND"
+
+
+class TooLate(ApiError):
+    status_code = status.HTTP_409_CONFLICT
+    code = "TOO_LATE"
+
+
+class NotNeedsAttention(ApiError):
+    status_code = status.HTTP_409_CONFLICT
+    code = "NOT_NEEDS_ATTENTION"
+
+
+class TemporalUnavailable(ApiError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    code = TEMPORAL_UNAVAILABLE
+
+
+def is_connect_failure(exc: BaseException) -> bool:
+    """A lazily connected client that has never reached the server raises a
+    bare RuntimeError from the SDK's core bridge, not an RPCError."""
+    return isinstance(exc, RuntimeError) and str(exc).startswith("Failed client connect")
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"detail": {"code": code, "message": message}}
+
+
+def _error(status_code: int, code: str, message: str) -> JSONResponse:
+    headers = {"Retry-After": "1"} if status_code == status.HTTP_503_SERVICE_UNAVAILABLE else None
+    return JSONResponse(error_body(code, message), status_code=status_code, headers=headers)
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return _error(exc.status_code, exc.code, exc.message)
+
+
+async def _rpc_error(request: Request, exc: Exception) -> JSONResponse:
+    # Whatever Temporal answered (down, overloaded, timed out, refused), the
+    # order was either started whole or not at all, so retrying with the same
+    # Idempotency-Key is safe: 503 tells the client exactly that.
+    assert isinstance(exc, RPCError)
+    log.warning("temporal call failed: %s %s", exc.status.name, exc.message)
+    return _error(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        TEMPORAL_UNAVAILABLE,
+        f"Temporal did not answer ({exc.status.name}); retry later",
+    )
+
+
+async def _temporal_timeout(request: Request, exc: Exception) -> JSONResponse:
+    # Updates and queries need a worker; none answered within our deadline.
+    log.warning("temporal call timed out: %s", type(exc).__name__)
+    return _error(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        TEMPORAL_UNAVAILABLE,
+        "Temporal or its workers did not answer in time; retry later",
+    )
+
+
+async def _query_failed(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, WorkflowQueryFailedError)
+    log.warning("status query failed: %s", exc.message)
+    return _error(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        "STATUS_UNAVAILABLE",
+        "the order's status cannot be read right now; retry later",
+    )
+
+
+async def _runtime_error(request: Request, exc: Exception) -> JSONResponse:
+    if is_connect_failure(exc):
+        log.warning("temporal unreachable: %s", exc)
+        return _error(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            TEMPORAL_UNAVAILABLE,
+            "cannot connect to Temporal; retry later",
+        )
+    return await _unexpected(request, exc)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _error(
+        status.HTTP_500_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "internal error; it was logged"
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # Only where and why: pydantic's "input" would echo the rejected values
+    # back, addresses and card tokens included, into whatever logs responses.
+    errors = [
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type")}
+        for error in exc.errors()
+    ]
+    return JSONResponse(
+        jsonable_encoder({"detail": errors}), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = "NOT_FOUND" if exc.status_code == status.HTTP_404_NOT_FOUND else "HTTP_ERROR"
+    return JSONResponse(
+        error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RPCError, _rpc_error)
+    app.add_exception_handler(RPCTimeoutOrCancelledError, _temporal_timeout)
+    app.add_exception_handler(WorkflowQueryFailedError, _query_failed)
+    app.add_exception_handler(RuntimeError, _runtime_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

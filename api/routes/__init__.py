@@ -1,0 +1,1 @@
+"""HTTP routers: orders for customers and operators, ops for probes and scrapers."""

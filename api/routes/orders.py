@@ -1,0 +1,258 @@
+"""/orders: place, read, list and cancel orders; operator decisions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Response, status
+from temporalio.client import WorkflowExecution
+
+from api.deps import IdempotencyKeyDep, OrderIdDep, OrdersDep
+from api.ids import SAFE_ID_PATTERN, derive_order_id, request_fingerprint
+from api.schemas import (
+    CancelRequest,
+    ErrorResponse,
+    OperatorActionAcceptedPublic,
+    OperatorActionRequest,
+    OrderAccepted,
+    OrderCancelAccepted,
+    OrderCreate,
+    OrderLinePublic,
+    OrderLinks,
+    OrderPage,
+    OrderPublic,
+    OrderSummary,
+    StepPublic,
+)
+from api.temporal_orders import CUSTOMER_ID_KEY, ORDER_STATUS_KEY, ORDER_TOTAL_CENTS_KEY
+from contracts.orders import CancelOrder, OperatorAction, OrderStatus, OrderView
+
+router = APIRouter(prefix="/orders", tags=["orders"])
+
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    status.HTTP_503_SERVICE_UNAVAILABLE: {
+        "model": ErrorResponse,
+        "description": "Temporal (or every worker) is unreachable; safe to retry.",
+    }
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    status.HTTP_404_NOT_FOUND: {"model": ErrorResponse, "description": "No such order."}
+}
+
+
+def order_path(order_id: str) -> str:
+    return f"{router.prefix}/{order_id}"
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=OrderAccepted,
+    responses={
+        status.HTTP_400_BAD_REQUEST: {
+            "model": ErrorResponse,
+            "description": "Idempotency-Key missing or malformed.",
+        },
+        status.HTTP_422_UNPROCESSABLE_CONTENT: {
+            "description": "Invalid body (field errors), or the Idempotency-Key was "
+            "already used with a different body (code IDEMPOTENCY_KEY_REUSED).",
+        },
+        **_UNAVAILABLE,
+    },
+    summary="Place an order",
+)
+async def place_order(
+    *,
+    order: OrderCreate,
+    key: IdempotencyKeyDep,
+    orders: OrdersDep,
+    response: Response,
+) -> OrderAccepted:
+    """Start fulfilment; the order's progress is at the `self` link.
+
+    The order id is derived from `customer_id` and the Idempotency-Key: keys
+    are scoped per customer (as payment APIs scope them per account), so a
+    retried request lands on the same order and gets the same answer, while
+    another customer's identical key is another order. The same key with a
+    different body is refused with 422 IDEMPOTENCY_KEY_REUSED. A key stays
+    bound to its order as long as Temporal retains the order's history."""
+    order_id = derive_order_id(order.customer_id, key)
+    await orders.place(
+        order.to_place_order(order_id), fingerprint=request_fingerprint(order.canonical())
+    )
+    response.headers["Location"] = order_path(order_id)
+    return OrderAccepted(
+        order_id=order_id,
+        status=OrderStatus.RECEIVED,
+        links=OrderLinks(self=order_path(order_id), cancel=f"{order_path(order_id)}/cancel"),
+    )
+
+
+@router.get(
+    "",
+    response_model=OrderPage,
+    responses={**_UNAVAILABLE},
+    summary="List orders",
+)
+async def list_orders(
+    *,
+    orders: OrdersDep,
+    order_status: Annotated[OrderStatus | None, Query(alias="status")] = None,
+    customer_id: Annotated[str | None, Query(pattern=SAFE_ID_PATTERN)] = None,
+    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
+    next_page_token: Annotated[str | None, Query(max_length=4096)] = None,
+) -> OrderPage:
+    """A page of orders from Temporal visibility, newest first. Visibility is
+    eventually consistent: an order accepted a moment ago may not be listed
+    yet, and a listed status may trail GET /orders/{order_id} briefly."""
+    page = await orders.page(
+        status=order_status,
+        customer_id=customer_id,
+        page_size=page_size,
+        page_token=next_page_token,
+    )
+    return OrderPage(
+        items=[summary_of(execution) for execution in page.executions],
+        next_page_token=page.next_page_token,
+    )
+
+
+@router.get(
+    "/{order_id}",
+    response_model=OrderPublic,
+    responses={**_NOT_FOUND, **_UNAVAILABLE},
+    summary="Read an order",
+)
+async def get_order(*, order_id: OrderIdDep, orders: OrdersDep) -> OrderPublic:
+    """The order's current status and every saga step, straight from the workflow."""
+    return public_view(await orders.view(order_id))
+
+
+@router.post(
+    "/{order_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=OrderCancelAccepted,
+    responses={
+        status.HTTP_409_CONFLICT: {
+            "model": ErrorResponse,
+            "description": "Too late: shipped, compensating, or finished (code TOO_LATE).",
+        },
+        **_NOT_FOUND,
+        **_UNAVAILABLE,
+    },
+    summary="Cancel an order",
+)
+async def cancel_order(
+    *,
+    order_id: OrderIdDep,
+    orders: OrdersDep,
+    request: Annotated[CancelRequest | None, Body()] = None,
+) -> OrderCancelAccepted:
+    """Accepted until the shipment is created; what was done is then undone.
+    Cancelling twice is accepted twice and changes nothing."""
+    cancel = CancelOrder(reason=request.reason) if request else CancelOrder()
+    accepted = await orders.cancel(order_id, cancel)
+    return OrderCancelAccepted(order_id=accepted.order_id, status=accepted.status)
+
+
+_OPERATOR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status.HTTP_409_CONFLICT: {
+        "model": ErrorResponse,
+        "description": "The order is not waiting for an operator (code NOT_NEEDS_ATTENTION).",
+    },
+    **_NOT_FOUND,
+    **_UNAVAILABLE,
+}
+
+
+@router.post(
+    "/{order_id}/compensation/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=OperatorActionAcceptedPublic,
+    responses=_OPERATOR_RESPONSES,
+    tags=["operator"],
+    summary="Retry the refused compensation",
+)
+async def retry_compensation(
+    *,
+    order_id: OrderIdDep,
+    orders: OrdersDep,
+    action: Annotated[OperatorActionRequest | None, Body()] = None,
+) -> OperatorActionAcceptedPublic:
+    """For an order in NEEDS_ATTENTION: run the refused compensation again,
+    as a new request to the service (a new idempotency key)."""
+    accepted = await orders.retry_compensation(order_id, operator_action(action))
+    return OperatorActionAcceptedPublic(order_id=accepted.order_id, status=accepted.status)
+
+
+@router.post(
+    "/{order_id}/compensation/resolve",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=OperatorActionAcceptedPublic,
+    responses=_OPERATOR_RESPONSES,
+    tags=["operator"],
+    summary="Mark the refused compensation as resolved by hand",
+)
+async def resolve_compensation(
+    *,
+    order_id: OrderIdDep,
+    orders: OrdersDep,
+    action: Annotated[OperatorActionRequest | None, Body()] = None,
+) -> OperatorActionAcceptedPublic:
+    """For an order in NEEDS_ATTENTION: the operator undid the step outside the
+    system (say, refunded by hand); the saga carries on unwinding."""
+    accepted = await orders.resolve_compensation(order_id, operator_action(action))
+    return OperatorActionAcceptedPublic(order_id=accepted.order_id, status=accepted.status)
+
+
+def operator_action(action: OperatorActionRequest | None) -> OperatorAction:
+    return OperatorAction(note=action.note) if action else OperatorAction()
+
+
+def public_view(view: OrderView) -> OrderPublic:
+    return OrderPublic(
+        order_id=view.order_id,
+        status=view.status,
+        customer_id=view.customer_id,
+        items=[
+            OrderLinePublic(
+                sku=line.sku, quantity=line.quantity, unit_price_cents=line.unit_price_cents
+            )
+            for line in view.items
+        ],
+        total_cents=view.total_cents,
+        currency=view.currency,
+        steps=[
+            StepPublic(name=step.name, state=step.state, attempts=step.attempts, error=step.error)
+            for step in view.steps
+        ],
+        failure_reason=view.failure_reason,
+        created_at=_timestamp(view.created_at),
+        updated_at=_timestamp(view.updated_at),
+    )
+
+
+def summary_of(execution: WorkflowExecution) -> OrderSummary:
+    attributes = execution.typed_search_attributes
+    return OrderSummary(
+        order_id=execution.id,
+        status=_known_status(attributes.get(ORDER_STATUS_KEY)),
+        customer_id=attributes.get(CUSTOMER_ID_KEY),
+        total_cents=attributes.get(ORDER_TOTAL_CENTS_KEY),
+        started_at=execution.start_time,
+        closed_at=execution.close_time,
+    )
+
+
+def _known_status(raw: str | None) -> OrderStatus | None:
+    # A status this API version does not know is shown as unknown rather than
+    # failing the whole page.
+    try:
+        return OrderStatus(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _timestamp(value: str) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None

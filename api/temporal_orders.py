@@ -1,0 +1,325 @@
+"""Orders as Temporal sees them: start, query, update, describe, list.
+
+This is the only module that talks to Temporal. It turns the SDK's outcomes
+into the API's own errors where their meaning depends on the operation (a
+rejected update, an unknown workflow); connectivity failures are left to
+propagate and become 503 in api.errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import logging
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TypeVar
+
+from temporalio.client import (
+    Client,
+    RPCTimeoutOrCancelledError,
+    WorkflowExecution,
+    WorkflowExecutionStatus,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import (
+    ApiError,
+    IdempotencyKeyReused,
+    InvalidPageToken,
+    NotNeedsAttention,
+    OrderNotFound,
+    TemporalUnavailable,
+    TooLate,
+)
+from api.ids import is_safe_id
+from contracts import task_queues
+from contracts.orders import (
+    CANCEL_UPDATE,
+    RESOLVE_COMPENSATION_UPDATE,
+    RETRY_COMPENSATION_UPDATE,
+    STATUS_QUERY,
+    WORKFLOW_TYPE,
+    CancelAccepted,
+    CancelOrder,
+    OperatorAction,
+    OperatorActionAccepted,
+    OrderStatus,
+    OrderView,
+    PlaceOrder,
+)
+from contracts.search_attributes import CUSTOMER_ID, ORDER_STATUS, ORDER_TOTAL_CENTS
+
+log = logging.getLogger(__name__)
+
+ORDER_STATUS_KEY = SearchAttributeKey.for_keyword(ORDER_STATUS)
+CUSTOMER_ID_KEY = SearchAttributeKey.for_keyword(CUSTOMER_ID)
+ORDER_TOTAL_CENTS_KEY = SearchAttributeKey.for_int(ORDER_TOTAL_CENTS)
+
+FINGERPRINT_MEMO = "request_fingerprint"
+
+# Queries and updates are answered by a worker, not by the server: with every
+# worker down the SDK would wait indefinitely. An HTTP client should not.
+WORKER_ANSWER_DEADLINE = timedelta(seconds=10)
+
+ResultT = TypeVar("ResultT")
+
+
+@dataclass(frozen=True)
+class OrderPageResult:
+    executions: Sequence[WorkflowExecution]
+    next_page_token: str | None
+
+
+class TemporalOrders:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    async def place(self, order: PlaceOrder, *, fingerprint: str) -> None:
+        """Start the order's workflow, or accept a replay of the same request.
+
+        The server lets exactly one start per id win (REJECT_DUPLICATE covers
+        closed runs, FAIL covers the running one), so two concurrent requests
+        with one key cannot both start an order, and no lookup-then-start race
+        exists.
+        """
+        try:
+            await self._client.start_workflow(
+                WORKFLOW_TYPE,
+                order,
+                id=order.order_id,
+                task_queue=task_queues.ORDERS,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                memo={FINGERPRINT_MEMO: fingerprint},
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(ORDER_STATUS_KEY, OrderStatus.RECEIVED.value),
+                        SearchAttributePair(CUSTOMER_ID_KEY, order.customer_id),
+                        SearchAttributePair(ORDER_TOTAL_CENTS_KEY, order.total_cents),
+                    ]
+                ),
+                static_summary=order_summary(order),
+            )
+        except WorkflowAlreadyStartedError:
+            original = await self._original_fingerprint(order.order_id)
+            if original != fingerprint:
+                raise IdempotencyKeyReused(
+                    "this Idempotency-Key was already used for a different request"
+                ) from None
+            log.info("replayed order %s for a repeated request", order.order_id)
+            return
+        log.info(
+            "accepted order %s for customer %s, %d cents",
+            order.order_id,
+            order.customer_id,
+            order.total_cents,
+        )
+
+    async def _original_fingerprint(self, order_id: str) -> str | None:
+        try:
+            description = await self._client.get_workflow_handle(order_id).describe()
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                # Removed between our start and this look-up (its retention
+                # just expired): a retry will find the id free and start anew.
+                raise TemporalUnavailable(
+                    "the earlier order under this key is being removed; retry"
+                ) from err
+            raise
+        fingerprint = await description.memo_value(FINGERPRINT_MEMO, None, type_hint=str)
+        return fingerprint if isinstance(fingerprint, str) else None
+
+    async def view(self, order_id: str) -> OrderView:
+        handle = self._client.get_workflow_handle(order_id)
+        with _not_found_as(OrderNotFound(f"no order {order_id}")):
+            async with _worker_deadline():
+                result: OrderView = await handle.query(STATUS_QUERY, result_type=OrderView)
+        return result
+
+    async def page(
+        self,
+        *,
+        status: OrderStatus | None,
+        customer_id: str | None,
+        page_size: int,
+        page_token: str | None,
+    ) -> OrderPageResult:
+        """One page of orders from visibility: one RPC, no query per order."""
+        query = visibility_query(status=status, customer_id=customer_id)
+        iterator = self._client.list_workflows(
+            query,
+            page_size=page_size,
+            next_page_token=decode_page_token(page_token, query) if page_token else None,
+        )
+        # One page, one RPC: the iterator's own paging would read them all.
+        await iterator.fetch_next_page()
+        next_token = iterator.next_page_token
+        return OrderPageResult(
+            executions=iterator.current_page or [],
+            next_page_token=encode_page_token(next_token, query) if next_token else None,
+        )
+
+    async def cancel(self, order_id: str, request: CancelOrder) -> CancelAccepted:
+        accepted: CancelAccepted = await self._update(
+            order_id, CANCEL_UPDATE, request, CancelAccepted, rejected_as=TooLate
+        )
+        return accepted
+
+    async def retry_compensation(
+        self, order_id: str, action: OperatorAction
+    ) -> OperatorActionAccepted:
+        accepted: OperatorActionAccepted = await self._update(
+            order_id,
+            RETRY_COMPENSATION_UPDATE,
+            action,
+            OperatorActionAccepted,
+            rejected_as=NotNeedsAttention,
+        )
+        return accepted
+
+    async def resolve_compensation(
+        self, order_id: str, action: OperatorAction
+    ) -> OperatorActionAccepted:
+        accepted: OperatorActionAccepted = await self._update(
+            order_id,
+            RESOLVE_COMPENSATION_UPDATE,
+            action,
+            OperatorActionAccepted,
+            rejected_as=NotNeedsAttention,
+        )
+        return accepted
+
+    async def _update(
+        self,
+        order_id: str,
+        update: str,
+        arg: object,
+        result_type: type[ResultT],
+        *,
+        rejected_as: type[ApiError],
+    ) -> ResultT:
+        handle = self._client.get_workflow_handle(order_id)
+        try:
+            async with _worker_deadline():
+                result: ResultT = await handle.execute_update(update, arg, result_type=result_type)
+                return result
+        except WorkflowUpdateFailedError as err:
+            # A validator that raises rejects the update; the SDK hands its
+            # exception back as the cause, an ApplicationError whose type is
+            # the exception's class name ("ValueError") and whose message is
+            # the workflow's reason.
+            cause = err.cause
+            reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise rejected_as(reason) from err
+        except RPCError as err:
+            if err.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            # NOT_FOUND means either "no such workflow" or "workflow execution
+            # already completed"; only a describe tells which.
+            closed_status = await self._closed_order_status(order_id)
+            raise rejected_as(f"the order is closed ({closed_status})") from err
+
+    async def _closed_order_status(self, order_id: str) -> str:
+        handle = self._client.get_workflow_handle(order_id)
+        with _not_found_as(OrderNotFound(f"no order {order_id}")):
+            description = await handle.describe()
+        order_status = description.typed_search_attributes.get(ORDER_STATUS_KEY)
+        if order_status:
+            return order_status
+        execution = description.status
+        return execution.name if isinstance(execution, WorkflowExecutionStatus) else "unknown"
+
+
+def visibility_query(*, status: OrderStatus | None, customer_id: str | None) -> str:
+    """A visibility filter from validated values only.
+
+    Always narrowed to order workflows, so other workflows in the namespace
+    never show up as orders. Values are enum members or match the safe id
+    charset (no quotes), and are checked again here so that no future caller
+    can splice text into the query.
+    """
+    clauses = [f"WorkflowType = '{WORKFLOW_TYPE}'"]
+    if status is not None:
+        clauses.append(f"{ORDER_STATUS} = '{OrderStatus(status).value}'")
+    if customer_id is not None:
+        if not is_safe_id(customer_id):
+            raise ValueError("customer_id is not a safe identifier")
+        clauses.append(f"{CUSTOMER_ID} = '{customer_id}'")
+    return " AND ".join(clauses)
+
+
+# Page tokens are Temporal's own, wrapped with a check value bound to the
+# filter they were issued for. The server does not validate tokens itself (a
+# foreign one fails as an internal error, which the SDK then retries for
+# seconds), so a garbled, truncated or cross-filter token must be caught here.
+# The check gives integrity against accidents, not secrecy: a token is only
+# the caller's own cursor.
+_PAGE_TOKEN_CHECK_BYTES = 8
+
+
+def _page_token_check(token: bytes, query: str) -> bytes:
+    return hashlib.sha256(query.encode() + b"\0" + token).digest()[:_PAGE_TOKEN_CHECK_BYTES]
+
+
+def encode_page_token(token: bytes, query: str) -> str:
+    wrapped = _page_token_check(token, query) + token
+    return base64.urlsafe_b64encode(wrapped).decode("ascii").rstrip("=")
+
+
+def decode_page_token(text: str, query: str) -> bytes:
+    invalid = InvalidPageToken("next_page_token is not one this API issued for these filters")
+    try:
+        # validate=True: the lenient default silently drops foreign characters.
+        wrapped = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise invalid from err
+    check, token = wrapped[:_PAGE_TOKEN_CHECK_BYTES], wrapped[_PAGE_TOKEN_CHECK_BYTES:]
+    if not token or not hmac.compare_digest(check, _page_token_check(token, query)):
+        raise invalid
+    return token
+
+
+def order_summary(order: PlaceOrder) -> str:
+    """What the Web UI shows for the workflow. Counts and money only: the
+    address and the card token never leave the workflow input."""
+    units = order.unit_count
+    money = f"{order.total_cents // 100}.{order.total_cents % 100:02d} {order.currency}"
+    return f"{units} item{'s' if units != 1 else ''}, {money}, customer {order.customer_id}"
+
+
+@contextlib.contextmanager
+def _not_found_as(error: ApiError) -> Iterator[None]:
+    try:
+        yield
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            raise error from err
+        raise
+
+
+@contextlib.asynccontextmanager
+async def _worker_deadline() -> AsyncIterator[None]:
+    try:
+        async with asyncio.timeout(WORKER_ANSWER_DEADLINE.total_seconds()):
+            yield
+    # The SDK turns the cancellation of an update call into its own
+    # RPCTimeoutOrCancelledError, so the deadline surfaces as either.
+    except (TimeoutError, RPCTimeoutOrCancelledError) as err:
+        raise TemporalUnavailable(
+            "no worker answered in time; the order may still be busy, retry later"
+        ) from err

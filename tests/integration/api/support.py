@@ -1,0 +1,240 @@
+"""Fakes and helpers for the API tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+from google.protobuf.duration_pb2 import Duration
+from temporalio import activity
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.ids import derive_order_id
+from contracts.activities import (
+    CancelShipmentInput,
+    ChargePaymentInput,
+    CommitReservationInput,
+    CreateShipmentInput,
+    RefundPaymentInput,
+    ReleaseInventoryInput,
+    ReserveInventoryInput,
+    StepOutcome,
+)
+from tests.conftest import register_search_attributes
+
+# Generous: a dev server on a loaded CI machine. Waits end as soon as the
+# condition holds; this only bounds how long a broken test takes to fail.
+DEADLINE_SECONDS = 30.0
+POLL_INTERVAL_SECONDS = 0.05
+
+
+class FakeDomainActivities:
+    """Fake inventory, payments and shipping activities under the real names.
+
+    Steered per order, so tests sharing these workers cannot disturb each
+    other: `hold` parks an activity of one order until the test sets the
+    event; `refuse` makes the next calls of an activity for one order fail
+    with the given non-retryable error types, as a domain refusal would.
+    Every call is recorded as (activity name, order id).
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.entered: defaultdict[tuple[str, str], asyncio.Event] = defaultdict(asyncio.Event)
+        self.hold: dict[tuple[str, str], asyncio.Event] = {}
+        self.refuse: defaultdict[tuple[str, str], list[str]] = defaultdict(list)
+
+    def calls_for(self, order_id: str) -> list[str]:
+        return [name for name, called_for in self.calls if called_for == order_id]
+
+    def release_all(self) -> None:
+        for gate in self.hold.values():
+            gate.set()
+
+    async def _call(self, name: str, order_id: str, resource_id: str | None) -> StepOutcome:
+        self.calls.append((name, order_id))
+        self.entered[(name, order_id)].set()
+        gate = self.hold.get((name, order_id))
+        if gate is not None:
+            await gate.wait()
+        refusals = self.refuse[(name, order_id)]
+        if refusals:
+            code = refusals.pop(0)
+            raise ApplicationError(f"fake {name} refused", type=code, non_retryable=True)
+        return StepOutcome(resource_id=resource_id, attempt=activity.info().attempt)
+
+    @activity.defn(name="reserve_inventory")
+    async def reserve_inventory(self, request: ReserveInventoryInput) -> StepOutcome:
+        return await self._call("reserve_inventory", request.order_id, "res_fake")
+
+    @activity.defn(name="release_inventory")
+    async def release_inventory(self, request: ReleaseInventoryInput) -> StepOutcome:
+        return await self._call("release_inventory", request.order_id, request.reservation_id)
+
+    @activity.defn(name="commit_reservation")
+    async def commit_reservation(self, request: CommitReservationInput) -> StepOutcome:
+        return await self._call("commit_reservation", request.order_id, request.reservation_id)
+
+    @activity.defn(name="charge_payment")
+    async def charge_payment(self, request: ChargePaymentInput) -> StepOutcome:
+        return await self._call("charge_payment", request.order_id, "ch_fake")
+
+    @activity.defn(name="refund_payment")
+    async def refund_payment(self, request: RefundPaymentInput) -> StepOutcome:
+        return await self._call("refund_payment", request.order_id, request.charge_id)
+
+    @activity.defn(name="create_shipment")
+    async def create_shipment(self, request: CreateShipmentInput) -> StepOutcome:
+        return await self._call("create_shipment", request.order_id, "shp_fake")
+
+    @activity.defn(name="cancel_shipment")
+    async def cancel_shipment(self, request: CancelShipmentInput) -> StepOutcome:
+        return await self._call("cancel_shipment", request.order_id, request.shipment_id)
+
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], *, within: float = DEADLINE_SECONDS
+) -> T:
+    """Poll until probe returns something other than None, or fail at the deadline."""
+    async with asyncio.timeout(within):
+        while True:
+            result = await probe()
+            if result is not None:
+                return result
+            await asyncio.sleep(POLL_INTERVAL_SECONDS)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def client_on_new_namespace(server_client: Client) -> Client:
+    """A client on a fresh namespace of the server, its search attributes usable."""
+    namespace = f"api-tests-{uuid.uuid4().hex[:8]}"
+    await server_client.workflow_service.register_namespace(
+        RegisterNamespaceRequest(
+            namespace=namespace,
+            workflow_execution_retention_period=Duration(seconds=24 * 3600),
+        )
+    )
+    client = await Client.connect(
+        server_client.service_client.config.target_host, namespace=namespace
+    )
+
+    async def search_attributes_usable() -> bool | None:
+        # A new namespace and its search attributes reach the frontend's
+        # caches asynchronously; starting a workflow before they do fails.
+        try:
+            await register_search_attributes(client)
+            await client.count_workflows("OrderStatus = 'RECEIVED' AND CustomerId = 'x'")
+        except RPCError as err:
+            if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+                return None
+            raise
+        return True
+
+    await eventually(search_attributes_usable)
+    return client
+
+
+async def terminate_open_orders(client: Client) -> None:
+    async for execution in client.list_workflows("ExecutionStatus = 'Running'"):
+        with contextlib.suppress(RPCError):
+            await client.get_workflow_handle(execution.id).terminate("API tests finished")
+
+
+@dataclass
+class OrderRequest:
+    """One customer's order attempt: its body and Idempotency-Key."""
+
+    body: dict[str, Any]
+    key: str = field(default_factory=lambda: f"key-{uuid.uuid4()}")
+
+    @property
+    def customer_id(self) -> str:
+        customer: str = self.body["customer_id"]
+        return customer
+
+    @property
+    def order_id(self) -> str:
+        """Known before the POST, so a test can steer the fakes for this order."""
+        return derive_order_id(self.customer_id, self.key)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Idempotency-Key": self.key}
+
+
+PAYMENT_TOKEN = "tok_visa_secret_4242"
+CUSTOMER_NAME = "Ada Lovelace"
+STREET = "12 St James's Square"
+
+
+def order_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "customer_id": f"cus_{uuid.uuid4().hex[:12]}",
+        "items": [
+            {"sku": "sku_mug", "quantity": 2, "unit_price_cents": 1250},
+            {"sku": "sku_poster", "quantity": 1, "unit_price_cents": 999},
+        ],
+        "currency": "EUR",
+        "payment": {"token": PAYMENT_TOKEN},
+        "shipping_address": {
+            "name": CUSTOMER_NAME,
+            "line1": STREET,
+            "city": "London",
+            "postal_code": "SW1Y 4JH",
+            "country": "GB",
+        },
+    }
+    body.update(overrides)
+    return body
+
+
+async def place(api: httpx.AsyncClient, order: OrderRequest) -> httpx.Response:
+    return await api.post("/orders", json=order.body, headers=order.headers)
+
+
+async def place_accepted(api: httpx.AsyncClient, order: OrderRequest) -> str:
+    response = await place(api, order)
+    assert response.status_code == 202, response.text
+    order_id: str = response.json()["order_id"]
+    assert order_id == order.order_id
+    return order_id
+
+
+async def wait_for_status(api: httpx.AsyncClient, order_id: str, status: str) -> dict[str, Any]:
+    """GET the order until it reaches status; the last body seen if not in time."""
+    seen: dict[str, Any] = {}
+
+    async def reached() -> dict[str, Any] | None:
+        nonlocal seen
+        response = await api.get(f"/orders/{order_id}")
+        assert response.status_code == 200, response.text
+        seen = response.json()
+        return seen if seen["status"] == status else None
+
+    try:
+        return await eventually(reached)
+    except TimeoutError:
+        raise AssertionError(f"{order_id} never reached {status}; last seen {seen}") from None
+
+
+async def wait_entered(fakes: FakeDomainActivities, activity_name: str, order_id: str) -> None:
+    async with asyncio.timeout(DEADLINE_SECONDS):
+        await fakes.entered[(activity_name, order_id)].wait()

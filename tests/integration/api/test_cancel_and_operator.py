@@ -1,0 +1,241 @@
+"""POST /orders/{id}/cancel and the operator's compensation decisions.
+Failure paths first."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.integration.api.support import (
+    FakeDomainActivities,
+    OrderRequest,
+    place_accepted,
+    wait_entered,
+    wait_for_status,
+)
+
+NewOrder = Callable[..., OrderRequest]
+UNKNOWN_ORDER = "ord_aaaaaaaaaaaaaaaaaaaaaaaaaa"
+OPERATOR_ACTIONS = ["compensation/retry", "compensation/resolve"]
+
+
+def held(fakes: FakeDomainActivities, activity_name: str, order: OrderRequest) -> asyncio.Event:
+    gate = asyncio.Event()
+    fakes.hold[(activity_name, order.order_id)] = gate
+    return gate
+
+
+# --- unknown orders --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("action", ["cancel", *OPERATOR_ACTIONS])
+@pytest.mark.parametrize("order_id", [UNKNOWN_ORDER, "not-an-order"])
+async def test_actions_on_unknown_orders_are_404(
+    api: httpx.AsyncClient, action: str, order_id: str
+) -> None:
+    response = await api.post(f"/orders/{order_id}/{action}")
+
+    assert response.status_code == 404
+    assert response.json()["detail"]["code"] == "ORDER_NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    ("action", "body"),
+    [
+        ("cancel", {"reason": 5}),
+        ("cancel", {"reason": ""}),
+        ("cancel", {"why": "no"}),
+        ("compensation/retry", {"note": ["a"]}),
+        ("compensation/resolve", {"note": "n", "force": True}),
+    ],
+)
+async def test_invalid_action_bodies_are_422(
+    api: httpx.AsyncClient, action: str, body: dict[str, object]
+) -> None:
+    response = await api.post(f"/orders/{UNKNOWN_ORDER}/{action}", json=body)
+
+    assert response.status_code == 422
+
+
+# --- too late --------------------------------------------------------------------
+
+
+async def test_cancel_after_completion_is_409_too_late(
+    api: httpx.AsyncClient, new_order: NewOrder
+) -> None:
+    order = new_order()
+    order_id = await place_accepted(api, order)
+    await wait_for_status(api, order_id, "COMPLETED")
+
+    response = await api.post(f"/orders/{order_id}/cancel", json={"reason": "too slow"})
+
+    assert response.status_code == 409
+    assert response.json()["detail"]["code"] == "TOO_LATE"
+    assert "COMPLETED" in response.json()["detail"]["message"]
+
+
+async def test_cancel_once_the_shipment_exists_is_409_too_late(
+    api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
+) -> None:
+    order = new_order()
+    gate = held(fakes, "commit_reservation", order)
+    order_id = await place_accepted(api, order)
+    await wait_entered(fakes, "commit_reservation", order_id)
+
+    response = await api.post(f"/orders/{order_id}/cancel")
+
+    assert response.status_code == 409
+    assert response.json()["detail"]["code"] == "TOO_LATE"
+    assert "shipment" in response.json()["detail"]["message"]
+    gate.set()
+    await wait_for_status(api, order_id, "COMPLETED")
+
+
+@pytest.mark.parametrize("action", OPERATOR_ACTIONS)
+async def test_operator_action_on_a_running_order_is_409(
+    api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder, action: str
+) -> None:
+    order = new_order()
+    gate = held(fakes, "charge_payment", order)
+    order_id = await place_accepted(api, order)
+    await wait_entered(fakes, "charge_payment", order_id)
+
+    response = await api.post(f"/orders/{order_id}/{action}", json={"note": "why not"})
+
+    assert response.status_code == 409
+    assert response.json()["detail"]["code"] == "NOT_NEEDS_ATTENTION"
+    assert "CHARGING" in response.json()["detail"]["message"]
+    gate.set()
+    await wait_for_status(api, order_id, "COMPLETED")
+
+
+@pytest.mark.parametrize("action", OPERATOR_ACTIONS)
+async def test_operator_action_on_a_completed_order_is_409(
+    api: httpx.AsyncClient, new_order: NewOrder, action: str
+) -> None:
+    order = new_order()
+    order_id = await place_accepted(api, order)
+    await wait_for_status(api, order_id, "COMPLETED")
+
+    response = await api.post(f"/orders/{order_id}/{action}")
+
+    assert response.status_code == 409
+    assert response.json()["detail"]["code"] == "NOT_NEEDS_ATTENTION"
+
+
+# --- cancelling ------------------------------------------------------------------
+
+
+async def test_cancel_before_shipping_is_202_and_the_order_ends_cancelled(
+    api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
+) -> None:
+    order = new_order()
+    gate = held(fakes, "create_shipment", order)
+    order_id = await place_accepted(api, order)
+    await wait_entered(fakes, "create_shipment", order_id)
+
+    response = await api.post(f"/orders/{order_id}/cancel", json={"reason": "changed my mind"})
+
+    assert response.status_code == 202, response.text
+    assert response.json() == {"order_id": order_id, "status": "COMPENSATING"}
+    # A second cancel while the first is under way is accepted and changes nothing.
+    again = await api.post(f"/orders/{order_id}/cancel")
+    assert again.status_code == 202
+    gate.set()
+    body = await wait_for_status(api, order_id, "CANCELLED")
+    assert body["failure_reason"] == "changed my mind"
+    assert {step["name"]: step["state"] for step in body["steps"]} == {
+        "reserve_inventory": "compensated",
+        "charge_payment": "compensated",
+        "create_shipment": "compensated",
+        "commit_reservation": "pending",
+    }
+    assert fakes.calls_for(order_id)[-3:] == [
+        "cancel_shipment",
+        "refund_payment",
+        "release_inventory",
+    ]
+    late = await api.post(f"/orders/{order_id}/cancel")
+    assert late.status_code == 409
+
+
+async def test_cancel_without_a_body_uses_the_default_reason(
+    api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
+) -> None:
+    order = new_order()
+    gate = held(fakes, "reserve_inventory", order)
+    order_id = await place_accepted(api, order)
+    await wait_entered(fakes, "reserve_inventory", order_id)
+
+    response = await api.post(f"/orders/{order_id}/cancel")
+
+    assert response.status_code == 202
+    gate.set()
+    body = await wait_for_status(api, order_id, "CANCELLED")
+    assert body["failure_reason"] == "cancelled by customer"
+
+
+# --- an order waiting for an operator --------------------------------------------
+
+
+async def needs_attention(
+    api: httpx.AsyncClient, fakes: FakeDomainActivities, order: OrderRequest
+) -> str:
+    """Shipping refuses the address, then the card issuer refuses the refund."""
+    fakes.refuse[("create_shipment", order.order_id)] = ["ADDRESS_UNDELIVERABLE"]
+    fakes.refuse[("refund_payment", order.order_id)] = ["REFUND_REFUSED"]
+    order_id = await place_accepted(api, order)
+    body = await wait_for_status(api, order_id, "NEEDS_ATTENTION")
+    charge = next(step for step in body["steps"] if step["name"] == "charge_payment")
+    assert "REFUND_REFUSED" in charge["error"]
+    return order_id
+
+
+async def test_cancel_while_waiting_for_an_operator_is_409(
+    api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
+) -> None:
+    order_id = await needs_attention(api, fakes, new_order())
+
+    response = await api.post(f"/orders/{order_id}/cancel")
+
+    assert response.status_code == 409
+    assert response.json()["detail"]["code"] == "TOO_LATE"
+    await api.post(f"/orders/{order_id}/compensation/resolve")
+    await wait_for_status(api, order_id, "FAILED")
+
+
+async def test_operator_retry_is_202_and_the_compensation_runs_again(
+    api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
+) -> None:
+    order_id = await needs_attention(api, fakes, new_order())
+
+    response = await api.post(
+        f"/orders/{order_id}/compensation/retry", json={"note": "issuer fixed"}
+    )
+
+    assert response.status_code == 202, response.text
+    assert response.json()["order_id"] == order_id
+    body = await wait_for_status(api, order_id, "FAILED")
+    assert fakes.calls_for(order_id).count("refund_payment") == 2
+    states = {step["name"]: step["state"] for step in body["steps"]}
+    assert states["charge_payment"] == "compensated"
+    assert states["reserve_inventory"] == "compensated"
+
+
+async def test_operator_resolve_is_202_and_unwinding_carries_on(
+    api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
+) -> None:
+    order_id = await needs_attention(api, fakes, new_order())
+
+    response = await api.post(
+        f"/orders/{order_id}/compensation/resolve", json={"note": "refunded by hand"}
+    )
+
+    assert response.status_code == 202, response.text
+    body = await wait_for_status(api, order_id, "FAILED")
+    assert fakes.calls_for(order_id).count("refund_payment") == 1
+    charge = next(step for step in body["steps"] if step["name"] == "charge_payment")
+    assert "resolved by operator: refunded by hand" in charge["error"]

@@ -1,0 +1,173 @@
+"""Probes, metrics, docs, and the API's answer while Temporal is unreachable."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from api import temporal_orders
+from api.app import create_app
+from ordersaga.settings import Settings
+from tests.integration.api.support import (
+    OrderRequest,
+    client_on_new_namespace,
+    free_port,
+    place,
+    place_accepted,
+    terminate_open_orders,
+)
+
+NewOrder = Callable[..., OrderRequest]
+SOME_ORDER = "ord_aaaaaaaaaaaaaaaaaaaaaaaaaa"
+
+
+def http(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test")
+
+
+@pytest.fixture
+async def unreachable_api() -> AsyncIterator[httpx.AsyncClient]:
+    """An API whose (lazy) client points at a port nobody listens on."""
+    address = f"127.0.0.1:{free_port()}"
+    client = await Client.connect(address, lazy=True)
+    async with http(create_app(Settings(temporal_address=address), client=client)) as api:
+        yield api
+
+
+# --- Temporal unreachable --------------------------------------------------------
+
+
+async def test_place_order_while_temporal_is_unreachable_is_503(
+    unreachable_api: httpx.AsyncClient, new_order: NewOrder
+) -> None:
+    response = await place(unreachable_api, new_order())
+
+    assert response.status_code == 503
+    assert response.json()["detail"]["code"] == "TEMPORAL_UNAVAILABLE"
+    assert "Retry-After" in response.headers
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", f"/orders/{SOME_ORDER}"),
+        ("GET", "/orders?status=COMPLETED"),
+        ("POST", f"/orders/{SOME_ORDER}/cancel"),
+        ("POST", f"/orders/{SOME_ORDER}/compensation/retry"),
+        ("POST", f"/orders/{SOME_ORDER}/compensation/resolve"),
+    ],
+)
+async def test_every_order_endpoint_is_503_while_temporal_is_unreachable(
+    unreachable_api: httpx.AsyncClient, method: str, path: str
+) -> None:
+    response = await unreachable_api.request(method, path)
+
+    assert response.status_code == 503
+    assert response.json()["detail"]["code"] == "TEMPORAL_UNAVAILABLE"
+
+
+async def test_probes_while_temporal_is_unreachable(unreachable_api: httpx.AsyncClient) -> None:
+    assert (await unreachable_api.get("/healthz")).status_code == 200
+
+    ready = await unreachable_api.get("/readyz")
+
+    assert ready.status_code == 503
+    assert ready.json()["status"] == "unavailable"
+    assert "unreachable" in ready.json()["reason"]
+
+
+async def test_api_starts_without_temporal_and_connects_lazily(new_order: NewOrder) -> None:
+    # No injected client: the lifespan builds one from settings, lazily, so
+    # start-up succeeds even though nothing listens at the address.
+    app = create_app(Settings(temporal_address=f"127.0.0.1:{free_port()}"))
+
+    async with app.router.lifespan_context(app), http(app) as api:
+        assert (await api.get("/healthz")).status_code == 200
+        assert (await api.get("/readyz")).status_code == 503
+        assert (await place(api, new_order())).status_code == 503
+
+
+async def test_requests_before_start_up_finished_are_503(new_order: NewOrder) -> None:
+    app = create_app(Settings(temporal_address=f"127.0.0.1:{free_port()}"))
+
+    async with http(app) as api:  # the lifespan never ran: no client yet
+        response = await place(api, new_order())
+
+    assert response.status_code == 503
+    assert response.json()["detail"]["code"] == "TEMPORAL_UNAVAILABLE"
+
+
+async def test_orders_answer_503_instead_of_hanging_when_no_worker_runs(
+    dev_server_env: WorkflowEnvironment, new_order: NewOrder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A namespace nobody polls: the server accepts the start, but queries and
+    # updates need a worker and would otherwise wait indefinitely.
+    monkeypatch.setattr(temporal_orders, "WORKER_ANSWER_DEADLINE", timedelta(seconds=0.5))
+    client = await client_on_new_namespace(dev_server_env.client)
+    app = create_app(Settings(temporal_namespace=client.namespace), client=client)
+    order = new_order()
+    try:
+        async with http(app) as api:
+            order_id = await place_accepted(api, order)
+
+            status = await api.get(f"/orders/{order_id}")
+            cancel = await api.post(f"/orders/{order_id}/cancel")
+
+        for response in (status, cancel):
+            assert response.status_code == 503, response.text
+            assert response.json()["detail"]["code"] == "TEMPORAL_UNAVAILABLE"
+            assert "no worker answered" in response.json()["detail"]["message"]
+    finally:
+        await terminate_open_orders(client)
+
+
+# --- Temporal up -----------------------------------------------------------------
+
+
+async def test_healthz_and_readyz_are_200(api: httpx.AsyncClient) -> None:
+    assert (await api.get("/healthz")).json() == {"status": "ok", "reason": None}
+
+    ready = await api.get("/readyz")
+
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ok"
+
+
+async def test_metrics_count_requests_by_route_template_not_by_id(
+    api: httpx.AsyncClient, new_order: NewOrder
+) -> None:
+    order_id = await place_accepted(api, new_order())
+    assert (await api.get(f"/orders/{order_id}")).status_code == 200
+    assert (await api.get(f"/orders/{SOME_ORDER}")).status_code == 404
+
+    response = await api.get("/metrics")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert (
+        'ordersaga_api_requests_total{method="GET",route="/orders/{order_id}",status="200"} 1.0'
+        in text
+    )
+    assert 'route="/orders/{order_id}",status="404"' in text
+    assert 'ordersaga_api_requests_total{method="POST",route="/orders",status="202"} 1.0' in text
+    assert "ordersaga_api_request_duration_seconds_bucket" in text
+    assert order_id not in text and SOME_ORDER not in text
+
+
+async def test_openapi_documents_the_order_endpoints(api: httpx.AsyncClient) -> None:
+    assert (await api.get("/docs")).status_code == 200
+
+    schema = (await api.get("/openapi.json")).json()
+
+    post = schema["paths"]["/orders"]["post"]
+    assert {"202", "400", "422", "503"} <= set(post["responses"])
+    assert any(p["name"] == "Idempotency-Key" for p in post["parameters"])
+    assert {"OrderCreate", "OrderPublic", "OrderAccepted"} <= set(schema["components"]["schemas"])
+    assert "409" in schema["paths"]["/orders/{order_id}/cancel"]["post"]["responses"]

@@ -1,0 +1,344 @@
+"""POST /orders: the idempotent acceptance of an order. Failure paths first."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.ids import derive_order_id
+from contracts.search_attributes import CUSTOMER_ID, ORDER_STATUS, ORDER_TOTAL_CENTS
+from tests.integration.api.support import (
+    CUSTOMER_NAME,
+    PAYMENT_TOKEN,
+    STREET,
+    FakeDomainActivities,
+    OrderRequest,
+    eventually,
+    place,
+    place_accepted,
+    wait_for_status,
+)
+
+NewOrder = Callable[..., OrderRequest]
+
+
+async def assert_never_started(client: Client, order_id: str) -> None:
+    # Describe is strongly consistent, unlike visibility: NOT_FOUND is proof.
+    with pytest.raises(RPCError) as raised:
+        await client.get_workflow_handle(order_id).describe()
+    assert raised.value.status is RPCStatusCode.NOT_FOUND
+
+
+# --- the Idempotency-Key -------------------------------------------------------
+
+
+async def test_missing_idempotency_key_is_400(api: httpx.AsyncClient, new_order: NewOrder) -> None:
+    response = await api.post("/orders", json=new_order().body)
+
+    assert response.status_code == 400
+    assert response.json()["detail"]["code"] == "IDEMPOTENCY_KEY_REQUIRED"
+    assert "required" in response.json()["detail"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        pytest.param(b"", "empty", id="empty"),
+        pytest.param(b"k" * 256, "longer than 255", id="too-long"),
+        pytest.param("ключ-1".encode(), "visible ASCII", id="non-ascii"),
+        pytest.param(b"two words", "visible ASCII", id="inner-space"),
+        pytest.param(b"tab\tinside", "visible ASCII", id="control-char"),
+    ],
+)
+async def test_malformed_idempotency_key_is_400_with_a_reason(
+    api: httpx.AsyncClient,
+    temporal_client: Client,
+    new_order: NewOrder,
+    key: bytes,
+    reason: str,
+) -> None:
+    order = new_order()
+    response = await api.post("/orders", json=order.body, headers={b"Idempotency-Key": key})
+
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert detail["code"] == "IDEMPOTENCY_KEY_INVALID"
+    assert reason in detail["message"]
+    await assert_never_started(
+        temporal_client, derive_order_id(order.customer_id, key.decode("latin-1"))
+    )
+
+
+async def test_longest_allowed_idempotency_key_is_accepted(
+    api: httpx.AsyncClient, new_order: NewOrder
+) -> None:
+    order = new_order()
+    order.key = "~" + "k" * 253 + "!"
+
+    response = await place(api, order)
+
+    assert response.status_code == 202, response.text
+
+
+# --- the body --------------------------------------------------------------------
+
+
+async def test_malformed_json_is_422(
+    api: httpx.AsyncClient, temporal_client: Client, new_order: NewOrder
+) -> None:
+    order = new_order()
+    response = await api.post(
+        "/orders",
+        content=b'{"customer_id": "cus_1", "items": [',
+        headers={**order.headers, "Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+
+
+def _with(path: tuple[str | int, ...], value: Any) -> Callable[[dict[str, Any]], None]:
+    def change(body: dict[str, Any]) -> None:
+        target: Any = body
+        for part in path[:-1]:
+            target = target[part]
+        target[path[-1]] = value
+
+    return change
+
+
+def _without(path: tuple[str | int, ...]) -> Callable[[dict[str, Any]], None]:
+    def change(body: dict[str, Any]) -> None:
+        target: Any = body
+        for part in path[:-1]:
+            target = target[part]
+        del target[path[-1]]
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "location"),
+    [
+        pytest.param(_with(("items", 0, "quantity"), "2"), ["items", 0, "quantity"], id="str-qty"),
+        pytest.param(_with(("items", 0, "quantity"), 2.5), ["items", 0, "quantity"], id="float"),
+        pytest.param(_with(("items", 0, "quantity"), 0), ["items", 0, "quantity"], id="qty-0"),
+        pytest.param(_with(("items", 0, "quantity"), 1001), ["items", 0, "quantity"], id="qty>"),
+        pytest.param(
+            _with(("items", 1, "unit_price_cents"), -1), ["items", 1, "unit_price_cents"], id="neg"
+        ),
+        pytest.param(_with(("items", 0, "sku"), ""), ["items", 0, "sku"], id="empty-sku"),
+        pytest.param(_with(("items",), []), ["items"], id="no-items"),
+        pytest.param(
+            _with(("items",), [{"sku": "s", "quantity": 1, "unit_price_cents": 1}] * 101),
+            ["items"],
+            id="101-items",
+        ),
+        pytest.param(_with(("currency",), "eur"), ["currency"], id="currency-case"),
+        pytest.param(_with(("customer_id",), ""), ["customer_id"], id="empty-customer"),
+        pytest.param(_with(("customer_id",), "a'b"), ["customer_id"], id="quote-customer"),
+        pytest.param(_with(("customer_id",), "c" * 65), ["customer_id"], id="long-customer"),
+        pytest.param(
+            _with(("shipping_address", "country"), "DEU"),
+            ["shipping_address", "country"],
+            id="country",
+        ),
+        pytest.param(
+            _without(("shipping_address", "city")), ["shipping_address", "city"], id="no-city"
+        ),
+        pytest.param(_without(("payment",)), ["payment"], id="no-payment"),
+        pytest.param(_with(("payment", "token"), ""), ["payment", "token"], id="empty-token"),
+        pytest.param(_with(("coupon",), "FREE"), ["coupon"], id="unknown-field"),
+        pytest.param(_with(("items",), "sku_mug"), ["items"], id="items-not-a-list"),
+    ],
+)
+async def test_invalid_body_is_422_with_field_errors(
+    api: httpx.AsyncClient,
+    temporal_client: Client,
+    new_order: NewOrder,
+    change: Callable[[dict[str, Any]], None],
+    location: list[str | int],
+) -> None:
+    order = new_order()
+    change(order.body)
+
+    response = await place(api, order)
+
+    assert response.status_code == 422, response.text
+    errors = response.json()["detail"]
+    assert ["body", *location] in [error["loc"][: len(location) + 1] for error in errors]
+    assert all({"loc", "msg", "type"} == set(error) for error in errors)
+    if order.body.get("customer_id"):
+        await assert_never_started(temporal_client, order.order_id)
+
+
+async def test_validation_errors_do_not_echo_card_tokens_or_addresses(
+    api: httpx.AsyncClient, new_order: NewOrder
+) -> None:
+    order = new_order()
+    order.body["payment"]["token"] = PAYMENT_TOKEN * 20  # over 255 characters
+    order.body["shipping_address"]["country"] = CUSTOMER_NAME
+
+    response = await place(api, order)
+
+    assert response.status_code == 422
+    assert PAYMENT_TOKEN not in response.text
+    assert CUSTOMER_NAME not in response.text
+
+
+# --- idempotency -----------------------------------------------------------------
+
+
+async def test_same_key_different_body_is_422_and_leaves_the_order_alone(
+    api: httpx.AsyncClient, temporal_client: Client, new_order: NewOrder
+) -> None:
+    order = new_order()
+    await place_accepted(api, order)
+    run_id = (await temporal_client.get_workflow_handle(order.order_id).describe()).run_id
+    changed = OrderRequest({**order.body, "currency": "USD"}, key=order.key)
+
+    response = await place(api, changed)
+
+    assert response.status_code == 422
+    assert response.json()["detail"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+    description = await temporal_client.get_workflow_handle(order.order_id).describe()
+    assert description.run_id == run_id
+
+
+async def test_same_key_for_another_customer_is_another_order(
+    api: httpx.AsyncClient, new_order: NewOrder
+) -> None:
+    first, second = new_order(), new_order()
+    second.key = first.key
+
+    first_id = await place_accepted(api, first)
+    second_id = await place_accepted(api, second)
+
+    assert first_id != second_id
+
+
+async def test_replay_returns_the_identical_response_and_starts_one_workflow(
+    api: httpx.AsyncClient, temporal_client: Client, new_order: NewOrder
+) -> None:
+    order = new_order()
+    first = await place(api, order)
+    assert first.status_code == 202, first.text
+    run_id = (await temporal_client.get_workflow_handle(order.order_id).describe()).run_id
+    # Same request, other key order and whitespace: the same canonical body.
+    reordered = json.dumps(dict(reversed(list(order.body.items()))), indent=2)
+
+    again = await api.post(
+        "/orders",
+        content=reordered,
+        headers={**order.headers, "Content-Type": "application/json"},
+    )
+
+    assert again.status_code == 202
+    assert again.content == first.content
+    assert again.headers["Location"] == first.headers["Location"]
+    description = await temporal_client.get_workflow_handle(order.order_id).describe()
+    assert description.run_id == run_id
+
+
+async def test_concurrent_identical_requests_start_exactly_one_order(
+    api: httpx.AsyncClient,
+    temporal_client: Client,
+    fakes: FakeDomainActivities,
+    new_order: NewOrder,
+) -> None:
+    order = new_order()
+
+    responses = await asyncio.gather(*(place(api, order) for _ in range(8)))
+
+    assert {response.status_code for response in responses} == {202}
+    assert len({response.content for response in responses}) == 1
+    await wait_for_status(api, order.order_id, "COMPLETED")
+    assert fakes.calls_for(order.order_id).count("charge_payment") == 1
+
+    async def closed_runs() -> list[WorkflowExecution] | None:
+        runs = [
+            execution
+            async for execution in temporal_client.list_workflows(
+                f"WorkflowId = '{order.order_id}' AND ExecutionStatus = 'Completed'"
+            )
+        ]
+        return runs or None
+
+    assert len(await eventually(closed_runs)) == 1
+
+
+async def test_replay_after_the_order_finished_still_returns_the_original_answer(
+    api: httpx.AsyncClient, new_order: NewOrder
+) -> None:
+    order = new_order()
+    first = await place(api, order)
+    await wait_for_status(api, order.order_id, "COMPLETED")
+
+    again = await place(api, order)
+
+    assert again.status_code == 202
+    assert again.json() == first.json()
+    assert again.json()["status"] == "RECEIVED"
+
+
+# --- acceptance ------------------------------------------------------------------
+
+
+async def test_accepted_order_is_202_with_location_and_links(
+    api: httpx.AsyncClient, new_order: NewOrder
+) -> None:
+    order = new_order()
+
+    response = await place(api, order)
+
+    assert response.status_code == 202, response.text
+    order_id = order.order_id
+    assert response.headers["Location"] == f"/orders/{order_id}"
+    assert response.json() == {
+        "order_id": order_id,
+        "status": "RECEIVED",
+        "links": {"self": f"/orders/{order_id}", "cancel": f"/orders/{order_id}/cancel"},
+    }
+    assert order_id.startswith("ord_") and len(order_id) == 4 + 26
+
+
+async def test_workflow_is_labelled_for_the_web_ui_without_personal_data(
+    api: httpx.AsyncClient, temporal_client: Client, new_order: NewOrder
+) -> None:
+    order = new_order()
+    await place_accepted(api, order)
+
+    description = await temporal_client.get_workflow_handle(order.order_id).describe()
+
+    assert description.workflow_type == "OrderWorkflow"
+    assert description.task_queue == "orders"
+    assert description.status in (
+        WorkflowExecutionStatus.RUNNING,
+        WorkflowExecutionStatus.COMPLETED,
+    )
+    summary = await description.static_summary()
+    assert summary == f"3 items, 34.99 EUR, customer {order.customer_id}"
+    attributes = {
+        pair.key.name: pair.value for pair in description.typed_search_attributes.search_attributes
+    }
+    assert attributes[CUSTOMER_ID] == order.customer_id
+    assert attributes[ORDER_TOTAL_CENTS] == 3499
+    assert attributes[ORDER_STATUS] in {
+        "RECEIVED",
+        "RESERVING",
+        "CHARGING",
+        "SHIPPING",
+        "COMPLETED",
+    }
+    memo = await description.memo()
+    assert set(memo) == {"request_fingerprint"}
+    labels = json.dumps([summary, attributes, memo, description.id])
+    for personal in (PAYMENT_TOKEN, CUSTOMER_NAME, STREET, "SW1Y"):
+        assert personal not in labels

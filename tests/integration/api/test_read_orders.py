@@ -1,0 +1,216 @@
+"""GET /orders/{order_id} and GET /orders. Failure paths first."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.api.support import (
+    CUSTOMER_NAME,
+    PAYMENT_TOKEN,
+    STREET,
+    FakeDomainActivities,
+    OrderRequest,
+    eventually,
+    place_accepted,
+    wait_for_status,
+)
+
+NewOrder = Callable[..., OrderRequest]
+
+
+# --- one order -------------------------------------------------------------------
+
+
+async def test_unknown_order_is_404(api: httpx.AsyncClient) -> None:
+    response = await api.get("/orders/ord_aaaaaaaaaaaaaaaaaaaaaaaaaa")
+
+    assert response.status_code == 404
+    assert response.json()["detail"]["code"] == "ORDER_NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    "order_id",
+    ["nope", "ord_", "ord_a'b", "ord_a%20b", "ORD_abc", "ord_" + "a" * 65, "%F0%9F%93%A6"],
+)
+async def test_anything_not_shaped_like_an_order_id_is_404(
+    api: httpx.AsyncClient, order_id: str
+) -> None:
+    response = await api.get(f"/orders/{order_id}")
+
+    assert response.status_code == 404
+    assert response.json()["detail"]["code"] == "ORDER_NOT_FOUND"
+
+
+async def test_completed_order_shows_status_steps_and_no_personal_data(
+    api: httpx.AsyncClient, new_order: NewOrder
+) -> None:
+    order = new_order()
+    order_id = await place_accepted(api, order)
+
+    body = await wait_for_status(api, order_id, "COMPLETED")
+
+    assert body["order_id"] == order_id
+    assert body["customer_id"] == order.customer_id
+    assert body["items"] == order.body["items"]
+    assert body["total_cents"] == 3499
+    assert body["currency"] == "EUR"
+    assert body["failure_reason"] is None
+    assert [(step["name"], step["state"]) for step in body["steps"]] == [
+        ("reserve_inventory", "completed"),
+        ("charge_payment", "completed"),
+        ("create_shipment", "completed"),
+        ("commit_reservation", "completed"),
+    ]
+    assert all(step["error"] is None for step in body["steps"])
+    assert [step["attempts"] for step in body["steps"][:3]] == [1, 1, 1]
+    created, updated = (datetime.fromisoformat(body[key]) for key in ("created_at", "updated_at"))
+    assert created.tzinfo is not None and created <= updated
+    for personal in (PAYMENT_TOKEN, CUSTOMER_NAME, STREET):
+        assert personal not in str(body)
+
+
+async def test_refused_order_shows_the_failed_step_and_the_reason(
+    api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
+) -> None:
+    order = new_order()
+    fakes.refuse[("create_shipment", order.order_id)] = ["ADDRESS_UNDELIVERABLE"]
+    order_id = await place_accepted(api, order)
+
+    body = await wait_for_status(api, order_id, "FAILED")
+
+    assert "ADDRESS_UNDELIVERABLE" in body["failure_reason"]
+    states = {step["name"]: step["state"] for step in body["steps"]}
+    assert states == {
+        "reserve_inventory": "compensated",
+        "charge_payment": "compensated",
+        "create_shipment": "failed",
+        "commit_reservation": "pending",
+    }
+    assert fakes.calls_for(order_id)[-2:] == ["refund_payment", "release_inventory"]
+
+
+# --- listing ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        pytest.param("status=SHIPPED", "status", id="unknown-status"),
+        pytest.param("status=completed", "status", id="status-case"),
+        pytest.param("customer_id=x' OR WorkflowType != 'y", "customer_id", id="injection"),
+        pytest.param("page_size=0", "page_size", id="page-size-0"),
+        pytest.param("page_size=101", "page_size", id="page-size-101"),
+        pytest.param("page_size=ten", "page_size", id="page-size-text"),
+    ],
+)
+async def test_invalid_list_filters_are_422(api: httpx.AsyncClient, query: str, field: str) -> None:
+    response = await api.get(f"/orders?{query}")
+
+    assert response.status_code == 422
+    assert ["query", field] in [error["loc"] for error in response.json()["detail"]]
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param("***", id="not-base64"),
+        pytest.param(base64.urlsafe_b64encode(b"not a temporal token").decode(), id="foreign"),
+    ],
+)
+async def test_page_token_not_issued_by_the_api_is_422(api: httpx.AsyncClient, token: str) -> None:
+    response = await api.get("/orders", params={"next_page_token": token})
+
+    assert response.status_code == 422
+    assert response.json()["detail"]["code"] == "INVALID_PAGE_TOKEN"
+
+
+async def _listed(api: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]]:
+    response = await api.get("/orders", params=params)
+    assert response.status_code == 200, response.text
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+async def test_list_by_customer_and_status_returns_the_order(
+    api: httpx.AsyncClient, new_order: NewOrder
+) -> None:
+    order, other_customer = new_order(), new_order()
+    order_id = await place_accepted(api, order)
+    await place_accepted(api, other_customer)
+    await wait_for_status(api, order_id, "COMPLETED")
+
+    async def listed_as_completed() -> list[dict[str, Any]] | None:
+        # Visibility trails the workflow: wait for it to catch up.
+        items = await _listed(api, customer_id=order.customer_id, status="COMPLETED")
+        return items or None
+
+    (row,) = await eventually(listed_as_completed)
+
+    assert row["order_id"] == order_id
+    assert row["status"] == "COMPLETED"
+    assert row["customer_id"] == order.customer_id
+    assert row["total_cents"] == 3499
+    assert datetime.fromisoformat(row["started_at"]) <= datetime.fromisoformat(row["closed_at"])
+    assert await _listed(api, customer_id=order.customer_id, status="FAILED") == []
+
+
+async def test_list_pages_through_every_order_once(
+    api: httpx.AsyncClient, new_order: NewOrder
+) -> None:
+    first = new_order()
+    customer = first.customer_id
+    orders = [first, new_order(customer_id=customer), new_order(customer_id=customer)]
+    placed = {await place_accepted(api, order) for order in orders}
+
+    async def all_visible() -> bool | None:
+        return True if len(await _listed(api, customer_id=customer)) == 3 else None
+
+    await eventually(all_visible)
+
+    seen: list[str] = []
+    token: str | None = None
+    for _ in range(3):
+        params: dict[str, Any] = {"customer_id": customer, "page_size": 2}
+        if token:
+            params["next_page_token"] = token
+        response = await api.get("/orders", params=params)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert len(page["items"]) <= 2
+        seen += [row["order_id"] for row in page["items"]]
+        token = page["next_page_token"]
+        if token is None:
+            break
+    assert sorted(seen) == sorted(placed)
+    assert token is None
+
+
+async def test_page_token_is_bound_to_its_filters(
+    api: httpx.AsyncClient, new_order: NewOrder
+) -> None:
+    first = new_order()
+    customer = first.customer_id
+    for order in (first, new_order(customer_id=customer)):
+        await place_accepted(api, order)
+
+    async def token_for_page_two() -> str | None:
+        response = await api.get("/orders", params={"customer_id": customer, "page_size": 1})
+        token: str | None = response.json()["next_page_token"]
+        return token
+
+    token = await eventually(token_for_page_two)
+    tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+
+    for params in (
+        {"customer_id": "someone_else", "next_page_token": token},
+        {"customer_id": customer, "next_page_token": tampered},
+    ):
+        response = await api.get("/orders", params={**params, "page_size": 1})
+        assert response.status_code == 422
+        assert response.json()["detail"]["code"] == "INVALID_PAGE_TOKEN"
