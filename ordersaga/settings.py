@@ -5,19 +5,52 @@ Workflows never read it: a workflow's behaviour must depend only on its history.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts import task_queues
 
 DEV_ADMIN_TOKEN = "dev-admin-token"
+ENV_PREFIX = "ORDERSAGA_"
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+
+
+def parse_queues(value: str | Iterable[str]) -> list[str]:
+    """Task queue names from `a,b,c` (or a list); ValueError names any unknown one."""
+    raw = value.split(",") if isinstance(value, str) else list(value)
+    queues = list(dict.fromkeys(q.strip() for q in raw if q.strip()))
+    choices = ", ".join(task_queues.ALL_QUEUES)
+    if not queues:
+        raise ValueError(f"no task queue given; choose from {choices}")
+    unknown = [q for q in queues if q not in task_queues.ALL_QUEUES]
+    if unknown:
+        raise ValueError(f"unknown task queue(s) {', '.join(unknown)}; choose from {choices}")
+    return queues
+
+
+def env_var_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def describe_validation_error(error: ValidationError) -> list[str]:
+    """One line per problem, each naming the environment variable to fix.
+
+    Input values are left out: one of them may be the admin token.
+    """
+    lines: list[str] = []
+    for item in error.errors(include_url=False, include_input=False):
+        field = str(item["loc"][0]) if item["loc"] else ""
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{env_var_name(field)}: {message}" if field else message)
+    return lines
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ORDERSAGA_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     # Dev mode allows the well-known admin token; `ordersaga dev` turns it on.
     dev_mode: bool = False
@@ -51,11 +84,16 @@ class Settings(BaseSettings):
     http_connect_timeout_seconds: float = Field(default=2.0, gt=0)
     http_read_timeout_seconds: float = Field(default=5.0, gt=0)
     http_max_connections: int = Field(default=100, ge=1)
+    # How long an HTTP server (API, services) lets in-flight requests finish on SIGTERM.
+    http_shutdown_timeout_seconds: int = Field(default=5, ge=0)
 
     worker_queues: Annotated[list[str], NoDecode] = list(task_queues.ALL_QUEUES)
     worker_grace_period_seconds: float = Field(default=10.0, ge=0)
     worker_max_concurrent_activities: int = Field(default=100, ge=1)
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
+
+    # `ordersaga dev`: how long each process may take to become ready.
+    dev_startup_timeout_seconds: float = Field(default=90.0, gt=0)
 
     @field_validator("shipping_refused_countries", mode="before")
     @classmethod
@@ -68,18 +106,33 @@ class Settings(BaseSettings):
     @classmethod
     def _split_queues(cls, value: object) -> object:
         if isinstance(value, str):
-            value = [q.strip() for q in value.split(",") if q.strip()]
+            return [q.strip() for q in value.split(",") if q.strip()]
         return value
 
     @field_validator("worker_queues")
     @classmethod
     def _known_queues(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - set(task_queues.ALL_QUEUES))
-        if unknown or not value:
-            raise ValueError(
-                f"unknown task queue(s) {unknown}; choose from {', '.join(task_queues.ALL_QUEUES)}"
-            )
-        return value
+        return parse_queues(value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"unknown log level {value!r}; choose from {', '.join(LOG_LEVELS)}")
+        return level
+
+    @field_validator("temporal_address")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        host, sep, port = value.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"expected host:port, got {value!r}")
+        return value.strip()
+
+    @property
+    def temporal_port(self) -> int:
+        return int(self.temporal_address.rpartition(":")[2])
 
     def service_url(self, service: str) -> str:
         explicit = {

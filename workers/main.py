@@ -104,13 +104,41 @@ async def build_workers(
         yield workers
 
 
+async def connect_when_reachable(settings: Settings, stop: asyncio.Event) -> Client | None:
+    """Connect to Temporal, waiting for it with capped backoff.
+
+    A worker started before its server (compose, Kubernetes, `make dev`) should
+    wait rather than crash-loop. Returns None when asked to stop meanwhile.
+    """
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            return await Client.connect(
+                settings.temporal_address, namespace=settings.temporal_namespace
+            )
+        except RuntimeError as err:  # the SDK's "Failed client connect: ..."
+            log.warning(
+                "Temporal at %s not reachable (%s); retrying in %.1fs",
+                settings.temporal_address,
+                str(err).splitlines()[0][:160],
+                delay,
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        delay = min(delay * 2, 10.0)
+    return None
+
+
 async def run_worker(settings: Settings, queues: Sequence[str]) -> None:
     """Serve the queues until SIGTERM/SIGINT, then shut down gracefully."""
-    client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    client = await connect_when_reachable(settings, stop)
+    if client is None:
+        log.info("stopped before Temporal became reachable")
+        return
     async with build_workers(client, settings, queues) as workers:
         running = [asyncio.create_task(worker.run()) for worker in workers]
         log.info("worker polling task queues %s", ", ".join(queues))

@@ -1,0 +1,70 @@
+# One command per job on a fresh machine with Python 3.11+, make and a package
+# index: `make dev` runs the whole system, `make test` every test.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Inside the venv: deleting .venv by hand also forgets the install.
+STAMP := $(VENV)/.installed
+DATA_DIR ?= .ordersaga
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install dev test lint format clean reset-data check-python
+
+help:
+	@echo "make dev         run Temporal, the services, the worker and the API (Ctrl-C stops)"
+	@echo "make test        run every test (unit, workflow, replay, integration, e2e)"
+	@echo "make lint        ruff check, ruff format --check, mypy --strict"
+	@echo "make format      apply ruff's fixes and formatting"
+	@echo "make install     create $(VENV) and install the project with its dev tools"
+	@echo "make clean       remove $(VENV) (keeps the data in $(DATA_DIR))"
+	@echo "make reset-data  remove $(DATA_DIR): every order, stock level and Temporal history"
+
+# Checked when the venv is created, so an existing venv keeps working whatever
+# python3 is on PATH today.
+define require_python
+	@command -v $(PYTHON) >/dev/null 2>&1 || { \
+		echo "error: '$(PYTHON)' not found; install Python 3.11+ or run make PYTHON=/path/to/python3.11" >&2; \
+		exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+		echo "error: ordersaga needs Python 3.11+, but $(PYTHON) is $$($(PYTHON) -V 2>&1);" \
+			"run make PYTHON=/path/to/python3.11" >&2; \
+		exit 1; }
+endef
+
+check-python:
+	$(require_python)
+	@echo "$(PYTHON): $$($(PYTHON) -V 2>&1), fine"
+
+$(VENV):
+	$(require_python)
+	$(PYTHON) -m venv $(VENV)
+
+# Re-installs whenever pyproject.toml changes (new or upgraded dependencies).
+$(STAMP): pyproject.toml | $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+install: $(STAMP)
+
+dev: $(STAMP)
+	$(BIN)/ordersaga dev
+
+test: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV)
+
+reset-data:
+	rm -rf $(DATA_DIR)

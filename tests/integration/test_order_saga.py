@@ -1,0 +1,205 @@
+"""Orders through the API, the real workflow, real activities and real services,
+then the domain state checked at the source: stock, charges, shipments."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from tests.integration.stack import Stack, running_stack
+
+STOCK = 10
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    dev_server_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
+    data_dir: Path = tmp_path_factory.mktemp("stack")
+    async with running_stack(dev_server_env.client, data_dir) as running:
+        yield running
+
+
+@pytest.fixture
+async def sku(stack: Stack) -> str:
+    """A SKU of this test's own, stocked with STOCK units."""
+    name = f"sku_it_{uuid.uuid4().hex[:10]}"
+    response = await stack.inventory.put(
+        f"/products/{name}", json={"available": STOCK}, headers=stack.admin
+    )
+    assert response.status_code == 200, response.text
+    return name
+
+
+def order_body(
+    sku: str, *, quantity: int = 3, country: str = "DE", token: str = "tok_visa"
+) -> dict[str, Any]:
+    return {
+        "customer_id": f"cus_{uuid.uuid4().hex[:8]}",
+        "items": [{"sku": sku, "quantity": quantity, "unit_price_cents": 1500}],
+        "currency": "EUR",
+        "payment": {"token": token},
+        "shipping_address": {
+            "name": "Grace Hopper",
+            "line1": "1 Harbour Road",
+            "city": "Hamburg",
+            "postal_code": "20457",
+            "country": country,
+        },
+    }
+
+
+async def place(stack: Stack, body: dict[str, Any]) -> str:
+    response = await stack.api.post(
+        "/orders", json=body, headers={"Idempotency-Key": uuid.uuid4().hex}
+    )
+    assert response.status_code == 202, response.text
+    return str(response.json()["order_id"])
+
+
+async def wait_until(
+    stack: Stack, order_id: str, *statuses: str, within: float = 60
+) -> dict[str, Any]:
+    async with asyncio.timeout(within):
+        while True:
+            response = await stack.api.get(f"/orders/{order_id}")
+            assert response.status_code == 200, response.text
+            order: dict[str, Any] = response.json()
+            if order["status"] in statuses:
+                return order
+            await asyncio.sleep(0.1)
+
+
+async def stock_of(stack: Stack, sku: str) -> dict[str, Any]:
+    response = await stack.inventory.get(f"/stock/{sku}")
+    assert response.status_code == 200, response.text
+    stock: dict[str, Any] = response.json()
+    return stock
+
+
+async def items(client: Any, path: str, order_id: str) -> list[dict[str, Any]]:
+    response = await client.get(path, params={"order_id": order_id})
+    assert response.status_code == 200, response.text
+    found: list[dict[str, Any]] = response.json()["items"]
+    return found
+
+
+async def test_happy_path_ships_charges_once_and_takes_the_stock(stack: Stack, sku: str) -> None:
+    order_id = await place(stack, order_body(sku, quantity=3))
+
+    order = await wait_until(stack, order_id, "COMPLETED", "FAILED")
+
+    assert order["status"] == "COMPLETED", order
+    assert [step["state"] for step in order["steps"]] == ["completed"] * 4
+    assert await stock_of(stack, sku) == {"sku": sku, "available": STOCK - 3, "reserved": 0}
+    (charge,) = await items(stack.payments, "/charges", order_id)
+    assert (charge["state"], charge["amount_cents"]) == ("captured", 4500)
+    (shipment,) = await items(stack.shipping, "/shipments", order_id)
+    assert shipment["state"] == "created"
+    (reservation,) = await items(stack.inventory, "/reservations", order_id)
+    assert reservation["state"] == "committed"
+
+
+async def test_undeliverable_address_refunds_and_releases(stack: Stack, sku: str) -> None:
+    order_id = await place(stack, order_body(sku, quantity=4, country="AQ"))
+
+    order = await wait_until(stack, order_id, "COMPLETED", "FAILED")
+
+    assert order["status"] == "FAILED", order
+    assert "ADDRESS_UNDELIVERABLE" in order["failure_reason"]
+    assert [step["state"] for step in order["steps"]] == [
+        "compensated",
+        "compensated",
+        "failed",
+        "pending",
+    ]
+    assert await stock_of(stack, sku) == {"sku": sku, "available": STOCK, "reserved": 0}
+    (charge,) = await items(stack.payments, "/charges", order_id)
+    assert charge["state"] == "refunded"
+    assert await items(stack.shipping, "/shipments", order_id) == []
+    (reservation,) = await items(stack.inventory, "/reservations", order_id)
+    assert reservation["state"] == "released"
+
+
+async def test_out_of_stock_touches_nothing(stack: Stack, sku: str) -> None:
+    order_id = await place(stack, order_body(sku, quantity=STOCK + 1))
+
+    order = await wait_until(stack, order_id, "COMPLETED", "FAILED")
+
+    assert order["status"] == "FAILED"
+    assert "OUT_OF_STOCK" in order["failure_reason"]
+    assert await stock_of(stack, sku) == {"sku": sku, "available": STOCK, "reserved": 0}
+    assert await items(stack.payments, "/charges", order_id) == []
+
+
+async def test_cancel_while_the_shipment_is_being_created_undoes_everything(
+    stack: Stack, sku: str
+) -> None:
+    # Slow shipping down so the cancel lands while create_shipment is in flight.
+    faults = await stack.shipping.put(
+        "/admin/faults", json={"error_rate": 0, "latency_ms": 1500}, headers=stack.admin
+    )
+    assert faults.status_code == 200, faults.text
+    try:
+        order_id = await place(stack, order_body(sku, quantity=2))
+        await wait_until(stack, order_id, "SHIPPING", within=30)
+
+        cancel = await stack.api.post(f"/orders/{order_id}/cancel", json={"reason": "test"})
+        assert cancel.status_code == 202, cancel.text
+        order = await wait_until(stack, order_id, "CANCELLED", "COMPLETED", "FAILED")
+    finally:
+        await stack.shipping.delete("/admin/faults", headers=stack.admin)
+
+    assert order["status"] == "CANCELLED", order
+    assert [step["state"] for step in order["steps"]] == [
+        "compensated",
+        "compensated",
+        "compensated",
+        "pending",
+    ]
+    assert await stock_of(stack, sku) == {"sku": sku, "available": STOCK, "reserved": 0}
+    (charge,) = await items(stack.payments, "/charges", order_id)
+    assert charge["state"] == "refunded"
+    (shipment,) = await items(stack.shipping, "/shipments", order_id)
+    assert shipment["state"] == "cancelled"
+
+
+async def test_refund_refused_waits_for_an_operator_who_resolves_it(stack: Stack, sku: str) -> None:
+    order_id = await place(stack, order_body(sku, country="AQ", token="tok_refundFail"))
+
+    order = await wait_until(stack, order_id, "NEEDS_ATTENTION")
+    assert "REFUND_REFUSED" in order["steps"][1]["error"]
+    # The stock stays reserved until the refund is settled: undoing runs in order.
+    assert (await stock_of(stack, sku))["reserved"] == 3
+
+    resolved = await stack.api.post(
+        f"/orders/{order_id}/compensation/resolve", json={"note": "refunded by hand"}
+    )
+    assert resolved.status_code == 202, resolved.text
+    order = await wait_until(stack, order_id, "FAILED")
+
+    assert await stock_of(stack, sku) == {"sku": sku, "available": STOCK, "reserved": 0}
+    (charge,) = await items(stack.payments, "/charges", order_id)
+    assert charge["state"] == "captured"  # the service never refunded it; the operator did
+
+
+async def test_resubmitting_the_same_order_charges_once(stack: Stack, sku: str) -> None:
+    body = order_body(sku, quantity=1)
+    key = uuid.uuid4().hex
+    responses = await asyncio.gather(
+        *(stack.api.post("/orders", json=body, headers={"Idempotency-Key": key}) for _ in range(5))
+    )
+    assert {r.status_code for r in responses} == {202}
+    assert len({r.text for r in responses}) == 1
+    order_id = responses[0].json()["order_id"]
+
+    await wait_until(stack, order_id, "COMPLETED")
+
+    assert len(await items(stack.payments, "/charges", order_id)) == 1
+    assert (await stock_of(stack, sku))["available"] == STOCK - 1
