@@ -1,0 +1,77 @@
+"""The app factory the three services are built with.
+
+Nothing happens at import or in `create_service_app` beyond wiring: the engine is
+created, the schema migrated and the service's start-up hook run in the lifespan,
+and the engine is disposed of when the app stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.common import health
+from services.common.admin import AdminOnly, faults_router
+from services.common.db import create_engine
+from services.common.errors import install_error_handlers
+from services.common.metrics import HttpMetrics, MetricsMiddleware
+from services.common.migrations import upgrade_to_head
+from services.common.runtime import ServiceRuntime, inject_faults
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    description: str
+    # The service's Alembic folder (env.py + versions/).
+    migrations: Path
+    # The domain's routes: faults apply to these, not to health, metrics or admin.
+    routers: Sequence[APIRouter]
+    # Operator routes of the service itself, behind the admin token, fault-free.
+    admin_routers: Sequence[APIRouter] = ()
+    # Runs after the migrations, before the first request (e.g. seeding).
+    on_startup: Callable[[AsyncEngine], Awaitable[None]] | None = None
+
+
+def create_service_app(
+    spec: ServiceSpec, *, database_url: str, admin_token: str, config: object = None
+) -> FastAPI:
+    if not admin_token:
+        raise ValueError(f"the {spec.name} service needs a non-empty admin token")
+    runtime = ServiceRuntime(
+        name=spec.name, admin_token=admin_token, config=config, metrics=HttpMetrics(spec.name)
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(database_url)
+        try:
+            await upgrade_to_head(engine, spec.migrations, lock_name=spec.name)
+            if spec.on_startup is not None:
+                await spec.on_startup(engine)
+            runtime.started_engine = engine
+            yield
+        finally:
+            runtime.started_engine = None
+            await engine.dispose()
+
+    app = FastAPI(
+        title=f"ordersaga {spec.name} service",
+        description=spec.description,
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
+    app.include_router(health.router)
+    app.include_router(faults_router)
+    for router in spec.admin_routers:
+        app.include_router(router, dependencies=[AdminOnly])
+    for router in spec.routers:
+        app.include_router(router, dependencies=[Depends(inject_faults)])
+    return app

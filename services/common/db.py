@@ -1,0 +1,166 @@
+"""Async engines for SQLite (the embedded default) and PostgreSQL, and the unit
+of work every request runs in."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import Connection, Table, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+# Named constraints, so later migrations (batch mode on SQLite) can address them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+# asyncpg waits 60 s by default; a caller (an activity with a read timeout of a
+# few seconds) should get a quick 503 and retry instead.
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
+# Execution option that marks a connection as about to write (see _on_sqlite_begin).
+WRITE_OPTION = "ordersaga_write"
+
+
+def create_engine(database_url: str) -> AsyncEngine:
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        connect_args = (
+            {"timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS}
+            if url.get_driver_name() == "asyncpg"
+            else {}
+        )
+        return create_async_engine(
+            url, hide_parameters=True, pool_pre_ping=True, connect_args=connect_args
+        )
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, hide_parameters=True)
+    event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
+    event.listen(engine.sync_engine, "begin", _on_sqlite_begin)
+    return engine
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take BEGIN away from the sqlite3 driver (it would defer it to the first
+    # write, and skip it for SAVEPOINT and DDL) so that _on_sqlite_begin decides.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        # WAL lets readers run beside the one writer; NORMAL is durable enough
+        # with WAL; the busy timeout makes a waiting writer queue, not fail.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _on_sqlite_begin(connection: Connection) -> None:
+    # A deferred transaction that reads and then writes fails with "database is
+    # locked" when another writer got in between, and busy_timeout cannot help.
+    # Writers take the write lock up front instead, so they queue in order.
+    write = connection.get_execution_options().get(WRITE_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def dialect_insert(connection: AsyncConnection, table: Table) -> sqlite.Insert | postgresql.Insert:
+    """An INSERT that knows ON CONFLICT, for the two databases we run on."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+# One writer at a time per SQLite engine, queued in-process. SQLite allows one
+# writer anyway; waiting here is a fair queue, where waiting in busy_timeout is
+# sleep-and-poll that can time out under load. Other processes still meet
+# BEGIN IMMEDIATE and busy_timeout.
+_sqlite_writers: weakref.WeakKeyDictionary[AsyncEngine, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def begin(engine: AsyncEngine, *, write: bool) -> AsyncIterator[AsyncConnection]:
+    """A connection in a new transaction, rolled back unless the holder commits."""
+    async with contextlib.AsyncExitStack() as stack:
+        if write and engine.dialect.name == "sqlite":
+            await stack.enter_async_context(_sqlite_writers.setdefault(engine, asyncio.Lock()))
+        connection = await stack.enter_async_context(engine.connect())
+        if write:
+            await connection.execution_options(**{WRITE_OPTION: True})
+        await connection.begin()
+        yield connection
+
+
+@contextlib.asynccontextmanager
+async def transaction(engine: AsyncEngine, *, write: bool) -> AsyncIterator[AsyncConnection]:
+    """A connection in a transaction that commits when the block ends cleanly."""
+    async with begin(engine, write=write) as connection:
+        yield connection
+        await connection.commit()
+
+
+class SqlUnitOfWork:
+    """One database transaction per `async with`; rolled back unless committed.
+
+    Subclasses bind their repositories to the connection in `_bind`. A unit of
+    work is re-enterable, one transaction at a time.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, write: bool = False) -> None:
+        self._engine = engine
+        self._write = write
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._connection: AsyncConnection | None = None
+
+    def writing(self) -> Self:
+        """The same unit of work for a transaction that will write."""
+        return type(self)(self._engine, write=True)
+
+    @property
+    def connection(self) -> AsyncConnection:
+        if self._connection is None:
+            raise RuntimeError("the unit of work is not open; use `async with uow:`")
+        return self._connection
+
+    async def __aenter__(self) -> Self:
+        async with contextlib.AsyncExitStack() as stack:
+            connection = await stack.enter_async_context(begin(self._engine, write=self._write))
+            self._connection = connection
+            self._bind(connection)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        stack, self._stack, self._connection = self._stack, None, None
+        if stack is not None:
+            # Closing the connection rolls back whatever was not committed.
+            await stack.aclose()
+
+    async def commit(self) -> None:
+        await self.connection.commit()
+
+    @contextlib.asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """Undo only what the block did when it raises; the transaction goes on."""
+        async with self.connection.begin_nested():
+            yield
+
+    def _bind(self, connection: AsyncConnection) -> None:
+        """Create the repositories on this transaction's connection."""

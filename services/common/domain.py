@@ -1,0 +1,80 @@
+"""Building blocks for the domain layers: errors, lines of goods and ids.
+
+Plain Python only. Domain code raises DomainError subclasses and never thinks
+about HTTP; services.common.errors decides which status each code answers with.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import ClassVar, Protocol, TypeVar
+
+from contracts import errors
+
+
+class DomainError(Exception):
+    """A refusal the caller can act on. `code` is a stable contracts.errors code."""
+
+    code: ClassVar[str]
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(DomainError):
+    code = errors.NOT_FOUND
+
+
+class InvalidState(DomainError):
+    code = errors.INVALID_STATE
+
+
+@dataclass(frozen=True)
+class Line:
+    sku: str
+    quantity: int
+
+
+def merge_lines(lines: Iterable[Line]) -> list[Line]:
+    """One line per sku, sorted by sku.
+
+    The sort is what keeps concurrent multi-line reservations from deadlocking
+    on PostgreSQL: every transaction locks product rows in the same order.
+    """
+    totals: dict[str, int] = {}
+    for line in lines:
+        totals[line.sku] = totals.get(line.sku, 0) + line.quantity
+    return [Line(sku, quantity) for sku, quantity in sorted(totals.items())]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+ResourceT = TypeVar("ResourceT")
+
+
+class OrderResources(Protocol[ResourceT]):
+    """What a service makes for orders (reservations, charges, shipments), each
+    with an id, an order id and a state."""
+
+    async def add(self, resource: ResourceT) -> None: ...
+
+    async def lock(self, resource_id: str) -> ResourceT | None:
+        """Load it and keep concurrent changes out until the unit of work ends."""
+        ...
+
+    async def save_state(self, resource: ResourceT) -> None: ...
+
+    async def for_order(self, order_id: str) -> list[ResourceT]: ...
+
+
+async def locked(resources: OrderResources[ResourceT], resource_id: str, kind: str) -> ResourceT:
+    """The resource, locked for change; NotFound (naming the kind) when there is none."""
+    resource = await resources.lock(resource_id)
+    if resource is None:
+        raise NotFound(f"no {kind} {resource_id}")
+    return resource

@@ -1,0 +1,57 @@
+"""Injected latency and errors, for demos and chaos tests. Off by default.
+
+The state lives in the app (one process); each replica is configured on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts import errors
+from services.common.errors import ApiError
+
+MAX_LATENCY_MS = 60_000
+
+
+class FaultsUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    error_rate: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
+    latency_ms: int = Field(default=0, ge=0, le=MAX_LATENCY_MS)
+
+
+class FaultsPublic(BaseModel):
+    error_rate: float
+    latency_ms: int
+
+
+@dataclass
+class FaultInjector:
+    error_rate: float = 0.0
+    latency_ms: int = 0
+    _random: random.Random = field(default_factory=random.Random, repr=False)
+
+    def configure(self, update: FaultsUpdate) -> None:
+        self.error_rate = update.error_rate
+        self.latency_ms = update.latency_ms
+
+    def clear(self) -> None:
+        self.error_rate = 0.0
+        self.latency_ms = 0
+
+    def public(self) -> FaultsPublic:
+        return FaultsPublic(error_rate=self.error_rate, latency_ms=self.latency_ms)
+
+    async def apply(self) -> None:
+        """Delay, then maybe fail, before the endpoint does anything at all."""
+        if self.latency_ms:
+            await asyncio.sleep(self.latency_ms / 1000)
+        if self.error_rate and self._random.random() < self.error_rate:
+            raise ApiError(
+                errors.INJECTED_FAULT,
+                f"fault injected by the operator (error_rate={self.error_rate})",
+            )

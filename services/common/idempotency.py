@@ -1,0 +1,202 @@
+"""Idempotent POSTs, shared by every service.
+
+A client (an activity, retried by Temporal) sends the same `Idempotency-Key`
+with every attempt of one request. The first attempt's answer is stored with a
+fingerprint of the request, in the same transaction as its effect; a repeat gets
+that answer again and changes nothing, and a different request under a used key
+is refused. Business refusals are answers too and are replayed; injected faults
+and unexpected errors roll everything back, so a retry really runs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contracts import errors
+from services.common.db import NAMING_CONVENTION, SqlUnitOfWork, dialect_insert
+from services.common.domain import DomainError
+from services.common.errors import ApiError, domain_error_reply
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+_VALID_KEY = re.compile(r"[\x21-\x7E]{1,255}")
+# The codes any idempotent POST may answer with besides its own (for OpenAPI).
+IDEMPOTENT_ERRORS = (errors.REQUEST_REJECTED, errors.IDEMPOTENCY_KEY_REUSED, errors.INJECTED_FAULT)
+
+# Each service copies this table into its own metadata (Table.to_metadata);
+# the statements below address it by name, which is the same in every database.
+IDEMPOTENCY_KEYS = Table(
+    "idempotency_keys",
+    MetaData(naming_convention=NAMING_CONVENTION),
+    Column("key", String(255), primary_key=True),
+    Column("request_fingerprint", String(64), nullable=False),
+    # Empty only inside the transaction that claimed the key, which fills them
+    # before it commits: no other transaction ever sees them empty.
+    Column("status_code", Integer, nullable=True),
+    Column("response_body", JSON, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    request_fingerprint: str
+    status_code: int | None
+    body: Any
+
+
+class IdempotencyStore:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def claim(self, key: str, request_fingerprint: str) -> bool:
+        """Take the key for this transaction; False when another request has it.
+
+        On PostgreSQL the insert waits while a concurrent twin holds the key
+        uncommitted, then does nothing if the twin committed: the twin's answer
+        is visible to the next statement (READ COMMITTED). On SQLite writers are
+        serialised already (BEGIN IMMEDIATE), so there is no such twin.
+        """
+        statement = (
+            dialect_insert(self._connection, IDEMPOTENCY_KEYS)
+            .values(
+                key=key,
+                request_fingerprint=request_fingerprint,
+                created_at=datetime.now(UTC),
+            )
+            .on_conflict_do_nothing(index_elements=[IDEMPOTENCY_KEYS.c.key])
+        )
+        result = await self._connection.execute(statement)
+        return result.rowcount == 1
+
+    async def get(self, key: str) -> StoredResponse | None:
+        row = (
+            await self._connection.execute(
+                select(
+                    IDEMPOTENCY_KEYS.c.request_fingerprint,
+                    IDEMPOTENCY_KEYS.c.status_code,
+                    IDEMPOTENCY_KEYS.c.response_body,
+                ).where(IDEMPOTENCY_KEYS.c.key == key)
+            )
+        ).one_or_none()
+        if row is None:
+            return None
+        return StoredResponse(row.request_fingerprint, row.status_code, row.response_body)
+
+    async def complete(self, key: str, status_code: int, body: Any) -> None:
+        await self._connection.execute(
+            update(IDEMPOTENCY_KEYS)
+            .where(IDEMPOTENCY_KEYS.c.key == key)
+            .values(status_code=status_code, response_body=body)
+        )
+
+
+def request_fingerprint(method: str, path: str, body: bytes) -> str:
+    """sha256 of the method, path and canonical JSON body.
+
+    Canonical: key order and whitespace do not make a different request, and
+    an empty body is the same request as `{}` (for the body-less actions).
+    """
+    try:
+        canonical = json.dumps(
+            json.loads(body) if body.strip() else {},
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+    except ValueError:
+        canonical = body.hex()
+    return hashlib.sha256(f"{method.upper()}\n{path}\n{canonical}".encode()).hexdigest()
+
+
+U = TypeVar("U", bound=SqlUnitOfWork)
+
+
+@dataclass(frozen=True)
+class IdempotentRequest:
+    key: str
+    fingerprint: str
+
+    async def run(
+        self,
+        uow: U,
+        effect: Callable[[U], Awaitable[object]],
+        *,
+        present: type[BaseModel],
+        status_code: int,
+    ) -> JSONResponse:
+        """Answer from the store, or run `effect` and store its answer with it.
+
+        `effect` gets the unit of work in a write transaction and returns a
+        domain object; `present` turns it into the response body.
+
+        The effect runs in a savepoint: a domain refusal undoes whatever the
+        effect had done so far (a reservation's first lines, say) while the
+        refusal itself is still stored in the same transaction.
+        """
+        async with uow.writing() as tx:
+            store = IdempotencyStore(tx.connection)
+            if not await store.claim(self.key, self.fingerprint):
+                return self._replay(await store.get(self.key))
+            try:
+                async with tx.savepoint():
+                    result = await effect(tx)
+                status, body = status_code, present.model_validate(result).model_dump(mode="json")
+            except DomainError as refusal:
+                status, body = domain_error_reply(refusal)
+            await store.complete(self.key, status, body)
+            await tx.commit()
+        return JSONResponse(body, status_code=status)
+
+    def _replay(self, stored: StoredResponse | None) -> JSONResponse:
+        if stored is None or stored.status_code is None:
+            # Only if the twin that held the key rolled back between our two
+            # statements; retrying is safe and will run the request.
+            raise ApiError(
+                errors.SERVICE_UNAVAILABLE, "a request with this Idempotency-Key was in flight"
+            )
+        if stored.request_fingerprint != self.fingerprint:
+            raise ApiError(
+                errors.IDEMPOTENCY_KEY_REUSED,
+                f"this {HEADER} was already used for a different request "
+                "(another method, path or body); use a new key for a new request",
+            )
+        return JSONResponse(
+            stored.body, status_code=stored.status_code, headers={REPLAYED_HEADER: "true"}
+        )
+
+
+async def idempotent_request(
+    request: Request,
+    key: Annotated[
+        str | None,
+        Header(
+            alias=HEADER,
+            description="1-255 visible ASCII characters, the same for every retry of a request",
+        ),
+    ] = None,
+) -> IdempotentRequest:
+    if key is None:
+        raise ApiError(errors.REQUEST_REJECTED, f"the {HEADER} header is required")
+    if not _VALID_KEY.fullmatch(key):
+        raise ApiError(
+            errors.REQUEST_REJECTED,
+            f"the {HEADER} header must be 1-255 visible ASCII characters",
+        )
+    body = await request.body()
+    return IdempotentRequest(key, request_fingerprint(request.method, request.url.path, body))
+
+
+Idempotency = Annotated[IdempotentRequest, Depends(idempotent_request)]

@@ -1,0 +1,121 @@
+"""SQL building blocks for the services' repositories."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+from sqlalchemy import Column, MetaData, Row, Table, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.common.db import NAMING_CONVENTION
+from services.common.domain import Line
+from services.common.idempotency import IDEMPOTENCY_KEYS
+
+
+def service_metadata() -> MetaData:
+    """A service's MetaData, with the shared idempotency table already in it."""
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    IDEMPOTENCY_KEYS.to_metadata(metadata)
+    return metadata
+
+
+class LineStore:
+    """Lines of goods (sku, quantity) that belong to a parent row: a
+    reservation's or a shipment's. The table has the parent column, sku and
+    quantity."""
+
+    def __init__(self, connection: AsyncConnection, table: Table, parent_column: str) -> None:
+        self._connection = connection
+        self._table = table
+        self._parent = table.c[parent_column]
+
+    async def add(self, parent_id: str, lines: Iterable[Line]) -> None:
+        rows = [
+            {self._parent.key: parent_id, "sku": line.sku, "quantity": line.quantity}
+            for line in lines
+        ]
+        if rows:
+            await self._connection.execute(insert(self._table), rows)
+
+    async def of(self, parent_ids: Sequence[str]) -> dict[str, list[Line]]:
+        result = await self._connection.execute(
+            select(self._parent, self._table.c.sku, self._table.c.quantity)
+            .where(self._parent.in_(parent_ids))
+            .order_by(self._parent, self._table.c.sku)
+        )
+        lines: dict[str, list[Line]] = {}
+        for parent_id, sku, quantity in result:
+            lines.setdefault(parent_id, []).append(Line(sku=sku, quantity=quantity))
+        return lines
+
+
+class Stateful(Protocol):
+    @property
+    def state(self) -> StrEnum: ...
+
+
+ResourceT = TypeVar("ResourceT", bound=Stateful)
+
+
+class SqlOrderResources(ABC, Generic[ResourceT]):
+    """services.common.domain.OrderResources on a table with the resource's id
+    as primary key and order_id, state, created_at and updated_at columns.
+
+    Subclasses name the table and say how a resource maps to a row and back.
+    """
+
+    table: ClassVar[Table]
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    @property
+    def _id_column(self) -> Column[Any]:
+        (column,) = self.table.primary_key.columns
+        return column
+
+    def _resource_id(self, resource: ResourceT) -> str:
+        return str(getattr(resource, self._id_column.key))
+
+    @abstractmethod
+    def _to_row(self, resource: ResourceT) -> dict[str, Any]:
+        """Every column but the timestamps."""
+
+    @abstractmethod
+    async def _from_rows(self, rows: Sequence[Row[Any]]) -> list[ResourceT]: ...
+
+    async def add(self, resource: ResourceT) -> None:
+        now = datetime.now(UTC)
+        await self._connection.execute(
+            insert(self.table).values(**self._to_row(resource), created_at=now, updated_at=now)
+        )
+
+    async def lock(self, resource_id: str) -> ResourceT | None:
+        rows = (
+            await self._connection.execute(
+                select(self.table).where(self._id_column == resource_id).with_for_update()
+            )
+        ).all()
+        found = await self._from_rows(rows)
+        return found[0] if found else None
+
+    async def save_state(self, resource: ResourceT) -> None:
+        await self._connection.execute(
+            update(self.table)
+            .where(self._id_column == self._resource_id(resource))
+            .values(state=resource.state.value, updated_at=datetime.now(UTC))
+        )
+
+    async def for_order(self, order_id: str) -> list[ResourceT]:
+        rows = (
+            await self._connection.execute(
+                select(self.table)
+                .where(self.table.c.order_id == order_id)
+                .order_by(self.table.c.created_at, self._id_column)
+            )
+        ).all()
+        return await self._from_rows(rows)

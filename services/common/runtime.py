@@ -1,0 +1,80 @@
+"""What one service app holds at run time, and the dependency that hands it out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, TypeVar
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.common.db import SqlUnitOfWork
+from services.common.faults import FaultInjector
+from services.common.metrics import HttpMetrics
+
+
+@dataclass
+class ServiceRuntime:
+    name: str
+    admin_token: str
+    # The service's own policy (limits, refused countries); each service narrows it.
+    config: object
+    metrics: HttpMetrics
+    faults: FaultInjector = field(default_factory=FaultInjector)
+    # Set by the lifespan: nothing touches a database before start-up.
+    started_engine: AsyncEngine | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self.started_engine is None:
+            raise RuntimeError(f"the {self.name} service has not started (lifespan not run)")
+        return self.started_engine
+
+
+def get_runtime(request: Request) -> ServiceRuntime:
+    runtime = request.app.state.runtime
+    assert isinstance(runtime, ServiceRuntime)
+    return runtime
+
+
+Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]
+
+
+def get_engine(runtime: Runtime) -> AsyncEngine:
+    return runtime.engine
+
+
+Engine = Annotated[AsyncEngine, Depends(get_engine)]
+
+
+async def inject_faults(runtime: Runtime) -> None:
+    await runtime.faults.apply()
+
+
+UnitOfWorkT = TypeVar("UnitOfWorkT", bound=SqlUnitOfWork)
+
+
+def unit_of_work(
+    factory: Callable[[AsyncEngine], UnitOfWorkT],
+) -> Callable[[AsyncEngine], UnitOfWorkT]:
+    """A dependency giving each request a unit of work on the app's engine."""
+
+    def provide(engine: Engine) -> UnitOfWorkT:
+        return factory(engine)
+
+    return provide
+
+
+ConfigT = TypeVar("ConfigT")
+
+
+def service_config(kind: type[ConfigT]) -> Callable[[ServiceRuntime], ConfigT]:
+    """A dependency giving the service's own policy, as create_app was given it."""
+
+    def provide(runtime: Runtime) -> ConfigT:
+        if not isinstance(runtime.config, kind):
+            raise TypeError(f"the {runtime.name} app was built without a {kind.__name__}")
+        return runtime.config
+
+    return provide

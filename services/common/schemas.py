@@ -1,0 +1,75 @@
+"""Request and response building blocks shared by the services' HTTP layers.
+
+The string types bound length and character set: what reaches the database is
+always storable (PostgreSQL rejects NUL characters; ids fit their columns), so
+bad input is a 422, never a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Path, Query
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from services.common.domain import Line
+from services.common.errors import HTTP_STATUS
+
+VISIBLE_ASCII = r"^[\x21-\x7E]+$"
+SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+MAX_QUANTITY = 1_000_000
+
+# Ids made by callers (order, customer): visible ASCII, as in a URL or a log line.
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=VISIBLE_ASCII)]
+Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=SKU_PATTERN)]
+# Free text from people (names, streets): any characters but control characters.
+Text = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1F\x7F]+$"
+    ),
+]
+Quantity = Annotated[int, Field(gt=0, le=MAX_QUANTITY)]
+
+# Ids in paths and queries, held to the same rules so a malformed one is a 422.
+IdPath = Annotated[str, Path(min_length=1, max_length=255, pattern=VISIBLE_ASCII)]
+SkuPath = Annotated[str, Path(min_length=1, max_length=64, pattern=SKU_PATTERN)]
+OrderIdQuery = Annotated[
+    str,
+    Query(min_length=1, max_length=255, pattern=VISIBLE_ASCII, description="The order's id"),
+]
+
+
+class LineItem(BaseModel):
+    sku: Sku
+    quantity: Quantity
+
+    def to_domain(self) -> Line:
+        return Line(sku=self.sku, quantity=self.quantity)
+
+
+class LinePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    sku: str
+    quantity: int
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorPublic(BaseModel):
+    detail: ErrorDetail
+
+
+def error_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error codes a route may answer with."""
+    codes_by_status: dict[int, list[str]] = {}
+    for code in codes:
+        codes_by_status.setdefault(HTTP_STATUS[code], []).append(code)
+    return {
+        status: {"model": ErrorPublic, "description": " or ".join(status_codes)}
+        for status, status_codes in sorted(codes_by_status.items())
+    }

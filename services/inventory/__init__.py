@@ -1,0 +1,1 @@
+"""Inventory: products and their stock, and reservations of stock for orders."""

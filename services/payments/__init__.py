@@ -1,0 +1,1 @@
+"""Payments: charges to customers' cards, and their refunds."""

@@ -1,0 +1,71 @@
+"""The payments HTTP API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+from fastapi.responses import JSONResponse
+
+from contracts import errors
+from services.common.idempotency import IDEMPOTENT_ERRORS, Idempotency
+from services.common.runtime import service_config, unit_of_work
+from services.common.schemas import IdPath, OrderIdQuery, error_responses
+from services.payments import domain
+from services.payments.repository import SqlPaymentsUnitOfWork
+from services.payments.schemas import ChargeCreate, ChargePublic, ChargesPublic
+
+PaymentsUoW = Annotated[SqlPaymentsUnitOfWork, Depends(unit_of_work(SqlPaymentsUnitOfWork))]
+Policy = Annotated[domain.PaymentPolicy, Depends(service_config(domain.PaymentPolicy))]
+
+charges_router = APIRouter(prefix="/charges", tags=["charges"])
+
+
+@charges_router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ChargePublic,
+    responses=error_responses(*IDEMPOTENT_ERRORS, errors.PAYMENT_DECLINED),
+)
+async def create_charge(
+    *, charge: ChargeCreate, uow: PaymentsUoW, idempotency: Idempotency, policy: Policy
+) -> JSONResponse:
+    """Capture a payment for an order."""
+    return await idempotency.run(
+        uow,
+        lambda tx: domain.charge(
+            tx,
+            order_id=charge.order_id,
+            customer_id=charge.customer_id,
+            amount_cents=charge.amount_cents,
+            currency=charge.currency,
+            payment_token=charge.payment_token.get_secret_value(),
+            policy=policy,
+        ),
+        present=ChargePublic,
+        status_code=status.HTTP_201_CREATED,
+    )
+
+
+@charges_router.post(
+    "/{charge_id}/refund",
+    response_model=ChargePublic,
+    responses=error_responses(*IDEMPOTENT_ERRORS, errors.NOT_FOUND, errors.REFUND_REFUSED),
+)
+async def refund_charge(
+    *, charge_id: IdPath, uow: PaymentsUoW, idempotency: Idempotency
+) -> JSONResponse:
+    """Give the money back. Refunding twice refunds once."""
+    return await idempotency.run(
+        uow,
+        lambda tx: domain.refund(tx, charge_id),
+        present=ChargePublic,
+        status_code=status.HTTP_200_OK,
+    )
+
+
+@charges_router.get("", response_model=ChargesPublic)
+async def list_charges(*, order_id: OrderIdQuery, uow: PaymentsUoW) -> ChargesPublic:
+    async with uow:
+        found = await uow.charges.for_order(order_id)
+    return ChargesPublic(items=[ChargePublic.model_validate(c) for c in found])

@@ -1,0 +1,1 @@
+"""Shipping: shipments of an order's goods to the customer's address."""

@@ -1,0 +1,30 @@
+"""The shipping service's app."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from services.common.app import ServiceSpec, create_service_app
+from services.shipping.domain import ShippingPolicy
+from services.shipping.routes import shipments_router
+
+SPEC = ServiceSpec(
+    name="shipping",
+    description="Shipments of orders to customers' addresses.",
+    migrations=Path(__file__).parent / "migrations",
+    routers=(shipments_router,),
+)
+
+
+def create_app(
+    *, database_url: str, admin_token: str, refused_countries: Sequence[str] = ("AQ",)
+) -> FastAPI:
+    return create_service_app(
+        SPEC,
+        database_url=database_url,
+        admin_token=admin_token,
+        config=ShippingPolicy.refusing(refused_countries),
+    )

@@ -1,0 +1,69 @@
+"""The shipping HTTP API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+from fastapi.responses import JSONResponse
+
+from contracts import errors
+from services.common.idempotency import IDEMPOTENT_ERRORS, Idempotency
+from services.common.runtime import service_config, unit_of_work
+from services.common.schemas import IdPath, OrderIdQuery, error_responses
+from services.shipping import domain
+from services.shipping.repository import SqlShippingUnitOfWork
+from services.shipping.schemas import ShipmentCreate, ShipmentPublic, ShipmentsPublic
+
+ShippingUoW = Annotated[SqlShippingUnitOfWork, Depends(unit_of_work(SqlShippingUnitOfWork))]
+Policy = Annotated[domain.ShippingPolicy, Depends(service_config(domain.ShippingPolicy))]
+
+shipments_router = APIRouter(prefix="/shipments", tags=["shipments"])
+
+
+@shipments_router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ShipmentPublic,
+    responses=error_responses(*IDEMPOTENT_ERRORS, errors.ADDRESS_UNDELIVERABLE),
+)
+async def create_shipment(
+    *, shipment: ShipmentCreate, uow: ShippingUoW, idempotency: Idempotency, policy: Policy
+) -> JSONResponse:
+    """Ship an order's lines to an address."""
+    return await idempotency.run(
+        uow,
+        lambda tx: domain.create_shipment(
+            tx,
+            order_id=shipment.order_id,
+            lines=[line.to_domain() for line in shipment.lines],
+            address=shipment.address.to_domain(),
+            policy=policy,
+        ),
+        present=ShipmentPublic,
+        status_code=status.HTTP_201_CREATED,
+    )
+
+
+@shipments_router.post(
+    "/{shipment_id}/cancel",
+    response_model=ShipmentPublic,
+    responses=error_responses(*IDEMPOTENT_ERRORS, errors.NOT_FOUND),
+)
+async def cancel_shipment(
+    *, shipment_id: IdPath, uow: ShippingUoW, idempotency: Idempotency
+) -> JSONResponse:
+    """Cancel a shipment. Cancelling twice cancels once."""
+    return await idempotency.run(
+        uow,
+        lambda tx: domain.cancel(tx, shipment_id),
+        present=ShipmentPublic,
+        status_code=status.HTTP_200_OK,
+    )
+
+
+@shipments_router.get("", response_model=ShipmentsPublic)
+async def list_shipments(*, order_id: OrderIdQuery, uow: ShippingUoW) -> ShipmentsPublic:
+    async with uow:
+        found = await uow.shipments.for_order(order_id)
+    return ShipmentsPublic(items=[ShipmentPublic.model_validate(s) for s in found])

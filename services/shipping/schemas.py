@@ -1,0 +1,64 @@
+"""The shipping API's request and response bodies. Answers carry the country
+of the address, never the name or street."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from contracts.orders import Address
+from services.common.schemas import Identifier, LineItem, Text
+from services.shipping.domain import ShipmentState
+
+MAX_LINES = 100
+
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$", to_upper=True)]
+PostalCode = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=20, pattern=r"^[A-Za-z0-9 \-]+$"
+    ),
+]
+# A second address line may be left empty.
+OptionalText = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=200, pattern=r"^[^\x00-\x1F\x7F]*$")
+]
+
+
+class AddressIn(BaseModel):
+    name: Text
+    line1: Text
+    line2: OptionalText | None = None
+    city: Text
+    postal_code: PostalCode
+    country: CountryCode
+
+    def to_domain(self) -> Address:
+        return Address(
+            name=self.name,
+            line1=self.line1,
+            line2=self.line2 or None,
+            city=self.city,
+            postal_code=self.postal_code,
+            country=self.country,
+        )
+
+
+class ShipmentCreate(BaseModel):
+    order_id: Identifier
+    lines: list[LineItem] = Field(min_length=1, max_length=MAX_LINES)
+    address: AddressIn
+
+
+class ShipmentPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    shipment_id: str
+    order_id: str
+    state: ShipmentState
+    country: str
+
+
+class ShipmentsPublic(BaseModel):
+    items: list[ShipmentPublic]

@@ -1,0 +1,286 @@
+"""What every service does alike: admin auth, fault injection, health,
+readiness, metrics and the error shape. Each test runs on all three."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from fastapi import FastAPI
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from services.inventory import tables as inventory_tables
+from services.payments import tables as payments_tables
+from services.shipping import tables as shipping_tables
+from tests.integration.services.support import (
+    ADMIN,
+    Databases,
+    inventory_app,
+    new_key,
+    payments_app,
+    serving,
+    shipping_app,
+)
+
+
+def _reservation() -> dict[str, Any]:
+    return {"order_id": f"ord_{uuid.uuid4().hex[:8]}", "lines": [{"sku": "sku_mug", "quantity": 1}]}
+
+
+def _charge() -> dict[str, Any]:
+    return {
+        "order_id": f"ord_{uuid.uuid4().hex[:8]}",
+        "customer_id": "cus_1",
+        "amount_cents": 100,
+        "currency": "EUR",
+        "payment_token": "tok_visa",
+    }
+
+
+def _shipment() -> dict[str, Any]:
+    return {
+        "order_id": f"ord_{uuid.uuid4().hex[:8]}",
+        "lines": [{"sku": "sku_mug", "quantity": 1}],
+        "address": {
+            "name": "N",
+            "line1": "L",
+            "city": "C",
+            "postal_code": "1",
+            "country": "DE",
+        },
+    }
+
+
+@dataclass
+class Service:
+    name: str
+    app: FastAPI
+    client: httpx.AsyncClient
+    # The create endpoint, a fresh body for it, and the id field it answers with.
+    collection: str
+    new_body: Callable[[], dict[str, Any]]
+    id_field: str
+    action: str
+
+    async def create(self) -> httpx.Response:
+        return await self.client.post(self.collection, json=self.new_body(), headers=new_key())
+
+
+_SERVICES = {
+    "inventory": (inventory_app, "/reservations", _reservation, "reservation_id", "release"),
+    "payments": (payments_app, "/charges", _charge, "charge_id", "refund"),
+    "shipping": (shipping_app, "/shipments", _shipment, "shipment_id", "cancel"),
+}
+
+
+@pytest.fixture(params=sorted(_SERVICES))
+async def service(request: pytest.FixtureRequest, databases: Databases) -> AsyncIterator[Service]:
+    make_app, collection, new_body, id_field, action = _SERVICES[request.param]
+    app = make_app(await databases.new(request.param))
+    async with serving(app) as client:
+        yield Service(request.param, app, client, collection, new_body, id_field, action)
+
+
+# --- admin and faults ---------------------------------------------------------
+
+
+async def test_admin_endpoints_need_the_token(service: Service) -> None:
+    faults = {"error_rate": 1.0, "latency_ms": 0}
+    for headers in ({}, {"Authorization": "Bearer not-the-token"}, {"Authorization": "Bearer"}):
+        put = await service.client.put("/admin/faults", json=faults, headers=headers)
+        delete = await service.client.delete("/admin/faults", headers=headers)
+        for response in (put, delete):
+            assert response.status_code == 401
+            assert response.json()["detail"]["code"] == "UNAUTHORIZED"
+            assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert (await service.create()).status_code == 201
+
+
+async def test_bad_fault_settings_are_422(service: Service) -> None:
+    for body in (
+        {"error_rate": 1.5, "latency_ms": 0},
+        {"error_rate": -0.1, "latency_ms": 0},
+        {"error_rate": 0.5, "latency_ms": -1},
+        {"error_rate": "often", "latency_ms": 0},
+        {"latency_ms": 10},
+    ):
+        response = await service.client.put("/admin/faults", json=body, headers=ADMIN)
+        assert response.status_code == 422, body
+
+
+async def test_injected_faults_fail_before_any_effect_and_clear(service: Service) -> None:
+    body, key = service.new_body(), new_key()
+    set_faults = await service.client.put(
+        "/admin/faults", json={"error_rate": 1.0, "latency_ms": 0}, headers=ADMIN
+    )
+    assert set_faults.status_code == 200
+    assert set_faults.json() == {"error_rate": 1.0, "latency_ms": 0}
+
+    faulted = await service.client.post(service.collection, json=body, headers=key)
+    listed = await service.client.get(service.collection, params={"order_id": body["order_id"]})
+    health = await service.client.get("/healthz")
+    ready = await service.client.get("/readyz")
+
+    for response in (faulted, listed):
+        assert response.status_code == 503
+        assert response.json()["detail"]["code"] == "INJECTED_FAULT"
+    assert (health.status_code, ready.status_code) == (200, 200)
+
+    cleared = await service.client.delete("/admin/faults", headers=ADMIN)
+    assert cleared.status_code == 204 and cleared.content == b""
+    listed = await service.client.get(service.collection, params={"order_id": body["order_id"]})
+    assert listed.json() == {"items": []}
+    # The fault was not stored under the key: the retry really runs.
+    retried = await service.client.post(service.collection, json=body, headers=key)
+    assert retried.status_code == 201, retried.text
+    assert "Idempotent-Replayed" not in retried.headers
+
+
+async def test_injected_latency_delays_domain_endpoints_only(service: Service) -> None:
+    await service.client.put(
+        "/admin/faults", json={"error_rate": 0.0, "latency_ms": 150}, headers=ADMIN
+    )
+
+    started = time.perf_counter()
+    created = await service.create()
+    slowed = time.perf_counter() - started
+    started = time.perf_counter()
+    await service.client.get("/healthz")
+    unslowed = time.perf_counter() - started
+
+    assert created.status_code == 201
+    assert slowed >= 0.15
+    assert unslowed < 0.15
+
+
+# --- health, readiness, metrics -----------------------------------------------
+
+
+async def test_health_and_readiness(service: Service) -> None:
+    for path in ("/healthz", "/readyz"):
+        response = await service.client.get(path)
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok"}
+
+
+async def test_an_unreachable_database_is_503_not_500(service: Service) -> None:
+    runtime = service.app.state.runtime
+    real_engine = runtime.started_engine
+    # Nothing listens on the discard port: connecting is refused at once.
+    runtime.started_engine = create_async_engine("postgresql+asyncpg://nobody@127.0.0.1:9/none")
+    try:
+        ready = await service.client.get("/readyz")
+        created = await service.create()
+        listed = await service.client.get(service.collection, params={"order_id": "ord_x"})
+    finally:
+        await runtime.started_engine.dispose()
+        runtime.started_engine = real_engine
+
+    assert ready.status_code == 503
+    assert ready.json()["detail"]["code"] == "SERVICE_UNAVAILABLE"
+    for response in (created, listed):
+        assert response.status_code == 503, response.text
+        assert response.json()["detail"]["code"] == "SERVICE_UNAVAILABLE"
+    assert (await service.client.get("/readyz")).status_code == 200
+
+
+async def test_metrics_label_route_templates_never_ids(service: Service) -> None:
+    created = await service.create()
+    resource_id = created.json()[service.id_field]
+    acted = await service.client.post(
+        f"{service.collection}/{resource_id}/{service.action}", headers=new_key()
+    )
+    assert acted.status_code == 200
+    await service.client.get("/no/such/route/ord_secret")
+
+    metrics = await service.client.get("/metrics")
+
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    text = metrics.text
+    template = f"{service.collection}/{{{service.id_field}}}/{service.action}"
+    assert re.search(
+        rf'http_requests_total\{{method="POST",route="{re.escape(template)}",status="200"\}} 1\.0',
+        text,
+    ), text
+    assert f'route="{service.collection}",status="201"' in text
+    assert "http_request_duration_seconds_bucket" in text
+    assert 'route="<unmatched>",status="404"' in text
+    assert resource_id not in text and "ord_secret" not in text
+
+
+async def test_each_app_counts_its_own_requests(databases: Databases) -> None:
+    async with (
+        serving(inventory_app(await databases.new("a"))) as one,
+        serving(inventory_app(await databases.new("b"))) as two,
+    ):
+        await one.get("/healthz")
+        await one.get("/healthz")
+        await two.get("/healthz")
+
+        counted = [
+            re.search(r'route="/healthz",status="200"\} (\S+)', (await c.get("/metrics")).text)
+            for c in (one, two)
+        ]
+
+    assert [m.group(1) if m else None for m in counted] == ["2.0", "1.0"]
+
+
+# --- the error shape ------------------------------------------------------------
+
+
+async def test_unknown_routes_and_methods_answer_in_the_error_shape(service: Service) -> None:
+    missing = await service.client.get("/nowhere")
+    wrong_method = await service.client.delete(service.collection)
+
+    assert missing.status_code == 404
+    assert missing.json()["detail"]["code"] == "NOT_FOUND"
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["detail"]["code"] == "REQUEST_REJECTED"
+
+
+async def test_the_listing_needs_an_order_id(service: Service) -> None:
+    response = await service.client.get(service.collection)
+
+    assert response.status_code == 422
+    assert isinstance(response.json()["detail"], list)
+
+
+async def test_the_migrations_build_the_schema_the_code_describes(service: Service) -> None:
+    metadata = {
+        "inventory": inventory_tables,
+        "payments": payments_tables,
+        "shipping": shipping_tables,
+    }[service.name].metadata
+
+    def differences(connection: Connection) -> list[Any]:
+        context = MigrationContext.configure(
+            connection,
+            opts={"compare_type": True, "version_table": f"alembic_version_{service.name}"},
+        )
+        return list(compare_metadata(context, metadata))
+
+    async with service.app.state.runtime.engine.connect() as connection:
+        assert await connection.run_sync(differences) == []
+
+
+async def test_the_openapi_document_describes_the_api(service: Service) -> None:
+    response = await service.client.get("/openapi.json")
+
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert service.collection in paths
+    assert "/admin/faults" in paths
+    create = paths[service.collection]["post"]
+    assert {"201", "400", "422", "503"} <= set(create["responses"])
+    header_names = {p["name"] for p in create["parameters"] if p["in"] == "header"}
+    assert "Idempotency-Key" in header_names

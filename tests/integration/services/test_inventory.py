@@ -1,0 +1,404 @@
+"""Inventory: reservations never oversell, and every POST is idempotent."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+
+from tests.integration.services.support import (
+    ADMIN,
+    Databases,
+    created,
+    inventory_app,
+    new_key,
+    serving,
+)
+
+
+async def stocked_sku(inventory: httpx.AsyncClient, available: int) -> str:
+    sku = f"sku_test_{uuid.uuid4().hex[:10]}"
+    response = await inventory.put(f"/products/{sku}", json={"available": available}, headers=ADMIN)
+    assert response.status_code == 200, response.text
+    return sku
+
+
+async def stock(inventory: httpx.AsyncClient, sku: str) -> dict[str, Any]:
+    response = await inventory.get(f"/stock/{sku}")
+    assert response.status_code == 200, response.text
+    found: dict[str, Any] = response.json()
+    return found
+
+
+def reservation(sku: str, quantity: int = 1, order_id: str | None = None) -> dict[str, Any]:
+    return {
+        "order_id": order_id or f"ord_{uuid.uuid4().hex[:8]}",
+        "lines": [{"sku": sku, "quantity": quantity}],
+    }
+
+
+async def reserve(inventory: httpx.AsyncClient, sku: str, quantity: int = 1) -> dict[str, Any]:
+    return await created(inventory, "/reservations", reservation(sku, quantity))
+
+
+# --- refusals -----------------------------------------------------------------
+
+
+async def test_a_short_line_reserves_nothing_and_names_the_sku(
+    inventory: httpx.AsyncClient,
+) -> None:
+    plenty = await stocked_sku(inventory, 10)
+    scarce = await stocked_sku(inventory, 2)
+
+    response = await inventory.post(
+        "/reservations",
+        json={
+            "order_id": "ord_short",
+            "lines": [{"sku": plenty, "quantity": 5}, {"sku": scarce, "quantity": 3}],
+        },
+        headers=new_key(),
+    )
+
+    assert response.status_code == 409, response.text
+    detail = response.json()["detail"]
+    assert detail["code"] == "OUT_OF_STOCK"
+    assert scarce in detail["message"] and plenty not in detail["message"]
+    assert await stock(inventory, plenty) == {"sku": plenty, "available": 10, "reserved": 0}
+    assert await stock(inventory, scarce) == {"sku": scarce, "available": 2, "reserved": 0}
+    listed = await inventory.get("/reservations", params={"order_id": "ord_short"})
+    assert listed.json() == {"items": []}
+
+
+async def test_an_unknown_sku_is_refused(inventory: httpx.AsyncClient) -> None:
+    response = await inventory.post(
+        "/reservations", json=reservation("sku_does_not_exist"), headers=new_key()
+    )
+
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail["code"] == "UNKNOWN_SKU"
+    assert "sku_does_not_exist" in detail["message"]
+
+
+async def test_a_refusal_is_replayed_even_after_restocking(inventory: httpx.AsyncClient) -> None:
+    sku = await stocked_sku(inventory, 1)
+    body, key = reservation(sku, quantity=2), new_key()
+    refused = await inventory.post("/reservations", json=body, headers=key)
+    await inventory.put(f"/products/{sku}", json={"available": 5}, headers=ADMIN)
+
+    again = await inventory.post("/reservations", json=body, headers=key)
+
+    assert refused.status_code == again.status_code == 409
+    assert again.json() == refused.json()
+    assert await stock(inventory, sku) == {"sku": sku, "available": 5, "reserved": 0}
+
+
+async def test_commit_after_release_and_release_after_commit_are_refused(
+    inventory: httpx.AsyncClient,
+) -> None:
+    sku = await stocked_sku(inventory, 5)
+    released = await reserve(inventory, sku, 1)
+    committed = await reserve(inventory, sku, 1)
+    await inventory.post(f"/reservations/{released['reservation_id']}/release", headers=new_key())
+    await inventory.post(f"/reservations/{committed['reservation_id']}/commit", headers=new_key())
+
+    late_commit = await inventory.post(
+        f"/reservations/{released['reservation_id']}/commit", headers=new_key()
+    )
+    late_release = await inventory.post(
+        f"/reservations/{committed['reservation_id']}/release", headers=new_key()
+    )
+
+    for response in (late_commit, late_release):
+        assert response.status_code == 409, response.text
+        assert response.json()["detail"]["code"] == "INVALID_STATE"
+    # One unit left with the committed order; the released one is back on sale.
+    assert await stock(inventory, sku) == {"sku": sku, "available": 4, "reserved": 0}
+
+
+async def test_unknown_reservation_and_product_are_404(inventory: httpx.AsyncClient) -> None:
+    for action in ("release", "commit"):
+        response = await inventory.post(f"/reservations/res_nope/{action}", headers=new_key())
+        assert response.status_code == 404
+        assert response.json()["detail"]["code"] == "NOT_FOUND"
+    response = await inventory.get("/stock/sku_nope")
+    assert response.status_code == 404
+    assert response.json()["detail"]["code"] == "NOT_FOUND"
+
+
+async def test_bad_reservation_bodies_are_422_not_500(inventory: httpx.AsyncClient) -> None:
+    sku = await stocked_sku(inventory, 5)
+    bodies: list[Any] = [
+        {"order_id": "o", "lines": []},
+        {"order_id": "o", "lines": [{"sku": sku, "quantity": 0}]},
+        {"order_id": "o", "lines": [{"sku": sku, "quantity": "many"}]},
+        {"order_id": "o", "lines": [{"sku": sku, "quantity": 10**30}]},
+        {"order_id": "o\x00", "lines": [{"sku": sku, "quantity": 1}]},
+        {"order_id": "o", "lines": [{"sku": "bad sku!", "quantity": 1}]},
+        {"lines": [{"sku": sku, "quantity": 1}]},
+        ["not", "an", "object"],
+    ]
+    for body in bodies:
+        response = await inventory.post("/reservations", json=body, headers=new_key())
+        assert response.status_code == 422, (body, response.text)
+        assert isinstance(response.json()["detail"], list)
+    malformed = await inventory.post(
+        "/reservations",
+        content=b'{"order_id": ',
+        headers={**new_key(), "Content-Type": "application/json"},
+    )
+    assert malformed.status_code == 422
+    odd_id = await inventory.post("/reservations/res%00x/release", headers=new_key())
+    assert odd_id.status_code == 422
+    assert await stock(inventory, sku) == {"sku": sku, "available": 5, "reserved": 0}
+
+
+async def test_restocking_needs_the_admin_token(inventory: httpx.AsyncClient) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
+        response = await inventory.put("/products/sku_mug", json={"available": 1}, headers=headers)
+        assert response.status_code == 401
+        assert response.json()["detail"]["code"] == "UNAUTHORIZED"
+    assert (await stock(inventory, "sku_mug"))["available"] == 100
+
+
+# --- idempotency --------------------------------------------------------------
+
+
+async def test_a_repeated_reservation_replays_the_answer_and_reserves_once(
+    inventory: httpx.AsyncClient,
+) -> None:
+    sku = await stocked_sku(inventory, 10)
+    body, key = reservation(sku, quantity=3), new_key()
+
+    first = await inventory.post("/reservations", json=body, headers=key)
+    again = await inventory.post("/reservations", json=body, headers=key)
+
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.content == first.content
+    assert first.json()["state"] == "reserved"
+    assert first.json()["lines"] == [{"sku": sku, "quantity": 3}]
+    assert await stock(inventory, sku) == {"sku": sku, "available": 7, "reserved": 3}
+
+
+async def test_a_key_reused_for_another_request_is_refused(inventory: httpx.AsyncClient) -> None:
+    sku = await stocked_sku(inventory, 10)
+    key = new_key()
+    await inventory.post("/reservations", json=reservation(sku, 1, "ord_a"), headers=key)
+
+    other_body = await inventory.post(
+        "/reservations", json=reservation(sku, 2, "ord_a"), headers=key
+    )
+    other_path = await inventory.post("/reservations/res_x/release", headers=key)
+
+    for response in (other_body, other_path):
+        assert response.status_code == 422
+        assert response.json()["detail"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert await stock(inventory, sku) == {"sku": sku, "available": 9, "reserved": 1}
+
+
+async def test_key_order_and_spacing_do_not_make_another_request(
+    inventory: httpx.AsyncClient,
+) -> None:
+    sku = await stocked_sku(inventory, 10)
+    key = new_key()
+    compact = f'{{"order_id":"ord_k","lines":[{{"sku":"{sku}","quantity":1}}]}}'
+    spaced = f'{{ "lines": [ {{ "quantity": 1, "sku": "{sku}" }} ], "order_id": "ord_k" }}'
+    json_headers = {**key, "Content-Type": "application/json"}
+
+    first = await inventory.post("/reservations", content=compact, headers=json_headers)
+    again = await inventory.post("/reservations", content=spaced, headers=json_headers)
+
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json() == first.json()
+    assert await stock(inventory, sku) == {"sku": sku, "available": 9, "reserved": 1}
+
+
+async def test_release_and_commit_replay_and_take_effect_once(
+    inventory: httpx.AsyncClient,
+) -> None:
+    sku = await stocked_sku(inventory, 10)
+    released = await reserve(inventory, sku, 4)
+    committed = await reserve(inventory, sku, 3)
+    release_path = f"/reservations/{released['reservation_id']}/release"
+    commit_path = f"/reservations/{committed['reservation_id']}/commit"
+    release_key, commit_key = new_key(), new_key()
+
+    release = await inventory.post(release_path, headers=release_key)
+    release_replayed = await inventory.post(release_path, headers=release_key)
+    release_new_key = await inventory.post(release_path, headers=new_key())
+    commit = await inventory.post(commit_path, headers=commit_key)
+    commit_replayed = await inventory.post(commit_path, headers=commit_key)
+    commit_new_key = await inventory.post(commit_path, headers=new_key())
+
+    for first, again, other in (
+        (release, release_replayed, release_new_key),
+        (commit, commit_replayed, commit_new_key),
+    ):
+        assert first.status_code == again.status_code == other.status_code == 200
+        assert again.json() == first.json() == other.json()
+    assert release.json()["state"] == "released"
+    assert commit.json()["state"] == "committed"
+    assert await stock(inventory, sku) == {"sku": sku, "available": 7, "reserved": 0}
+
+
+async def test_the_idempotency_key_is_required_and_checked(inventory: httpx.AsyncClient) -> None:
+    sku = await stocked_sku(inventory, 10)
+    for headers in (
+        {},
+        {"Idempotency-Key": ""},
+        {"Idempotency-Key": "has space"},
+        {"Idempotency-Key": "k" * 256},
+    ):
+        response = await inventory.post("/reservations", json=reservation(sku), headers=headers)
+        assert response.status_code == 400, headers
+        detail = response.json()["detail"]
+        assert detail["code"] == "REQUEST_REJECTED"
+        assert "Idempotency-Key" in detail["message"]
+    ok = await inventory.post(
+        "/reservations", json=reservation(sku), headers={"Idempotency-Key": "k" * 255}
+    )
+    assert ok.status_code == 201
+    assert await stock(inventory, sku) == {"sku": sku, "available": 9, "reserved": 1}
+
+
+# --- concurrency --------------------------------------------------------------
+
+
+async def test_twenty_concurrent_twins_reserve_once(inventory: httpx.AsyncClient) -> None:
+    sku = await stocked_sku(inventory, 100)
+    body, key = reservation(sku, quantity=2, order_id="ord_twins"), new_key()
+
+    responses = await asyncio.gather(
+        *(inventory.post("/reservations", json=body, headers=key) for _ in range(20))
+    )
+
+    assert {r.status_code for r in responses} == {201}
+    assert len({r.content for r in responses}) == 1
+    assert await stock(inventory, sku) == {"sku": sku, "available": 98, "reserved": 2}
+    listed = await inventory.get("/reservations", params={"order_id": "ord_twins"})
+    assert len(listed.json()["items"]) == 1
+
+
+async def test_concurrent_reservations_never_oversell(inventory: httpx.AsyncClient) -> None:
+    sku = await stocked_sku(inventory, 10)
+
+    responses = await asyncio.gather(
+        *(
+            inventory.post("/reservations", json=reservation(sku), headers=new_key())
+            for _ in range(30)
+        )
+    )
+
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(201) == 10 and statuses.count(409) == 20, statuses
+    assert all(
+        r.json()["detail"]["code"] == "OUT_OF_STOCK" for r in responses if r.status_code == 409
+    )
+    assert await stock(inventory, sku) == {"sku": sku, "available": 0, "reserved": 10}
+
+
+async def test_concurrent_multi_line_reservations_in_any_order_neither_oversell_nor_deadlock(
+    inventory: httpx.AsyncClient,
+) -> None:
+    first, second = await stocked_sku(inventory, 8), await stocked_sku(inventory, 8)
+
+    def crossed(i: int) -> dict[str, Any]:
+        lines = [{"sku": first, "quantity": 1}, {"sku": second, "quantity": 1}]
+        return {"order_id": f"ord_{i}", "lines": lines if i % 2 else lines[::-1]}
+
+    responses = await asyncio.gather(
+        *(inventory.post("/reservations", json=crossed(i), headers=new_key()) for i in range(12))
+    )
+
+    assert sorted(r.status_code for r in responses) == [201] * 8 + [409] * 4
+    for sku in (first, second):
+        assert await stock(inventory, sku) == {"sku": sku, "available": 0, "reserved": 8}
+
+
+async def test_concurrent_releases_with_different_keys_release_once(
+    inventory: httpx.AsyncClient,
+) -> None:
+    sku = await stocked_sku(inventory, 10)
+    made = await reserve(inventory, sku, 4)
+    path = f"/reservations/{made['reservation_id']}/release"
+
+    responses = await asyncio.gather(*(inventory.post(path, headers=new_key()) for _ in range(10)))
+
+    assert {r.status_code for r in responses} == {200}
+    assert await stock(inventory, sku) == {"sku": sku, "available": 10, "reserved": 0}
+
+
+# --- stock and catalog ----------------------------------------------------------
+
+
+async def test_restocking_keeps_what_is_reserved(inventory: httpx.AsyncClient) -> None:
+    sku = await stocked_sku(inventory, 10)
+    await reserve(inventory, sku, 4)
+
+    response = await inventory.put(f"/products/{sku}", json={"available": 50}, headers=ADMIN)
+
+    assert response.status_code == 200
+    assert response.json() == {"sku": sku, "available": 50, "reserved": 4}
+    for bad in ({"available": -1}, {"available": "lots"}, {}):
+        refused = await inventory.put(f"/products/{sku}", json=bad, headers=ADMIN)
+        assert refused.status_code == 422
+
+
+async def test_the_catalog_is_seeded_once_and_a_restart_keeps_the_stock(
+    databases: Databases,
+) -> None:
+    url = await databases.new("inventory")
+    async with serving(inventory_app(url)) as inventory:
+        assert await stock(inventory, "sku_hoodie") == {
+            "sku": "sku_hoodie",
+            "available": 25,
+            "reserved": 0,
+        }
+        made = await reserve(inventory, "sku_hoodie", 5)
+        await inventory.post(f"/reservations/{made['reservation_id']}/commit", headers=new_key())
+
+    async with serving(inventory_app(url)) as restarted:
+        assert await stock(restarted, "sku_hoodie") == {
+            "sku": "sku_hoodie",
+            "available": 20,
+            "reserved": 0,
+        }
+        assert (await stock(restarted, "sku_sticker"))["available"] == 1000
+        listed = await restarted.get("/reservations", params={"order_id": made["order_id"]})
+        assert [r["state"] for r in listed.json()["items"]] == ["committed"]
+
+
+async def test_duplicate_lines_of_one_sku_are_merged(inventory: httpx.AsyncClient) -> None:
+    sku = await stocked_sku(inventory, 10)
+    body = {"order_id": "ord_dup", "lines": [{"sku": sku, "quantity": 2}] * 3}
+
+    response = await inventory.post("/reservations", json=body, headers=new_key())
+
+    assert response.status_code == 201
+    assert response.json()["lines"] == [{"sku": sku, "quantity": 6}]
+    assert await stock(inventory, sku) == {"sku": sku, "available": 4, "reserved": 6}
+
+
+async def test_two_replicas_on_one_database_never_oversell(databases: Databases) -> None:
+    """Like two processes: each app has its own engine, so only the database
+    (BEGIN IMMEDIATE and busy_timeout on SQLite, row locks on PostgreSQL)
+    keeps them apart."""
+    url = await databases.new("inventory")
+    async with serving(inventory_app(url)) as one, serving(inventory_app(url)) as two:
+        sku = await stocked_sku(one, 10)
+
+        responses = await asyncio.gather(
+            *(
+                (one if i % 2 else two).post(
+                    "/reservations", json=reservation(sku), headers=new_key()
+                )
+                for i in range(30)
+            )
+        )
+
+        statuses = [r.status_code for r in responses]
+        assert statuses.count(201) == 10 and statuses.count(409) == 20, statuses
+        assert await stock(two, sku) == {"sku": sku, "available": 0, "reserved": 10}
