@@ -28,7 +28,6 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import (
-    SearchAttributeKey,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -62,13 +61,11 @@ from contracts.orders import (
     OrderView,
     PlaceOrder,
 )
-from contracts.search_attributes import CUSTOMER_ID, ORDER_STATUS, ORDER_TOTAL_CENTS
+from contracts.search_attributes import CUSTOMER_ID, ORDER_STATUS
+from workflows.search_attributes import CUSTOMER_ID_KEY, ORDER_STATUS_KEY, ORDER_TOTAL_CENTS_KEY
 
 log = logging.getLogger(__name__)
 
-ORDER_STATUS_KEY = SearchAttributeKey.for_keyword(ORDER_STATUS)
-CUSTOMER_ID_KEY = SearchAttributeKey.for_keyword(CUSTOMER_ID)
-ORDER_TOTAL_CENTS_KEY = SearchAttributeKey.for_int(ORDER_TOTAL_CENTS)
 
 FINGERPRINT_MEMO = "request_fingerprint"
 

@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import Literal
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
@@ -58,12 +58,12 @@ with workflow.unsafe.imports_passed_through():
         StepState,
         StepView,
     )
-    from contracts.search_attributes import CUSTOMER_ID, ORDER_STATUS, ORDER_TOTAL_CENTS
     from workflows.saga import CompensationStack, PendingCompensation
-
-ORDER_STATUS_KEY = SearchAttributeKey.for_keyword(ORDER_STATUS)
-CUSTOMER_ID_KEY = SearchAttributeKey.for_keyword(CUSTOMER_ID)
-ORDER_TOTAL_CENTS_KEY = SearchAttributeKey.for_int(ORDER_TOTAL_CENTS)
+    from workflows.search_attributes import (
+        CUSTOMER_ID_KEY,
+        ORDER_STATUS_KEY,
+        ORDER_TOTAL_CENTS_KEY,
+    )
 
 FORWARD_STEP_MAX_ATTEMPTS = 5
 # Roughly 1+2+4+8 s of backoff: a short outage is ridden out, a long one fails

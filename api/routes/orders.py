@@ -25,8 +25,8 @@ from api.schemas import (
     OrderSummary,
     StepPublic,
 )
-from api.temporal_orders import CUSTOMER_ID_KEY, ORDER_STATUS_KEY, ORDER_TOTAL_CENTS_KEY
 from contracts.orders import CancelOrder, OperatorAction, OrderStatus, OrderView
+from workflows.search_attributes import CUSTOMER_ID_KEY, ORDER_STATUS_KEY, ORDER_TOTAL_CENTS_KEY
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
