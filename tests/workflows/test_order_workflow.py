@@ -24,7 +24,8 @@ from contracts.orders import (
     OrderView,
     StepState,
 )
-from tests.workflows.conftest import SagaHarness, refusal, sample_order, transient
+from tests.fakes import refusal, transient
+from tests.workflows.conftest import SagaHarness, sample_order
 from workflows.order import FORWARD_STEP_MAX_ATTEMPTS
 
 FORWARD = ("reserve_inventory", "charge_payment", "create_shipment", "commit_reservation")
@@ -168,7 +169,7 @@ async def test_compensation_faults_are_retried_until_they_succeed(saga: SagaHarn
 
 
 async def test_cancel_before_shipping_undoes_what_was_done(saga: SagaHarness) -> None:
-    saga.fakes.hold["charge_payment"] = asyncio.Event()
+    gate = saga.fakes.hold_calls("charge_payment")
     handle = await saga.start(sample_order())
     await saga.wait_entered("charge_payment")
 
@@ -176,7 +177,7 @@ async def test_cancel_before_shipping_undoes_what_was_done(saga: SagaHarness) ->
         CANCEL_UPDATE, CancelOrder(reason="changed my mind"), result_type=CancelAccepted
     )
     assert accepted.status is OrderStatus.COMPENSATING
-    saga.fakes.hold["charge_payment"].set()
+    gate.set()
     result = await handle.result()
 
     assert result.status is OrderStatus.CANCELLED
@@ -196,13 +197,13 @@ async def test_cancel_before_shipping_undoes_what_was_done(saga: SagaHarness) ->
 async def test_cancel_while_create_shipment_is_in_flight_undoes_the_shipment_too(
     saga: SagaHarness,
 ) -> None:
-    saga.fakes.hold["create_shipment"] = asyncio.Event()
+    gate = saga.fakes.hold_calls("create_shipment")
     handle = await saga.start(sample_order())
     await saga.wait_entered("create_shipment")
 
     await handle.execute_update(CANCEL_UPDATE, CancelOrder(), result_type=CancelAccepted)
     # The shipment is created after the cancel was accepted: its side effect happened.
-    saga.fakes.hold["create_shipment"].set()
+    gate.set()
     result = await handle.result()
 
     assert result.status is OrderStatus.CANCELLED
@@ -223,14 +224,14 @@ async def test_cancel_while_create_shipment_is_in_flight_undoes_the_shipment_too
 
 
 async def test_cancel_after_the_shipment_is_created_is_rejected(saga: SagaHarness) -> None:
-    saga.fakes.hold["commit_reservation"] = asyncio.Event()
+    gate = saga.fakes.hold_calls("commit_reservation")
     handle = await saga.start(sample_order())
     await saga.wait_entered("commit_reservation")
 
     with pytest.raises(WorkflowUpdateFailedError) as rejected:
         await handle.execute_update(CANCEL_UPDATE, CancelOrder(), result_type=CancelAccepted)
     assert "too late to cancel" in str(rejected.value.cause)
-    saga.fakes.hold["commit_reservation"].set()
+    gate.set()
     result = await handle.result()
 
     assert result.status is OrderStatus.COMPLETED
@@ -249,13 +250,13 @@ async def test_cancel_of_a_finished_order_is_rejected(saga: SagaHarness) -> None
 async def test_cancellation_through_temporal_waits_for_the_step_in_flight_then_undoes(
     saga: SagaHarness,
 ) -> None:
-    saga.fakes.hold["charge_payment"] = asyncio.Event()
+    gate = saga.fakes.hold_calls("charge_payment")
     handle = await saga.start(sample_order())
     await saga.wait_entered("charge_payment")
 
     await handle.cancel()
     await asyncio.sleep(0.2)  # give the cancellation time to reach the workflow first
-    saga.fakes.hold["charge_payment"].set()
+    gate.set()
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()
 
@@ -331,7 +332,7 @@ async def test_refund_refused_needs_attention_until_an_operator_resolves(
 async def test_operator_actions_are_rejected_unless_the_order_needs_attention(
     saga: SagaHarness,
 ) -> None:
-    saga.fakes.hold["reserve_inventory"] = asyncio.Event()
+    gate = saga.fakes.hold_calls("reserve_inventory")
     handle = await saga.start(sample_order())
     await saga.wait_entered("reserve_inventory")
 
@@ -339,5 +340,5 @@ async def test_operator_actions_are_rejected_unless_the_order_needs_attention(
         with pytest.raises(WorkflowUpdateFailedError) as rejected:
             await handle.execute_update(update, OperatorAction())
         assert "not waiting for an operator" in str(rejected.value.cause)
-    saga.fakes.hold["reserve_inventory"].set()
+    gate.set()
     assert (await handle.result()).status is OrderStatus.COMPLETED

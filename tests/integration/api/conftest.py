@@ -9,7 +9,7 @@ theirs picks up our tasks and none of ours picks up theirs.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -17,19 +17,17 @@ import httpx
 import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from api.app import create_app
 from contracts import task_queues
 from ordersaga.settings import Settings
+from tests.fakes import FakeDomainActivities, fake_domain_workers
 from tests.integration.api.support import (
-    FakeDomainActivities,
     OrderRequest,
     client_on_new_namespace,
     order_body,
     terminate_open_orders,
 )
-from workflows.order import OrderWorkflow
 
 
 @pytest.fixture(scope="module")
@@ -42,38 +40,13 @@ async def temporal_client(dev_server_env: WorkflowEnvironment) -> Client:
 async def fakes(temporal_client: Client) -> AsyncIterator[FakeDomainActivities]:
     """The real workflow and the fake activities, polling for this module."""
     domain = FakeDomainActivities()
-    workers = [
-        Worker(temporal_client, task_queue=task_queues.ORDERS, workflows=[OrderWorkflow]),
-        Worker(
-            temporal_client,
-            task_queue=task_queues.INVENTORY,
-            activities=[
-                domain.reserve_inventory,
-                domain.release_inventory,
-                domain.commit_reservation,
-            ],
-        ),
-        Worker(
-            temporal_client,
-            task_queue=task_queues.PAYMENTS,
-            activities=[domain.charge_payment, domain.refund_payment],
-        ),
-        Worker(
-            temporal_client,
-            task_queue=task_queues.SHIPPING,
-            activities=[domain.create_shipment, domain.cancel_shipment],
-        ),
-    ]
-    async with contextlib.AsyncExitStack() as stack:
-        for worker in workers:
-            await stack.enter_async_context(worker)
-        try:
-            yield domain
-        finally:
-            # Nothing may stay parked or open when the workers stop: a held
-            # activity would stall their shutdown.
-            domain.release_all()
-            await terminate_open_orders(temporal_client)
+    async with fake_domain_workers(
+        temporal_client,
+        domain,
+        orders_queue=task_queues.ORDERS,
+        close_orders=functools.partial(terminate_open_orders, temporal_client),
+    ):
+        yield domain
 
 
 @pytest.fixture

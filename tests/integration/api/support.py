@@ -1,4 +1,4 @@
-"""Fakes and helpers for the API tests (fixtures live in conftest.py)."""
+"""Helpers for the API tests (fixtures live in conftest.py, the fakes in tests/fakes.py)."""
 
 from __future__ import annotations
 
@@ -6,100 +6,23 @@ import asyncio
 import contextlib
 import socket
 import uuid
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
 from google.protobuf.duration_pb2 import Duration
-from temporalio import activity
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.ids import derive_order_id
-from contracts.activities import (
-    CancelShipmentInput,
-    ChargePaymentInput,
-    CommitReservationInput,
-    CreateShipmentInput,
-    RefundPaymentInput,
-    ReleaseInventoryInput,
-    ReserveInventoryInput,
-    StepOutcome,
-)
 from tests.conftest import register_search_attributes
 
 # Generous: a dev server on a loaded CI machine. Waits end as soon as the
 # condition holds; this only bounds how long a broken test takes to fail.
 DEADLINE_SECONDS = 30.0
 POLL_INTERVAL_SECONDS = 0.05
-
-
-class FakeDomainActivities:
-    """Fake inventory, payments and shipping activities under the real names.
-
-    Steered per order, so tests sharing these workers cannot disturb each
-    other: `hold` parks an activity of one order until the test sets the
-    event; `refuse` makes the next calls of an activity for one order fail
-    with the given non-retryable error types, as a domain refusal would.
-    Every call is recorded as (activity name, order id).
-    """
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-        self.entered: defaultdict[tuple[str, str], asyncio.Event] = defaultdict(asyncio.Event)
-        self.hold: dict[tuple[str, str], asyncio.Event] = {}
-        self.refuse: defaultdict[tuple[str, str], list[str]] = defaultdict(list)
-
-    def calls_for(self, order_id: str) -> list[str]:
-        return [name for name, called_for in self.calls if called_for == order_id]
-
-    def release_all(self) -> None:
-        for gate in self.hold.values():
-            gate.set()
-
-    async def _call(self, name: str, order_id: str, resource_id: str | None) -> StepOutcome:
-        self.calls.append((name, order_id))
-        self.entered[(name, order_id)].set()
-        gate = self.hold.get((name, order_id))
-        if gate is not None:
-            await gate.wait()
-        refusals = self.refuse[(name, order_id)]
-        if refusals:
-            code = refusals.pop(0)
-            raise ApplicationError(f"fake {name} refused", type=code, non_retryable=True)
-        return StepOutcome(resource_id=resource_id, attempt=activity.info().attempt)
-
-    @activity.defn(name="reserve_inventory")
-    async def reserve_inventory(self, request: ReserveInventoryInput) -> StepOutcome:
-        return await self._call("reserve_inventory", request.order_id, "res_fake")
-
-    @activity.defn(name="release_inventory")
-    async def release_inventory(self, request: ReleaseInventoryInput) -> StepOutcome:
-        return await self._call("release_inventory", request.order_id, request.reservation_id)
-
-    @activity.defn(name="commit_reservation")
-    async def commit_reservation(self, request: CommitReservationInput) -> StepOutcome:
-        return await self._call("commit_reservation", request.order_id, request.reservation_id)
-
-    @activity.defn(name="charge_payment")
-    async def charge_payment(self, request: ChargePaymentInput) -> StepOutcome:
-        return await self._call("charge_payment", request.order_id, "ch_fake")
-
-    @activity.defn(name="refund_payment")
-    async def refund_payment(self, request: RefundPaymentInput) -> StepOutcome:
-        return await self._call("refund_payment", request.order_id, request.charge_id)
-
-    @activity.defn(name="create_shipment")
-    async def create_shipment(self, request: CreateShipmentInput) -> StepOutcome:
-        return await self._call("create_shipment", request.order_id, "shp_fake")
-
-    @activity.defn(name="cancel_shipment")
-    async def cancel_shipment(self, request: CancelShipmentInput) -> StepOutcome:
-        return await self._call("cancel_shipment", request.order_id, request.shipment_id)
 
 
 T = TypeVar("T")
@@ -233,8 +156,3 @@ async def wait_for_status(api: httpx.AsyncClient, order_id: str, status: str) ->
         return await eventually(reached)
     except TimeoutError:
         raise AssertionError(f"{order_id} never reached {status}; last seen {seen}") from None
-
-
-async def wait_entered(fakes: FakeDomainActivities, activity_name: str, order_id: str) -> None:
-    async with asyncio.timeout(DEADLINE_SECONDS):
-        await fakes.entered[(activity_name, order_id)].wait()

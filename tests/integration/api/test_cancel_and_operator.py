@@ -3,29 +3,17 @@ Failure paths first."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 import httpx
 import pytest
 
-from tests.integration.api.support import (
-    FakeDomainActivities,
-    OrderRequest,
-    place_accepted,
-    wait_entered,
-    wait_for_status,
-)
+from tests.fakes import FakeDomainActivities
+from tests.integration.api.support import OrderRequest, place_accepted, wait_for_status
 
 NewOrder = Callable[..., OrderRequest]
 UNKNOWN_ORDER = "ord_aaaaaaaaaaaaaaaaaaaaaaaaaa"
 OPERATOR_ACTIONS = ["compensation/retry", "compensation/resolve"]
-
-
-def held(fakes: FakeDomainActivities, activity_name: str, order: OrderRequest) -> asyncio.Event:
-    gate = asyncio.Event()
-    fakes.hold[(activity_name, order.order_id)] = gate
-    return gate
 
 
 # --- unknown orders --------------------------------------------------------------
@@ -81,9 +69,9 @@ async def test_cancel_once_the_shipment_exists_is_409_too_late(
     api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
 ) -> None:
     order = new_order()
-    gate = held(fakes, "commit_reservation", order)
+    gate = fakes.hold_calls("commit_reservation", order.order_id)
     order_id = await place_accepted(api, order)
-    await wait_entered(fakes, "commit_reservation", order_id)
+    await fakes.wait_entered("commit_reservation", order_id)
 
     response = await api.post(f"/orders/{order_id}/cancel")
 
@@ -99,9 +87,9 @@ async def test_operator_action_on_a_running_order_is_409(
     api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder, action: str
 ) -> None:
     order = new_order()
-    gate = held(fakes, "charge_payment", order)
+    gate = fakes.hold_calls("charge_payment", order.order_id)
     order_id = await place_accepted(api, order)
-    await wait_entered(fakes, "charge_payment", order_id)
+    await fakes.wait_entered("charge_payment", order_id)
 
     response = await api.post(f"/orders/{order_id}/{action}", json={"note": "why not"})
 
@@ -133,9 +121,9 @@ async def test_cancel_before_shipping_is_202_and_the_order_ends_cancelled(
     api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
 ) -> None:
     order = new_order()
-    gate = held(fakes, "create_shipment", order)
+    gate = fakes.hold_calls("create_shipment", order.order_id)
     order_id = await place_accepted(api, order)
-    await wait_entered(fakes, "create_shipment", order_id)
+    await fakes.wait_entered("create_shipment", order_id)
 
     response = await api.post(f"/orders/{order_id}/cancel", json={"reason": "changed my mind"})
 
@@ -166,9 +154,9 @@ async def test_cancel_without_a_body_uses_the_default_reason(
     api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
 ) -> None:
     order = new_order()
-    gate = held(fakes, "reserve_inventory", order)
+    gate = fakes.hold_calls("reserve_inventory", order.order_id)
     order_id = await place_accepted(api, order)
-    await wait_entered(fakes, "reserve_inventory", order_id)
+    await fakes.wait_entered("reserve_inventory", order_id)
 
     response = await api.post(f"/orders/{order_id}/cancel")
 
@@ -185,8 +173,8 @@ async def needs_attention(
     api: httpx.AsyncClient, fakes: FakeDomainActivities, order: OrderRequest
 ) -> str:
     """Shipping refuses the address, then the card issuer refuses the refund."""
-    fakes.refuse[("create_shipment", order.order_id)] = ["ADDRESS_UNDELIVERABLE"]
-    fakes.refuse[("refund_payment", order.order_id)] = ["REFUND_REFUSED"]
+    fakes.refuse("create_shipment", order.order_id, "ADDRESS_UNDELIVERABLE")
+    fakes.refuse("refund_payment", order.order_id, "REFUND_REFUSED")
     order_id = await place_accepted(api, order)
     body = await wait_for_status(api, order_id, "NEEDS_ATTENTION")
     charge = next(step for step in body["steps"] if step["name"] == "charge_payment")

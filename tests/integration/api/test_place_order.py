@@ -14,11 +14,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.ids import derive_order_id
 from contracts.search_attributes import CUSTOMER_ID, ORDER_STATUS, ORDER_TOTAL_CENTS
+from tests.fakes import FakeDomainActivities
 from tests.integration.api.support import (
     CUSTOMER_NAME,
     PAYMENT_TOKEN,
     STREET,
-    FakeDomainActivities,
     OrderRequest,
     eventually,
     place,

@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.fakes import FakeDomainActivities
 from tests.integration.api.support import (
     CUSTOMER_NAME,
     PAYMENT_TOKEN,
     STREET,
-    FakeDomainActivities,
     OrderRequest,
     eventually,
     place_accepted,
@@ -79,7 +79,7 @@ async def test_refused_order_shows_the_failed_step_and_the_reason(
     api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
 ) -> None:
     order = new_order()
-    fakes.refuse[("create_shipment", order.order_id)] = ["ADDRESS_UNDELIVERABLE"]
+    fakes.refuse("create_shipment", order.order_id, "ADDRESS_UNDELIVERABLE")
     order_id = await place_accepted(api, order)
 
     body = await wait_for_status(api, order_id, "FAILED")

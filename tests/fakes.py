@@ -1,0 +1,233 @@
+"""A fake of the domain activities, and the workers that run it with the real workflow.
+
+The fakes are stand-ins registered under the real activity names on the real
+task queues, so the OrderWorkflow under test is exactly the one that ships;
+only the inventory, payments and shipping services behind it are pretend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
+
+from contracts import task_queues
+from contracts.activities import (
+    CancelShipmentInput,
+    ChargePaymentInput,
+    CommitReservationInput,
+    CreateShipmentInput,
+    RefundPaymentInput,
+    ReleaseInventoryInput,
+    ReserveInventoryInput,
+    StepOutcome,
+)
+from workflows.order import OrderWorkflow
+
+COMPENSATIONS = ("release_inventory", "refund_payment", "cancel_shipment")
+CREATED_IDS = {
+    "reserve_inventory": "res_fake",
+    "charge_payment": "ch_fake",
+    "create_shipment": "shp_fake",
+}
+# Generous: a dev server on a loaded CI machine. Only bounds how long a broken
+# test takes to fail.
+ENTER_DEADLINE_SECONDS = 30.0
+
+ActivityInput = (
+    ReserveInventoryInput
+    | ReleaseInventoryInput
+    | CommitReservationInput
+    | ChargePaymentInput
+    | RefundPaymentInput
+    | CreateShipmentInput
+    | CancelShipmentInput
+)
+# What a script applies to: every call of an activity (its name), or only the
+# calls of an activity for one order (activity name, order id).
+Target = str | tuple[str, str]
+
+
+def target(name: str, order_id: str | None) -> Target:
+    return name if order_id is None else (name, order_id)
+
+
+def refusal(code: str) -> ApplicationError:
+    """A domain's final no: non-retryable, with its code as the error type."""
+    return ApplicationError(f"fake refusal {code}", type=code, non_retryable=True)
+
+
+def transient() -> ApplicationError:
+    """A passing fault, the kind Temporal retries."""
+    return ApplicationError("fake 503", type="SERVICE_UNAVAILABLE", non_retryable=False)
+
+
+class FakeDomainActivities:
+    """Fake inventory, payments and shipping activities, scripted by the test.
+
+    Stand-ins registered under the real activity names: the workflow calls
+    them exactly as it would call the real ones.
+
+    Every script is keyed by a Target: an activity name steers every call of
+    that activity (for a fixture that lives as long as one test), and
+    (activity name, order id) steers only that order's calls (for workers
+    shared by tests, which must not disturb each other's orders).
+
+    fail_next: errors raised by the next calls, in order; fail_always: an
+    error every call raises; hold: an Event a call waits on (the call is "in
+    flight" until the test sets it); entered: set when a call starts. Every
+    call is recorded with its activity name and input.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.fail_next: defaultdict[Target, list[BaseException]] = defaultdict(list)
+        self.fail_always: dict[Target, BaseException] = {}
+        self.hold: dict[Target, asyncio.Event] = {}
+        self.entered: defaultdict[Target, asyncio.Event] = defaultdict(asyncio.Event)
+
+    # --- steering ----------------------------------------------------------------
+
+    def hold_calls(self, name: str, order_id: str | None = None) -> asyncio.Event:
+        """Park calls of `name` (of one order's, if given) until the returned event is set."""
+        gate = asyncio.Event()
+        self.hold[target(name, order_id)] = gate
+        return gate
+
+    def refuse(self, name: str, order_id: str, *codes: str) -> None:
+        """Refuse the next calls of `name` for this order with these error types, in order.
+
+        The message leaves the code out, so finding the code in a failure
+        reason proves the error's type got there.
+        """
+        self.fail_next[(name, order_id)].extend(
+            ApplicationError(f"fake {name} refused", type=code, non_retryable=True)
+            for code in codes
+        )
+
+    def release_all(self) -> None:
+        """Let every held call go on."""
+        for gate in self.hold.values():
+            gate.set()
+
+    async def wait_entered(
+        self, name: str, order_id: str | None = None, *, within: float = ENTER_DEADLINE_SECONDS
+    ) -> None:
+        """Wait until a call of `name` (of one order's, if given) has started."""
+        async with asyncio.timeout(within):
+            await self.entered[target(name, order_id)].wait()
+
+    # --- what was called ---------------------------------------------------------
+
+    def names_called(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+    def compensations_run(self) -> list[str]:
+        return [name for name in self.names_called() if name in COMPENSATIONS]
+
+    def inputs_of(self, name: str) -> list[Any]:
+        return [request for called, request in self.calls if called == name]
+
+    def calls_for(self, order_id: str) -> list[str]:
+        """The activities called for one order, in order."""
+        return [name for name, request in self.calls if request.order_id == order_id]
+
+    # --- the activities ----------------------------------------------------------
+
+    async def _call(
+        self, name: str, request: ActivityInput, resource_id: str | None
+    ) -> StepOutcome:
+        self.calls.append((name, request))
+        scripts = (target(name, None), target(name, request.order_id))
+        for key in scripts:
+            self.entered[key].set()
+        for key in scripts:
+            gate = self.hold.get(key)
+            if gate is not None:
+                await gate.wait()
+        for key in scripts:
+            if key in self.fail_always:
+                raise self.fail_always[key]
+        for key in scripts:
+            scripted = self.fail_next.get(key)
+            if scripted:
+                raise scripted.pop(0)
+        return StepOutcome(resource_id=resource_id, attempt=activity.info().attempt)
+
+    @activity.defn(name="reserve_inventory")
+    async def reserve_inventory(self, request: ReserveInventoryInput) -> StepOutcome:
+        return await self._call("reserve_inventory", request, CREATED_IDS["reserve_inventory"])
+
+    @activity.defn(name="release_inventory")
+    async def release_inventory(self, request: ReleaseInventoryInput) -> StepOutcome:
+        return await self._call("release_inventory", request, request.reservation_id)
+
+    @activity.defn(name="commit_reservation")
+    async def commit_reservation(self, request: CommitReservationInput) -> StepOutcome:
+        return await self._call("commit_reservation", request, request.reservation_id)
+
+    @activity.defn(name="charge_payment")
+    async def charge_payment(self, request: ChargePaymentInput) -> StepOutcome:
+        return await self._call("charge_payment", request, CREATED_IDS["charge_payment"])
+
+    @activity.defn(name="refund_payment")
+    async def refund_payment(self, request: RefundPaymentInput) -> StepOutcome:
+        return await self._call("refund_payment", request, request.charge_id)
+
+    @activity.defn(name="create_shipment")
+    async def create_shipment(self, request: CreateShipmentInput) -> StepOutcome:
+        return await self._call("create_shipment", request, CREATED_IDS["create_shipment"])
+
+    @activity.defn(name="cancel_shipment")
+    async def cancel_shipment(self, request: CancelShipmentInput) -> StepOutcome:
+        return await self._call("cancel_shipment", request, request.shipment_id)
+
+
+@contextlib.asynccontextmanager
+async def fake_domain_workers(
+    client: Client,
+    fakes: FakeDomainActivities,
+    *,
+    orders_queue: str,
+    close_orders: Callable[[], Awaitable[None]],
+) -> AsyncIterator[None]:
+    """Run the real OrderWorkflow on orders_queue and the fakes on the domain queues.
+
+    Before the four workers stop, every held call is released (a parked
+    activity would stall their shutdown), then close_orders ends the orders
+    still open (one left open would leave tasks on the activity queues for
+    the next workers polling them to pick up).
+    """
+    workers = [
+        Worker(client, task_queue=orders_queue, workflows=[OrderWorkflow]),
+        Worker(
+            client,
+            task_queue=task_queues.INVENTORY,
+            activities=[fakes.reserve_inventory, fakes.release_inventory, fakes.commit_reservation],
+        ),
+        Worker(
+            client,
+            task_queue=task_queues.PAYMENTS,
+            activities=[fakes.charge_payment, fakes.refund_payment],
+        ),
+        Worker(
+            client,
+            task_queue=task_queues.SHIPPING,
+            activities=[fakes.create_shipment, fakes.cancel_shipment],
+        ),
+    ]
+    async with contextlib.AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(worker)
+        try:
+            yield
+        finally:
+            fakes.release_all()
+            await close_orders()
