@@ -143,14 +143,15 @@ class OrderWorkflow:
             await self._forward(StepName.CREATE_SHIPMENT, OrderStatus.SHIPPING, self._ship)
             # A cancel accepted while the shipment was being created still wins.
             self._stop_if_cancel_accepted()
-        except _CancelAccepted:
-            assert self._cancel_request is not None
-            self._failure_reason = self._cancel_request.reason
+        except (_CancelAccepted, ActivityError):
+            # A cancel accepted while a step was in flight wins even if that
+            # step then failed: the customer was told the order is cancelled.
+            if self._cancel_request is not None:
+                self._failure_reason = self._cancel_request.reason
             await self._unwind_shielded()
-            return self._finish(OrderStatus.CANCELLED)
-        except ActivityError:
-            await self._unwind_shielded()
-            return self._finish(OrderStatus.FAILED)
+            return self._finish(
+                OrderStatus.CANCELLED if self._cancel_request else OrderStatus.FAILED
+            )
 
         assert reservation_id is not None
         commit = self._steps[StepName.COMMIT_RESERVATION]

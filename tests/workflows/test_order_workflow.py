@@ -223,6 +223,28 @@ async def test_cancel_while_create_shipment_is_in_flight_undoes_the_shipment_too
     assert "commit_reservation" not in saga.fakes.names_called()
 
 
+async def test_a_cancelled_order_whose_step_in_flight_is_then_refused_ends_cancelled(
+    saga: SagaHarness,
+) -> None:
+    gate = saga.fakes.hold_calls("create_shipment")
+    saga.fakes.fail_always["create_shipment"] = refusal("ADDRESS_UNDELIVERABLE")
+    handle = await saga.start(sample_order())
+    await saga.wait_entered("create_shipment")
+
+    await handle.execute_update(
+        CANCEL_UPDATE, CancelOrder(reason="changed my mind"), result_type=CancelAccepted
+    )
+    gate.set()
+    result = await handle.result()
+
+    # The customer was told the order is cancelled; the refusal does not change that.
+    assert result.status is OrderStatus.CANCELLED
+    assert result.failure_reason == "changed my mind"
+    view = await saga.view(handle)
+    assert step_states(view)["create_shipment"] is StepState.FAILED
+    assert saga.fakes.compensations_run() == ["refund_payment", "release_inventory"]
+
+
 async def test_cancel_after_the_shipment_is_created_is_rejected(saga: SagaHarness) -> None:
     gate = saga.fakes.hold_calls("commit_reservation")
     handle = await saga.start(sample_order())
