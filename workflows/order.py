@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -89,6 +89,7 @@ ACTIVITY_START_TO_CLOSE = timedelta(seconds=30)
 
 OperatorDecision = Literal["retry", "resolve"]
 StepCall = Callable[[str], Awaitable[StepOutcome]]
+T = TypeVar("T")
 
 
 class _CancelAccepted(Exception):
@@ -106,18 +107,22 @@ class OrderWorkflow:
         self._cancel_request: CancelOrder | None = None
         self._operator_decision: tuple[OperatorDecision, OperatorAction] | None = None
         self._compensations = CompensationStack()
+        self._cancelled_through_temporal = False
         self._created_at = workflow.now().isoformat()
         self._updated_at = self._created_at
 
     @workflow.run
     async def run(self, order: PlaceOrder) -> OrderResult:
+        # All three at once, so an order started by any client (not only the
+        # API, which sets them at start) is listed and filterable.
         workflow.upsert_search_attributes(
             [
+                ORDER_STATUS_KEY.value_set(self._status.value),
                 CUSTOMER_ID_KEY.value_set(order.customer_id),
                 ORDER_TOTAL_CENTS_KEY.value_set(order.total_cents),
             ]
         )
-        self._set_status(OrderStatus.RECEIVED)
+        workflow.set_current_details(f"**{self._status.value}**")
         try:
             result = await self._fulfil()
         except asyncio.CancelledError:
@@ -158,11 +163,10 @@ class OrderWorkflow:
         commit.state = StepState.RUNNING
         await self._until_done(
             StepName.COMMIT_RESERVATION,
-            lambda key: workflow.execute_activity_method(
+            lambda key: self._activity(
                 InventoryActivities.commit_reservation,
                 CommitReservationInput(order.order_id, reservation_id, key),
                 task_queue=task_queues.INVENTORY,
-                start_to_close_timeout=ACTIVITY_START_TO_CLOSE,
                 retry_policy=UNTIL_DONE_RETRY_POLICY,
                 summary=f"commit {order.unit_count} reserved units: stock leaves the warehouse",
             ),
@@ -178,51 +182,59 @@ class OrderWorkflow:
         self._set_status(status)
         record = self._steps[step]
         record.state = StepState.RUNNING
-        # Shielded so that a cancellation through Temporal does not abandon the
-        # call mid-flight: we wait for its real outcome, then unwind.
-        in_flight = asyncio.ensure_future(call(idempotency_key(self._order.order_id, step.value)))
-        cancelled_meanwhile = False
-        while True:
-            try:
-                outcome = await asyncio.shield(in_flight)
-                break
-            except asyncio.CancelledError:
-                if in_flight.cancelled():
-                    raise
-                cancelled_meanwhile = True
-            except ActivityError as err:
-                record.state = StepState.FAILED
-                record.error = describe_failure(err)
-                record.attempts = attempts_of(err)
-                self._failure_reason = f"{step.value} failed: {record.error}"
-                if not is_refusal(err):
-                    self._compensations.record_ambiguous_failure(step)
-                self._touch()
-                if cancelled_meanwhile:
-                    raise asyncio.CancelledError() from err
-                raise
+        try:
+            # A cancellation through Temporal must not abandon the call
+            # mid-flight: wait for its real outcome, then unwind.
+            outcome = await self._through_cancellation(
+                call(idempotency_key(self._order.order_id, step.value))
+            )
+        except ActivityError as err:
+            record.state = StepState.FAILED
+            record.error = describe_failure(err)
+            record.attempts = attempts_of(err)
+            self._failure_reason = f"{step.value} failed: {record.error}"
+            if not is_refusal(err):
+                self._compensations.record_ambiguous_failure(step)
+            self._touch()
+            if self._cancelled_through_temporal:
+                raise asyncio.CancelledError() from err
+            raise
         record.state = StepState.COMPLETED
         record.attempts = outcome.attempt
         self._compensations.record_success(step, outcome.resource_id)
         self._touch()
-        if cancelled_meanwhile:
+        if self._cancelled_through_temporal:
             raise asyncio.CancelledError()
         return outcome.resource_id
 
+    async def _through_cancellation(self, awaitable: Awaitable[T]) -> T:
+        """Await to the end even if the workflow is cancelled meanwhile.
+
+        Temporal delivers a cancellation once, into whatever the workflow is
+        awaiting; the shield takes it, and it is remembered instead.
+        """
+        task = asyncio.ensure_future(awaitable)
+        while True:
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.cancelled():
+                    raise
+                self._cancelled_through_temporal = True
+
     def _reserve(self, key: str) -> Awaitable[StepOutcome]:
         order = self._order
-        return workflow.execute_activity_method(
+        return self._activity(
             InventoryActivities.reserve_inventory,
             ReserveInventoryInput(order.order_id, order.items, key),
             task_queue=task_queues.INVENTORY,
-            start_to_close_timeout=ACTIVITY_START_TO_CLOSE,
             retry_policy=FORWARD_RETRY_POLICY,
             summary=f"reserve {order.unit_count} units of {len(order.items)} SKU(s)",
         )
 
     def _charge(self, key: str) -> Awaitable[StepOutcome]:
         order = self._order
-        return workflow.execute_activity_method(
+        return self._activity(
             PaymentActivities.charge_payment,
             ChargePaymentInput(
                 order.order_id,
@@ -233,34 +245,43 @@ class OrderWorkflow:
                 key,
             ),
             task_queue=task_queues.PAYMENTS,
-            start_to_close_timeout=ACTIVITY_START_TO_CLOSE,
             retry_policy=FORWARD_RETRY_POLICY,
             summary=f"charge {format_money(order.total_cents, order.currency)}",
         )
 
     def _ship(self, key: str) -> Awaitable[StepOutcome]:
         order = self._order
-        return workflow.execute_activity_method(
+        return self._activity(
             ShippingActivities.create_shipment,
             CreateShipmentInput(order.order_id, order.items, order.shipping_address, key),
             task_queue=task_queues.SHIPPING,
-            start_to_close_timeout=ACTIVITY_START_TO_CLOSE,
             retry_policy=FORWARD_RETRY_POLICY,
             summary=f"ship {order.unit_count} units",
+        )
+
+    def _activity(
+        self,
+        method: Callable[[Any, Any], Awaitable[StepOutcome]],
+        request: Any,
+        *,
+        task_queue: str,
+        retry_policy: RetryPolicy,
+        summary: str,
+    ) -> Awaitable[StepOutcome]:
+        return workflow.execute_activity_method(
+            method,
+            request,
+            task_queue=task_queue,
+            start_to_close_timeout=ACTIVITY_START_TO_CLOSE,
+            retry_policy=retry_policy,
+            summary=summary,
         )
 
     # --- compensation --------------------------------------------------------
 
     async def _unwind_shielded(self) -> None:
         """Undo in reverse. A cancellation arriving meanwhile must not stop it."""
-        unwinding = asyncio.ensure_future(self._unwind())
-        while True:
-            try:
-                await asyncio.shield(unwinding)
-                return
-            except asyncio.CancelledError:
-                if unwinding.cancelled():
-                    raise
+        await self._through_cancellation(self._unwind())
 
     async def _unwind(self) -> None:
         self._set_status(OrderStatus.COMPENSATING)
@@ -278,31 +299,28 @@ class OrderWorkflow:
     def _compensation_call(self, pending: PendingCompensation) -> StepCall:
         order = self._order
         if pending.step is StepName.RESERVE_INVENTORY:
-            return lambda key: workflow.execute_activity_method(
+            return lambda key: self._activity(
                 InventoryActivities.release_inventory,
                 ReleaseInventoryInput(order.order_id, pending.resource_id, key),
                 task_queue=task_queues.INVENTORY,
-                summary=f"undo: release {order.unit_count} reserved units",
-                start_to_close_timeout=ACTIVITY_START_TO_CLOSE,
                 retry_policy=UNTIL_DONE_RETRY_POLICY,
+                summary=f"undo: release {order.unit_count} reserved units",
             )
         if pending.step is StepName.CHARGE_PAYMENT:
-            return lambda key: workflow.execute_activity_method(
+            return lambda key: self._activity(
                 PaymentActivities.refund_payment,
                 RefundPaymentInput(order.order_id, pending.resource_id, key),
                 task_queue=task_queues.PAYMENTS,
-                summary=f"undo: refund {format_money(order.total_cents, order.currency)}",
-                start_to_close_timeout=ACTIVITY_START_TO_CLOSE,
                 retry_policy=UNTIL_DONE_RETRY_POLICY,
+                summary=f"undo: refund {format_money(order.total_cents, order.currency)}",
             )
         if pending.step is StepName.CREATE_SHIPMENT:
-            return lambda key: workflow.execute_activity_method(
+            return lambda key: self._activity(
                 ShippingActivities.cancel_shipment,
                 CancelShipmentInput(order.order_id, pending.resource_id, key),
                 task_queue=task_queues.SHIPPING,
-                summary="undo: cancel the shipment",
-                start_to_close_timeout=ACTIVITY_START_TO_CLOSE,
                 retry_policy=UNTIL_DONE_RETRY_POLICY,
+                summary="undo: cancel the shipment",
             )
         raise ValueError(f"no compensation for {pending.step}")
 
@@ -421,8 +439,10 @@ class OrderWorkflow:
         return OrderResult(self._order.order_id, status, self._failure_reason)
 
     def _set_status(self, status: OrderStatus) -> None:
-        self._status = status
         self._touch()
+        if status is self._status:
+            return  # an upsert is a command in the history: only on a change
+        self._status = status
         workflow.upsert_search_attributes([ORDER_STATUS_KEY.value_set(status.value)])
         workflow.set_current_details(f"**{status.value}**")
 
