@@ -161,18 +161,22 @@ class OrderWorkflow:
         assert reservation_id is not None
         commit = self._steps[StepName.COMMIT_RESERVATION]
         commit.state = StepState.RUNNING
-        await self._until_done(
-            StepName.COMMIT_RESERVATION,
-            lambda key: self._activity(
-                InventoryActivities.commit_reservation,
-                CommitReservationInput(order.order_id, reservation_id, key),
-                task_queue=task_queues.INVENTORY,
-                retry_policy=UNTIL_DONE_RETRY_POLICY,
-                summary=f"commit {order.unit_count} reserved units: stock leaves the warehouse",
-            ),
-            action=StepName.COMMIT_RESERVATION.value,
-            done=StepState.COMPLETED,
-            resume=OrderStatus.SHIPPING,
+        # Past the point of no return: the shipment exists and the customer can
+        # no longer cancel, so neither does a cancellation through Temporal.
+        await self._through_cancellation(
+            self._until_done(
+                StepName.COMMIT_RESERVATION,
+                lambda key: self._activity(
+                    InventoryActivities.commit_reservation,
+                    CommitReservationInput(order.order_id, reservation_id, key),
+                    task_queue=task_queues.INVENTORY,
+                    retry_policy=UNTIL_DONE_RETRY_POLICY,
+                    summary=f"commit {order.unit_count} reserved units: stock leaves the warehouse",
+                ),
+                action=StepName.COMMIT_RESERVATION.value,
+                done=StepState.COMPLETED,
+                resume=OrderStatus.SHIPPING,
+            )
         )
         return self._finish(OrderStatus.COMPLETED)
 

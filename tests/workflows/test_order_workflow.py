@@ -289,6 +289,24 @@ async def test_cancellation_through_temporal_waits_for_the_step_in_flight_then_u
     assert step_states(view)["charge_payment"] is StepState.COMPENSATED
 
 
+async def test_cancellation_through_temporal_after_shipping_lets_the_order_complete(
+    saga: SagaHarness,
+) -> None:
+    gate = saga.fakes.hold_calls("commit_reservation")
+    handle = await saga.start(sample_order())
+    await saga.wait_entered("commit_reservation")
+
+    await handle.cancel()
+    await asyncio.sleep(0.2)  # give the cancellation time to reach the workflow first
+    gate.set()
+    result = await handle.result()
+
+    assert result.status is OrderStatus.COMPLETED
+    assert saga.fakes.compensations_run() == []
+    view = await saga.view(handle)
+    assert step_states(view) == dict.fromkeys(FORWARD, StepState.COMPLETED)
+
+
 async def test_refund_refused_needs_attention_until_an_operator_retries(
     saga: SagaHarness,
 ) -> None:
