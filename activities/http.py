@@ -96,10 +96,19 @@ class ServiceClient:
         for rid in resource_ids:
             # One key per resource: a key names exactly one request.
             key = idempotency_key if len(resource_ids) == 1 else f"{idempotency_key}:{rid}"
-            response = await self.post(f"/{collection}/{rid}/{action}", idempotency_key=key)
-            if response.status_code != 200:
-                raise self.refusal(response)
+            await self.act(collection, rid, action, idempotency_key=key)
         return StepOutcome(resource_id=resource_ids[0], attempt=_attempt())
+
+    async def act(
+        self, collection: str, resource_id: str, action: str, *, idempotency_key: str
+    ) -> StepOutcome:
+        """An action on an existing resource: `POST /{collection}/{id}/{action}`."""
+        response = await self.post(
+            f"/{collection}/{resource_id}/{action}", idempotency_key=idempotency_key
+        )
+        if response.status_code != 200:
+            raise self.refusal(response)
+        return StepOutcome(resource_id=resource_id, attempt=_attempt())
 
     def refusal(self, response: httpx.Response) -> ApplicationError:
         """A 4xx answer: the request was understood and refused; retrying cannot help."""

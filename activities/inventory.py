@@ -42,10 +42,9 @@ class InventoryActivities:
 
     @activity.defn(name="commit_reservation")
     async def commit_reservation(self, request: CommitReservationInput) -> StepOutcome:
-        response = await self._client.post(
-            f"/reservations/{request.reservation_id}/commit",
+        return await self._client.act(
+            "reservations",
+            request.reservation_id,
+            "commit",
             idempotency_key=request.idempotency_key,
         )
-        if response.status_code != 200:
-            raise self._client.refusal(response)
-        return StepOutcome(resource_id=request.reservation_id, attempt=activity.info().attempt)

@@ -18,6 +18,7 @@ from activities.inventory import InventoryActivities
 from activities.payments import PaymentActivities
 from contracts.activities import (
     ChargePaymentInput,
+    CommitReservationInput,
     RefundPaymentInput,
     ReleaseInventoryInput,
     ReserveInventoryInput,
@@ -157,3 +158,25 @@ async def test_refused_refund_is_non_retryable() -> None:
             RefundPaymentInput("ord_1", "ch_1", "ord_1:refund_payment"),
         )
     assert (raised.value.type, raised.value.non_retryable) == ("REFUND_REFUSED", True)
+
+
+async def test_commit_posts_to_the_reservation_and_returns_it() -> None:
+    seen: list[httpx.Request] = []
+    client = stub_service(lambda _: httpx.Response(200, json={"state": "committed"}), seen)
+    outcome = await ActivityEnvironment().run(
+        InventoryActivities(client).commit_reservation,
+        CommitReservationInput("ord_1", "res_9", "ord_1:commit_reservation"),
+    )
+    assert outcome.resource_id == "res_9"
+    assert (seen[0].method, seen[0].url.path) == ("POST", "/reservations/res_9/commit")
+    assert seen[0].headers["Idempotency-Key"] == "ord_1:commit_reservation"
+
+
+async def test_commit_of_a_released_reservation_is_refused() -> None:
+    client = stub_service(refusal(409, "INVALID_STATE"))
+    with pytest.raises(ApplicationError) as raised:
+        await ActivityEnvironment().run(
+            InventoryActivities(client).commit_reservation,
+            CommitReservationInput("ord_1", "res_9", "ord_1:commit_reservation"),
+        )
+    assert (raised.value.type, raised.value.non_retryable) == ("INVALID_STATE", True)
