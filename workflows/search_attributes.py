@@ -12,3 +12,6 @@ from contracts.search_attributes import CUSTOMER_ID, ORDER_STATUS, ORDER_TOTAL_C
 ORDER_STATUS_KEY = SearchAttributeKey.for_keyword(ORDER_STATUS)
 CUSTOMER_ID_KEY = SearchAttributeKey.for_keyword(CUSTOMER_ID)
 ORDER_TOTAL_CENTS_KEY = SearchAttributeKey.for_int(ORDER_TOTAL_CENTS)
+
+# Every custom attribute, for registering them on a server (tests, tooling).
+ORDER_SEARCH_ATTRIBUTES = (ORDER_STATUS_KEY, CUSTOMER_ID_KEY, ORDER_TOTAL_CENTS_KEY)
