@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
@@ -83,7 +84,7 @@ async def stock_of(stack: Stack, sku: str) -> dict[str, Any]:
     return stock
 
 
-async def items(client: Any, path: str, order_id: str) -> list[dict[str, Any]]:
+async def items(client: httpx.AsyncClient, path: str, order_id: str) -> list[dict[str, Any]]:
     response = await client.get(path, params={"order_id": order_id})
     assert response.status_code == 200, response.text
     found: list[dict[str, Any]] = response.json()["items"]
