@@ -18,6 +18,7 @@ from services.common.errors import HTTP_STATUS
 VISIBLE_ASCII = r"^[\x21-\x7E]+$"
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 MAX_QUANTITY = 1_000_000
+MAX_LINES = 100
 
 # Ids made by callers (order, customer): visible ASCII, as in a URL or a log line.
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=VISIBLE_ASCII)]
@@ -46,6 +47,10 @@ class LineItem(BaseModel):
 
     def to_domain(self) -> Line:
         return Line(sku=self.sku, quantity=self.quantity)
+
+
+# The lines of a reservation or a shipment request.
+Lines = Annotated[list[LineItem], Field(min_length=1, max_length=MAX_LINES)]
 
 
 class LinePublic(BaseModel):

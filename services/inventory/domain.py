@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from contracts import errors
 from services.common.domain import (
@@ -92,7 +92,8 @@ class ProductRepository(Protocol):
         ...
 
     async def take(self, sku: str, quantity: int) -> bool:
-        """Move quantity from available to reserved, atomically, if available."""
+        """Move quantity from available to reserved, atomically, if available;
+        False when it is not, or when there is no such product."""
         ...
 
     async def give_back(self, sku: str, quantity: int) -> None:
@@ -119,22 +120,32 @@ class InventoryUnitOfWork(Protocol):
 
 
 async def reserve(uow: InventoryUnitOfWork, *, order_id: str, lines: Iterable[Line]) -> Reservation:
-    """Reserve every line or none: a short line refuses the whole reservation."""
+    """Reserve every line or none: an unknown or short line refuses the whole
+    reservation (the caller rolls back the lines already taken)."""
     reservation = Reservation.for_order(order_id, lines)
-    unknown = await uow.products.unknown([line.sku for line in reservation.lines])
-    if unknown:
-        raise UnknownSku(f"no such product: {', '.join(unknown)}")
-    short: list[str] = []
+    refused: list[Line] = []
     # Lines are sorted by sku, so concurrent reservations lock rows in one order.
     for line in reservation.lines:
         if not await uow.products.take(line.sku, line.quantity):
-            stock = await uow.products.get(line.sku)
-            available = stock.available if stock else 0
-            short.append(f"{line.sku} ({line.quantity} requested, {available} available)")
-    if short:
-        raise OutOfStock(f"not enough stock of {', '.join(short)}")
+            refused.append(line)
+    if refused:
+        await _refuse(uow, refused)
     await uow.reservations.add(reservation)
     return reservation
+
+
+async def _refuse(uow: InventoryUnitOfWork, refused: Sequence[Line]) -> NoReturn:
+    """Say why these lines could not be taken: an unknown sku before a short one.
+    Only a refusal pays for these reads, not every reservation."""
+    unknown = await uow.products.unknown([line.sku for line in refused])
+    if unknown:
+        raise UnknownSku(f"no such product: {', '.join(unknown)}")
+    short: list[str] = []
+    for line in refused:
+        stock = await uow.products.get(line.sku)
+        available = stock.available if stock else 0
+        short.append(f"{line.sku} ({line.quantity} requested, {available} available)")
+    raise OutOfStock(f"not enough stock of {', '.join(short)}")
 
 
 async def release(uow: InventoryUnitOfWork, reservation_id: str) -> Reservation:

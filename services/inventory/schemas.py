@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.common.schemas import Identifier, LineItem, LinePublic
+from services.common.schemas import Identifier, LinePublic, Lines
 from services.inventory.domain import ReservationState
 
 MAX_STOCK = 1_000_000_000
-MAX_LINES = 100
 
 
 class ReservationCreate(BaseModel):
     order_id: Identifier
-    lines: list[LineItem] = Field(min_length=1, max_length=MAX_LINES)
+    lines: Lines
 
 
 class ReservationPublic(BaseModel):

@@ -19,9 +19,7 @@ SPEC = ServiceSpec(
 )
 
 
-def create_app(
-    *, database_url: str, admin_token: str, refused_countries: Sequence[str] = ("AQ",)
-) -> FastAPI:
+def create_app(*, database_url: str, admin_token: str, refused_countries: Sequence[str]) -> FastAPI:
     return create_service_app(
         SPEC,
         database_url=database_url,

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from contracts.orders import Address
-from services.common.schemas import Identifier, LineItem, Text
+from services.common.schemas import Identifier, Lines, Text
 from services.shipping.domain import ShipmentState
-
-MAX_LINES = 100
 
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$", to_upper=True)]
 PostalCode = Annotated[
@@ -47,7 +45,7 @@ class AddressIn(BaseModel):
 
 class ShipmentCreate(BaseModel):
     order_id: Identifier
-    lines: list[LineItem] = Field(min_length=1, max_length=MAX_LINES)
+    lines: Lines
     address: AddressIn
 
 

@@ -1,4 +1,4 @@
-"""Helpers for the service tests: apps, clients and request shorthands."""
+"""Helpers for the service tests: apps, clients, request bodies and shorthands."""
 
 from __future__ import annotations
 
@@ -25,6 +25,47 @@ ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 CUSTOMER_LIMIT_CENTS = 100_000
 REFUSED_COUNTRIES = ("AQ", "KP")
+# The recipient of every test shipment: no answer may carry them.
+NAME, STREET = "Ada Lovelace", "12 St James's Square"
+
+
+def new_order_id() -> str:
+    return f"ord_{uuid.uuid4().hex[:8]}"
+
+
+def reservation(sku: str, quantity: int = 1, order_id: str | None = None) -> dict[str, Any]:
+    return {"order_id": order_id or new_order_id(), "lines": [{"sku": sku, "quantity": quantity}]}
+
+
+def charge(
+    *,
+    amount_cents: int = 2500,
+    token: str = "tok_visa",
+    customer_id: str | None = None,
+    order_id: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "order_id": order_id or new_order_id(),
+        "customer_id": customer_id or f"cus_{uuid.uuid4().hex[:8]}",
+        "amount_cents": amount_cents,
+        "currency": "EUR",
+        "payment_token": token,
+    }
+
+
+def shipment(country: str = "GB", order_id: str | None = None) -> dict[str, Any]:
+    return {
+        "order_id": order_id or new_order_id(),
+        "lines": [{"sku": "sku_mug", "quantity": 2}],
+        "address": {
+            "name": NAME,
+            "line1": STREET,
+            "line2": None,
+            "city": "London",
+            "postal_code": "SW1Y 4JH",
+            "country": country,
+        },
+    }
 
 
 def new_key() -> dict[str, str]:

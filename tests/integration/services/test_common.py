@@ -3,11 +3,12 @@ readiness, metrics and the error shape. Each test runs on all three."""
 
 from __future__ import annotations
 
+import functools
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -15,49 +16,28 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi import FastAPI
-from sqlalchemy import Connection
+from sqlalchemy import Connection, insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from services.common.idempotency import IDEMPOTENCY_KEYS
 from services.inventory import tables as inventory_tables
+from services.inventory.app import create_app as create_inventory
 from services.payments import tables as payments_tables
+from services.payments.app import create_app as create_payments
 from services.shipping import tables as shipping_tables
+from services.shipping.app import create_app as create_shipping
 from tests.integration.services.support import (
     ADMIN,
     Databases,
+    charge,
     inventory_app,
     new_key,
     payments_app,
+    reservation,
     serving,
+    shipment,
     shipping_app,
 )
-
-
-def _reservation() -> dict[str, Any]:
-    return {"order_id": f"ord_{uuid.uuid4().hex[:8]}", "lines": [{"sku": "sku_mug", "quantity": 1}]}
-
-
-def _charge() -> dict[str, Any]:
-    return {
-        "order_id": f"ord_{uuid.uuid4().hex[:8]}",
-        "customer_id": "cus_1",
-        "amount_cents": 100,
-        "currency": "EUR",
-        "payment_token": "tok_visa",
-    }
-
-
-def _shipment() -> dict[str, Any]:
-    return {
-        "order_id": f"ord_{uuid.uuid4().hex[:8]}",
-        "lines": [{"sku": "sku_mug", "quantity": 1}],
-        "address": {
-            "name": "N",
-            "line1": "L",
-            "city": "C",
-            "postal_code": "1",
-            "country": "DE",
-        },
-    }
 
 
 @dataclass
@@ -76,9 +56,16 @@ class Service:
 
 
 _SERVICES = {
-    "inventory": (inventory_app, "/reservations", _reservation, "reservation_id", "release"),
-    "payments": (payments_app, "/charges", _charge, "charge_id", "refund"),
-    "shipping": (shipping_app, "/shipments", _shipment, "shipment_id", "cancel"),
+    # sku_mug is in the catalog every inventory database is seeded with.
+    "inventory": (
+        inventory_app,
+        "/reservations",
+        functools.partial(reservation, "sku_mug"),
+        "reservation_id",
+        "release",
+    ),
+    "payments": (payments_app, "/charges", charge, "charge_id", "refund"),
+    "shipping": (shipping_app, "/shipments", shipment, "shipment_id", "cancel"),
 }
 
 
@@ -88,6 +75,23 @@ async def service(request: pytest.FixtureRequest, databases: Databases) -> Async
     app = make_app(await databases.new(request.param))
     async with serving(app) as client:
         yield Service(request.param, app, client, collection, new_body, id_field, action)
+
+
+# --- building the app -----------------------------------------------------------
+
+
+def test_no_app_is_built_without_an_admin_token_or_with_a_negative_limit() -> None:
+    url = "sqlite+aiosqlite:///never-opened.sqlite3"
+    builders: list[Callable[[], FastAPI]] = [
+        lambda: create_inventory(database_url=url, admin_token=""),
+        lambda: create_payments(database_url=url, admin_token="", customer_limit_cents=1),
+        lambda: create_shipping(database_url=url, admin_token="", refused_countries=()),
+    ]
+    for build in builders:
+        with pytest.raises(ValueError, match="non-empty admin token"):
+            build()
+    with pytest.raises(ValueError, match="customer_limit_cents must not be negative"):
+        create_payments(database_url=url, admin_token="t", customer_limit_cents=-1)
 
 
 # --- admin and faults ---------------------------------------------------------
@@ -160,6 +164,31 @@ async def test_injected_latency_delays_domain_endpoints_only(service: Service) -
     assert created.status_code == 201
     assert slowed >= 0.15
     assert unslowed < 0.15
+
+
+# --- idempotency ----------------------------------------------------------------
+
+
+async def test_a_key_held_without_an_answer_is_503_and_runs_nothing(service: Service) -> None:
+    """What a request meets when the twin that claimed its key rolled back
+    between the claim and the read: retryable, neither a 500 nor a replay."""
+    body, key = service.new_body(), new_key()
+    async with service.app.state.runtime.engine.begin() as connection:
+        await connection.execute(
+            insert(IDEMPOTENCY_KEYS).values(
+                key=key["Idempotency-Key"],
+                request_fingerprint="0" * 64,
+                created_at=datetime.now(UTC),
+            )
+        )
+
+    response = await service.client.post(service.collection, json=body, headers=key)
+
+    assert response.status_code == 503, response.text
+    assert response.json()["detail"]["code"] == "SERVICE_UNAVAILABLE"
+    assert "Idempotent-Replayed" not in response.headers
+    listed = await service.client.get(service.collection, params={"order_id": body["order_id"]})
+    assert listed.json() == {"items": []}
 
 
 # --- health, readiness, metrics -----------------------------------------------

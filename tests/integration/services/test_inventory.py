@@ -14,6 +14,7 @@ from tests.integration.services.support import (
     created,
     inventory_app,
     new_key,
+    reservation,
     serving,
 )
 
@@ -30,13 +31,6 @@ async def stock(inventory: httpx.AsyncClient, sku: str) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     found: dict[str, Any] = response.json()
     return found
-
-
-def reservation(sku: str, quantity: int = 1, order_id: str | None = None) -> dict[str, Any]:
-    return {
-        "order_id": order_id or f"ord_{uuid.uuid4().hex[:8]}",
-        "lines": [{"sku": sku, "quantity": quantity}],
-    }
 
 
 async def reserve(inventory: httpx.AsyncClient, sku: str, quantity: int = 1) -> dict[str, Any]:
@@ -80,6 +74,29 @@ async def test_an_unknown_sku_is_refused(inventory: httpx.AsyncClient) -> None:
     detail = response.json()["detail"]
     assert detail["code"] == "UNKNOWN_SKU"
     assert "sku_does_not_exist" in detail["message"]
+
+
+async def test_an_unknown_sku_beside_a_short_line_is_unknown_and_takes_nothing(
+    inventory: httpx.AsyncClient,
+) -> None:
+    plenty = await stocked_sku(inventory, 10)
+    scarce = await stocked_sku(inventory, 2)
+    lines = [
+        {"sku": plenty, "quantity": 5},
+        {"sku": "sku_does_not_exist", "quantity": 1},
+        {"sku": scarce, "quantity": 3},
+    ]
+
+    response = await inventory.post(
+        "/reservations", json={"order_id": "ord_mixed", "lines": lines}, headers=new_key()
+    )
+
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail["code"] == "UNKNOWN_SKU"
+    assert "sku_does_not_exist" in detail["message"] and scarce not in detail["message"]
+    assert await stock(inventory, plenty) == {"sku": plenty, "available": 10, "reserved": 0}
+    assert await stock(inventory, scarce) == {"sku": scarce, "available": 2, "reserved": 0}
 
 
 async def test_a_refusal_is_replayed_even_after_restocking(inventory: httpx.AsyncClient) -> None:

@@ -4,28 +4,17 @@ charges that happen once however often they are asked for."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import httpx
 
-from tests.integration.services.support import CUSTOMER_LIMIT_CENTS, created, listed, new_key
-
-
-def charge(
-    *,
-    amount_cents: int = 2500,
-    token: str = "tok_visa",
-    customer_id: str | None = None,
-    order_id: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "order_id": order_id or f"ord_{uuid.uuid4().hex[:8]}",
-        "customer_id": customer_id or f"cus_{uuid.uuid4().hex[:8]}",
-        "amount_cents": amount_cents,
-        "currency": "EUR",
-        "payment_token": token,
-    }
+from tests.integration.services.support import (
+    CUSTOMER_LIMIT_CENTS,
+    charge,
+    created,
+    listed,
+    new_key,
+)
 
 
 async def charges_of(payments: httpx.AsyncClient, order_id: str) -> list[dict[str, Any]]:
@@ -148,6 +137,7 @@ async def test_no_answer_carries_the_token(payments: httpx.AsyncClient) -> None:
         "state",
     }
     assert created.json()["currency"] == "EUR"
+    assert listed.json() == {"items": [created.json()]}
     assert "tok_visa_9876" not in created.text + listed.text
 
 

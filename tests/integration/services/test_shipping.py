@@ -4,29 +4,11 @@ answer."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import httpx
 
-from tests.integration.services.support import created, listed, new_key
-
-NAME, STREET = "Ada Lovelace", "12 St James's Square"
-
-
-def shipment(country: str = "GB", order_id: str | None = None) -> dict[str, Any]:
-    return {
-        "order_id": order_id or f"ord_{uuid.uuid4().hex[:8]}",
-        "lines": [{"sku": "sku_mug", "quantity": 2}],
-        "address": {
-            "name": NAME,
-            "line1": STREET,
-            "line2": None,
-            "city": "London",
-            "postal_code": "SW1Y 4JH",
-            "country": country,
-        },
-    }
+from tests.integration.services.support import NAME, STREET, created, listed, new_key, shipment
 
 
 async def shipments_of(shipping: httpx.AsyncClient, order_id: str) -> list[dict[str, Any]]:
