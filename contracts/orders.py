@@ -104,6 +104,11 @@ def order_total_cents(items: list[OrderLine]) -> int:
     return sum(line.quantity * line.unit_price_cents for line in items)
 
 
+def format_money(cents: int, currency: str) -> str:
+    """`59.97 EUR`, in integer arithmetic: summaries and messages, never floats."""
+    return f"{cents // 100}.{cents % 100:02d} {currency}"
+
+
 @dataclass
 class StepView:
     name: str

@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         StepName,
         StepState,
         StepView,
+        format_money,
     )
     from workflows.saga import CompensationStack, PendingCompensation
     from workflows.search_attributes import (
@@ -452,10 +453,6 @@ class OrderWorkflow:
 
     def _touch(self) -> None:
         self._updated_at = workflow.now().isoformat()
-
-
-def format_money(cents: int, currency: str) -> str:
-    return f"{cents // 100}.{cents % 100:02d} {currency}"
 
 
 def is_refusal(err: ActivityError) -> bool:

@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from contracts.orders import CompensationName, StepName
-from workflows.order import format_money
+from contracts.orders import CompensationName, StepName, format_money
 from workflows.saga import CompensationStack
 
 
