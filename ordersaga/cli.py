@@ -15,12 +15,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from ordersaga.settings import Settings, describe_validation_error, parse_queues
+from ordersaga.settings import SERVICES, Settings, describe_validation_error, parse_queues
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-
-SERVICES = ("inventory", "payments", "shipping")
 
 # Configuration the process cannot run with: fixed by the operator, not by retrying.
 EXIT_USAGE = 2

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import os
 import signal
 import socket
@@ -38,7 +39,7 @@ from temporalio.client import Client
 from contracts import task_queues
 from contracts.search_attributes import SEARCH_ATTRIBUTE_TYPES
 from ordersaga.binaries import BinaryNotFoundError, temporal_cli
-from ordersaga.settings import Settings, env_var_name
+from ordersaga.settings import SERVICES, Settings, env_var_name
 
 BANNER_TITLE = "ordersaga dev stack is up"
 SUPERVISOR = "dev"
@@ -47,7 +48,9 @@ PROBE_INTERVAL_SECONDS = 0.25
 PROBE_TIMEOUT_SECONDS = 3.0
 # Beyond the longest graceful shutdown a child is allowed, before it is killed.
 STOP_MARGIN_SECONDS = 5.0
-SERVICES = ("inventory", "payments", "shipping")
+# The dev server and its Web UI listen on loopback only, whatever host
+# ORDERSAGA_TEMPORAL_ADDRESS names; only its port is taken from there.
+TEMPORAL_IP = "127.0.0.1"
 
 # Runs in a fresh single-threaded interpreter between fork and the real program:
 # asks Linux to SIGTERM the child when the supervisor dies, even by SIGKILL, so a
@@ -183,7 +186,6 @@ class Child:
         assert self.exited is not None
         started = time.monotonic()
         deadline = started + self.spec.ready_timeout
-        problem: str | None = "not checked yet"
         while True:
             if self.exited.done():
                 await self.drain_output()
@@ -358,10 +360,10 @@ class Listener:
 
 def listeners(settings: Settings) -> list[Listener]:
     return [
-        Listener("Temporal", "127.0.0.1", settings.temporal_port, "ORDERSAGA_TEMPORAL_ADDRESS"),
+        Listener("Temporal", TEMPORAL_IP, settings.temporal_port, env_var_name("temporal_address")),
         Listener(
             "Temporal Web UI",
-            "127.0.0.1",
+            TEMPORAL_IP,
             settings.temporal_ui_port,
             env_var_name("temporal_ui_port"),
         ),
@@ -426,11 +428,6 @@ def check_ports(settings: Settings) -> None:
 @contextlib.contextmanager
 def data_dir_lock(data_dir: Path) -> Iterator[None]:
     """One `ordersaga dev` per data dir: two Temporal servers on one SQLite file corrupt it."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX; go without the guard
-        yield
-        return
     lock_path = data_dir / "dev.lock"
     with open(lock_path, "a+") as lock:
         try:
@@ -440,7 +437,7 @@ def data_dir_lock(data_dir: Path) -> Iterator[None]:
             holder = lock.read().strip() or "unknown"
             raise DevStackError(
                 f"data dir {data_dir} is in use by another `ordersaga dev` (pid {holder}); "
-                f"stop it first, or set ORDERSAGA_DATA_DIR to another folder"
+                f"stop it first, or set {env_var_name('data_dir')} to another folder"
             ) from None
         _write_pid(lock)
         try:
@@ -463,13 +460,18 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "ordersaga.cli", *args]
 
 
+def temporal_address(settings: Settings) -> str:
+    """Where the children reach the dev server."""
+    return f"{TEMPORAL_IP}:{settings.temporal_port}"
+
+
 def temporal_argv(binary: Path, settings: Settings, data_dir: Path) -> list[str]:
     argv = [
         str(binary),
         "server",
         "start-dev",
         "--ip",
-        "127.0.0.1",
+        TEMPORAL_IP,
         "--port",
         str(settings.temporal_port),
         "--ui-port",
@@ -498,7 +500,7 @@ def child_env(settings: Settings, data_dir: Path) -> dict[str, str]:
         {
             env_var_name("dev_mode"): "true",
             env_var_name("data_dir"): str(data_dir),
-            env_var_name("temporal_address"): f"127.0.0.1:{settings.temporal_port}",
+            env_var_name("temporal_address"): temporal_address(settings),
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -509,16 +511,14 @@ class DevStack:
     def __init__(self, settings: Settings, data_dir: Path, http: httpx.AsyncClient) -> None:
         self.settings = settings
         self.data_dir = data_dir
-        names = ["temporal", *SERVICES, "worker", "api"]
-        self.console = Console(names)
         self.env = child_env(settings, data_dir)
-        self.ui_url = http_url("127.0.0.1", settings.temporal_ui_port)
+        self.ui_url = http_url(TEMPORAL_IP, settings.temporal_ui_port)
         self.api_url = http_url(settings.api_host, settings.api_port)
         self.service_urls = {
             name: http_url(settings.service_host, settings.service_port(name)) for name in SERVICES
         }
         self.temporal = TemporalProbes(
-            f"127.0.0.1:{settings.temporal_port}",
+            temporal_address(settings),
             settings.temporal_namespace,
             self.ui_url,
             http,
@@ -558,6 +558,7 @@ class DevStack:
             ],
             [spec("api", _cli("api"), http_ready_probe(http, self.api_url))],
         ]
+        self.console = Console([spec.name for stage in self.stages for spec in stage])
         self.started: list[list[Child]] = []
 
     @property
@@ -594,7 +595,7 @@ class DevStack:
         rows = [
             ("API", f"{self.api_url}  (docs {self.api_url}/docs)"),
             ("Temporal Web UI", self.ui_url),
-            ("Temporal", f"127.0.0.1:{s.temporal_port}  (namespace {s.temporal_namespace})"),
+            ("Temporal", f"{temporal_address(s)}  (namespace {s.temporal_namespace})"),
             *((f"{name} service", url) for name, url in self.service_urls.items()),
             ("admin token", s.admin_token.get_secret_value()),
             ("data dir", str(self.data_dir)),

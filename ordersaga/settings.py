@@ -17,6 +17,8 @@ from contracts import task_queues
 DEV_ADMIN_TOKEN = "dev-admin-token"
 ENV_PREFIX = "ORDERSAGA_"
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+# The domain services, each with its own port, URL and database settings below.
+SERVICES = ("inventory", "payments", "shipping")
 
 
 def parse_queues(value: str | Iterable[str]) -> list[str]:
@@ -105,9 +107,8 @@ class Settings(BaseSettings):
     @field_validator("worker_queues", mode="before")
     @classmethod
     def _split_queues(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [q.strip() for q in value.split(",") if q.strip()]
-        return value
+        # parse_queues (below) strips the names and drops blanks and duplicates.
+        return value.split(",") if isinstance(value, str) else value
 
     @field_validator("worker_queues")
     @classmethod

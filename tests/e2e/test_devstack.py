@@ -24,6 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.ports import free_port
+
 ORDERSAGA = Path(sys.executable).parent / "ordersaga"
 BANNER = "ordersaga dev stack is up"
 START_TIMEOUT = 180.0
@@ -31,12 +33,6 @@ START_TIMEOUT = 180.0
 STOP_TIMEOUT = 90.0
 ADMIN = {"Authorization": "Bearer dev-admin-token"}
 IN_PROGRESS = ("RECEIVED", "RESERVING", "CHARGING", "SHIPPING", "COMPENSATING")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -110,22 +106,16 @@ class DevProcess:
     async def stop(self, signum: int = signal.SIGINT, within: float = STOP_TIMEOUT) -> int:
         if self.process.returncode is None:
             self.process.send_signal(signum)
-        try:
-            async with asyncio.timeout(within):
-                code = await self.process.wait()
-                await self._reader
-        except TimeoutError:
-            pytest.fail(f"ordersaga dev did not stop within {within:.0f}s:\n{self.output}")
-        return code
+        return await self.wait_exit(within, "stop")
 
-    async def wait_exit(self, within: float) -> int:
-        """Wait for it to exit on its own."""
+    async def wait_exit(self, within: float, what: str = "exit") -> int:
+        """Wait for it to exit (on its own, unless stop() signalled it)."""
         try:
             async with asyncio.timeout(within):
                 code = await self.process.wait()
                 await self._reader
         except TimeoutError:
-            pytest.fail(f"ordersaga dev did not exit within {within:.0f}s:\n{self.output}")
+            pytest.fail(f"ordersaga dev did not {what} within {within:.0f}s:\n{self.output}")
         return code
 
 
@@ -337,11 +327,7 @@ async def test_an_order_in_flight_when_the_stack_stops_completes_after_a_restart
 
             async def finished() -> str | None:
                 status = await status_of(order_id)
-                return (
-                    status
-                    if status not in ("RECEIVED", "RESERVING", "CHARGING", "SHIPPING")
-                    else None
-                )
+                return None if status in IN_PROGRESS else status
 
             assert await wait_until(finished, "a final status", within=120) == "COMPLETED"
             left = await http.get(f"{inventory_url}/stock/{sku}")

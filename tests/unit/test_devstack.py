@@ -1,4 +1,5 @@
-"""The dev stack supervisor's pre-flight checks and the commands it runs.
+"""The dev stack supervisor's pre-flight checks, the commands it runs, and how
+it handles a child that fails.
 
 Starting the real stack is tests/e2e/test_devstack.py; these check, fast, what
 it would do and what it refuses.
@@ -6,21 +7,32 @@ it would do and what it refuses.
 
 from __future__ import annotations
 
+import asyncio
 import io
+import os
 import re
+import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from contracts.search_attributes import SEARCH_ATTRIBUTE_TYPES
 from ordersaga.binaries import temporal_cli
 from ordersaga.devstack import (
+    Child,
+    ChildFailed,
+    ChildSpec,
     Console,
+    DevStack,
     DevStackError,
+    Probe,
+    _run,
     check_ports,
     child_env,
     data_dir_lock,
@@ -29,12 +41,7 @@ from ordersaga.devstack import (
     temporal_argv,
 )
 from ordersaga.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.ports import free_port
 
 
 def free_settings(**overrides: Any) -> Settings:
@@ -194,3 +201,100 @@ def test_wildcard_listen_addresses_are_reached_over_loopback() -> None:
     assert http_url("0.0.0.0", 8000) == "http://127.0.0.1:8000"
     assert http_url("::", 8000) == "http://[::1]:8000"
     assert http_url("localhost", 8001) == "http://localhost:8001"
+
+
+# --- children that fail ----------------------------------------------------------
+
+SLEEPER = "import time; time.sleep(60)"
+
+
+async def ready() -> str | None:
+    return None
+
+
+async def not_yet() -> str | None:
+    return "still warming up"
+
+
+def python_child(
+    name: str,
+    code: str,
+    probe: Probe = not_yet,
+    ready_timeout: float = 30,
+    stop_timeout: float = 30,
+) -> ChildSpec:
+    return ChildSpec(
+        name,
+        [sys.executable, "-c", code],
+        probe,
+        ready_timeout=ready_timeout,
+        stop_timeout=stop_timeout,
+    )
+
+
+async def test_a_child_exiting_during_start_up_fails_it_and_stops_the_stages_before(
+    tmp_path: Path,
+) -> None:
+    out = io.StringIO()
+    async with httpx.AsyncClient() as http:
+        stack = DevStack(Settings(), tmp_path, http)
+    stack.console = Console(["first", "second"], stream=out)
+    stack.stages = [
+        [python_child("first", SLEEPER, probe=ready)],
+        [python_child("second", "print('cannot open the database'); raise SystemExit(3)")],
+    ]
+
+    code = await _run(stack, asyncio.Event())
+
+    assert code == 1
+    output = out.getvalue()
+    assert "start-up failed: second exited with code 3 during start-up" in output
+    assert "  | cannot open the database" in output
+    assert "stopping first" in output
+    assert [child.returncode for child in stack.children] == [-signal.SIGTERM, 3]
+
+
+async def test_a_child_never_ready_fails_start_up_naming_the_last_check() -> None:
+    async def broken() -> str | None:
+        raise RuntimeError("probe bug")
+
+    child = Child(
+        python_child("slow", SLEEPER, probe=broken, ready_timeout=1),
+        Console(["slow"], stream=io.StringIO()),
+    )
+    await child.start(dict(os.environ))
+    try:
+        # A probe that raises means "not ready yet", never a crash of the supervisor.
+        with pytest.raises(
+            ChildFailed,
+            match=r"^slow was not ready after 1s \(last check: readiness check failed: "
+            r"RuntimeError\('probe bug'\)\)$",
+        ):
+            await child.wait_ready()
+    finally:
+        await child.stop()
+
+
+async def test_a_child_ignoring_sigterm_is_killed_after_its_stop_timeout() -> None:
+    async def ignoring_sigterm() -> str | None:
+        return None if "ignoring SIGTERM" in child.tail else "no handler yet"
+
+    out = io.StringIO()
+    child = Child(
+        python_child(
+            "stubborn",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ignoring SIGTERM', flush=True); time.sleep(60)",
+            probe=ignoring_sigterm,
+            stop_timeout=1,
+        ),
+        Console(["stubborn"], stream=out),
+    )
+    await child.start(dict(os.environ))
+    await child.wait_ready()
+
+    await child.stop()
+
+    assert child.returncode == -signal.SIGKILL
+    assert "stubborn did not stop within 1s; killing it" in out.getvalue()
+    assert f"stubborn stopped with exit code {-signal.SIGKILL}" in out.getvalue()
