@@ -60,10 +60,11 @@ def idempotency_key(
 ) -> str:
     # Declared optional so a missing key is our 400 with a reason, not
     # FastAPI's generic 422 for a missing parameter.
+    if key is None:
+        raise IdempotencyKeyRequired("the Idempotency-Key header is required")
     problem = idempotency_key_problem(key)
     if problem is not None:
-        raise (IdempotencyKeyRequired if key is None else IdempotencyKeyInvalid)(problem)
-    assert key is not None
+        raise IdempotencyKeyInvalid(problem)
     return key
 
 

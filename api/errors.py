@@ -15,7 +15,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
+from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 log = logging.getLogger(__name__)
@@ -105,16 +105,6 @@ async def _rpc_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _temporal_timeout(request: Request, exc: Exception) -> JSONResponse:
-    # Updates and queries need a worker; none answered within our deadline.
-    log.warning("temporal call timed out: %s", type(exc).__name__)
-    return _error(
-        status.HTTP_503_SERVICE_UNAVAILABLE,
-        TEMPORAL_UNAVAILABLE,
-        "Temporal or its workers did not answer in time; retry later",
-    )
-
-
 async def _query_failed(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, WorkflowQueryFailedError)
     log.warning("status query failed: %s", exc.message)
@@ -167,7 +157,6 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RPCError, _rpc_error)
-    app.add_exception_handler(RPCTimeoutOrCancelledError, _temporal_timeout)
     app.add_exception_handler(WorkflowQueryFailedError, _query_failed)
     app.add_exception_handler(RuntimeError, _runtime_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

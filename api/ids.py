@@ -50,10 +50,8 @@ def request_fingerprint(canonical_body: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def idempotency_key_problem(key: str | None) -> str | None:
+def idempotency_key_problem(key: str) -> str | None:
     """Why a header value is not a usable Idempotency-Key, or None when it is."""
-    if key is None:
-        return "the Idempotency-Key header is required"
     if not key:
         return "the Idempotency-Key header is empty"
     if len(key) > IDEMPOTENCY_KEY_MAX_LENGTH:

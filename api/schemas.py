@@ -184,16 +184,6 @@ class ErrorResponse(BaseModel):
     detail: ErrorDetail
 
 
-class FieldError(BaseModel):
-    loc: list[str | int]
-    msg: str
-    type: str
-
-
-class ValidationErrorResponse(BaseModel):
-    detail: list[FieldError]
-
-
 class ReadinessReport(BaseModel):
     status: str
     reason: str | None = None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
 import hashlib
 import hmac
@@ -128,16 +127,12 @@ class TemporalOrders:
         )
 
     async def _original_fingerprint(self, order_id: str) -> str | None:
-        try:
+        # NOT_FOUND: removed between our start and this look-up (its retention
+        # just expired); a retry will find the id free and start anew.
+        with _not_found_as(
+            TemporalUnavailable("the earlier order under this key is being removed; retry")
+        ):
             description = await self._client.get_workflow_handle(order_id).describe()
-        except RPCError as err:
-            if err.status is RPCStatusCode.NOT_FOUND:
-                # Removed between our start and this look-up (its retention
-                # just expired): a retry will find the id free and start anew.
-                raise TemporalUnavailable(
-                    "the earlier order under this key is being removed; retry"
-                ) from err
-            raise
         fingerprint = await description.memo_value(FINGERPRINT_MEMO, None, type_hint=str)
         return fingerprint if isinstance(fingerprint, str) else None
 
@@ -172,34 +167,31 @@ class TemporalOrders:
         )
 
     async def cancel(self, order_id: str, request: CancelOrder) -> CancelAccepted:
-        accepted: CancelAccepted = await self._update(
+        return await self._update(
             order_id, CANCEL_UPDATE, request, CancelAccepted, rejected_as=TooLate
         )
-        return accepted
 
     async def retry_compensation(
         self, order_id: str, action: OperatorAction
     ) -> OperatorActionAccepted:
-        accepted: OperatorActionAccepted = await self._update(
+        return await self._update(
             order_id,
             RETRY_COMPENSATION_UPDATE,
             action,
             OperatorActionAccepted,
             rejected_as=NotNeedsAttention,
         )
-        return accepted
 
     async def resolve_compensation(
         self, order_id: str, action: OperatorAction
     ) -> OperatorActionAccepted:
-        accepted: OperatorActionAccepted = await self._update(
+        return await self._update(
             order_id,
             RESOLVE_COMPENSATION_UPDATE,
             action,
             OperatorActionAccepted,
             rejected_as=NotNeedsAttention,
         )
-        return accepted
 
     async def _update(
         self,
@@ -283,7 +275,8 @@ def decode_page_token(text: str, query: str) -> bytes:
     try:
         # validate=True: the lenient default silently drops foreign characters.
         wrapped = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError) as err:
+    # binascii.Error (bad base64) is a ValueError, as is non-ASCII text.
+    except ValueError as err:
         raise invalid from err
     check, token = wrapped[:_PAGE_TOKEN_CHECK_BYTES], wrapped[_PAGE_TOKEN_CHECK_BYTES:]
     if not token or not hmac.compare_digest(check, _page_token_check(token, query)):

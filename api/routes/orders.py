@@ -92,7 +92,7 @@ async def place_order(
 @router.get(
     "",
     response_model=OrderPage,
-    responses={**_UNAVAILABLE},
+    responses=_UNAVAILABLE,
     summary="List orders",
 )
 async def list_orders(

@@ -24,6 +24,7 @@ from ordersaga.settings import Settings
 from tests.fakes import FakeDomainActivities, fake_domain_workers
 from tests.integration.api.support import (
     OrderRequest,
+    asgi_client,
     client_on_new_namespace,
     order_body,
     terminate_open_orders,
@@ -61,9 +62,7 @@ def settings(temporal_client: Client) -> Settings:
 async def api(
     settings: Settings, temporal_client: Client, fakes: FakeDomainActivities
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, client=temporal_client)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+    async with asgi_client(create_app(settings, client=temporal_client)) as http:
         yield http
 
 

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
+from fastapi import FastAPI
 from google.protobuf.duration_pb2 import Duration
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.ids import derive_order_id
+from contracts.search_attributes import CUSTOMER_ID, ORDER_STATUS
 from tests.conftest import register_search_attributes
+from tests.ports import free_port as free_port  # re-exported for test_ops.py
 
 # Generous: a dev server on a loaded CI machine. Waits end as soon as the
 # condition holds; this only bounds how long a broken test takes to fail.
@@ -26,6 +28,9 @@ POLL_INTERVAL_SECONDS = 0.05
 
 
 T = TypeVar("T")
+
+# Shaped like an order id, so it gets past the path check and reaches Temporal.
+UNKNOWN_ORDER = "ord_aaaaaaaaaaaaaaaaaaaaaaaaaa"
 
 
 async def eventually(
@@ -38,12 +43,6 @@ async def eventually(
             if result is not None:
                 return result
             await asyncio.sleep(POLL_INTERVAL_SECONDS)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def client_on_new_namespace(server_client: Client) -> Client:
@@ -64,7 +63,7 @@ async def client_on_new_namespace(server_client: Client) -> Client:
         # caches asynchronously; starting a workflow before they do fails.
         try:
             await register_search_attributes(client)
-            await client.count_workflows("OrderStatus = 'RECEIVED' AND CustomerId = 'x'")
+            await client.count_workflows(f"{ORDER_STATUS} = 'RECEIVED' AND {CUSTOMER_ID} = 'x'")
         except RPCError as err:
             if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
                 return None
@@ -103,6 +102,8 @@ class OrderRequest:
         return {"Idempotency-Key": self.key}
 
 
+NewOrder = Callable[..., OrderRequest]
+
 PAYMENT_TOKEN = "tok_visa_secret_4242"
 CUSTOMER_NAME = "Ada Lovelace"
 STREET = "12 St James's Square"
@@ -127,6 +128,11 @@ def order_body(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+def asgi_client(app: FastAPI) -> httpx.AsyncClient:
+    """An HTTP client calling the app in-process (its lifespan does not run)."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test")
 
 
 async def place(api: httpx.AsyncClient, order: OrderRequest) -> httpx.Response:

@@ -3,16 +3,18 @@ Failure paths first."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import httpx
 import pytest
 
 from tests.fakes import FakeDomainActivities
-from tests.integration.api.support import OrderRequest, place_accepted, wait_for_status
+from tests.integration.api.support import (
+    UNKNOWN_ORDER,
+    NewOrder,
+    OrderRequest,
+    place_accepted,
+    wait_for_status,
+)
 
-NewOrder = Callable[..., OrderRequest]
-UNKNOWN_ORDER = "ord_aaaaaaaaaaaaaaaaaaaaaaaaaa"
 OPERATOR_ACTIONS = ["compensation/retry", "compensation/resolve"]
 
 

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Interceptor,
+    OutboundInterceptor,
+    QueryWorkflowInput,
+    StartWorkflowInput,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from api import temporal_orders
 from api.app import create_app
 from ordersaga.settings import Settings
 from tests.integration.api.support import (
-    OrderRequest,
+    UNKNOWN_ORDER,
+    NewOrder,
+    asgi_client,
     client_on_new_namespace,
     free_port,
     place,
@@ -23,20 +34,13 @@ from tests.integration.api.support import (
     terminate_open_orders,
 )
 
-NewOrder = Callable[..., OrderRequest]
-SOME_ORDER = "ord_aaaaaaaaaaaaaaaaaaaaaaaaaa"
-
-
-def http(app: FastAPI) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test")
-
 
 @pytest.fixture
 async def unreachable_api() -> AsyncIterator[httpx.AsyncClient]:
     """An API whose (lazy) client points at a port nobody listens on."""
     address = f"127.0.0.1:{free_port()}"
     client = await Client.connect(address, lazy=True)
-    async with http(create_app(Settings(temporal_address=address), client=client)) as api:
+    async with asgi_client(create_app(Settings(temporal_address=address), client=client)) as api:
         yield api
 
 
@@ -56,11 +60,11 @@ async def test_place_order_while_temporal_is_unreachable_is_503(
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("GET", f"/orders/{SOME_ORDER}"),
+        ("GET", f"/orders/{UNKNOWN_ORDER}"),
         ("GET", "/orders?status=COMPLETED"),
-        ("POST", f"/orders/{SOME_ORDER}/cancel"),
-        ("POST", f"/orders/{SOME_ORDER}/compensation/retry"),
-        ("POST", f"/orders/{SOME_ORDER}/compensation/resolve"),
+        ("POST", f"/orders/{UNKNOWN_ORDER}/cancel"),
+        ("POST", f"/orders/{UNKNOWN_ORDER}/compensation/retry"),
+        ("POST", f"/orders/{UNKNOWN_ORDER}/compensation/resolve"),
     ],
 )
 async def test_every_order_endpoint_is_503_while_temporal_is_unreachable(
@@ -87,7 +91,7 @@ async def test_api_starts_without_temporal_and_connects_lazily(new_order: NewOrd
     # start-up succeeds even though nothing listens at the address.
     app = create_app(Settings(temporal_address=f"127.0.0.1:{free_port()}"))
 
-    async with app.router.lifespan_context(app), http(app) as api:
+    async with app.router.lifespan_context(app), asgi_client(app) as api:
         assert (await api.get("/healthz")).status_code == 200
         assert (await api.get("/readyz")).status_code == 503
         assert (await place(api, new_order())).status_code == 503
@@ -96,7 +100,7 @@ async def test_api_starts_without_temporal_and_connects_lazily(new_order: NewOrd
 async def test_requests_before_start_up_finished_are_503(new_order: NewOrder) -> None:
     app = create_app(Settings(temporal_address=f"127.0.0.1:{free_port()}"))
 
-    async with http(app) as api:  # the lifespan never ran: no client yet
+    async with asgi_client(app) as api:  # the lifespan never ran: no client yet
         response = await place(api, new_order())
 
     assert response.status_code == 503
@@ -113,7 +117,7 @@ async def test_orders_answer_503_instead_of_hanging_when_no_worker_runs(
     app = create_app(Settings(temporal_namespace=client.namespace), client=client)
     order = new_order()
     try:
-        async with http(app) as api:
+        async with asgi_client(app) as api:
             order_id = await place_accepted(api, order)
 
             status = await api.get(f"/orders/{order_id}")
@@ -125,6 +129,66 @@ async def test_orders_answer_503_instead_of_hanging_when_no_worker_runs(
             assert "no worker answered" in response.json()["detail"]["message"]
     finally:
         await terminate_open_orders(client)
+
+
+class FailCalls(Interceptor):
+    """Makes every start and query of a client fail with `error`, as Temporal can."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        error = self.error
+
+        class Failing(OutboundInterceptor):
+            async def start_workflow(self, input: StartWorkflowInput) -> WorkflowHandle[Any, Any]:
+                raise error
+
+            async def query_workflow(self, input: QueryWorkflowInput) -> Any:
+                raise error
+
+        return Failing(next)
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        pytest.param(
+            RPCError("overloaded", RPCStatusCode.UNAVAILABLE, b""),
+            503,
+            "TEMPORAL_UNAVAILABLE",
+            id="rpc-error",
+        ),
+        pytest.param(
+            WorkflowQueryFailedError("no status handler"), 503, "STATUS_UNAVAILABLE", id="query"
+        ),
+        # Only the SDK's connect failure is Temporal being unreachable.
+        pytest.param(RuntimeError("a bug"), 500, "INTERNAL_ERROR", id="other-runtime-error"),
+    ],
+)
+async def test_temporal_call_failures_map_to_their_status(
+    settings: Settings,
+    temporal_client: Client,
+    new_order: NewOrder,
+    error: Exception,
+    status: int,
+    code: str,
+) -> None:
+    failing = Client(
+        temporal_client.service_client,
+        namespace=temporal_client.namespace,
+        interceptors=[FailCalls(error)],
+    )
+    order = new_order()
+
+    async with asgi_client(create_app(settings, client=failing)) as api:
+        responses = [await place(api, order), await api.get(f"/orders/{UNKNOWN_ORDER}")]
+
+    for response in responses:
+        assert response.status_code == status, response.text
+        assert response.json()["detail"]["code"] == code
+        assert str(error) not in response.text
+        assert ("Retry-After" in response.headers) is (status == 503)
 
 
 # --- Temporal up -----------------------------------------------------------------
@@ -144,7 +208,7 @@ async def test_metrics_count_requests_by_route_template_not_by_id(
 ) -> None:
     order_id = await place_accepted(api, new_order())
     assert (await api.get(f"/orders/{order_id}")).status_code == 200
-    assert (await api.get(f"/orders/{SOME_ORDER}")).status_code == 404
+    assert (await api.get(f"/orders/{UNKNOWN_ORDER}")).status_code == 404
 
     response = await api.get("/metrics")
 
@@ -158,7 +222,17 @@ async def test_metrics_count_requests_by_route_template_not_by_id(
     assert 'route="/orders/{order_id}",status="404"' in text
     assert 'ordersaga_api_requests_total{method="POST",route="/orders",status="202"} 1.0' in text
     assert "ordersaga_api_request_duration_seconds_bucket" in text
-    assert order_id not in text and SOME_ORDER not in text
+    assert order_id not in text and UNKNOWN_ORDER not in text
+
+
+async def test_unknown_paths_are_404_in_the_api_error_shape(api: httpx.AsyncClient) -> None:
+    response = await api.get(f"/nowhere/{UNKNOWN_ORDER}")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": {"code": "NOT_FOUND", "message": "Not Found"}}
+    metrics = (await api.get("/metrics")).text
+    assert 'route="<unmatched>",status="404"' in metrics
+    assert UNKNOWN_ORDER not in metrics
 
 
 async def test_openapi_documents_the_order_endpoints(api: httpx.AsyncClient) -> None:

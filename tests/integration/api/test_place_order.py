@@ -19,14 +19,13 @@ from tests.integration.api.support import (
     CUSTOMER_NAME,
     PAYMENT_TOKEN,
     STREET,
+    NewOrder,
     OrderRequest,
     eventually,
     place,
     place_accepted,
     wait_for_status,
 )
-
-NewOrder = Callable[..., OrderRequest]
 
 
 async def assert_never_started(client: Client, order_id: str) -> None:
@@ -90,9 +89,7 @@ async def test_longest_allowed_idempotency_key_is_accepted(
 # --- the body --------------------------------------------------------------------
 
 
-async def test_malformed_json_is_422(
-    api: httpx.AsyncClient, temporal_client: Client, new_order: NewOrder
-) -> None:
+async def test_malformed_json_is_422(api: httpx.AsyncClient, new_order: NewOrder) -> None:
     order = new_order()
     response = await api.post(
         "/orders",
@@ -104,22 +101,23 @@ async def test_malformed_json_is_422(
     assert response.json()["detail"][0]["type"] == "json_invalid"
 
 
+def _parent(body: dict[str, Any], path: tuple[str | int, ...]) -> Any:
+    target: Any = body
+    for part in path[:-1]:
+        target = target[part]
+    return target
+
+
 def _with(path: tuple[str | int, ...], value: Any) -> Callable[[dict[str, Any]], None]:
     def change(body: dict[str, Any]) -> None:
-        target: Any = body
-        for part in path[:-1]:
-            target = target[part]
-        target[path[-1]] = value
+        _parent(body, path)[path[-1]] = value
 
     return change
 
 
 def _without(path: tuple[str | int, ...]) -> Callable[[dict[str, Any]], None]:
     def change(body: dict[str, Any]) -> None:
-        target: Any = body
-        for part in path[:-1]:
-            target = target[part]
-        del target[path[-1]]
+        del _parent(body, path)[path[-1]]
 
     return change
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -15,20 +14,18 @@ from tests.integration.api.support import (
     CUSTOMER_NAME,
     PAYMENT_TOKEN,
     STREET,
-    OrderRequest,
+    UNKNOWN_ORDER,
+    NewOrder,
     eventually,
     place_accepted,
     wait_for_status,
 )
 
-NewOrder = Callable[..., OrderRequest]
-
-
 # --- one order -------------------------------------------------------------------
 
 
 async def test_unknown_order_is_404(api: httpx.AsyncClient) -> None:
-    response = await api.get("/orders/ord_aaaaaaaaaaaaaaaaaaaaaaaaaa")
+    response = await api.get(f"/orders/{UNKNOWN_ORDER}")
 
     assert response.status_code == 404
     assert response.json()["detail"]["code"] == "ORDER_NOT_FOUND"
