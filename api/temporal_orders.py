@@ -59,6 +59,7 @@ from contracts.orders import (
     OrderStatus,
     OrderView,
     PlaceOrder,
+    format_money,
 )
 from contracts.search_attributes import CUSTOMER_ID, ORDER_STATUS
 from workflows.search_attributes import CUSTOMER_ID_KEY, ORDER_STATUS_KEY, ORDER_TOTAL_CENTS_KEY
@@ -288,7 +289,7 @@ def order_summary(order: PlaceOrder) -> str:
     """What the Web UI shows for the workflow. Counts and money only: the
     address and the card token never leave the workflow input."""
     units = order.unit_count
-    money = f"{order.total_cents // 100}.{order.total_cents % 100:02d} {order.currency}"
+    money = format_money(order.total_cents, order.currency)
     return f"{units} item{'s' if units != 1 else ''}, {money}, customer {order.customer_id}"
 
 
