@@ -6,7 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Inside the venv: deleting .venv by hand also forgets the install.
 STAMP := $(VENV)/.installed
-DATA_DIR ?= .ordersaga
+# The same folder `ordersaga dev` uses: ORDERSAGA_DATA_DIR when set.
+DATA_DIR ?= $(or $(ORDERSAGA_DATA_DIR),.ordersaga)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
