@@ -18,6 +18,7 @@ from api.errors import install_error_handlers
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.routes import ops, orders
 from ordersaga.settings import Settings
+from ordersaga.temporal_config import DATA_CONVERTER, temporal_interceptors
 from ordersaga.version import package_version
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
             app.state.temporal_client = await Client.connect(
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
+                data_converter=DATA_CONVERTER,
+                interceptors=temporal_interceptors(),
                 lazy=True,
             )
             log.info(

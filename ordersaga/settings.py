@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     dev_mode: bool = False
     data_dir: Path = Path(".ordersaga")
     log_level: str = "INFO"
+    # "auto": JSON lines when stderr is not a terminal, readable lines when it is.
+    log_format: Literal["auto", "json", "text"] = "auto"
 
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
@@ -93,6 +95,21 @@ class Settings(BaseSettings):
     worker_grace_period_seconds: float = Field(default=10.0, ge=0)
     worker_max_concurrent_activities: int = Field(default=100, ge=1)
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
+    # The worker's own small HTTP port for orchestrator probes (/healthz, /readyz);
+    # 0 turns it off. Several workers on one host each need their own port.
+    worker_listen_host: str = "127.0.0.1"
+    worker_health_port: int = Field(default=8010, ge=0, le=65535)
+    # The Temporal SDK runtime's Prometheus endpoint (SDK and saga metrics); 0 = off.
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+    # Worker Versioning: each task queue is its own deployment, named
+    # f"{worker_deployment_name}-{queue}", so each queue rolls out on its own.
+    worker_versioning: bool = True
+    worker_deployment_name: str = Field(default="ordersaga", min_length=1)
+    # Defaults to the package version plus the git commit (see ordersaga.version).
+    worker_build_id: str | None = None
+    # Bootstrap only: make this build current when its deployment has no current
+    # version yet (a first deploy). Later rollouts are explicit operator commands.
+    worker_set_current_if_unset: bool = True
 
     # `ordersaga dev`: how long each process may take to become ready.
     dev_startup_timeout_seconds: float = Field(default=90.0, gt=0)

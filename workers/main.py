@@ -26,6 +26,7 @@ from activities.payments import PaymentActivities
 from activities.shipping import ShippingActivities
 from contracts import task_queues
 from ordersaga.settings import Settings
+from ordersaga.temporal_config import DATA_CONVERTER, temporal_interceptors
 from workflows.order import OrderWorkflow
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,10 @@ async def connect_when_reachable(settings: Settings, stop: asyncio.Event) -> Cli
     while not stop.is_set():
         try:
             return await Client.connect(
-                settings.temporal_address, namespace=settings.temporal_namespace
+                settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                data_converter=DATA_CONVERTER,
+                interceptors=temporal_interceptors(),
             )
         except RuntimeError as err:  # the SDK's "Failed client connect: ..."
             log.warning(
