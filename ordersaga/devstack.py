@@ -24,7 +24,7 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TextIO
@@ -39,6 +39,7 @@ from temporalio.client import Client
 from contracts import task_queues
 from contracts.search_attributes import SEARCH_ATTRIBUTE_TYPES
 from ordersaga.binaries import BinaryNotFoundError, temporal_cli
+from ordersaga.ports import free_port
 from ordersaga.settings import SERVICES, Settings, env_var_name
 
 BANNER_TITLE = "ordersaga dev stack is up"
@@ -494,8 +495,22 @@ def temporal_argv(binary: Path, settings: Settings, data_dir: Path) -> list[str]
     return argv
 
 
+# Where each child listens: passed down explicitly, because the supervisor's
+# settings may come from arguments (embedded_stack) rather than the environment.
+_LISTEN_SETTINGS = (
+    "api_host",
+    "api_port",
+    "service_host",
+    *(f"{service}_port" for service in SERVICES),
+    "worker_listen_host",
+    "worker_health_port",
+    "worker_metrics_port",
+)
+
+
 def child_env(settings: Settings, data_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
+    env.update({env_var_name(name): str(getattr(settings, name)) for name in _LISTEN_SETTINGS})
     env.update(
         {
             env_var_name("dev_mode"): "true",
@@ -507,8 +522,29 @@ def child_env(settings: Settings, data_dir: Path) -> dict[str, str]:
     return env
 
 
+def on_free_ports(settings: Settings) -> Settings:
+    """The same settings with every listening port moved to a free one."""
+    ports = {
+        "temporal_address": f"{TEMPORAL_IP}:{free_port()}",
+        "temporal_ui_port": free_port(),
+        "api_port": free_port(),
+        **{f"{service}_port": free_port() for service in SERVICES},
+    }
+    if settings.worker_health_port:
+        ports["worker_health_port"] = free_port()
+    if settings.worker_metrics_port:
+        ports["worker_metrics_port"] = free_port()
+    return settings.model_copy(update=ports)
+
+
 class DevStack:
-    def __init__(self, settings: Settings, data_dir: Path, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        data_dir: Path,
+        http: httpx.AsyncClient,
+        console_stream: TextIO = sys.stdout,
+    ) -> None:
         self.settings = settings
         self.data_dir = data_dir
         self.env = child_env(settings, data_dir)
@@ -558,7 +594,9 @@ class DevStack:
             ],
             [spec("api", _cli("api"), http_ready_probe(http, self.api_url))],
         ]
-        self.console = Console([spec.name for stage in self.stages for spec in stage])
+        self.console = Console(
+            [spec.name for stage in self.stages for spec in stage], console_stream
+        )
         self.started: list[list[Child]] = []
 
     @property
@@ -677,6 +715,29 @@ async def _run(stack: DevStack, stop_requested: asyncio.Event) -> int:
         for child in stack.children:
             if child.exited is not None and not child.exited.done():
                 child.exited.cancel()
+
+
+@contextlib.asynccontextmanager
+async def embedded_stack(
+    settings: Settings, data_dir: Path, console_stream: TextIO = sys.stderr
+) -> AsyncIterator[DevStack]:
+    """The dev stack as a library, up and ready inside the block, stopped after.
+
+    For commands that need a whole system of their own (`ordersaga histories
+    record`, `ordersaga bench`): pass `on_free_ports(settings)` and a fresh data
+    dir so it never collides with a `make dev` on the same machine. A child that
+    fails to start raises ChildFailed.
+    """
+    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+    with data_dir_lock(data_dir):
+        check_ports(settings)
+        async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_SECONDS) as http:
+            stack = DevStack(settings, data_dir, http, console_stream)
+            try:
+                await stack.start()
+                yield stack
+            finally:
+                await stack.stop()
 
 
 def run_dev_stack(settings: Settings) -> int:
