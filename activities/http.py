@@ -4,30 +4,96 @@ A business refusal becomes a non-retryable ApplicationError whose type is the
 service's stable error code. 5xx answers, timeouts and connection errors become
 retryable ApplicationErrors, so Temporal retries them with backoff. Both carry
 the attempt number, so the workflow can record how many attempts a step took.
+
+Each step's call is traced as a span named after the step (`orders.<step>`),
+inside Temporal's RunActivity span, with the HTTP client span below it; the
+order, workflow and step travel to the service as OpenTelemetry baggage, so
+the service's log lines name them too.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+from opentelemetry import baggage, context, trace
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor, RequestInfo
+from opentelemetry.trace import Span
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from contracts import errors
 from contracts.activities import StepOutcome
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 
 def _attempt() -> int:
     return activity.info().attempt if activity.in_activity() else 1
 
 
+@contextlib.contextmanager
+def saga_step(step: str, order_id: str) -> Iterator[None]:
+    """The span, log context and one log line of a saga step's service call."""
+    workflow_id = activity.info().workflow_id if activity.in_activity() else order_id
+    attempt = _attempt()
+    fields = {"order_id": order_id, "workflow_id": workflow_id, "step": step}
+    ctx = context.get_current()
+    for key, value in fields.items():
+        ctx = baggage.set_baggage(key, value, ctx)
+    token = context.attach(ctx)
+    started = time.perf_counter()
+    outcome = "failed"
+    try:
+        with tracer.start_as_current_span(
+            f"orders.{step}",
+            attributes={
+                "ordersaga.order_id": order_id,
+                "ordersaga.step": step,
+                "ordersaga.attempt": attempt,
+            },
+        ):
+            try:
+                yield
+                outcome = "completed"
+            except ApplicationError as err:
+                outcome = err.type or "failed"
+                raise
+            finally:
+                # The workflow decides what a failure means and logs it there;
+                # here it is one event with its outcome and duration.
+                log.info(
+                    "%s %s",
+                    step,
+                    outcome,
+                    extra={
+                        "outcome": outcome,
+                        "attempt": attempt,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                    },
+                )
+    finally:
+        context.detach(token)
+
+
 class ServiceClient:
     """A pooled async HTTP client for one service. One instance per worker process."""
 
     def __init__(self, http: httpx.AsyncClient, service: str) -> None:
+        # Client spans, and the trace context and baggage sent in the headers.
+        HTTPXClientInstrumentor.instrument_client(http, request_hook=self._name_client_span)
         self._http = http
         self._service = service
+
+    async def _name_client_span(self, span: Span, request: RequestInfo) -> None:
+        # "POST payments" rather than a bare "POST"; paths carry ids, names must not.
+        method = request.method.decode() if isinstance(request.method, bytes) else request.method
+        span.update_name(f"{method} {self._service}")
 
     async def post(
         self, path: str, *, idempotency_key: str, json: dict[str, Any] | None = None
@@ -120,6 +186,13 @@ class ServiceClient:
             _attempt(),
             type=code,
             non_retryable=True,
+            # A customer's order refused is an outcome, not a fault: the SDK
+            # then logs it at DEBUG, and the workflow, which handles it, logs it.
+            category=(
+                ApplicationErrorCategory.BENIGN
+                if code in errors.BUSINESS_REFUSALS
+                else ApplicationErrorCategory.UNSPECIFIED
+            ),
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.http import ServiceClient
+from activities.http import ServiceClient, saga_step
 from contracts.activities import (
     CommitReservationInput,
     ReleaseInventoryInput,
@@ -19,32 +19,37 @@ class InventoryActivities:
 
     @activity.defn(name="reserve_inventory")
     async def reserve_inventory(self, request: ReserveInventoryInput) -> StepOutcome:
-        return await self._client.create(
-            "/reservations",
-            idempotency_key=request.idempotency_key,
-            json={
-                "order_id": request.order_id,
-                "lines": [{"sku": line.sku, "quantity": line.quantity} for line in request.lines],
-            },
-            id_field="reservation_id",
-        )
+        with saga_step("reserve_inventory", request.order_id):
+            return await self._client.create(
+                "/reservations",
+                idempotency_key=request.idempotency_key,
+                json={
+                    "order_id": request.order_id,
+                    "lines": [
+                        {"sku": line.sku, "quantity": line.quantity} for line in request.lines
+                    ],
+                },
+                id_field="reservation_id",
+            )
 
     @activity.defn(name="release_inventory")
     async def release_inventory(self, request: ReleaseInventoryInput) -> StepOutcome:
-        return await self._client.undo(
-            collection="reservations",
-            action="release",
-            order_id=request.order_id,
-            resource_id=request.reservation_id,
-            idempotency_key=request.idempotency_key,
-            id_field="reservation_id",
-        )
+        with saga_step("release_inventory", request.order_id):
+            return await self._client.undo(
+                collection="reservations",
+                action="release",
+                order_id=request.order_id,
+                resource_id=request.reservation_id,
+                idempotency_key=request.idempotency_key,
+                id_field="reservation_id",
+            )
 
     @activity.defn(name="commit_reservation")
     async def commit_reservation(self, request: CommitReservationInput) -> StepOutcome:
-        return await self._client.act(
-            "reservations",
-            request.reservation_id,
-            "commit",
-            idempotency_key=request.idempotency_key,
-        )
+        with saga_step("commit_reservation", request.order_id):
+            return await self._client.act(
+                "reservations",
+                request.reservation_id,
+                "commit",
+                idempotency_key=request.idempotency_key,
+            )

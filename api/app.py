@@ -12,19 +12,30 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from opentelemetry.trace import TracerProvider
 from temporalio.client import Client
 
 from api.errors import install_error_handlers
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.routes import ops, orders
+from ordersaga.logging import AccessLogMiddleware
 from ordersaga.settings import Settings
+from ordersaga.telemetry import instrument_fastapi
 from ordersaga.temporal_config import DATA_CONVERTER, temporal_interceptors
 from ordersaga.version import package_version
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    client: Client | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> FastAPI:
+    """The API; its spans, and those of the Temporal client it connects, go to
+    `tracer_provider` (default: the global one)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.temporal_client is None:
@@ -32,7 +43,7 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
                 data_converter=DATA_CONVERTER,
-                interceptors=temporal_interceptors(),
+                interceptors=temporal_interceptors(tracer_provider),
                 lazy=True,
             )
             log.info(
@@ -57,6 +68,8 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
     app.state.temporal_client = client
     app.state.metrics = ApiMetrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(AccessLogMiddleware)
+    instrument_fastapi(app, tracer_provider)
     install_error_handlers(app)
     app.include_router(orders.router)
     app.include_router(ops.router)

@@ -16,6 +16,7 @@ from api.errors import (
 from api.ids import IDEMPOTENCY_KEY_MAX_LENGTH, idempotency_key_problem, is_order_id
 from api.metrics import ApiMetrics
 from api.temporal_orders import TemporalOrders
+from ordersaga.logging import bind_log_fields
 
 
 def get_temporal_client(request: Request) -> Client:
@@ -78,6 +79,7 @@ def order_id_path(
     # reaches Temporal, and a malformed id is not a client "validation" matter.
     if not is_order_id(order_id):
         raise OrderNotFound(f"no order {order_id[:80]!r}")
+    bind_log_fields(order_id=order_id, workflow_id=order_id)
     return order_id
 
 

@@ -6,18 +6,47 @@ here that would break in-flight workflows is caught there, not in production.
 
 from __future__ import annotations
 
+from opentelemetry.trace import TracerProvider
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.converter import DataConverter
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 # The default JSON/dataclass converter; named so all parties share one value.
 DATA_CONVERTER = DataConverter.default
 
 
-def temporal_interceptors() -> list[TracingInterceptor]:
+def temporal_interceptors(
+    tracer_provider: TracerProvider | None = None,
+) -> list[TracingInterceptor]:
     """Interceptors for Client.connect (workers inherit them) and for Replayer.
 
     Tracing spans Temporal's own calls (StartWorkflow, RunWorkflow, StartActivity,
     RunActivity) and carries the trace context through the workflow's headers.
-    With no tracer provider configured it records nothing.
+    With no tracer provider configured it records nothing; `tracer_provider`
+    (default: the global one) lets a test tell the API's spans from the worker's.
     """
-    return [TracingInterceptor()]
+    tracer = tracer_provider.get_tracer(__name__) if tracer_provider is not None else None
+    return [TracingInterceptor(tracer)]
+
+
+# Imported by the saga's workflow code and free of side effects and state, so one
+# copy can serve every workflow run: the sandbox stays on (workflow code is still
+# checked for non-determinism) but stops re-importing these for each run.
+WORKFLOW_PASSTHROUGH_MODULES = (
+    "contracts",
+    "activities",
+    "pydantic",
+    "pydantic_core",
+    "httpx",
+    "opentelemetry",
+)
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The workflow runner for every worker and the replayer: the sandbox, with
+    WORKFLOW_PASSTHROUGH_MODULES passed through."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(
+            *WORKFLOW_PASSTHROUGH_MODULES
+        )
+    )

@@ -26,6 +26,7 @@ from api.schemas import (
     StepPublic,
 )
 from contracts.orders import CancelOrder, OperatorAction, OrderStatus, OrderView
+from ordersaga.logging import bind_log_fields
 from workflows.search_attributes import CUSTOMER_ID_KEY, ORDER_STATUS_KEY, ORDER_TOTAL_CENTS_KEY
 
 router = APIRouter(prefix="/orders", tags=["orders"])
@@ -78,6 +79,7 @@ async def place_order(
     different body is refused with 422 IDEMPOTENCY_KEY_REUSED. A key stays
     bound to its order as long as Temporal retains the order's history."""
     order_id = derive_order_id(order.customer_id, key)
+    bind_log_fields(order_id=order_id, workflow_id=order_id)
     await orders.place(
         order.to_place_order(order_id), fingerprint=request_fingerprint(order.canonical())
     )

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI
+from opentelemetry.trace import TracerProvider
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ordersaga.logging import AccessLogMiddleware
+from ordersaga.telemetry import instrument_engine, instrument_fastapi
 from services.common import health
 from services.common.admin import AdminOnly, faults_router
 from services.common.db import create_engine
@@ -39,8 +42,14 @@ class ServiceSpec:
 
 
 def create_service_app(
-    spec: ServiceSpec, *, database_url: str, admin_token: str, config: object = None
+    spec: ServiceSpec,
+    *,
+    database_url: str,
+    admin_token: str,
+    config: object = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
+    """The service's app; its spans go to `tracer_provider` (default: the global one)."""
     if not admin_token:
         raise ValueError(f"the {spec.name} service needs a non-empty admin token")
     runtime = ServiceRuntime(
@@ -50,6 +59,7 @@ def create_service_app(
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(database_url)
+        instrument_engine(engine, tracer_provider)
         try:
             await upgrade_to_head(engine, spec.migrations, lock_name=spec.name)
             if spec.on_startup is not None:
@@ -68,6 +78,8 @@ def create_service_app(
     app.state.runtime = runtime
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
+    app.add_middleware(AccessLogMiddleware)
+    instrument_fastapi(app, tracer_provider)
     app.include_router(health.router)
     app.include_router(faults_router)
     for router in spec.admin_routers:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
+from opentelemetry.trace import TracerProvider
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.app import ServiceSpec, create_service_app
@@ -30,5 +31,9 @@ SPEC = ServiceSpec(
 )
 
 
-def create_app(*, database_url: str, admin_token: str) -> FastAPI:
-    return create_service_app(SPEC, database_url=database_url, admin_token=admin_token)
+def create_app(
+    *, database_url: str, admin_token: str, tracer_provider: TracerProvider | None = None
+) -> FastAPI:
+    return create_service_app(
+        SPEC, database_url=database_url, admin_token=admin_token, tracer_provider=tracer_provider
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
+from opentelemetry.trace import TracerProvider
 
 from services.common.app import ServiceSpec, create_service_app
 from services.payments.domain import PaymentPolicy
@@ -18,12 +19,19 @@ SPEC = ServiceSpec(
 )
 
 
-def create_app(*, database_url: str, admin_token: str, customer_limit_cents: int) -> FastAPI:
+def create_app(
+    *,
+    database_url: str,
+    admin_token: str,
+    customer_limit_cents: int,
+    tracer_provider: TracerProvider | None = None,
+) -> FastAPI:
     if customer_limit_cents < 0:
         raise ValueError("customer_limit_cents must not be negative")
     return create_service_app(
         SPEC,
         database_url=database_url,
         admin_token=admin_token,
+        tracer_provider=tracer_provider,
         config=PaymentPolicy(customer_limit_cents=customer_limit_cents),
     )

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fastapi import FastAPI
+from opentelemetry.trace import TracerProvider
 
 from services.common.app import ServiceSpec, create_service_app
 from services.shipping.domain import ShippingPolicy
@@ -19,10 +20,17 @@ SPEC = ServiceSpec(
 )
 
 
-def create_app(*, database_url: str, admin_token: str, refused_countries: Sequence[str]) -> FastAPI:
+def create_app(
+    *,
+    database_url: str,
+    admin_token: str,
+    refused_countries: Sequence[str],
+    tracer_provider: TracerProvider | None = None,
+) -> FastAPI:
     return create_service_app(
         SPEC,
         database_url=database_url,
         admin_token=admin_token,
+        tracer_provider=tracer_provider,
         config=ShippingPolicy.refusing(refused_countries),
     )

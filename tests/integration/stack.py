@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import uvicorn
+from opentelemetry.trace import TracerProvider
 from temporalio.client import Client
 
 from ordersaga.settings import Settings
+from ordersaga.temporal_config import DATA_CONVERTER, temporal_interceptors
 from tests.ports import free_port
+from tests.versioning_support import route_to_unversioned
 
 ADMIN_TOKEN = "integration-admin-token"
 
@@ -58,15 +61,19 @@ class Stack:
         return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-@contextlib.asynccontextmanager
-async def running_stack(client: Client, data_dir: Path) -> AsyncIterator[Stack]:
-    from api.app import create_app as create_api
-    from services.inventory.app import create_app as create_inventory
-    from services.payments.app import create_app as create_payments
-    from services.shipping.app import create_app as create_shipping
-    from workers.main import build_workers
+def traced_client(client: Client, tracer_provider: TracerProvider | None) -> Client:
+    """The same connection, with the tracing interceptor every real process has."""
+    return Client(
+        client.service_client,
+        namespace=client.namespace,
+        data_converter=DATA_CONVERTER,
+        interceptors=temporal_interceptors(tracer_provider),
+    )
 
-    settings = Settings(
+
+def stack_settings(client: Client, data_dir: Path, **overrides: Any) -> Settings:
+    """Settings of a test stack: free ports, SQLite files in data_dir, the test token."""
+    return Settings(
         data_dir=data_dir,
         temporal_address=client.service_client.config.target_host,
         admin_token=ADMIN_TOKEN,  # type: ignore[arg-type]
@@ -74,12 +81,30 @@ async def running_stack(client: Client, data_dir: Path) -> AsyncIterator[Stack]:
         inventory_port=free_port(),
         payments_port=free_port(),
         shipping_port=free_port(),
-        http_read_timeout_seconds=10,
+        **overrides,
     )
+
+
+@contextlib.asynccontextmanager
+async def serving_apps(
+    settings: Settings,
+    client: Client,
+    *,
+    tracer_providers: Mapping[str, TracerProvider] | None = None,
+) -> AsyncIterator[None]:
+    """The three services and the API, served in this process on the settings' ports."""
+    from api.app import create_app as create_api
+    from services.inventory.app import create_app as create_inventory
+    from services.payments.app import create_app as create_payments
+    from services.shipping.app import create_app as create_shipping
+
+    providers = tracer_providers or {}
     apps: list[tuple[Any, int]] = [
         (
             create_inventory(
-                database_url=settings.database_url("inventory"), admin_token=ADMIN_TOKEN
+                database_url=settings.database_url("inventory"),
+                admin_token=ADMIN_TOKEN,
+                tracer_provider=providers.get("inventory"),
             ),
             settings.inventory_port,
         ),
@@ -88,6 +113,7 @@ async def running_stack(client: Client, data_dir: Path) -> AsyncIterator[Stack]:
                 database_url=settings.database_url("payments"),
                 admin_token=ADMIN_TOKEN,
                 customer_limit_cents=settings.payments_customer_limit_cents,
+                tracer_provider=providers.get("payments"),
             ),
             settings.payments_port,
         ),
@@ -96,17 +122,52 @@ async def running_stack(client: Client, data_dir: Path) -> AsyncIterator[Stack]:
                 database_url=settings.database_url("shipping"),
                 admin_token=ADMIN_TOKEN,
                 refused_countries=settings.shipping_refused_countries,
+                tracer_provider=providers.get("shipping"),
             ),
             settings.shipping_port,
         ),
-        (create_api(settings, client=client), settings.api_port),
+        (
+            create_api(settings, client=client, tracer_provider=providers.get("api")),
+            settings.api_port,
+        ),
     ]
     async with contextlib.AsyncExitStack() as stack:
         for app, port in apps:
             await stack.enter_async_context(serve(app, port))
-        workers = await stack.enter_async_context(
-            build_workers(client, settings, ["orders", "inventory", "payments", "shipping"])
+        yield
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    client: Client,
+    data_dir: Path,
+    *,
+    tracer_providers: Mapping[str, TracerProvider] | None = None,
+) -> AsyncIterator[Stack]:
+    """With `tracer_providers` (role -> provider: api, inventory, payments,
+    shipping), every role traces as in its own process: the API and the
+    services to their provider, the worker (Temporal client, activities, httpx)
+    to the global one. Without, the given client is used as it is."""
+    from workers.main import build_workers
+    from workers.versioning import deployment_name
+
+    settings = stack_settings(client, data_dir, http_read_timeout_seconds=10)
+    providers = dict(tracer_providers or {})
+    api_client = client
+    if tracer_providers is not None:
+        api_client = traced_client(client, providers["api"])
+        client = traced_client(client, None)
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(
+            serving_apps(settings, api_client, tracer_providers=providers)
         )
+        queues = ["orders", "inventory", "payments", "shipping"]
+        # Versioned workers (the default) on the shared test server: once they
+        # stop, hand the queues back to unversioned routing for later tests.
+        stack.push_async_callback(
+            route_to_unversioned, client, [deployment_name(settings, q) for q in queues]
+        )
+        workers = await stack.enter_async_context(build_workers(client, settings, queues))
         for worker in workers:
             await stack.enter_async_context(worker)
 
