@@ -10,6 +10,7 @@ from __future__ import annotations
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from ordersaga.settings import Settings
+from workflows.metrics import HISTOGRAM_BUCKETS
 
 
 def worker_runtime(settings: Settings) -> Runtime:
@@ -21,8 +22,12 @@ def worker_runtime(settings: Settings) -> Runtime:
     if settings.worker_metrics_port:
         metrics = PrometheusConfig(
             bind_address=f"{settings.worker_listen_host}:{settings.worker_metrics_port}",
-            # Prometheus conventions: seconds, and `_total` on counters.
+            # Prometheus conventions: seconds, `_total` on counters, and the unit
+            # in the name (temporal_activity_schedule_to_start_latency_seconds).
             durations_as_seconds=True,
             counters_total_suffix=True,
+            unit_suffix=True,
+            # The SDK's default buckets suit neither an HTTP step nor a whole order.
+            histogram_bucket_overrides=HISTOGRAM_BUCKETS,
         )
     return Runtime(telemetry=TelemetryConfig(metrics=metrics))

@@ -1,0 +1,245 @@
+"""The Temporal Web UI, driven in a real browser the way an operator uses it.
+
+A dev server with its Web UI runs on free ports; the real stack places one
+order that fails (shipping refuses country AQ) and one that completes. Headless
+Debian chromium, driven by Playwright, then shows the order columns, filters by
+OrderStatus, CustomerId and OrderTotalCents typed into the query box, opens the
+failed order and finds the workflow's summary and the activities' summaries.
+Screenshots land in test-artifacts/web-ui/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+from temporalio.testing import WorkflowEnvironment
+
+from contracts.orders import OrderResult, format_money
+from ordersaga.binaries import temporal_cli
+from tests.integration.stack import Stack, running_stack
+from tests.ports import free_port
+from workflows.search_attributes import FAILED_STEP_KEY, ORDER_SEARCH_ATTRIBUTES
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-ui"
+NAMESPACE = "default"
+# The UI polls and renders client-side; generous for a slow CI machine.
+UI_TIMEOUT_MS = 30_000
+
+STREET = "221B Baker Street"
+TOKEN = "tok_visa"
+UNITS = 2
+
+
+def chromium_or_skip() -> Path:
+    if CHROMIUM.exists():
+        return CHROMIUM
+    message = f"{CHROMIUM} not found: install Debian's chromium (sudo apt-get install -y chromium)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"the Web UI test needs a browser in CI; {message}")
+    pytest.skip(message)
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    order_id: str
+    customer_id: str
+    total_cents: int
+
+
+@dataclass
+class WebUi:
+    env: WorkflowEnvironment
+    stack: Stack
+    url: str
+
+
+@pytest.fixture(scope="module")
+async def web_ui(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WebUi]:
+    chromium_or_skip()
+    ui_port = free_port()
+    env = await WorkflowEnvironment.start_local(
+        ui=True,
+        ui_port=ui_port,
+        dev_server_existing_path=str(temporal_cli()),
+        search_attributes=ORDER_SEARCH_ATTRIBUTES,
+        dev_server_log_level="error",
+        dev_server_extra_args=["--ui-disable-news-fetch"],
+    )
+    try:
+        async with running_stack(env.client, tmp_path_factory.mktemp("web-ui")) as stack:
+            yield WebUi(env, stack, f"http://127.0.0.1:{ui_port}")
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+async def page() -> AsyncIterator[Page]:
+    executable = chromium_or_skip()
+    async with async_playwright() as playwright:
+        browser: Browser = await playwright.chromium.launch(
+            executable_path=str(executable), headless=True
+        )
+        try:
+            context = await browser.new_context(viewport={"width": 1920, "height": 1000})
+            page = await context.new_page()
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            expect.set_options(timeout=UI_TIMEOUT_MS)
+            yield page
+        finally:
+            await browser.close()
+
+
+def order_body(
+    sku: str, *, customer_id: str, unit_price_cents: int, country: str
+) -> dict[str, Any]:
+    return {
+        "customer_id": customer_id,
+        "items": [{"sku": sku, "quantity": UNITS, "unit_price_cents": unit_price_cents}],
+        "currency": "EUR",
+        "payment": {"token": TOKEN},
+        "shipping_address": {
+            "name": "Sherlock Holmes",
+            "line1": STREET,
+            "city": "London",
+            "postal_code": "NW1 6XE",
+            "country": country,
+        },
+    }
+
+
+async def place_and_finish(ui: WebUi, sku: str, *, country: str, expect_status: str) -> PlacedOrder:
+    customer_id = f"cus_ui_{uuid.uuid4().hex[:8]}"
+    # Unique per order, so that filtering by the total finds exactly this one.
+    unit_price_cents = 1000 + int(uuid.uuid4().int % 9000)
+    response = await ui.stack.api.post(
+        "/orders",
+        json=order_body(
+            sku, customer_id=customer_id, unit_price_cents=unit_price_cents, country=country
+        ),
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert response.status_code == 202, response.text
+    order_id = str(response.json()["order_id"])
+    handle = ui.env.client.get_workflow_handle(order_id, result_type=OrderResult)
+    result = await handle.result()
+    assert result.status == expect_status, result
+    return PlacedOrder(order_id, customer_id, UNITS * unit_price_cents)
+
+
+async def wait_until_listed(ui: WebUi, query: str, order_id: str) -> None:
+    """Visibility is updated after the history: wait until a query sees the order."""
+    async with asyncio.timeout(30):
+        while True:
+            found = [execution.id async for execution in ui.env.client.list_workflows(query)]
+            if order_id in found:
+                return
+            await asyncio.sleep(0.1)
+
+
+async def filter_by(page: Page, query: str) -> None:
+    """Type a query into the list's query box and run it, as an operator does."""
+    box = page.get_by_test_id("workflow-manual-search-input")
+    if not await box.is_visible():
+        await page.get_by_test_id("toggle-manual-query").click()
+    await box.fill(query)
+    await box.press("Enter")
+    await expect(page).to_have_url(re.compile(r"[?&]query="))
+
+
+def row_of(page: Page, order_id: str) -> Any:
+    return page.get_by_role("row").filter(has_text=order_id)
+
+
+async def test_an_operator_finds_a_failed_order_and_reads_its_summary(
+    web_ui: WebUi, page: Page
+) -> None:
+    stack = web_ui.stack
+    sku = f"sku_ui_{uuid.uuid4().hex[:8]}"
+    stocked = await stack.inventory.put(
+        f"/products/{sku}", json={"available": 20}, headers=stack.admin
+    )
+    assert stocked.status_code == 200, stocked.text
+    failed = await place_and_finish(web_ui, sku, country="AQ", expect_status="FAILED")
+    completed = await place_and_finish(web_ui, sku, country="DE", expect_status="COMPLETED")
+    await wait_until_listed(web_ui, 'OrderStatus="FAILED"', failed.order_id)
+    await wait_until_listed(web_ui, 'OrderStatus="COMPLETED"', completed.order_id)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    try:
+        await page.goto(f"{web_ui.url}/namespaces/{NAMESPACE}/workflows")
+        await expect(row_of(page, failed.order_id)).to_be_visible()
+
+        # The order columns, added the way the UI offers: Configure Columns.
+        await page.get_by_test_id("workflows-summary-table-configuration-button").click()
+        for column in ("OrderStatus", "CustomerId", "OrderTotalCents"):
+            await page.get_by_role("button", name=f"Add {column} column").click()
+        # Room for them in the screenshot: every order has the same type.
+        for column in ("Run ID", "Type"):
+            await page.get_by_role("button", name=f"Remove {column} column").click()
+        await page.get_by_role("button", name="Close Workflows Table configuration").click()
+        header = page.get_by_role("row").first
+        for column in ("OrderStatus", "CustomerId", "OrderTotalCents"):
+            await expect(header).to_contain_text(column)
+
+        # OrderStatus="FAILED": the failed order, with its columns; not the other.
+        await filter_by(page, 'OrderStatus="FAILED"')
+        await expect(row_of(page, completed.order_id)).to_have_count(0)
+        failed_row = row_of(page, failed.order_id)
+        await expect(failed_row).to_be_visible()
+        for cell in ("FAILED", failed.customer_id, str(failed.total_cents)):
+            await expect(failed_row).to_contain_text(cell)
+        await page.screenshot(path=ARTIFACTS / "orders-filtered-by-status.png")
+
+        # CustomerId and OrderTotalCents filter just as well.
+        await filter_by(page, f'CustomerId="{completed.customer_id}"')
+        await expect(row_of(page, failed.order_id)).to_have_count(0)
+        await expect(row_of(page, completed.order_id)).to_contain_text("COMPLETED")
+        await filter_by(page, f"OrderTotalCents = {failed.total_cents}")
+        await expect(row_of(page, completed.order_id)).to_have_count(0)
+        await expect(row_of(page, failed.order_id)).to_contain_text(failed.customer_id)
+        # And the step that failed, combined with the status.
+        failed_step = FAILED_STEP_KEY.name
+        await filter_by(page, f'OrderStatus="FAILED" AND {failed_step}="charge_payment"')
+        await expect(row_of(page, failed.order_id)).to_have_count(0)
+        await filter_by(page, f'OrderStatus="FAILED" AND {failed_step}="create_shipment"')
+        await expect(row_of(page, failed.order_id)).to_be_visible()
+
+        # Open it: the timeline names every activity with its summary,
+        # compensations included.
+        await filter_by(page, 'OrderStatus="FAILED"')
+        await row_of(page, failed.order_id).get_by_role("link", name=failed.order_id).click()
+        await expect(page).to_have_url(re.compile(f"/workflows/{failed.order_id}/"))
+        money = format_money(failed.total_cents, "EUR")
+        for activity_summary in (
+            f"reserve {UNITS} units of 1 SKU(s)",
+            f"charge {money}",
+            f"ship {UNITS} units",
+            f"undo: refund {money}",
+            f"undo: release {UNITS} reserved units",
+        ):
+            await expect(page.get_by_text(activity_summary).first).to_be_visible()
+        await page.screenshot(path=ARTIFACTS / "failed-order-timeline.png")
+
+        # The workflow's own summary: what the order is, without the address
+        # or the card token.
+        await page.get_by_role("tab", name="User Metadata").click()
+        # The UI renders it as markdown, in a frame of its own.
+        summary_frame = page.frame_locator("#user-metadata-summary")
+        summary = f"{UNITS} items, {money}, customer {failed.customer_id}"
+        await expect(summary_frame.get_by_text(summary, exact=True)).to_be_visible()
+        summary_text = await summary_frame.locator("body").inner_text()
+        assert STREET not in summary_text and TOKEN not in summary_text, summary_text
+        await page.screenshot(path=ARTIFACTS / "failed-order-summary.png")
+    except BaseException:
+        await page.screenshot(path=ARTIFACTS / "failure.png", full_page=True)
+        raise

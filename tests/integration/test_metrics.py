@@ -1,0 +1,356 @@
+"""Orders through the real stack, then every /metrics endpoint scraped: the API,
+each service, and the worker's SDK runtime (Temporal's own metrics and the
+saga's business metrics). Each counter must move by exactly what these orders
+caused (two complete, one undeliverable, one declined, one parked for an
+operator and then resolved), and no label may carry an id.
+
+The stack gets a Temporal dev server of its own, so no other test's workflow
+can move a counter while this one measures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter as Tally
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from temporalio.testing import WorkflowEnvironment
+
+from contracts.orders import OrderResult
+from ordersaga.binaries import temporal_cli
+from ordersaga.settings import Settings
+from tests.integration.stack import Stack, running_stack
+from tests.ports import free_port
+from workers.runtime import worker_runtime
+from workflows.search_attributes import ORDER_SEARCH_ATTRIBUTES, ORDER_STATUS_KEY
+
+Labels = frozenset[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """One /metrics page: every sample by name and labels."""
+
+    samples: dict[tuple[str, Labels], float]
+
+    @classmethod
+    def parse(cls, text: str) -> Scrape:
+        samples: dict[tuple[str, Labels], float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+        return cls(samples)
+
+    def value(self, name: str, **labels: str) -> float:
+        """The sum over every series of `name` carrying these labels (0 if none)."""
+        wanted = set(labels.items())
+        return sum(
+            value
+            for (sample_name, sample_labels), value in self.samples.items()
+            if sample_name == name and wanted <= sample_labels
+        )
+
+    def label_values(self) -> set[str]:
+        return {value for _, labels in self.samples for _, value in labels}
+
+    def names(self) -> set[str]:
+        return {name for name, _ in self.samples}
+
+
+@dataclass
+class MeteredStack:
+    stack: Stack
+    env: WorkflowEnvironment
+    worker_metrics_url: str
+
+    def endpoints(self) -> dict[str, tuple[httpx.AsyncClient, str]]:
+        return {
+            "api": (self.stack.api, "/metrics"),
+            "inventory": (self.stack.inventory, "/metrics"),
+            "payments": (self.stack.payments, "/metrics"),
+            "shipping": (self.stack.shipping, "/metrics"),
+        }
+
+    async def scrape(self) -> dict[str, Scrape]:
+        pages: dict[str, Scrape] = {}
+        for name, (client, path) in self.endpoints().items():
+            response = await client.get(path)
+            assert response.status_code == 200, (name, response.text)
+            pages[name] = Scrape.parse(response.text)
+        async with httpx.AsyncClient(timeout=10) as client:
+            response = await client.get(self.worker_metrics_url)
+        assert response.status_code == 200, response.text
+        pages["worker"] = Scrape.parse(response.text)
+        return pages
+
+
+@pytest.fixture(scope="module")
+async def metered(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[MeteredStack]:
+    metrics_port = free_port()
+    # The worker's real runtime, as `ordersaga worker` builds it, on a free port.
+    runtime = worker_runtime(
+        Settings(worker_listen_host="127.0.0.1", worker_metrics_port=metrics_port)
+    )
+    env = await WorkflowEnvironment.start_local(
+        runtime=runtime,
+        dev_server_existing_path=str(temporal_cli()),
+        search_attributes=ORDER_SEARCH_ATTRIBUTES,
+        dev_server_log_level="error",
+    )
+    try:
+        async with running_stack(env.client, tmp_path_factory.mktemp("metered")) as stack:
+            yield MeteredStack(stack, env, f"http://127.0.0.1:{metrics_port}/metrics")
+    finally:
+        await env.shutdown()
+
+
+def order_body(sku: str, *, country: str = "DE", token: str = "tok_visa") -> dict[str, Any]:
+    return {
+        "customer_id": f"cus_{uuid.uuid4().hex[:8]}",
+        "items": [{"sku": sku, "quantity": 2, "unit_price_cents": 1250}],
+        "currency": "EUR",
+        "payment": {"token": token},
+        "shipping_address": {
+            "name": "Ada Lovelace",
+            "line1": "12 St James's Square",
+            "city": "London",
+            "postal_code": "SW1Y 4JH",
+            "country": country,
+        },
+    }
+
+
+def deltas(
+    before: Scrape, after: Scrape, name: str, label: str, values: Iterable[str]
+) -> dict[str, float]:
+    return {
+        value: after.value(name, **{label: value}) - before.value(name, **{label: value})
+        for value in values
+    }
+
+
+async def test_counters_move_by_exactly_what_the_orders_did(metered: MeteredStack) -> None:
+    stack = metered.stack
+    sku = f"sku_metrics_{uuid.uuid4().hex[:8]}"
+    response = await stack.inventory.put(
+        f"/products/{sku}", json={"available": 100}, headers=stack.admin
+    )
+    assert response.status_code == 200, response.text
+
+    before = await metered.scrape()
+
+    bodies = [
+        order_body(sku),
+        order_body(sku),
+        order_body(sku, country="AQ"),  # shipping refuses: refund, then release
+        order_body(sku, token="tok_chargeDeclined"),  # payments refuses: release
+        # Shipping refuses, then the issuer refuses the refund: the order parks
+        # in NEEDS_ATTENTION until an operator resolves it; then it is FAILED.
+        order_body(sku, country="AQ", token="tok_refundFail"),
+    ]
+    order_ids = []
+    for body in bodies:
+        placed = await stack.api.post(
+            "/orders", json=body, headers={"Idempotency-Key": uuid.uuid4().hex}
+        )
+        assert placed.status_code == 202, placed.text
+        order_ids.append(placed.json()["order_id"])
+    parked = metered.env.client.get_workflow_handle(order_ids[-1])
+    async with asyncio.timeout(60):
+        while True:
+            described = await parked.describe()
+            if described.typed_search_attributes.get(ORDER_STATUS_KEY) == "NEEDS_ATTENTION":
+                break
+            await asyncio.sleep(0.1)
+    resolved = await stack.api.post(
+        f"/orders/{parked.id}/compensation/resolve", json={"note": "refunded by hand"}
+    )
+    assert resolved.status_code == 202, resolved.text
+    results = [
+        await metered.env.client.get_workflow_handle(order_id, result_type=OrderResult).result()
+        for order_id in order_ids
+    ]
+    assert [result.status for result in results] == [
+        "COMPLETED",
+        "COMPLETED",
+        "FAILED",
+        "FAILED",
+        "FAILED",
+    ]
+    for order_id in order_ids:
+        read = await stack.api.get(f"/orders/{order_id}")
+        assert read.status_code == 200, read.text
+    unknown = await stack.api.get(f"/orders/ord_{uuid.uuid4().hex}")
+    assert unknown.status_code == 404, unknown.text
+    # No route at all: one shared label, whatever the path holds.
+    stray = await stack.api.get(f"/no-such-page/{order_ids[0]}")
+    assert stray.status_code == 404, stray.text
+
+    after = await metered.scrape()
+
+    # The saga's business metrics, from the worker's SDK endpoint.
+    worker_before, worker_after = before["worker"], after["worker"]
+    started = "ordersaga_orders_started_total"
+    assert worker_after.value(started) - worker_before.value(started) == 5
+    assert deltas(
+        worker_before,
+        worker_after,
+        "ordersaga_orders_finished_total",
+        "status",
+        ["COMPLETED", "FAILED", "CANCELLED", "NEEDS_ATTENTION"],
+    ) == {"COMPLETED": 2, "FAILED": 3, "CANCELLED": 0, "NEEDS_ATTENTION": 0}
+    parked = "ordersaga_orders_parked_total"
+    assert worker_after.value(parked) - worker_before.value(parked) == 1
+    assert deltas(
+        worker_before,
+        worker_after,
+        "ordersaga_compensations_total",
+        "step",
+        ["reserve_inventory", "charge_payment", "create_shipment"],
+    ) == {"reserve_inventory": 3, "charge_payment": 2, "create_shipment": 0}
+    assert deltas(
+        worker_before,
+        worker_after,
+        "ordersaga_order_duration_seconds_count",
+        "status",
+        ["COMPLETED", "FAILED"],
+    ) == {"COMPLETED": 2, "FAILED": 3}
+
+    step_observations = {
+        (step, outcome): worker_after.value(
+            "ordersaga_step_duration_seconds_count", step=step, outcome=outcome
+        )
+        - worker_before.value("ordersaga_step_duration_seconds_count", step=step, outcome=outcome)
+        for step in (
+            "reserve_inventory",
+            "charge_payment",
+            "create_shipment",
+            "commit_reservation",
+            "release_inventory",
+            "refund_payment",
+            "cancel_shipment",
+        )
+        for outcome in ("completed", "refused", "failed")
+    }
+    assert {key: count for key, count in step_observations.items() if count} == {
+        ("reserve_inventory", "completed"): 5,
+        ("charge_payment", "completed"): 4,
+        ("charge_payment", "refused"): 1,
+        ("create_shipment", "completed"): 2,
+        ("create_shipment", "refused"): 2,
+        ("commit_reservation", "completed"): 2,
+        ("release_inventory", "completed"): 3,
+        ("refund_payment", "completed"): 1,
+        ("refund_payment", "refused"): 1,
+    }
+    # Buckets chosen for these durations, not the SDK's defaults.
+    step_buckets = {
+        dict(labels)["le"]
+        for name, labels in worker_after.samples
+        if name == "ordersaga_step_duration_seconds_bucket"
+    }
+    assert {"0.01", "0.25", "30", "300", "+Inf"} <= step_buckets, step_buckets
+    order_buckets = {
+        dict(labels)["le"]
+        for name, labels in worker_after.samples
+        if name == "ordersaga_order_duration_seconds_bucket"
+    }
+    assert {"0.5", "3600", "86400", "+Inf"} <= order_buckets, order_buckets
+
+    # Temporal's own worker metrics, through the same runtime.
+    for sdk_metric in (
+        "temporal_activity_schedule_to_start_latency_seconds_count",
+        "temporal_workflow_task_schedule_to_start_latency_seconds_count",
+    ):
+        assert worker_after.value(sdk_metric) > worker_before.value(sdk_metric), sdk_metric
+
+    # The API: by route template and status.
+    api_before, api_after = before["api"], after["api"]
+
+    def api_requests(method: str, route: str, status: str) -> float:
+        labels = {"method": method, "route": route, "status": status}
+        name = "ordersaga_api_requests_total"
+        return api_after.value(name, **labels) - api_before.value(name, **labels)
+
+    assert api_requests("POST", "/orders", "202") == 5
+    assert api_requests("POST", "/orders/{order_id}/compensation/resolve", "202") == 1
+    assert api_requests("GET", "/orders/{order_id}", "200") == 5
+    assert api_requests("GET", "/orders/{order_id}", "404") == 1
+    assert api_requests("GET", "<unmatched>", "404") == 1
+    latency = "ordersaga_api_request_duration_seconds_count"
+    assert (
+        api_after.value(latency, method="POST", route="/orders", status="202")
+        - api_before.value(latency, method="POST", route="/orders", status="202")
+        == 5
+    )
+
+    # Each service: what the activities called, refusals included.
+    expected_service_requests = {
+        "inventory": {
+            ("POST", "/reservations", "201"): 5,
+            ("POST", "/reservations/{reservation_id}/commit", "200"): 2,
+            ("POST", "/reservations/{reservation_id}/release", "200"): 3,
+        },
+        "payments": {
+            ("POST", "/charges", "201"): 4,
+            ("POST", "/charges", "402"): 1,
+            ("POST", "/charges/{charge_id}/refund", "200"): 1,
+            ("POST", "/charges/{charge_id}/refund", "409"): 1,
+        },
+        "shipping": {
+            ("POST", "/shipments", "201"): 2,
+            ("POST", "/shipments", "422"): 2,
+        },
+    }
+    for service, expected in expected_service_requests.items():
+        service_before, service_after = before[service], after[service]
+        moved: Tally[tuple[str, str, str]] = Tally()
+        for (name, labels), value in service_after.samples.items():
+            if name != "http_requests_total":
+                continue
+            label = dict(labels)
+            if label["route"] == "/metrics":
+                continue  # the scrape itself
+            key = (label["method"], label["route"], label["status"])
+            moved[key] = int(value - service_before.samples.get((name, labels), 0))
+        assert {key: count for key, count in moved.items() if count} == expected, service
+        for (method, route, status), count in expected.items():
+            latency_labels = {"method": method, "route": route, "status": status}
+            name = "http_request_duration_seconds_count"
+            assert (
+                service_after.value(name, **latency_labels)
+                - service_before.value(name, **latency_labels)
+                == count
+            ), (service, route)
+
+    # No id in any label, anywhere: one series per order would grow without bound.
+    resource_ids = await ids_of_everything_the_orders_touched(stack, order_ids)
+    for endpoint, scrape in after.items():
+        leaked = {
+            value
+            for value in scrape.label_values()
+            for found in (*order_ids, *resource_ids)
+            if found in value
+        }
+        assert not leaked, (endpoint, leaked)
+
+
+async def ids_of_everything_the_orders_touched(stack: Stack, order_ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for order_id in order_ids:
+        for client, path, key in (
+            (stack.inventory, "/reservations", "reservation_id"),
+            (stack.payments, "/charges", "charge_id"),
+            (stack.shipping, "/shipments", "shipment_id"),
+        ):
+            response = await client.get(path, params={"order_id": order_id})
+            assert response.status_code == 200, response.text
+            found.update(str(item[key]) for item in response.json()["items"])
+    assert found, "the orders left no reservation, charge or shipment"
+    return found
