@@ -132,6 +132,23 @@ class Settings(BaseSettings):
     def _known_queues(cls, value: list[str]) -> list[str]:
         return parse_queues(value)
 
+    @field_validator("worker_deployment_name")
+    @classmethod
+    def _deployment_name(cls, value: str) -> str:
+        # Temporal writes a version as "<deployment>.<build id>" and splits at the first dot.
+        if "." in value or not value.strip() or any(c.isspace() for c in value):
+            raise ValueError(f"expected a name without dots or spaces, got {value!r}")
+        return value
+
+    @field_validator("worker_build_id")
+    @classmethod
+    def _build_id(cls, value: str | None) -> str | None:
+        if not value:  # unset, or set empty (e.g. by compose): the default
+            return None
+        if any(c.isspace() for c in value) or len(value) > 255:
+            raise ValueError("expected 1-255 characters without spaces")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_log_level(cls, value: str) -> str:

@@ -29,7 +29,7 @@ from contracts.activities import (
     ReserveInventoryInput,
     StepOutcome,
 )
-from workflows.order import OrderWorkflow
+from workers.unversioned import UnversionedOrderWorkflow
 
 COMPENSATIONS = ("release_inventory", "refund_payment", "cancel_shipment")
 CREATED_IDS = {
@@ -206,7 +206,9 @@ async def fake_domain_workers(
     the next workers polling them to pick up).
     """
     workers = [
-        Worker(client, task_queue=orders_queue, workflows=[OrderWorkflow]),
+        # Unversioned workers: the server refuses OrderWorkflow's declared PINNED
+        # behaviour from them, so they run its behaviour-free twin (workers/unversioned.py).
+        Worker(client, task_queue=orders_queue, workflows=[UnversionedOrderWorkflow]),
         Worker(
             client,
             task_queue=task_queues.INVENTORY,

@@ -1,23 +1,30 @@
 """The worker process: one Temporal worker per task queue it serves.
 
 Each domain queue gets its own pooled HTTP client to its service, shared by all
-activity tasks in the process (keep-alive connections, bounded pool). On SIGTERM
-or SIGINT every worker stops polling, in-flight tasks get the grace period to
-finish, and the process returns so the caller can exit 0.
+activity tasks in the process (keep-alive connections, bounded pool). Each queue
+is its own Worker Deployment (workers/versioning.py). The process serves probes
+(/healthz, /readyz; workers/health.py) and the SDK's Prometheus endpoint. On
+SIGTERM or SIGINT /readyz turns 503, every worker stops polling, in-flight
+tasks get the grace period to finish, and the process returns so the caller
+can exit 0.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
+import os
 import signal
+import sys
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
 from activities.http import ServiceClient
@@ -26,7 +33,18 @@ from activities.payments import PaymentActivities
 from activities.shipping import ShippingActivities
 from contracts import task_queues
 from ordersaga.settings import Settings
-from ordersaga.temporal_config import DATA_CONVERTER, temporal_interceptors
+from ordersaga.temporal_config import DATA_CONVERTER, temporal_interceptors, workflow_runner
+from workers.health import ProbePortError, WorkerHealth, serving_probes
+from workers.runtime import worker_runtime
+from workers.unversioned import UnversionedOrderWorkflow
+from workers.versioning import (
+    BOOTSTRAP_TIMEOUT_SECONDS,
+    bootstrap_current_versions,
+    build_id,
+    deployment_config,
+    deployment_name,
+    deployment_version,
+)
 from workflows.order import OrderWorkflow
 
 log = logging.getLogger(__name__)
@@ -73,9 +91,19 @@ def activities_for(queue: str, client: ServiceClient) -> list[Any]:
 
 @contextlib.asynccontextmanager
 async def build_workers(
-    client: Client, settings: Settings, queues: Sequence[str]
+    client: Client,
+    settings: Settings,
+    queues: Sequence[str],
+    *,
+    versions_settled: asyncio.Event | None = None,
 ) -> AsyncIterator[list[Worker]]:
-    """Workers for the given queues, with their HTTP clients open while in use."""
+    """Workers for the given queues, with their HTTP clients open while in use.
+
+    With worker versioning on, each worker joins version (f"{deployment}-{queue}",
+    build id), and while the block runs a background task makes those versions
+    current in deployments that have none yet (worker_set_current_if_unset);
+    `versions_settled` is set once that is decided.
+    """
     grace = timedelta(seconds=settings.worker_grace_period_seconds)
     async with contextlib.AsyncExitStack() as stack:
         workers: list[Worker] = []
@@ -85,9 +113,16 @@ async def build_workers(
                     Worker(
                         client,
                         task_queue=queue,
-                        workflows=[OrderWorkflow],
+                        workflows=[
+                            OrderWorkflow
+                            if settings.worker_versioning
+                            else UnversionedOrderWorkflow
+                        ],
                         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+                        # The same sandbox as the replay gate (tests/replay) uses.
+                        workflow_runner=workflow_runner(),
                         graceful_shutdown_timeout=grace,
+                        deployment_config=deployment_config(settings, queue),
                     )
                 )
                 continue
@@ -100,12 +135,34 @@ async def build_workers(
                     activities=activities_for(queue, ServiceClient(http, service)),
                     max_concurrent_activities=settings.worker_max_concurrent_activities,
                     graceful_shutdown_timeout=grace,
+                    deployment_config=deployment_config(settings, queue),
                 )
             )
+        settled = versions_settled or asyncio.Event()
+        if settings.worker_versioning and settings.worker_set_current_if_unset:
+            bootstrap = asyncio.create_task(
+                bootstrap_current_versions(
+                    client,
+                    [deployment_version(settings, queue) for queue in queues],
+                    give_up_after=BOOTSTRAP_TIMEOUT_SECONDS,
+                )
+            )
+            bootstrap.add_done_callback(lambda _: settled.set())
+            stack.push_async_callback(_cancel, bootstrap)
+        else:
+            settled.set()
         yield workers
 
 
-async def connect_when_reachable(settings: Settings, stop: asyncio.Event) -> Client | None:
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def connect_when_reachable(
+    settings: Settings, stop: asyncio.Event, runtime: Runtime | None = None
+) -> Client | None:
     """Connect to Temporal, waiting for it with capped backoff.
 
     A worker started before its server (compose, Kubernetes, `make dev`) should
@@ -119,6 +176,7 @@ async def connect_when_reachable(settings: Settings, stop: asyncio.Event) -> Cli
                 namespace=settings.temporal_namespace,
                 data_converter=DATA_CONVERTER,
                 interceptors=temporal_interceptors(),
+                runtime=runtime,
             )
         except RuntimeError as err:  # the SDK's "Failed client connect: ..."
             log.warning(
@@ -133,21 +191,89 @@ async def connect_when_reachable(settings: Settings, stop: asyncio.Event) -> Cli
     return None
 
 
+class WorkerStartupError(Exception):
+    """The worker cannot start as configured (a port taken, a bad host)."""
+
+
+def _process_runtime(settings: Settings) -> Runtime:
+    try:
+        return worker_runtime(settings)
+    except Exception as error:  # the SDK core reports a taken metrics port this way
+        raise WorkerStartupError(
+            f"cannot serve metrics on {settings.worker_listen_host}:"
+            f"{settings.worker_metrics_port}: {error}"
+        ) from None
+
+
+def _describe_start(settings: Settings, queues: Sequence[str]) -> None:
+    if settings.worker_versioning:
+        for queue in queues:
+            log.info(
+                "task queue %s: deployment %s, build %s",
+                queue,
+                deployment_name(settings, queue),
+                build_id(settings),
+            )
+    else:
+        log.info("worker versioning off: task queues %s unversioned", ", ".join(queues))
+    if settings.worker_metrics_port:
+        log.info(
+            "metrics on http://%s:%s/metrics",
+            settings.worker_listen_host,
+            settings.worker_metrics_port,
+        )
+
+
 async def run_worker(settings: Settings, queues: Sequence[str]) -> None:
-    """Serve the queues until SIGTERM/SIGINT, then shut down gracefully."""
+    """Serve the queues until SIGTERM/SIGINT, then shut down gracefully.
+
+    Raises WorkerStartupError when a port it must listen on cannot be used.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    health = WorkerHealth(
+        queues=queues, build_id=build_id(settings) if settings.worker_versioning else None
+    )
+
+    def on_signal() -> None:
+        # Probes say "not ready" from the first moment of the drain.
+        health.draining = True
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    client = await connect_when_reachable(settings, stop)
-    if client is None:
-        log.info("stopped before Temporal became reachable")
-        return
-    async with build_workers(client, settings, queues) as workers:
+        loop.add_signal_handler(signum, on_signal)
+    try:
+        probes = serving_probes(health, settings.worker_listen_host, settings.worker_health_port)
+        async with probes:
+            runtime = _process_runtime(settings)
+            _describe_start(settings, queues)
+            client = await connect_when_reachable(settings, stop, runtime)
+            if client is None:
+                log.info("stopped before Temporal became reachable")
+                return
+            health.client = client
+            await _serve(client, settings, queues, stop, health)
+    except ProbePortError as error:
+        raise WorkerStartupError(f"probe port: {error}") from None
+    log.info("worker stopped")
+
+
+async def _serve(
+    client: Client,
+    settings: Settings,
+    queues: Sequence[str],
+    stop: asyncio.Event,
+    health: WorkerHealth,
+) -> None:
+    async with build_workers(
+        client, settings, queues, versions_settled=health.versions_settled
+    ) as workers:
         running = [asyncio.create_task(worker.run()) for worker in workers]
+        health.workers = workers
         log.info("worker polling task queues %s", ", ".join(queues))
         stopped = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopped, *running], return_when=asyncio.FIRST_COMPLETED)
+        health.draining = True
         if stopped not in done:
             # A worker died on its own (e.g. a fatal error): surface it.
             stopped.cancel()
@@ -159,4 +285,17 @@ async def run_worker(settings: Settings, queues: Sequence[str]) -> None:
         )
         await asyncio.gather(*(worker.shutdown() for worker in workers))
         await asyncio.gather(*running, return_exceptions=True)
-    log.info("worker stopped")
+
+
+def exit_without_finalizing(code: int) -> NoReturn:
+    """End the worker process now, with everything but interpreter teardown.
+
+    After a clean stop the SDK core's threads can still call into Python
+    while the interpreter finalizes, which aborts the process (SIGABRT, exit
+    134) instead of exiting `code` (temporalio/sdk-python#300). The atexit
+    handlers (span exporters, logging) run first; only the teardown is skipped.
+    """
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
