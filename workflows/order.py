@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
@@ -59,9 +59,11 @@ with workflow.unsafe.imports_passed_through():
         StepView,
         format_money,
     )
+    from workflows.metrics import SagaMetrics, StepOutcomeLabel, seconds_between
     from workflows.saga import CompensationStack, PendingCompensation
     from workflows.search_attributes import (
         CUSTOMER_ID_KEY,
+        FAILED_STEP_KEY,
         ORDER_STATUS_KEY,
         ORDER_TOTAL_CENTS_KEY,
     )
@@ -92,12 +94,18 @@ OperatorDecision = Literal["retry", "resolve"]
 StepCall = Callable[[str], Awaitable[StepOutcome]]
 T = TypeVar("T")
 
+# Orders started before the FailedStep search attribute existed must replay
+# without its upsert (docs/changing-workflows.md explains the lifecycle).
+FAILED_STEP_PATCH = "failed-step-search-attribute"
+
 
 class _CancelAccepted(Exception):
     """Raised between steps once the customer's cancel has been accepted."""
 
 
-@workflow.defn(name=WORKFLOW_TYPE)
+# PINNED: an order runs start to end on the build that started it, so its
+# compensations never change mid-order (docs/deploying-workers.md).
+@workflow.defn(name=WORKFLOW_TYPE, versioning_behavior=VersioningBehavior.PINNED)
 class OrderWorkflow:
     @workflow.init
     def __init__(self, order: PlaceOrder) -> None:
@@ -111,6 +119,7 @@ class OrderWorkflow:
         self._cancelled_through_temporal = False
         self._created_at = workflow.now().isoformat()
         self._updated_at = self._created_at
+        self._metrics = SagaMetrics.for_current_workflow()
 
     @workflow.run
     async def run(self, order: PlaceOrder) -> OrderResult:
@@ -124,6 +133,13 @@ class OrderWorkflow:
             ]
         )
         workflow.set_current_details(f"**{self._status.value}**")
+        self._metrics.order_started()
+        workflow.logger.info(
+            "order received: %d units, %s",
+            order.unit_count,
+            format_money(order.total_cents, order.currency),
+            extra={"order_id": order.order_id, "status": self._status.value},
+        )
         try:
             result = await self._fulfil()
         except asyncio.CancelledError:
@@ -187,6 +203,7 @@ class OrderWorkflow:
         self._set_status(status)
         record = self._steps[step]
         record.state = StepState.RUNNING
+        started = workflow.now()
         try:
             # A cancellation through Temporal must not abandon the call
             # mid-flight: wait for its real outcome, then unwind.
@@ -198,6 +215,8 @@ class OrderWorkflow:
             record.error = describe_failure(err)
             record.attempts = attempts_of(err)
             self._failure_reason = f"{step.value} failed: {record.error}"
+            self._mark_failed_step(step)
+            self._step_finished(step.value, outcome_of(err), started, error=record.error)
             if not is_refusal(err):
                 self._compensations.record_ambiguous_failure(step)
             self._touch()
@@ -206,6 +225,7 @@ class OrderWorkflow:
             raise
         record.state = StepState.COMPLETED
         record.attempts = outcome.attempt
+        self._step_finished(step.value, "completed", started)
         self._compensations.record_success(step, outcome.resource_id)
         self._touch()
         if self._cancelled_through_temporal:
@@ -290,9 +310,17 @@ class OrderWorkflow:
 
     async def _unwind(self) -> None:
         self._set_status(OrderStatus.COMPENSATING)
-        for pending in self._compensations.in_undo_order():
+        undo = list(self._compensations.in_undo_order())
+        started = workflow.now()
+        workflow.logger.info(
+            "compensation started: undoing %s",
+            ", ".join(pending.step.value for pending in undo) or "nothing",
+            extra={"order_id": self._order.order_id, "status": self._status.value},
+        )
+        for pending in undo:
             self._steps[pending.step].state = StepState.COMPENSATING
             self._touch()
+            self._metrics.compensation_started(pending.step.value)
             await self._until_done(
                 pending.step,
                 self._compensation_call(pending),
@@ -300,6 +328,13 @@ class OrderWorkflow:
                 done=StepState.COMPENSATED,
                 resume=OrderStatus.COMPENSATING,
             )
+        workflow.logger.info(
+            "compensation finished",
+            extra={
+                "order_id": self._order.order_id,
+                "duration_ms": milliseconds_since(started),
+            },
+        )
 
     def _compensation_call(self, pending: PendingCompensation) -> StepCall:
         order = self._order
@@ -342,10 +377,12 @@ class OrderWorkflow:
         record = self._steps[step]
         operator_retries = 0
         while True:
+            started = workflow.now()
             try:
                 outcome = await call(
                     idempotency_key(self._order.order_id, action, operator_retries)
                 )
+                self._step_finished(action, "completed", started)
                 if done is StepState.COMPLETED:
                     # A forward step's record counts its own attempts; a
                     # compensation keeps those of the step it undid.
@@ -354,6 +391,18 @@ class OrderWorkflow:
             except ActivityError as err:
                 record.state = StepState.FAILED
                 record.error = f"{action} refused: {describe_failure(err)}"
+                self._step_finished(action, outcome_of(err), started, error=record.error)
+                self._metrics.order_parked()
+                workflow.logger.warning(
+                    "order parked in %s until an operator retries or resolves %s",
+                    OrderStatus.NEEDS_ATTENTION.value,
+                    action,
+                    extra={
+                        "order_id": self._order.order_id,
+                        "step": action,
+                        "status": OrderStatus.NEEDS_ATTENTION.value,
+                    },
+                )
                 decision, action_taken = await self._wait_for_operator()
                 if decision == "resolve":
                     note = action_taken.note.strip()
@@ -441,7 +490,44 @@ class OrderWorkflow:
 
     def _finish(self, status: OrderStatus) -> OrderResult:
         self._set_status(status)
+        seconds = seconds_between(workflow.info().start_time, workflow.now())
+        self._metrics.order_finished(status.value, seconds)
+        workflow.logger.info(
+            "order %s%s",
+            status.value,
+            f": {self._failure_reason}" if self._failure_reason else "",
+            extra={
+                "order_id": self._order.order_id,
+                "status": status.value,
+                "duration_ms": round(seconds * 1000),
+            },
+        )
         return OrderResult(self._order.order_id, status, self._failure_reason)
+
+    def _step_finished(
+        self,
+        step: str,
+        outcome: StepOutcomeLabel,
+        started: datetime,
+        *,
+        error: str | None = None,
+    ) -> None:
+        """One line and one observation per activity the saga waited for."""
+        seconds = seconds_between(started, workflow.now())
+        self._metrics.step_finished(step, outcome, seconds)
+        fields = {
+            "order_id": self._order.order_id,
+            "step": step,
+            "outcome": outcome,
+            "duration_ms": round(seconds * 1000),
+        }
+        if error is None:
+            workflow.logger.info("step %s %s", step, outcome, extra=fields)
+        else:
+            # Logged here, where the saga handles it, and nowhere else.
+            workflow.logger.warning(
+                "step %s %s: %s", step, outcome, error, extra={**fields, "error": error}
+            )
 
     def _set_status(self, status: OrderStatus) -> None:
         self._touch()
@@ -454,11 +540,26 @@ class OrderWorkflow:
     def _touch(self) -> None:
         self._updated_at = workflow.now().isoformat()
 
+    def _mark_failed_step(self, step: StepName) -> None:
+        """Let operators filter `OrderStatus = "FAILED" AND FailedStep = "charge_payment"`."""
+        # An upsert is a command: a history recorded before this change has
+        # none here, so replaying it must not add one.
+        if workflow.patched(FAILED_STEP_PATCH):
+            workflow.upsert_search_attributes([FAILED_STEP_KEY.value_set(step.value)])
+
 
 def is_refusal(err: ActivityError) -> bool:
     """The domain refused outright: the step did nothing and needs no undoing."""
     cause = err.cause
     return isinstance(cause, ApplicationError) and cause.non_retryable
+
+
+def outcome_of(err: ActivityError) -> StepOutcomeLabel:
+    return "refused" if is_refusal(err) else "failed"
+
+
+def milliseconds_since(started: datetime) -> int:
+    return round(seconds_between(started, workflow.now()) * 1000)
 
 
 def describe_failure(err: ActivityError) -> str:

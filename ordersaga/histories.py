@@ -1,0 +1,629 @@
+"""`ordersaga histories record | export`: workflow histories for the replay gate.
+
+`record` starts a whole dev stack of its own on free ports, drives every path of
+the saga through the real API and services (faults and stock set through the
+services' admin endpoints), checks that each order ended as the scenario
+expects, and writes each workflow's history as JSON. The replay test
+(tests/replay) replays every committed history against the current workflow
+code, so a change that would break orders in flight fails there first.
+
+`export` writes the histories a visibility query matches, from any Temporal
+server, so histories of real production orders can join the gate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import re
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.service import RPCError
+
+from contracts.orders import OrderStatus
+from ordersaga.settings import Settings
+from ordersaga.temporal_config import DATA_CONVERTER, temporal_interceptors
+
+# Written into every folder `record` creates; the replay test reads it to know
+# which scenarios that recording must contain.
+RECORDING_MANIFEST = "RECORDING.md"
+
+ORDER_WAIT_SECONDS = 90.0
+POLL_SECONDS = 0.1
+# Long enough to act while a step is in flight, short enough to keep `record` quick.
+IN_FLIGHT_LATENCY_MS = 2_000
+TEST_SKU = "sku_mug"
+# The SDK core releases a client's Python objects from its own threads a moment
+# after the last reference goes; a short-lived process that exits before then
+# sometimes aborts ("Fatal Python error: PyGILState_Release", sdk-python#300)
+# instead of exiting cleanly. Commands wait this long after their last client.
+CLIENT_SETTLE_SECONDS = 0.1
+
+
+class HistoriesError(Exception):
+    """Recording or exporting cannot go on; the message says why."""
+
+
+# --- files -------------------------------------------------------------------
+
+
+def history_file_name(workflow_id: str, run_id: str) -> str:
+    """One file per run; anything but [A-Za-z0-9._-] in an id becomes '_'."""
+    safe_id = re.sub(r"[^A-Za-z0-9._-]", "_", workflow_id)
+    return f"{safe_id}__{run_id}.json"
+
+
+def pretty_history_json(history_json: str) -> str:
+    """The SDK's JSON (the same shape `temporal workflow show -o json` prints),
+    indented so it reads well in a review."""
+    return json.dumps(json.loads(history_json), indent=2) + "\n"
+
+
+def prepare_out_dir(out: Path) -> Path:
+    """Create the folder (and parents) and prove it can be written, before any work."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        raise HistoriesError(f"cannot write to {out}: {error.strerror or error}") from None
+    return out
+
+
+# --- export ------------------------------------------------------------------
+
+# What identifies a person in an order's payloads (workflow input, activity
+# inputs): the shipping address but its country, and the payment token. The
+# workflow never branches on them, so a history without them replays the same.
+ADDRESS_FIELDS = frozenset({"name", "line1", "line2", "city", "postal_code"})
+TOKEN_FIELDS = frozenset({"token", "payment_token"})
+REDACTED = "redacted"
+_JSON_ENCODING = base64.b64encode(b"json/plain").decode()
+
+
+def redact_history_json(history_json: str) -> str:
+    """The same history with personal data in its JSON payloads replaced."""
+    history = json.loads(history_json)
+    _redact_payloads(history)
+    return json.dumps(history)
+
+
+def _redact_payloads(node: Any) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _redact_payloads(item)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("metadata", {}).get("encoding") == _JSON_ENCODING and "data" in node:
+        value = json.loads(base64.b64decode(node["data"]))
+        _redact_value(value)
+        node["data"] = base64.b64encode(json.dumps(value, separators=(",", ":")).encode()).decode()
+        return
+    for child in node.values():
+        _redact_payloads(child)
+
+
+def _redact_value(value: Any) -> None:
+    if isinstance(value, list):
+        for item in value:
+            _redact_value(item)
+        return
+    if not isinstance(value, dict):
+        return
+    is_address = "country" in value and "line1" in value
+    for key, child in value.items():
+        if isinstance(child, str) and (
+            key in TOKEN_FIELDS or (is_address and key in ADDRESS_FIELDS)
+        ):
+            value[key] = REDACTED
+        else:
+            _redact_value(child)
+
+
+async def connect(address: str, namespace: str) -> Client:
+    try:
+        return await Client.connect(
+            address,
+            namespace=namespace,
+            data_converter=DATA_CONVERTER,
+            interceptors=temporal_interceptors(),
+        )
+    except RuntimeError as error:  # the SDK's "Failed client connect: ..."
+        raise HistoriesError(f"cannot reach Temporal at {address}: {error}") from None
+
+
+async def export_histories(
+    *,
+    address: str,
+    namespace: str,
+    query: str,
+    out: Path,
+    limit: int,
+    log: Callable[[str], None],
+    redact: bool = True,
+) -> list[Path]:
+    prepare_out_dir(out)
+    try:
+        return await _export(address, namespace, query, out, limit, log, redact)
+    finally:
+        await asyncio.sleep(CLIENT_SETTLE_SECONDS)
+
+
+async def _export(
+    address: str,
+    namespace: str,
+    query: str,
+    out: Path,
+    limit: int,
+    log: Callable[[str], None],
+    redact: bool,
+) -> list[Path]:
+    client = await connect(address, namespace)
+    written: list[Path] = []
+    try:
+        async for execution in client.list_workflows(query, limit=limit):
+            handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+            history = await handle.fetch_history()
+            path = out / history_file_name(execution.id, execution.run_id)
+            history_json = history.to_json()
+            if redact:
+                history_json = redact_history_json(history_json)
+            path.write_text(pretty_history_json(history_json))
+            status = execution.status.name if execution.status else "UNKNOWN"
+            log(f"{path}  ({execution.workflow_type}, {status}, {len(history.events)} events)")
+            written.append(path)
+    except RPCError as error:
+        raise HistoriesError(f"query {query!r} failed: {error.message}") from None
+    except OSError as error:
+        raise HistoriesError(f"cannot write to {out}: {error.strerror or error}") from None
+    if len(written) == limit:
+        log(f"stopped at --limit {limit}; there may be more")
+    return written
+
+
+# --- record: the scenarios ---------------------------------------------------
+
+
+class ScenarioFailed(HistoriesError):
+    pass
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    expected: OrderStatus
+    description: str
+    drive: Callable[[Driver], Awaitable[str]]
+
+
+class Driver:
+    """Plays the customer and the operator against a running stack, over HTTP."""
+
+    def __init__(
+        self,
+        api_url: str,
+        service_urls: dict[str, str],
+        admin_token: str,
+        http: httpx.AsyncClient,
+        client: Client,
+    ) -> None:
+        self.api_url = api_url
+        self.service_urls = service_urls
+        self.http = http
+        self.client = client
+        self._admin = {"Authorization": f"Bearer {admin_token}"}
+
+    # The customer ------------------------------------------------------------
+
+    async def place(
+        self, *, sku: str = TEST_SKU, token: str = "tok_visa", country: str = "DE"
+    ) -> str:
+        body = {
+            "customer_id": "cus_replay",
+            "items": [{"sku": sku, "quantity": 1, "unit_price_cents": 1250}],
+            "currency": "EUR",
+            "payment": {"token": token},
+            "shipping_address": {
+                "name": "Replay Recorder",
+                "line1": "1 Test Street",
+                "city": "Berlin",
+                "postal_code": "10115",
+                "country": country,
+            },
+        }
+        response = await self.http.post(
+            f"{self.api_url}/orders", json=body, headers={"Idempotency-Key": uuid.uuid4().hex}
+        )
+        self._expect(response, 202, "POST /orders")
+        return str(response.json()["order_id"])
+
+    async def order(self, order_id: str) -> dict[str, Any]:
+        response = await self.http.get(f"{self.api_url}/orders/{order_id}")
+        self._expect(response, 200, f"GET /orders/{order_id}")
+        order: dict[str, Any] = response.json()
+        return order
+
+    async def wait_for(self, order_id: str, *statuses: OrderStatus) -> dict[str, Any]:
+        wanted = {status.value for status in statuses}
+        order: dict[str, Any] = {}
+        try:
+            async with asyncio.timeout(ORDER_WAIT_SECONDS):
+                while True:
+                    order = await self.order(order_id)
+                    if order["status"] in wanted:
+                        return order
+                    await asyncio.sleep(POLL_SECONDS)
+        except TimeoutError:
+            raise ScenarioFailed(
+                f"order {order_id} did not reach {'/'.join(sorted(wanted))} within "
+                f"{ORDER_WAIT_SECONDS:.0f}s; last status {order.get('status')}"
+            ) from None
+
+    async def cancel(self, order_id: str) -> None:
+        response = await self.http.post(
+            f"{self.api_url}/orders/{order_id}/cancel", json={"reason": "replay recording"}
+        )
+        self._expect(response, 202, f"POST /orders/{order_id}/cancel")
+
+    async def resolve(self, order_id: str) -> None:
+        response = await self.http.post(
+            f"{self.api_url}/orders/{order_id}/compensation/resolve",
+            json={"note": "refunded by hand (replay recording)"},
+        )
+        self._expect(response, 202, f"POST /orders/{order_id}/compensation/resolve")
+
+    # The operator ------------------------------------------------------------
+
+    async def set_faults(self, service: str, *, error_rate: float, latency_ms: int = 0) -> None:
+        response = await self.http.put(
+            f"{self.service_urls[service]}/admin/faults",
+            json={"error_rate": error_rate, "latency_ms": latency_ms},
+            headers=self._admin,
+        )
+        self._expect(response, 200, f"PUT {service} /admin/faults")
+
+    async def clear_faults(self, service: str) -> None:
+        response = await self.http.delete(
+            f"{self.service_urls[service]}/admin/faults", headers=self._admin
+        )
+        self._expect(response, 204, f"DELETE {service} /admin/faults")
+
+    async def set_stock(self, sku: str, available: int) -> None:
+        response = await self.http.put(
+            f"{self.service_urls['inventory']}/products/{sku}",
+            json={"available": available},
+            headers=self._admin,
+        )
+        self._expect(response, 200, f"PUT inventory /products/{sku}")
+
+    # Temporal, to act at exactly the right moment ------------------------------
+
+    async def wait_for_activity(self, order_id: str, activity: str, *, failed: bool) -> None:
+        """Until `activity` is running for the order, or (failed=True) until an
+        attempt of it has failed: its pending record then carries the failure,
+        the deterministic sign that a retry really happens."""
+        handle = self.client.get_workflow_handle(order_id)
+        started = PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+        try:
+            async with asyncio.timeout(ORDER_WAIT_SECONDS):
+                while True:
+                    description = await handle.describe()
+                    for pending in description.raw_description.pending_activities:
+                        if pending.activity_type.name != activity:
+                            continue
+                        if failed and pending.HasField("last_failure"):
+                            return
+                        if not failed and pending.state == started:
+                            return
+                    await asyncio.sleep(POLL_SECONDS)
+        except TimeoutError:
+            what = "an attempt failing" if failed else "it running"
+            raise ScenarioFailed(f"order {order_id}: {activity}: never saw {what}") from None
+
+    @staticmethod
+    def _expect(response: httpx.Response, status: int, what: str) -> None:
+        if response.status_code != status:
+            raise ScenarioFailed(
+                f"{what} answered {response.status_code}, expected {status}: {response.text}"
+            )
+
+
+def expect_step(order: dict[str, Any], step: str, *states: str) -> None:
+    state = next(s["state"] for s in order["steps"] if s["name"] == step)
+    if state not in states:
+        raise ScenarioFailed(
+            f"order {order['order_id']}: step {step} is {state}, expected {'/'.join(states)}"
+        )
+
+
+async def happy_path(d: Driver) -> str:
+    return await d.place()
+
+
+async def out_of_stock(d: Driver) -> str:
+    sku = f"sku_replay_{uuid.uuid4().hex[:8]}"
+    await d.set_stock(sku, 0)
+    return await d.place(sku=sku)
+
+
+async def payment_declined(d: Driver) -> str:
+    return await d.place(token="tok_chargeDeclined")
+
+
+async def undeliverable(d: Driver) -> str:
+    return await d.place(country="AQ")
+
+
+async def transient_retries(d: Driver) -> str:
+    await d.set_faults("payments", error_rate=1.0)
+    try:
+        order_id = await d.place()
+        await d.wait_for_activity(order_id, "charge_payment", failed=True)
+    finally:
+        await d.clear_faults("payments")
+    order = await d.wait_for(order_id, OrderStatus.COMPLETED, OrderStatus.FAILED)
+    charge = next(s for s in order["steps"] if s["name"] == "charge_payment")
+    if charge["attempts"] < 2:
+        raise ScenarioFailed(f"order {order_id}: charge_payment took {charge['attempts']} attempt")
+    return order_id
+
+
+async def _cancel_during(d: Driver, service: str, activity: str) -> str:
+    """Cancel through the API while `activity` is in flight (held by latency)."""
+    await d.set_faults(service, error_rate=0.0, latency_ms=IN_FLIGHT_LATENCY_MS)
+    try:
+        order_id = await d.place()
+        await d.wait_for_activity(order_id, activity, failed=False)
+        await d.cancel(order_id)
+    finally:
+        await d.clear_faults(service)
+    return order_id
+
+
+async def cancelled_before_shipping(d: Driver) -> str:
+    order_id = await _cancel_during(d, "payments", "charge_payment")
+    order = await d.wait_for(order_id, *TERMINAL)
+    expect_step(order, "create_shipment", "pending")
+    return order_id
+
+
+async def cancelled_step_in_flight(d: Driver) -> str:
+    order_id = await _cancel_during(d, "shipping", "create_shipment")
+    order = await d.wait_for(order_id, *TERMINAL)
+    # The shipment landed after the cancel was accepted, so it was undone too.
+    expect_step(order, "create_shipment", "compensated")
+    return order_id
+
+
+async def cancelled_through_temporal(d: Driver) -> str:
+    """Cancelled in the Web UI / CLI (a Temporal cancellation), not through the API."""
+    await d.set_faults("shipping", error_rate=0.0, latency_ms=IN_FLIGHT_LATENCY_MS)
+    try:
+        order_id = await d.place()
+        await d.wait_for_activity(order_id, "create_shipment", failed=False)
+        await d.client.get_workflow_handle(order_id).cancel()
+    finally:
+        await d.clear_faults("shipping")
+    order = await d.wait_for(order_id, *TERMINAL)
+    expect_step(order, "create_shipment", "compensated")
+    description = await d.client.get_workflow_handle(order_id).describe()
+    if description.status is not WorkflowExecutionStatus.CANCELED:
+        raise ScenarioFailed(f"order {order_id}: execution ended {description.status}")
+    return order_id
+
+
+async def needs_attention_resolved(d: Driver) -> str:
+    order_id = await d.place(token="tok_refundFail", country="AQ")
+    await d.wait_for(order_id, OrderStatus.NEEDS_ATTENTION, *TERMINAL)
+    await d.resolve(order_id)
+    return order_id
+
+
+TERMINAL = (OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus.CANCELLED)
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("happy_path", OrderStatus.COMPLETED, "reserved, charged, shipped", happy_path),
+    Scenario("out_of_stock", OrderStatus.FAILED, "reservation refused", out_of_stock),
+    Scenario(
+        "payment_declined",
+        OrderStatus.FAILED,
+        "tok_chargeDeclined: charge refused, stock released",
+        payment_declined,
+    ),
+    Scenario(
+        "undeliverable",
+        OrderStatus.FAILED,
+        "country AQ: shipment refused, refunded, released",
+        undeliverable,
+    ),
+    Scenario(
+        "transient_retries",
+        OrderStatus.COMPLETED,
+        "payments failing until a charge attempt failed, then healthy: retried, completed",
+        transient_retries,
+    ),
+    Scenario(
+        "cancelled_before_shipping",
+        OrderStatus.CANCELLED,
+        "cancel accepted while charging: refunded, released, never shipped",
+        cancelled_before_shipping,
+    ),
+    Scenario(
+        "cancelled_step_in_flight",
+        OrderStatus.CANCELLED,
+        "cancel accepted while create_shipment was in flight: it landed, then all undone",
+        cancelled_step_in_flight,
+    ),
+    Scenario(
+        "cancelled_through_temporal",
+        OrderStatus.CANCELLED,
+        "workflow cancelled through Temporal while create_shipment was in flight",
+        cancelled_through_temporal,
+    ),
+    Scenario(
+        "needs_attention_resolved",
+        OrderStatus.FAILED,
+        "tok_refundFail + AQ: refund refused, NEEDS_ATTENTION, resolved by an operator",
+        needs_attention_resolved,
+    ),
+)
+SCENARIO_NAMES = tuple(scenario.name for scenario in SCENARIOS)
+
+
+# --- record: running them ------------------------------------------------------
+
+
+def default_label() -> str:
+    from ordersaga.version import git_commit, package_version
+
+    commit = git_commit()
+    return f"v{package_version()}" + (f"-{commit}" if commit else "")
+
+
+def check_label(label: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", label):
+        raise HistoriesError(
+            f"--label {label!r}: use letters, digits and . _ + - (it names a folder)"
+        )
+    return label
+
+
+def manifest_text(label: str, rows: Sequence[tuple[Scenario, str, int]]) -> str:
+    from ordersaga.version import version_string
+
+    lines = [
+        f"# Recording {label}",
+        "",
+        f"Recorded {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `ordersaga histories record`",
+        f"with {version_string()}. Every file is one real run on a dev server;",
+        "tests/replay replays them all against the current workflow code.",
+        "",
+        "| scenario | ended | events | what happened |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| `{s.name}.json` | {status} | {events} | {s.description} |" for s, status, events in rows
+    ]
+    return "\n".join(lines) + "\n"
+
+
+async def record_histories(
+    *,
+    out: Path,
+    label: str,
+    settings: Settings,
+    log: Callable[[str], None],
+    only: Sequence[str] = (),
+) -> Path:
+    """Record every scenario into out/label; nothing is written unless all succeed."""
+    from ordersaga.devstack import embedded_stack, on_free_ports, temporal_address
+
+    scenarios = [s for s in SCENARIOS if not only or s.name in only]
+    unknown = set(only) - set(SCENARIO_NAMES)
+    if unknown:
+        raise HistoriesError(
+            f"unknown scenario(s) {', '.join(sorted(unknown))}; "
+            f"choose from {', '.join(SCENARIO_NAMES)}"
+        )
+    target = prepare_out_dir(out) / check_label(label)
+    if target.exists():
+        raise HistoriesError(f"{target} already exists; delete it or choose another --label")
+
+    work = Path(tempfile.mkdtemp(prefix="ordersaga-record-"))
+    stack_log_path = work / "stack.log"
+    staged = work / label
+    staged.mkdir()
+    succeeded = False
+    log(f"starting a dev stack on free ports (its output: {stack_log_path})")
+    try:
+        with stack_log_path.open("w") as stack_log:
+            async with embedded_stack(
+                on_free_ports(settings.model_copy(update={"dev_mode": True})),
+                work / "data",
+                console_stream=stack_log,
+            ) as stack:
+                rows = await _drive_all(
+                    stack.api_url,
+                    stack.service_urls,
+                    stack.settings.admin_token.get_secret_value(),
+                    temporal_address(stack.settings),
+                    stack.settings.temporal_namespace,
+                    scenarios,
+                    staged,
+                    log,
+                )
+        await asyncio.sleep(CLIENT_SETTLE_SECONDS)
+        (staged / RECORDING_MANIFEST).write_text(manifest_text(label, rows))
+        shutil.copytree(staged, target)
+        succeeded = True
+    finally:
+        if succeeded:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            log(f"recording failed; the stack's output is kept in {stack_log_path}")
+    return target
+
+
+async def _drive_all(
+    api_url: str,
+    service_urls: dict[str, str],
+    admin_token: str,
+    address: str,
+    namespace: str,
+    scenarios: Sequence[Scenario],
+    staged: Path,
+    log: Callable[[str], None],
+) -> list[tuple[Scenario, str, int]]:
+    client = await connect(address, namespace)
+    rows: list[tuple[Scenario, str, int]] = []
+    async with httpx.AsyncClient(timeout=30) as http:
+        driver = Driver(api_url, service_urls, admin_token, http, client)
+        for number, scenario in enumerate(scenarios, 1):
+            log(f"[{number}/{len(scenarios)}] {scenario.name}: {scenario.description}")
+            try:
+                order_id = await scenario.drive(driver)
+                order = await driver.wait_for(order_id, *TERMINAL)
+            except ScenarioFailed as failure:
+                raise ScenarioFailed(f"scenario {scenario.name}: {failure}") from None
+            if order["status"] != scenario.expected.value:
+                raise ScenarioFailed(
+                    f"scenario {scenario.name}: order {order_id} ended {order['status']}, "
+                    f"expected {scenario.expected.value} ({order['failure_reason']})"
+                )
+            # The order's status is final a moment before the execution
+            # closes; the history must be complete.
+            await _wait_closed(client, order_id)
+            history = await client.get_workflow_handle(order_id).fetch_history()
+            (staged / f"{scenario.name}.json").write_text(pretty_history_json(history.to_json()))
+            rows.append((scenario, order["status"], len(history.events)))
+            log(f"      {order['status']} as expected; {len(history.events)} events ({order_id})")
+    return rows
+
+
+async def _wait_closed(client: Client, workflow_id: str) -> None:
+    # A long poll on the result; a cancelled execution "fails" with CancelledError.
+    async with asyncio.timeout(ORDER_WAIT_SECONDS):
+        with contextlib.suppress(WorkflowFailureError):
+            await client.get_workflow_handle(workflow_id).result()
+
+
+def printer(stream: TextIO = sys.stdout) -> Callable[[str], None]:
+    def log(line: str) -> None:
+        stream.write(line + "\n")
+        stream.flush()
+
+    return log

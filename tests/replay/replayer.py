@@ -1,0 +1,69 @@
+"""The replayer of the gate, configured exactly as the workers run workflows."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from ordersaga.temporal_config import DATA_CONVERTER, temporal_interceptors, workflow_runner
+from workflows.order import OrderWorkflow
+
+HISTORIES_DIR = Path(__file__).parent / "histories"
+# Recorded with the code from before the FailedStep patch, and with it
+# (docs/changing-workflows.md).
+PRE_PATCH_RECORDING = HISTORIES_DIR / "v0.1.0-a70646f"
+POST_PATCH_RECORDING = HISTORIES_DIR / "v0.1.0-failed-step"
+
+
+def history_files() -> list[Path]:
+    """Every committed history, of every recorded version and every export."""
+    return sorted(HISTORIES_DIR.rglob("*.json"))
+
+
+def history_id(path: Path) -> str:
+    return path.relative_to(HISTORIES_DIR).as_posix()
+
+
+def load_history(path: Path) -> WorkflowHistory:
+    # The workflow id is not part of a history; the file name stands in for it.
+    return WorkflowHistory.from_json(path.stem, path.read_text())
+
+
+def history_events(path: Path) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = json.loads(path.read_text())["events"]
+    return events
+
+
+def patch_ids(path: Path) -> list[str]:
+    """The ids of the `workflow.patched` markers a history recorded."""
+    ids: list[str] = []
+    for event in history_events(path):
+        if event["eventType"] != "EVENT_TYPE_MARKER_RECORDED":
+            continue
+        details = event["markerRecordedEventAttributes"]["details"]
+        for payload in details.get("patch-data", {}).get("payloads", []):
+            ids.append(json.loads(base64.b64decode(payload["data"]))["id"])
+    return ids
+
+
+def upserted_search_attributes(path: Path) -> set[str]:
+    names: set[str] = set()
+    for event in history_events(path):
+        if event["eventType"] == "EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES":
+            upsert = event["upsertWorkflowSearchAttributesEventAttributes"]
+            names |= set(upsert["searchAttributes"]["indexedFields"])
+    return names
+
+
+def replayer(workflow: type = OrderWorkflow) -> Replayer:
+    return Replayer(
+        workflows=[workflow],
+        data_converter=DATA_CONVERTER,
+        interceptors=temporal_interceptors(),
+        workflow_runner=workflow_runner(),
+    )

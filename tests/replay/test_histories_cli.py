@@ -1,0 +1,286 @@
+"""`ordersaga histories export | record`, run as a user runs them: as processes.
+
+Export is checked against a real dev server with a real order on it, and what
+it writes must replay through the gate. Record runs for real, on a dev stack of
+its own, for two scenarios. Bad input ends with a one-line message, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import re
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from ordersaga.histories import RECORDING_MANIFEST, history_file_name
+from tests.integration.stack import Stack, running_stack
+from tests.ports import free_port
+from tests.replay.replayer import load_history, replayer
+
+ORDERSAGA = Path(sys.executable).parent / "ordersaga"
+
+
+@dataclass
+class Ran:
+    code: int
+    stdout: str
+    stderr: str
+
+
+async def ordersaga(*args: str, within: float = 60) -> Ran:
+    # No ORDERSAGA_* from the developer's shell: every setting comes from arguments.
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("ORDERSAGA_")}
+    process = await asyncio.create_subprocess_exec(
+        str(ORDERSAGA),
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(within):
+            stdout, stderr = await process.communicate()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode is not None
+    return Ran(process.returncode, stdout.decode(), stderr.decode())
+
+
+def decoded_payloads(history: Path) -> str:
+    """Every payload's JSON text in a history file, one per line."""
+    texts = re.findall(r'"data": "([A-Za-z0-9+/=]+)"', history.read_text())
+    return "\n".join(base64.b64decode(text).decode(errors="replace") for text in texts)
+
+
+def entries(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
+def assert_refused(ran: Ran, *fragments: str) -> None:
+    assert ran.code != 0, ran
+    assert "Traceback" not in ran.stderr, ran.stderr
+    lines = ran.stderr.strip().splitlines()
+    assert len(lines) == 1, ran.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+# --- export --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    dev_server_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
+    async with running_stack(dev_server_env.client, tmp_path_factory.mktemp("export")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def finished_order(stack: Stack, dev_server_env: WorkflowEnvironment) -> str:
+    response = await stack.api.post(
+        "/orders",
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+        json={
+            "customer_id": f"cus_{uuid.uuid4().hex[:8]}",
+            "items": [{"sku": "sku_mug", "quantity": 1, "unit_price_cents": 1250}],
+            "currency": "EUR",
+            "payment": {"token": "tok_visa"},
+            "shipping_address": {
+                "name": "Ada Lovelace",
+                "line1": "12 St James Sq",
+                "city": "London",
+                "postal_code": "SW1Y 4JH",
+                "country": "GB",
+            },
+        },
+    )
+    assert response.status_code == 202, response.text
+    order_id = str(response.json()["order_id"])
+    await dev_server_env.client.get_workflow_handle(order_id).result()
+    return order_id
+
+
+def server_of(env: WorkflowEnvironment) -> list[str]:
+    client = env.client
+    return ["--address", client.service_client.config.target_host, "--namespace", client.namespace]
+
+
+async def test_export_writes_a_history_that_replays(
+    finished_order: str, dev_server_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    out = tmp_path / "exported"
+    ran = await ordersaga(
+        "histories",
+        "export",
+        *server_of(dev_server_env),
+        "--query",
+        f'WorkflowType = "OrderWorkflow" AND WorkflowId = "{finished_order}"',
+        "--out",
+        str(out),
+    )
+
+    assert ran.code == 0, ran.stderr
+    run_id = (await dev_server_env.client.get_workflow_handle(finished_order).describe()).run_id
+    assert entries(out) == [history_file_name(finished_order, run_id)]
+    assert "exported 1 history" in ran.stdout
+    exported = next(out.iterdir())
+    result = await replayer().replay_workflow(load_history(exported))
+    assert result.replay_failure is None
+    # Personal data is redacted by default; the history replays all the same.
+    payloads = decoded_payloads(exported)
+    assert "12 St James Sq" not in payloads and "Ada Lovelace" not in payloads
+    assert "tok_visa" not in payloads and '"country":"GB"' in payloads
+
+
+async def test_export_can_keep_personal_data(
+    finished_order: str, dev_server_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    ran = await ordersaga(
+        "histories",
+        "export",
+        *server_of(dev_server_env),
+        "--query",
+        f'WorkflowId = "{finished_order}"',
+        "--out",
+        str(tmp_path),
+        "--keep-personal-data",
+    )
+
+    assert ran.code == 0, ran.stderr
+    (exported,) = entries(tmp_path)
+    payloads = decoded_payloads(tmp_path / exported)
+    assert "12 St James Sq" in payloads and "tok_visa" in payloads
+
+
+async def test_export_with_no_match_writes_nothing(
+    dev_server_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    ran = await ordersaga(
+        "histories",
+        "export",
+        *server_of(dev_server_env),
+        "--query",
+        f'WorkflowId = "ord_{uuid.uuid4().hex}"',
+        "--out",
+        str(tmp_path),
+    )
+
+    assert ran.code == 0, ran.stderr
+    assert entries(tmp_path) == []
+    assert "exported 0 histories" in ran.stdout
+
+
+async def test_export_refuses_a_bad_query(
+    dev_server_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    ran = await ordersaga(
+        "histories",
+        "export",
+        *server_of(dev_server_env),
+        "--query",
+        "OrderStatus ==== oops",
+        "--out",
+        str(tmp_path),
+    )
+
+    assert_refused(ran, "query", "OrderStatus ==== oops")
+
+
+async def test_export_refuses_an_unreachable_server(tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    ran = await ordersaga(
+        "histories", "export", "--address", address, "--query", "", "--out", str(tmp_path)
+    )
+
+    assert_refused(ran, f"cannot reach Temporal at {address}")
+
+
+async def test_export_refuses_an_unwritable_folder(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    ran = await ordersaga(
+        "histories",
+        "export",
+        "--address",
+        f"127.0.0.1:{free_port()}",
+        "--query",
+        "",
+        "--out",
+        str(blocker / "out"),
+    )
+
+    assert_refused(ran, "cannot write to", str(blocker / "out"))
+
+
+async def test_export_refuses_a_limit_below_one(tmp_path: Path) -> None:
+    ran = await ordersaga(
+        "histories", "export", "--query", "", "--out", str(tmp_path), "--limit", "0"
+    )
+
+    assert_refused(ran, "--limit")
+
+
+# --- record --------------------------------------------------------------------
+
+
+async def test_record_refuses_a_label_that_is_not_a_folder_name(tmp_path: Path) -> None:
+    ran = await ordersaga("histories", "record", "--out", str(tmp_path), "--label", "../escape")
+
+    assert_refused(ran, "--label")
+    assert entries(tmp_path) == []
+
+
+async def test_record_refuses_an_unknown_scenario(tmp_path: Path) -> None:
+    ran = await ordersaga(
+        "histories", "record", "--out", str(tmp_path), "--label", "x", "--scenario", "nope"
+    )
+
+    assert_refused(ran, "unknown scenario", "nope")
+
+
+async def test_record_refuses_to_overwrite_a_recording(tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()
+    ran = await ordersaga("histories", "record", "--out", str(tmp_path), "--label", "taken")
+
+    assert_refused(ran, "already exists")
+
+
+async def test_record_drives_real_scenarios_into_replayable_histories(tmp_path: Path) -> None:
+    ran = await ordersaga(
+        "histories",
+        "record",
+        "--out",
+        str(tmp_path),
+        "--label",
+        "smoke",
+        "--scenario",
+        "payment_declined",
+        "--scenario",
+        "cancelled_before_shipping",
+        within=180,
+    )
+
+    assert ran.code == 0, ran.stdout + ran.stderr
+    recording = tmp_path / "smoke"
+    assert entries(recording) == [
+        RECORDING_MANIFEST,
+        "cancelled_before_shipping.json",
+        "payment_declined.json",
+    ]
+    assert "FAILED as expected" in ran.stdout
+    assert "CANCELLED as expected" in ran.stdout
+    for history in recording.glob("*.json"):
+        result = await replayer().replay_workflow(load_history(history))
+        assert result.replay_failure is None
