@@ -483,6 +483,13 @@ def temporal_argv(binary: Path, settings: Settings, data_dir: Path) -> list[str]
         "journal_mode=wal",
         "--sqlite-pragma",
         "synchronous=normal",
+        # One partition per task queue: on a single server, several partitions
+        # only add forwarding hops between a task and its poller
+        # (docs/performance.md measures this and the pragmas above).
+        "--dynamic-config-value",
+        "matching.numTaskqueueReadPartitions=1",
+        "--dynamic-config-value",
+        "matching.numTaskqueueWritePartitions=1",
         "--namespace",
         settings.temporal_namespace,
         "--log-level",
@@ -509,16 +516,27 @@ _LISTEN_SETTINGS = (
 
 
 def child_env(settings: Settings, data_dir: Path) -> dict[str, str]:
-    env = dict(os.environ)
+    # The worker must call this stack's own services, never ones a URL in the
+    # caller's shell points at (it would send the dev stack's orders elsewhere).
+    own_services = {env_var_name(f"{service}_url") for service in SERVICES}
+    env = {name: value for name, value in os.environ.items() if name not in own_services}
     env.update({env_var_name(name): str(getattr(settings, name)) for name in _LISTEN_SETTINGS})
     env.update(
         {
             env_var_name("dev_mode"): "true",
             env_var_name("data_dir"): str(data_dir),
             env_var_name("temporal_address"): temporal_address(settings),
+            # Children write into a pipe, where "auto" would choose JSON; the
+            # console shows readable lines unless JSON is asked for explicitly.
+            env_var_name("log_format"): (
+                "text" if settings.log_format == "auto" else settings.log_format
+            ),
             "PYTHONUNBUFFERED": "1",
         }
     )
+    # One build id across restarts (unless one is set): a dev who commits and
+    # restarts expects the new code to take the work, not to wait for a rollout.
+    env[env_var_name("worker_build_id")] = settings.worker_build_id or "dev"
     return env
 
 
@@ -589,7 +607,13 @@ class DevStack:
                 spec(
                     "worker",
                     _cli("worker", "--queues", ",".join(all_queues)),
-                    self.temporal.worker(all_queues),
+                    # Its own /readyz: polling every queue, as the server lists it,
+                    # and the deployments' current version settled.
+                    http_ready_probe(
+                        http, http_url(settings.worker_listen_host, settings.worker_health_port)
+                    )
+                    if settings.worker_health_port
+                    else self.temporal.worker(all_queues),
                 )
             ],
             [spec("api", _cli("api"), http_ready_probe(http, self.api_url))],

@@ -180,6 +180,25 @@ def test_children_run_in_dev_mode_against_the_supervisors_temporal(tmp_path: Pat
     assert env["PYTHONUNBUFFERED"] == "1"
 
 
+def test_children_listen_where_the_supervisor_says_and_call_its_own_services(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A URL left in the developer's shell must not divert the stack's worker.
+    monkeypatch.setenv("ORDERSAGA_PAYMENTS_URL", "http://payments.example:9999")
+    monkeypatch.setenv("ORDERSAGA_PAYMENTS_CUSTOMER_LIMIT_CENTS", "500")
+    settings = Settings(api_port=18000, payments_port=18002, worker_health_port=18010)
+
+    env = child_env(settings, tmp_path)
+
+    assert "ORDERSAGA_PAYMENTS_URL" not in env
+    assert Settings().payments_url == "http://payments.example:9999"  # set, yet not passed on
+    assert env["ORDERSAGA_API_PORT"] == "18000"
+    assert env["ORDERSAGA_PAYMENTS_PORT"] == "18002"
+    assert env["ORDERSAGA_WORKER_HEALTH_PORT"] == "18010"
+    # Other settings from the shell still reach the children.
+    assert env["ORDERSAGA_PAYMENTS_CUSTOMER_LIMIT_CENTS"] == "500"
+
+
 # --- output --------------------------------------------------------------------
 
 

@@ -1,0 +1,619 @@
+"""The benchmark run: set-up, warm-up, interleaved repetitions, the ledger check."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import itertools
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, DescribeTaskQueueRequest
+from temporalio.client import Client
+
+from ordersaga.bench.baseline import (
+    ACTIVITY_QUEUE,
+    COMPENSATION_PATH_ACTIVITIES,
+    HAPPY_PATH_ACTIVITIES,
+    WORKFLOW_QUEUE,
+)
+from ordersaga.bench.load import RunResult, Scenario, closed_loop, open_loop, percentiles_ms
+from ordersaga.bench.procs import Usage, UsageMeter
+from ordersaga.bench.scenarios import (
+    UNIT_PRICE_CENTS,
+    BaselineScenario,
+    SagaScenario,
+    send_retrying,
+)
+from ordersaga.binaries import temporal_cli
+from ordersaga.devstack import (
+    TEMPORAL_IP,
+    Child,
+    ChildSpec,
+    Console,
+    embedded_stack,
+    on_free_ports,
+    temporal_address,
+)
+from ordersaga.ports import free_port
+from ordersaga.settings import SERVICES, Settings
+from ordersaga.temporal_config import DATA_CONVERTER
+
+BASELINE_HAPPY = "baseline-happy"
+BASELINE_COMPENSATION = "baseline-compensation"
+SAGA_HAPPY = "saga-happy"
+SAGA_COMPENSATION = "saga-compensation"
+BASELINE_OUT_OF_THE_BOX = "baseline-happy-out-of-the-box"
+BASELINE_LOCAL = "baseline-happy-local-activities"
+DEFAULT_SCENARIOS = (
+    BASELINE_HAPPY,
+    BASELINE_COMPENSATION,
+    SAGA_HAPPY,
+    SAGA_COMPENSATION,
+    BASELINE_OUT_OF_THE_BOX,
+)
+ALL_SCENARIOS = (*DEFAULT_SCENARIOS, BASELINE_LOCAL)
+SAGA_SCENARIOS = (SAGA_HAPPY, SAGA_COMPENSATION)
+STACK_COMPONENTS = ("temporal", *SERVICES, "worker", "api")
+LOAD_GENERATOR = "bench"
+# The ledger check asks the services this many questions at once.
+VERIFY_CONCURRENCY = 16
+CHILD_READY_SECONDS = 60.0
+CHILD_STOP_SECONDS = 10.0
+
+
+@dataclass
+class BenchOptions:
+    concurrency: int = 16
+    # Orders/s for the open loop; None = half the closed loop's measured maximum.
+    rate: float | None = None
+    orders: int = 150
+    warmup_orders: int = 30
+    repetitions: int = 3
+    scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
+    output_dir: Path = Path("bench-results")
+    data_dir: Path | None = None
+    # A running stack to target instead of starting one (all or nothing).
+    api_url: str | None = None
+    temporal_address: str | None = None
+    service_urls: dict[str, str] = field(default_factory=dict)
+    progress: bool = True
+
+
+@dataclass
+class Target:
+    """Where the system under test is, and which processes make it up."""
+
+    api_url: str
+    temporal_address: str
+    service_urls: Mapping[str, str]
+    components: dict[str, int]
+
+
+# --- child processes ----------------------------------------------------------
+
+
+async def _start_child(
+    name: str, argv: list[str], probe: Callable[[], Any], console: Console, env: dict[str, str]
+) -> Child:
+    child = Child(
+        ChildSpec(
+            name,
+            argv,
+            probe,
+            ready_timeout=CHILD_READY_SECONDS,
+            stop_timeout=CHILD_STOP_SECONDS,
+            quiet_when_stopping=True,
+        ),
+        console,
+    )
+    await child.start(env)
+    await child.wait_ready()
+    return child
+
+
+def _server_probe(address: str, namespace: str) -> Callable[[], Any]:
+    async def probe() -> str | None:
+        try:
+            client = await Client.connect(address, namespace=namespace)
+            await client.workflow_service.describe_namespace(
+                DescribeNamespaceRequest(namespace=namespace)
+            )
+        except Exception as error:  # not up yet
+            return f"Temporal at {address}: {error}"
+        return None
+
+    return probe
+
+
+def _pollers_probe(client: Client) -> Callable[[], Any]:
+    async def probe() -> str | None:
+        for queue, kind in (
+            (WORKFLOW_QUEUE, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW),
+            (ACTIVITY_QUEUE, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY),
+        ):
+            described = await client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=client.namespace,
+                    task_queue=TaskQueue(name=queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+                    task_queue_type=kind,
+                )
+            )
+            if not described.pollers:
+                return f"no poller on {queue} yet"
+        return None
+
+    return probe
+
+
+def out_of_the_box_argv(port: int, data_dir: Path, namespace: str) -> list[str]:
+    """The dev server as it comes: a database file, no pragmas, no dynamic config.
+    Headless, as its Web UI plays no part in throughput."""
+    return [
+        str(temporal_cli()),
+        "server",
+        "start-dev",
+        "--ip",
+        TEMPORAL_IP,
+        "--port",
+        str(port),
+        "--headless",
+        "--db-filename",
+        str(data_dir / "temporal-out-of-the-box.sqlite"),
+        "--namespace",
+        namespace,
+        "--log-level",
+        "warn",
+    ]
+
+
+def _baseline_worker_argv(address: str, namespace: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "ordersaga.bench.baseline_worker",
+        address,
+        "--namespace",
+        namespace,
+    ]
+
+
+# --- the run ------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """tqdm when asked for, else nothing; the bar counts orders that finished."""
+
+    total: int
+    enabled: bool
+    stream: TextIO = sys.stderr
+    _bar: Any = None
+
+    def __enter__(self) -> Progress:
+        if self.enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.total, unit="order", file=self.stream, dynamic_ncols=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def describe(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.set_description(text)
+
+    def tick(self) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+
+def _rotate(items: Sequence[str], by: int) -> list[str]:
+    """Each repetition starts with another scenario, so none always runs first or last."""
+    by %= max(1, len(items))
+    return [*items[by:], *items[:by]]
+
+
+def _window_figures(
+    result: RunResult, usage: Mapping[str, Usage], components: Sequence[str]
+) -> dict[str, Any]:
+    completed = max(1, result.completed)
+    return {
+        "mode": result.mode,
+        "load": result.load,
+        "orders": len(result.samples),
+        "completed": result.completed,
+        "errors": sum(1 for s in result.samples if s.error is not None),
+        "elapsed_seconds": result.elapsed_seconds,
+        "orders_per_second": result.orders_per_second,
+        "submit_latency_ms": percentiles_ms(
+            [s.submit_seconds for s in result.samples if s.error is None]
+        ),
+        "terminal_latency_ms": percentiles_ms(
+            [s.terminal_seconds for s in result.samples if s.terminal_seconds is not None]
+        ),
+        "cpu_seconds_per_order": {
+            name: usage[name].cpu_seconds / completed for name in components if name in usage
+        },
+        "peak_rss_mb": {
+            name: usage[name].peak_rss_bytes / 2**20 for name in components if name in usage
+        },
+    }
+
+
+def median_figures(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The median of every number across repetitions, keeping the structure."""
+    first = runs[0]
+    merged: dict[str, Any] = {}
+    for key, value in first.items():
+        if isinstance(value, Mapping):
+            merged[key] = median_figures([run[key] for run in runs])
+        elif value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+            values = [run[key] for run in runs if run.get(key) is not None]
+            merged[key] = statistics.median(values) if values else None
+        else:
+            merged[key] = value
+    return merged
+
+
+class Bench:
+    def __init__(self, options: BenchOptions, settings: Settings) -> None:
+        self.options = options
+        self.settings = settings
+        self.run_tag = secrets.token_hex(3)
+        self.sku = f"sku_bench_{self.run_tag}"
+        self._sequence = itertools.count()
+        self.results: list[RunResult] = []
+        self.scenarios: dict[str, Scenario] = {}
+        self.components_of: dict[str, tuple[str, ...]] = {}
+        self.data_dir = (
+            options.data_dir.resolve()
+            if options.data_dir is not None
+            else Path(tempfile.mkdtemp(prefix="ordersaga-bench-"))
+        )
+
+    def next_sequence(self) -> int:
+        return next(self._sequence)
+
+    # --- set-up ---------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def target(self, log: TextIO) -> AsyncIterator[Target]:
+        options = self.options
+        if options.api_url is not None:
+            settings = self.settings
+            yield Target(
+                api_url=options.api_url.rstrip("/"),
+                temporal_address=options.temporal_address or settings.temporal_address,
+                service_urls={
+                    name: options.service_urls.get(name) or settings.service_url(name)
+                    for name in SERVICES
+                },
+                components={},
+            )
+            return
+        settings = on_free_ports(self.settings)
+        data_dir = self.data_dir / "embedded"
+        async with embedded_stack(settings, data_dir, log) as stack:
+            yield Target(
+                api_url=stack.api_url,
+                temporal_address=temporal_address(settings),
+                service_urls=stack.service_urls,
+                components={c.name: c.pid for c in stack.children if c.pid is not None},
+            )
+
+    def planned_orders(self, name: str) -> int:
+        o = self.options
+        return o.warmup_orders + 2 * o.repetitions * o.orders if name in o.scenarios else 0
+
+    async def run(self, log: TextIO) -> dict[str, Any]:
+        options = self.options
+        namespace = self.settings.temporal_namespace
+        started_at = dt.datetime.now(dt.UTC)
+        console = Console(["baseline-worker", "temporal-oob", "baseline-worker-oob"], log)
+        env = dict(os.environ)
+        children: list[Child] = []
+        async with contextlib.AsyncExitStack() as stack:
+            target = await stack.enter_async_context(self.target(log))
+            components = dict(target.components)
+            components[LOAD_GENERATOR] = os.getpid()
+
+            async def stop_children() -> None:
+                for child in reversed(children):
+                    await child.stop()
+
+            stack.push_async_callback(stop_children)
+            client = await Client.connect(
+                target.temporal_address, namespace=namespace, data_converter=DATA_CONVERTER
+            )
+            children.append(
+                await _start_child(
+                    "baseline-worker",
+                    _baseline_worker_argv(target.temporal_address, namespace),
+                    _pollers_probe(client),
+                    console,
+                    env,
+                )
+            )
+            components["baseline-worker"] = children[-1].pid or 0
+            oob_client: Client | None = None
+            if BASELINE_OUT_OF_THE_BOX in options.scenarios:
+                oob_address = f"{TEMPORAL_IP}:{free_port()}"
+                oob_dir = self.data_dir / "out-of-the-box"
+                oob_dir.mkdir(parents=True, exist_ok=True)
+                children.append(
+                    await _start_child(
+                        "temporal-oob",
+                        out_of_the_box_argv(
+                            int(oob_address.rpartition(":")[2]), oob_dir, namespace
+                        ),
+                        _server_probe(oob_address, namespace),
+                        console,
+                        env,
+                    )
+                )
+                components["temporal-oob"] = children[-1].pid or 0
+                oob_client = await Client.connect(oob_address, namespace=namespace)
+                children.append(
+                    await _start_child(
+                        "baseline-worker-oob",
+                        _baseline_worker_argv(oob_address, namespace),
+                        _pollers_probe(oob_client),
+                        console,
+                        env,
+                    )
+                )
+                components["baseline-worker-oob"] = children[-1].pid or 0
+
+            api = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=target.api_url,
+                    timeout=30.0,
+                    limits=httpx.Limits(max_connections=512, max_keepalive_connections=512),
+                )
+            )
+            services = {
+                name: await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=30.0))
+                for name, url in target.service_urls.items()
+            }
+            self._define_scenarios(client, oob_client, api)
+            initial_stock = self.planned_orders(SAGA_HAPPY) + self.planned_orders(SAGA_COMPENSATION)
+            if any(name in options.scenarios for name in SAGA_SCENARIOS):
+                await self._set_stock(services["inventory"], initial_stock)
+
+            meter = UsageMeter(components, without_children=frozenset({LOAD_GENERATOR}))
+            total = sum(self.planned_orders(name) for name in options.scenarios)
+            with Progress(total, options.progress) as progress:
+                figures = await self._measure(meter, progress)
+                progress.describe("checking the ledger")
+                verification = await self._verify(services, initial_stock)
+        return {
+            "started_at": started_at.isoformat(timespec="seconds"),
+            "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "target": "embedded" if options.api_url is None else target.api_url,
+            "components_measured": sorted(components) if target.components else [LOAD_GENERATOR],
+            "scenarios": figures,
+            "verification": verification,
+        }
+
+    def _define_scenarios(self, client: Client, oob: Client | None, api: httpx.AsyncClient) -> None:
+        tag = self.run_tag
+        baseline = ("temporal", "baseline-worker", LOAD_GENERATOR)
+        defined: dict[str, tuple[Scenario, tuple[str, ...]]] = {
+            BASELINE_HAPPY: (
+                BaselineScenario(BASELINE_HAPPY, client, HAPPY_PATH_ACTIVITIES, tag),
+                baseline,
+            ),
+            BASELINE_COMPENSATION: (
+                BaselineScenario(BASELINE_COMPENSATION, client, COMPENSATION_PATH_ACTIVITIES, tag),
+                baseline,
+            ),
+            BASELINE_LOCAL: (
+                BaselineScenario(
+                    BASELINE_LOCAL, client, HAPPY_PATH_ACTIVITIES, tag, local_activities=True
+                ),
+                baseline,
+            ),
+            SAGA_HAPPY: (
+                SagaScenario(SAGA_HAPPY, api, client, self.sku, tag, undeliverable=False),
+                (*STACK_COMPONENTS, LOAD_GENERATOR),
+            ),
+            SAGA_COMPENSATION: (
+                SagaScenario(SAGA_COMPENSATION, api, client, self.sku, tag, undeliverable=True),
+                (*STACK_COMPONENTS, LOAD_GENERATOR),
+            ),
+        }
+        if oob is not None:
+            defined[BASELINE_OUT_OF_THE_BOX] = (
+                BaselineScenario(BASELINE_OUT_OF_THE_BOX, oob, HAPPY_PATH_ACTIVITIES, tag),
+                ("temporal-oob", "baseline-worker-oob", LOAD_GENERATOR),
+            )
+        for name in self.options.scenarios:
+            self.scenarios[name], self.components_of[name] = defined[name]
+
+    async def _set_stock(self, inventory: httpx.AsyncClient, available: int) -> None:
+        token = self.settings.admin_token.get_secret_value()
+        response = await inventory.put(
+            f"/products/{self.sku}",
+            json={"available": available},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        if response.status_code != 200:
+            raise BenchError(
+                f"could not stock {self.sku} (PUT /products answered {response.status_code}: "
+                f"{response.text[:200]}); is the admin token right?"
+            )
+
+    # --- measuring ------------------------------------------------------------
+
+    async def _measure(self, meter: UsageMeter, progress: Progress) -> dict[str, Any]:
+        options = self.options
+        names = list(options.scenarios)
+        for name in names:
+            progress.describe(f"warm-up {name}")
+            self.results.append(await self._closed(name, options.warmup_orders, progress))
+        closed: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+        for rep in range(options.repetitions):
+            for name in _rotate(names, rep):
+                progress.describe(f"closed {rep + 1}/{options.repetitions} {name}")
+                async with meter.window() as usage:
+                    result = await self._closed(name, options.orders, progress)
+                self.results.append(result)
+                closed[name].append(_window_figures(result, usage, self.components_of[name]))
+        rates = {
+            name: options.rate or max(1.0, median_figures(closed[name])["orders_per_second"] / 2)
+            for name in names
+        }
+        opened: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+        for rep in range(options.repetitions):
+            for name in _rotate(names, rep):
+                progress.describe(f"open {rep + 1}/{options.repetitions} {name}")
+                async with meter.window() as usage:
+                    result = await open_loop(
+                        self.scenarios[name],
+                        orders=options.orders,
+                        rate=rates[name],
+                        next_sequence=self.next_sequence,
+                        on_done=progress.tick,
+                    )
+                self.results.append(result)
+                opened[name].append(_window_figures(result, usage, self.components_of[name]))
+        return {
+            name: {
+                "expected_status": self.scenarios[name].expected_status,
+                "components": list(self.components_of[name]),
+                "closed": {"median": median_figures(closed[name]), "runs": closed[name]},
+                "open": {"median": median_figures(opened[name]), "runs": opened[name]},
+            }
+            for name in names
+        }
+
+    async def _closed(self, name: str, orders: int, progress: Progress) -> RunResult:
+        return await closed_loop(
+            self.scenarios[name],
+            orders=orders,
+            concurrency=self.options.concurrency,
+            next_sequence=self.next_sequence,
+            on_done=progress.tick,
+        )
+
+    # --- nothing lost ---------------------------------------------------------
+
+    async def _verify(
+        self, services: Mapping[str, httpx.AsyncClient], initial_stock: int
+    ) -> dict[str, Any]:
+        problems: list[str] = []
+        submitted = terminal_ok = 0
+        saga_orders: dict[str, str] = {}
+        for result in self.results:
+            expected = self.scenarios[result.scenario].expected_status
+            for sample in result.samples:
+                if sample.order_id is None:
+                    problems.append(f"{result.scenario}: an order was not accepted: {sample.error}")
+                    continue
+                submitted += 1
+                if sample.status == expected:
+                    terminal_ok += 1
+                else:
+                    seen = sample.status or sample.error
+                    problems.append(
+                        f"{result.scenario}: {sample.order_id} ended {seen}, expected {expected}"
+                    )
+                if result.scenario in SAGA_SCENARIOS:
+                    saga_orders[sample.order_id] = result.scenario
+        ledger = await self._check_ledger(services, saga_orders, initial_stock, problems)
+        return {
+            "nothing_lost": not problems,
+            "orders_submitted": submitted,
+            "orders_terminal_as_expected": terminal_ok,
+            "saga_orders_checked_against_services": len(saga_orders),
+            **ledger,
+            "problems": problems[:50],
+            "problem_count": len(problems),
+        }
+
+    async def _check_ledger(
+        self,
+        services: Mapping[str, httpx.AsyncClient],
+        orders: Mapping[str, str],
+        initial_stock: int,
+        problems: list[str],
+    ) -> dict[str, Any]:
+        if not orders:
+            return {}
+        gate = asyncio.Semaphore(VERIFY_CONCURRENCY)
+
+        async def items(service: str, collection: str, order_id: str) -> list[dict[str, Any]]:
+            http = services[service]
+            async with gate:
+                response = await send_retrying(
+                    http.build_request("GET", f"/{collection}", params={"order_id": order_id}),
+                    http,
+                )
+            response.raise_for_status()
+            found: list[dict[str, Any]] = response.json()["items"]
+            return found
+
+        async def check(order_id: str, scenario: str) -> None:
+            happy = scenario == SAGA_HAPPY
+            try:
+                charges, shipments, reservations = await asyncio.gather(
+                    items("payments", "charges", order_id),
+                    items("shipping", "shipments", order_id),
+                    items("inventory", "reservations", order_id),
+                )
+            except (httpx.HTTPError, ValueError, KeyError) as error:
+                problems.append(f"{order_id}: could not be checked: {error!r}")
+                return
+            want_charge = "captured" if happy else "refunded"
+            if [(c["state"], c["amount_cents"]) for c in charges] != [
+                (want_charge, UNIT_PRICE_CENTS)
+            ]:
+                problems.append(f"{order_id}: charges {charges}, expected one {want_charge}")
+            want_shipments = ["created"] if happy else []
+            if [s["state"] for s in shipments] != want_shipments:
+                problems.append(f"{order_id}: shipments {shipments}, expected {want_shipments}")
+            want_reservation = "committed" if happy else "released"
+            if [r["state"] for r in reservations] != [want_reservation]:
+                problems.append(
+                    f"{order_id}: reservations {reservations}, expected one {want_reservation}"
+                )
+
+        await asyncio.gather(*(check(order_id, scenario) for order_id, scenario in orders.items()))
+        shipped = sum(1 for scenario in orders.values() if scenario == SAGA_HAPPY)
+        try:
+            response = await services["inventory"].get(f"/stock/{self.sku}")
+            response.raise_for_status()
+            stock = response.json()
+        except (httpx.HTTPError, ValueError) as error:
+            problems.append(f"stock of {self.sku} could not be read: {error!r}")
+            return {}
+        expected = {"available": initial_stock - shipped, "reserved": 0}
+        actual = {"available": stock["available"], "reserved": stock["reserved"]}
+        if actual != expected:
+            problems.append(f"stock of {self.sku}: {actual}, expected {expected}")
+        return {
+            "stock": {
+                "sku": self.sku,
+                "initial": initial_stock,
+                "expected": expected,
+                "actual": actual,
+            }
+        }
+
+
+class BenchError(Exception):
+    """The benchmark cannot run; the message says why."""

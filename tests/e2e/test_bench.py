@@ -1,0 +1,154 @@
+"""`ordersaga bench` as a user runs it, kept small: it runs, its report holds, and a
+lost order is caught. No timing is asserted: performance is never a test here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from ordersaga.bench.load import OrderSample, RunResult
+from ordersaga.bench.runner import (
+    BASELINE_HAPPY,
+    DEFAULT_SCENARIOS,
+    SAGA_HAPPY,
+    Bench,
+    BenchOptions,
+)
+from ordersaga.settings import Settings
+
+ORDERSAGA = Path(sys.executable).parent / "ordersaga"
+RUN_TIMEOUT = 280.0
+PERCENTILES = {"p50", "p95", "p99"}
+
+
+def _clean_env() -> dict[str, str]:
+    # The embedded stack picks free ports itself; a developer's ORDERSAGA_* must not leak in.
+    return {k: v for k, v in os.environ.items() if not k.upper().startswith("ORDERSAGA_")}
+
+
+async def _bench(*args: str, limit_seconds: float = RUN_TIMEOUT) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        str(ORDERSAGA),
+        "bench",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_clean_env(),
+    )
+    try:
+        async with asyncio.timeout(limit_seconds):
+            out, err = await process.communicate()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--orders", "0"], "--orders: must be at least 1"),
+        (["--rate", "-3"], "--rate: must be above 0"),
+        (["--concurrency", "many"], "--concurrency: expected a whole number"),
+        (["--scenarios", "saga-happy,nope"], "unknown nope"),
+        (["--temporal-address", "127.0.0.1:1"], "give --api-url too"),
+    ],
+)
+async def test_bad_flags_exit_2_with_a_message(args: list[str], message: str) -> None:
+    code, _out, err = await _bench(*args, limit_seconds=60)
+
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+
+
+async def test_a_lost_or_wrong_order_fails_the_verdict(tmp_path: Path) -> None:
+    bench = Bench(BenchOptions(scenarios=(BASELINE_HAPPY,), data_dir=tmp_path), Settings())
+
+    class FakeBaseline:
+        """Stands in for a scenario: only its name and expected status are read."""
+
+        name = BASELINE_HAPPY
+        expected_status = "COMPLETED"
+
+    bench.scenarios[BASELINE_HAPPY] = FakeBaseline()  # type: ignore[assignment]
+    bench.results.append(
+        RunResult(
+            BASELINE_HAPPY,
+            "closed",
+            1,
+            1.0,
+            [
+                OrderSample("wf-ok", 0.01, 0.5, "COMPLETED"),
+                OrderSample("wf-stuck", 0.01, None, None, "TimeoutError: "),
+                OrderSample(None, 0.01, None, None, "RPCError: unavailable"),
+            ],
+        )
+    )
+
+    verdict = await bench._verify({}, initial_stock=0)
+
+    assert verdict["nothing_lost"] is False
+    assert verdict["orders_submitted"] == 2
+    assert verdict["orders_terminal_as_expected"] == 1
+    assert verdict["problem_count"] == 2
+    assert any("wf-stuck" in problem for problem in verdict["problems"])
+
+
+async def test_a_small_run_reports_every_figure_and_loses_nothing(tmp_path: Path) -> None:
+    out_dir = tmp_path / "out"
+    code, out, err = await _bench(
+        "--orders",
+        "3",
+        "--warmup-orders",
+        "2",
+        "--repetitions",
+        "1",
+        "--concurrency",
+        "2",
+        "--output-dir",
+        str(out_dir),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--no-progress",
+    )
+
+    assert code == 0, f"stdout:\n{out}\nstderr:\n{err[-3000:]}"
+    assert "nothing lost" in out
+    report = json.loads((out_dir / "bench.json").read_text())
+    assert report["machine"]["cores"] >= 1
+    assert set(report["scenarios"]) == set(DEFAULT_SCENARIOS)
+    for name, scenario in report["scenarios"].items():
+        for mode in ("closed", "open"):
+            median = scenario[mode]["median"]
+            assert len(scenario[mode]["runs"]) == 1, name
+            assert median["completed"] == 3, (name, mode)
+            assert median["orders_per_second"] > 0
+            assert set(median["submit_latency_ms"]) == PERCENTILES
+            assert set(median["terminal_latency_ms"]) == PERCENTILES
+            assert set(median["cpu_seconds_per_order"]) == set(scenario["components"])
+            assert set(median["peak_rss_mb"]) == set(scenario["components"])
+            assert all(rss > 0 for rss in median["peak_rss_mb"].values()), (name, median)
+    saga = report["scenarios"][SAGA_HAPPY]
+    assert {"temporal", "worker", "api", "inventory", "payments", "shipping"} <= set(
+        saga["components"]
+    )
+    assert set(report["ratios"]) >= {
+        "saga_happy_vs_baseline",
+        "saga_compensation_vs_baseline",
+        "embedded_vs_out_of_the_box",
+    }
+    verdict = report["verification"]
+    assert verdict["nothing_lost"] is True
+    # 5 scenarios x (2 warm-up + 3 closed + 3 open) orders.
+    assert verdict["orders_submitted"] == verdict["orders_terminal_as_expected"] == 40
+    assert verdict["saga_orders_checked_against_services"] == 16
+    assert verdict["stock"]["actual"] == verdict["stock"]["expected"]
+    assert (out_dir / "bench.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
