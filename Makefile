@@ -11,11 +11,12 @@ DATA_DIR ?= $(or $(ORDERSAGA_DATA_DIR),.ordersaga)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test lint format clean reset-data check-python
+.PHONY: help install dev test bench lint format clean reset-data check-python
 
 help:
 	@echo "make dev         run Temporal, the services, the worker and the API (Ctrl-C stops)"
 	@echo "make test        run every test (unit, workflow, replay, integration, e2e)"
+	@echo "make bench       benchmark the saga against bare Temporal (own stack on free ports)"
 	@echo "make lint        ruff check, ruff format --check, mypy --strict"
 	@echo "make format      apply ruff's fixes and formatting"
 	@echo "make install     create $(VENV) and install the project with its dev tools"
@@ -54,6 +55,15 @@ dev: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The dev extra holds the bench extra's packages. BENCH_ARGS passes flags through,
+# e.g. make bench BENCH_ARGS='--orders 500 --concurrency 32'.
+BENCH_ARGS ?=
+bench: $(STAMP)
+	@# Bytecode up front: with PYTHONDONTWRITEBYTECODE set, the workflow sandbox
+	@# would otherwise compile the workflow's source for every order it runs.
+	$(BIN)/python -m compileall -q contracts workflows activities >/dev/null
+	$(BIN)/ordersaga bench --output-dir bench-results $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
@@ -60,7 +61,19 @@ def load_settings(**overrides: Any) -> Settings:
 def _setup_logging(settings: Settings) -> None:
     from ordersaga.logging import configure_logging
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+
+
+def _setup_telemetry(settings: Settings, role: str) -> None:
+    """Logs, and the tracer provider of the process role (service.name
+    ordersaga-<role>), before any app, engine or Temporal client exists."""
+    _setup_logging(settings)
+    from ordersaga.telemetry import TelemetryConfigError, configure_tracing
+
+    try:
+        configure_tracing(role)
+    except TelemetryConfigError as error:
+        raise UsageError(str(error)) from None
 
 
 def _serve_http(app: FastAPI, host: str, port: int, settings: Settings) -> None:
@@ -73,6 +86,9 @@ def _serve_http(app: FastAPI, host: str, port: int, settings: Settings) -> None:
         port=port,
         log_config=None,
         log_level=settings.log_level.lower(),
+        # ordersaga.logging's AccessLogMiddleware logs each request, with its
+        # duration and the order it belongs to.
+        access_log=False,
         timeout_graceful_shutdown=settings.http_shutdown_timeout_seconds,
     )
 
@@ -110,7 +126,7 @@ def cmd_service(args: argparse.Namespace) -> int:
     if getattr(settings, f"{name}_database_url") is None:
         # The default SQLite file lives there; SQLite creates files, not folders.
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    _setup_logging(settings)
+    _setup_telemetry(settings, name)
     _serve_http(
         _service_app(name, settings), settings.service_host, settings.service_port(name), settings
     )
@@ -119,7 +135,7 @@ def cmd_service(args: argparse.Namespace) -> int:
 
 def cmd_api(args: argparse.Namespace) -> int:
     settings = load_settings()
-    _setup_logging(settings)
+    _setup_telemetry(settings, "api")
     from api.app import create_app
 
     _serve_http(create_app(settings), settings.api_host, settings.api_port, settings)
@@ -134,11 +150,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
             queues = parse_queues(args.queues)
         except ValueError as error:
             raise UsageError(f"--queues: {error}") from None
-    _setup_logging(settings)
-    from workers.main import run_worker
+    _setup_telemetry(settings, "worker")
+    from ordersaga.logging import structured_temporal_loggers
 
-    asyncio.run(run_worker(settings, queues))
-    return 0
+    structured_temporal_loggers()
+    from workers.main import WorkerStartupError, exit_without_finalizing, run_worker
+
+    try:
+        asyncio.run(run_worker(settings, queues))
+    except WorkerStartupError as error:
+        raise UsageError(str(error)) from None
+    exit_without_finalizing(0)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -147,6 +169,144 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from ordersaga.devstack import run_dev_stack
 
     return run_dev_stack(settings)
+
+
+def _histories_failed(action: str, error: Exception) -> int:
+    print(f"ordersaga histories {action}: {error}", file=sys.stderr)
+    return 1
+
+
+def cmd_histories_record(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    from ordersaga.binaries import BinaryNotFoundError
+    from ordersaga.devstack import ChildFailed, DevStackError
+    from ordersaga.histories import HistoriesError, default_label, printer, record_histories
+
+    log = printer()
+    try:
+        target = asyncio.run(
+            record_histories(
+                out=args.out,
+                label=args.label or default_label(),
+                settings=settings,
+                log=log,
+                only=args.scenario or (),
+            )
+        )
+    except (HistoriesError, DevStackError, BinaryNotFoundError, ChildFailed) as error:
+        return _histories_failed("record", error)
+    log(f"recorded into {target}; commit it so the replay gate keeps these paths")
+    return 0
+
+
+def cmd_histories_export(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    from ordersaga.histories import HistoriesError, export_histories, printer
+
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    log = printer()
+    try:
+        written = asyncio.run(
+            export_histories(
+                address=args.address or settings.temporal_address,
+                namespace=args.namespace or settings.temporal_namespace,
+                query=args.query,
+                out=args.out,
+                limit=args.limit,
+                log=log,
+                redact=not args.keep_personal_data,
+            )
+        )
+    except HistoriesError as error:
+        return _histories_failed("export", error)
+    log(f"exported {len(written)} histor{'y' if len(written) == 1 else 'ies'} into {args.out}")
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    """Exit 0 when the URL answers 2xx, else 1 with the reason: a container
+    healthcheck that needs no curl in the slim image (Docker reads 1 as
+    unhealthy; 2 is reserved)."""
+    import httpx
+
+    if not args.timeout > 0:
+        raise UsageError("--timeout must be more than 0 seconds")
+    try:
+        response = httpx.get(args.url, timeout=args.timeout)
+    except (httpx.HTTPError, httpx.InvalidURL) as error:
+        print(f"ordersaga probe: {args.url}: {error or type(error).__name__}", file=sys.stderr)
+        return 1
+    if not response.is_success:
+        print(f"ordersaga probe: {args.url} answered {response.status_code}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    settings = load_settings(dev_mode=True) if args.api_url is None else load_settings()
+    from ordersaga.bench.runner import ALL_SCENARIOS, BenchOptions
+
+    scenarios = tuple(dict.fromkeys(s.strip() for s in args.scenarios.split(",") if s.strip()))
+    unknown = [s for s in scenarios if s not in ALL_SCENARIOS]
+    if unknown or not scenarios:
+        raise UsageError(
+            f"--scenarios: unknown {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(ALL_SCENARIOS)}"
+        )
+    remote = {
+        "--temporal-address": args.temporal_address,
+        **{f"--{name}-url": getattr(args, f"{name}_url") for name in SERVICES},
+    }
+    if args.api_url is None and any(remote.values()):
+        given = ", ".join(flag for flag, value in remote.items() if value)
+        raise UsageError(f"{given} target a running stack: give --api-url too")
+    import importlib.util
+
+    missing = [name for name in ("matplotlib", "tqdm") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(
+            f"{', '.join(missing)} missing: install the bench extra, pip install 'ordersaga[bench]'"
+        )
+    options = BenchOptions(
+        concurrency=args.concurrency,
+        rate=args.rate,
+        orders=args.orders,
+        warmup_orders=args.warmup_orders,
+        repetitions=args.repetitions,
+        scenarios=scenarios,
+        output_dir=args.output_dir,
+        data_dir=args.data_dir,
+        api_url=args.api_url,
+        temporal_address=args.temporal_address,
+        service_urls={
+            name: getattr(args, f"{name}_url") for name in SERVICES if getattr(args, f"{name}_url")
+        },
+        progress=not args.no_progress,
+    )
+    from ordersaga.bench.command import run_bench_command
+
+    return run_bench_command(options, settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,6 +337,120 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated task queues to serve (default: ORDERSAGA_WORKER_QUEUES, i.e. all)",
     )
     worker.set_defaults(handler=cmd_worker)
+
+    probe = commands.add_parser(
+        "probe", help="exit 0 if URL answers 2xx, else 1 (container healthchecks)"
+    )
+    probe.add_argument("url", metavar="URL", help="e.g. http://127.0.0.1:8000/readyz")
+    probe.add_argument(
+        "--timeout", type=float, default=3.0, help="seconds to wait for an answer (default: 3)"
+    )
+    probe.set_defaults(handler=cmd_probe)
+
+    histories = commands.add_parser(
+        "histories", help="workflow histories for the replay tests (record, export)"
+    )
+    history_commands = histories.add_subparsers(
+        dest="histories_command", required=True, metavar="ACTION"
+    )
+    record = history_commands.add_parser(
+        "record",
+        help="run every saga scenario on a dev stack of its own and save each history",
+    )
+    record.add_argument(
+        "--out",
+        type=Path,
+        default=Path("tests/replay/histories"),
+        help="folder of recordings (default: tests/replay/histories)",
+    )
+    record.add_argument(
+        "--label",
+        help="sub-folder for this recording (default: v<version>-<commit>)",
+    )
+    record.add_argument(
+        "--scenario",
+        action="append",
+        metavar="NAME",
+        help="record only this scenario (repeatable; default: all)",
+    )
+    record.set_defaults(handler=cmd_histories_record)
+    export = history_commands.add_parser(
+        "export", help="save the histories a visibility query matches, from any Temporal server"
+    )
+    export.add_argument(
+        "--query",
+        required=True,
+        help='visibility query, e.g. \'WorkflowType = "OrderWorkflow" AND OrderStatus = "FAILED"\'',
+    )
+    export.add_argument("--out", type=Path, required=True, help="folder to write into")
+    export.add_argument(
+        "--address", help="Temporal host:port (default: ORDERSAGA_TEMPORAL_ADDRESS)"
+    )
+    export.add_argument(
+        "--namespace", help="Temporal namespace (default: ORDERSAGA_TEMPORAL_NAMESPACE)"
+    )
+    export.add_argument(
+        "--limit", type=int, default=100, help="at most this many workflows (default: 100)"
+    )
+    export.add_argument(
+        "--keep-personal-data",
+        action="store_true",
+        help="keep shipping addresses and payment tokens in the payloads (default: redacted)",
+    )
+    export.set_defaults(handler=cmd_histories_export)
+
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark the saga against a bare Temporal baseline (starts its own stack)",
+        description="Measure orders/s, latencies and CPU/RSS per component for the saga "
+        "and a bare Temporal baseline, interleaved, then check that nothing was lost.",
+    )
+    bench.add_argument(
+        "--concurrency", type=_positive_int, default=16, help="closed-loop clients (default: 16)"
+    )
+    bench.add_argument(
+        "--rate",
+        type=_positive_float,
+        help="open-loop orders/s (default: half the closed loop's measured orders/s)",
+    )
+    bench.add_argument(
+        "--orders", type=_positive_int, default=150, help="orders per measured run (default: 150)"
+    )
+    bench.add_argument(
+        "--warmup-orders",
+        type=_positive_int,
+        default=30,
+        help="orders per scenario to warm up (default: 30)",
+    )
+    bench.add_argument(
+        "--repetitions", type=_positive_int, default=3, help="interleaved repetitions (default: 3)"
+    )
+    bench.add_argument(
+        "--scenarios",
+        default="baseline-happy,baseline-compensation,saga-happy,saga-compensation,"
+        "baseline-happy-out-of-the-box",
+        help="comma-separated scenarios (default: all but baseline-happy-local-activities)",
+    )
+    bench.add_argument(
+        "--output-dir",
+        type=Path,
+        default=Path("bench-results"),
+        help="where bench.json, bench.png go",
+    )
+    bench.add_argument(
+        "--data-dir",
+        type=Path,
+        help="data folder of the embedded stack (default: a new temporary one)",
+    )
+    bench.add_argument("--api-url", help="target a running stack's API instead of starting one")
+    bench.add_argument(
+        "--temporal-address",
+        help="with --api-url: its Temporal (default: ORDERSAGA_TEMPORAL_ADDRESS)",
+    )
+    for name in SERVICES:
+        bench.add_argument(f"--{name}-url", help=f"with --api-url: its {name} service")
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bench.set_defaults(handler=cmd_bench)
     return parser
 
 
