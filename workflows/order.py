@@ -311,10 +311,12 @@ class OrderWorkflow:
     async def _unwind(self) -> None:
         self._set_status(OrderStatus.COMPENSATING)
         undo = list(self._compensations.in_undo_order())
+        if not undo:
+            return  # the first step was refused: nothing took effect
         started = workflow.now()
         workflow.logger.info(
             "compensation started: undoing %s",
-            ", ".join(pending.step.value for pending in undo) or "nothing",
+            ", ".join(pending.step.value for pending in undo),
             extra={"order_id": self._order.order_id, "status": self._status.value},
         )
         for pending in undo:
