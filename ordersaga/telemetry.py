@@ -34,6 +34,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -120,9 +121,15 @@ def build_tracer_provider(
 ) -> TracerProvider:
     """A provider for the role, exporting as the environment says unless
     `span_processors` are given (tests pass an in-memory exporter's)."""
-    provider = TracerProvider(resource=service_resource(role, environ))
+    env = os.environ if environ is None else environ
     if span_processors is None:
-        span_processors = [BatchSpanProcessor(exporter) for exporter in span_exporters(environ)]
+        span_processors = [BatchSpanProcessor(exporter) for exporter in span_exporters(env)]
+    sampler = None  # the SDK's default, or OTEL_TRACES_SAMPLER when set
+    if not span_processors and not env.get("OTEL_TRACES_SAMPLER"):
+        # Nobody reads the spans: don't record them. Trace and span ids are
+        # still made and propagated, so log lines stay joined across processes.
+        sampler = ALWAYS_OFF
+    provider = TracerProvider(resource=service_resource(role, env), sampler=sampler)
     for processor in span_processors:
         provider.add_span_processor(processor)
     return provider

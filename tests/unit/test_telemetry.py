@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from ordersaga.telemetry import (
     TelemetryConfigError,
@@ -88,6 +89,29 @@ def test_a_provider_built_for_a_role_carries_its_name() -> None:
     provider = build_tracer_provider("inventory", span_processors=[], environ={})
     assert provider.resource.attributes["service.name"] == "ordersaga-inventory"
     provider.shutdown()
+
+
+def test_without_an_exporter_spans_are_not_recorded_but_ids_still_join_logs() -> None:
+    silent = build_tracer_provider("api", environ={})
+    with silent.get_tracer("t").start_as_current_span("orders.reserve_inventory") as span:
+        assert not span.is_recording()
+        assert span.get_span_context().is_valid  # trace_id/span_id for the log lines
+    silent.shutdown()
+
+    exporter = InMemorySpanExporter()
+    recorded = build_tracer_provider(
+        "api", span_processors=[SimpleSpanProcessor(exporter)], environ={}
+    )
+    with recorded.get_tracer("t").start_as_current_span("orders.reserve_inventory") as span:
+        assert span.is_recording()
+    assert [s.name for s in exporter.get_finished_spans()] == ["orders.reserve_inventory"]
+    recorded.shutdown()
+
+    # With OTEL_TRACES_SAMPLER set, the SDK's own sampler handling decides, not us.
+    chosen = build_tracer_provider("api", environ={"OTEL_TRACES_SAMPLER": "always_on"})
+    with chosen.get_tracer("t").start_as_current_span("x") as span:
+        assert span.is_recording()
+    chosen.shutdown()
 
 
 _CHILD = """
