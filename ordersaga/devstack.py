@@ -24,7 +24,7 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TextIO
@@ -287,6 +287,24 @@ def http_ready_probe(http: httpx.AsyncClient, url: str) -> Probe:
     return probe
 
 
+async def idle_task_queues(
+    client: Client, queues: Mapping[str, TaskQueueType.ValueType]
+) -> list[str]:
+    """The queues no worker polls yet, each asked for the kind of task it carries."""
+    idle = []
+    for queue, kind in queues.items():
+        described = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=client.namespace,
+                task_queue=TaskQueue(name=queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+                task_queue_type=kind,
+            )
+        )
+        if not described.pollers:
+            idle.append(queue)
+    return idle
+
+
 class TemporalProbes:
     """Readiness of the Temporal dev server, and of the worker as Temporal sees it."""
 
@@ -325,22 +343,15 @@ class TemporalProbes:
         async def probe() -> str | None:
             # Started after the server was ready, so the client exists.
             assert self._client is not None
-            idle = []
-            for queue in queues:
-                kind = (
-                    TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
+            idle = await idle_task_queues(
+                self._client,
+                {
+                    queue: TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
                     if queue == task_queues.ORDERS
                     else TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
-                )
-                described = await self._client.workflow_service.describe_task_queue(
-                    DescribeTaskQueueRequest(
-                        namespace=self._namespace,
-                        task_queue=TaskQueue(name=queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
-                        task_queue_type=kind,
-                    )
-                )
-                if not described.pollers:
-                    idle.append(queue)
+                    for queue in queues
+                },
+            )
             if idle:
                 return f"no worker polling task queue(s) {', '.join(idle)} yet"
             return None

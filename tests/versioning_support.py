@@ -57,7 +57,8 @@ async def deployment_names(client: Client) -> list[str]:
 
 @contextlib.asynccontextmanager
 async def own_dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    """A dev server of the caller's own, for tests whose deployments' routing
+    """A real dev server with the search attributes registered: the session's
+    shared one, or one of a test's own, for tests whose deployments' routing
     (current versions, rollbacks) must not leak into other tests' queues."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_cli()),

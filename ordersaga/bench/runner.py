@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
-from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, DescribeTaskQueueRequest
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
 from ordersaga.bench.baseline import (
@@ -43,6 +42,7 @@ from ordersaga.devstack import (
     ChildSpec,
     Console,
     embedded_stack,
+    idle_task_queues,
     on_free_ports,
     temporal_address,
 )
@@ -139,20 +139,14 @@ def _server_probe(address: str, namespace: str) -> Callable[[], Any]:
 
 def _pollers_probe(client: Client) -> Callable[[], Any]:
     async def probe() -> str | None:
-        for queue, kind in (
-            (WORKFLOW_QUEUE, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW),
-            (ACTIVITY_QUEUE, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY),
-        ):
-            described = await client.workflow_service.describe_task_queue(
-                DescribeTaskQueueRequest(
-                    namespace=client.namespace,
-                    task_queue=TaskQueue(name=queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
-                    task_queue_type=kind,
-                )
-            )
-            if not described.pollers:
-                return f"no poller on {queue} yet"
-        return None
+        idle = await idle_task_queues(
+            client,
+            {
+                WORKFLOW_QUEUE: TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                ACTIVITY_QUEUE: TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+            },
+        )
+        return f"no poller on {', '.join(idle)} yet" if idle else None
 
     return probe
 
