@@ -50,7 +50,12 @@ $(STAMP): pyproject.toml | $(VENV)
 
 install: $(STAMP)
 
+# Bytecode up front: where PYTHONDONTWRITEBYTECODE is set, the workflow sandbox
+# would otherwise compile the workflow's source for every order it runs.
+COMPILE_WORKFLOW_CODE = $(BIN)/python -m compileall -q contracts workflows activities >/dev/null
+
 dev: $(STAMP)
+	$(COMPILE_WORKFLOW_CODE)
 	$(BIN)/ordersaga dev
 
 test: $(STAMP)
@@ -60,9 +65,7 @@ test: $(STAMP)
 # e.g. make bench BENCH_ARGS='--orders 500 --concurrency 32'.
 BENCH_ARGS ?=
 bench: $(STAMP)
-	@# Bytecode up front: with PYTHONDONTWRITEBYTECODE set, the workflow sandbox
-	@# would otherwise compile the workflow's source for every order it runs.
-	$(BIN)/python -m compileall -q contracts workflows activities >/dev/null
+	$(COMPILE_WORKFLOW_CODE)
 	$(BIN)/ordersaga bench --output-dir bench-results $(BENCH_ARGS)
 
 lint: $(STAMP)
