@@ -36,6 +36,7 @@ from temporalio.service import RPCError
 from contracts.orders import OrderStatus
 from ordersaga.settings import Settings
 from ordersaga.temporal_config import DATA_CONVERTER, temporal_interceptors
+from workflows.order import LOCAL_ATTEMPT_TIMEOUT
 
 # Written into every folder `record` creates; the replay test reads it to know
 # which scenarios that recording must contain.
@@ -43,8 +44,11 @@ RECORDING_MANIFEST = "RECORDING.md"
 
 ORDER_WAIT_SECONDS = 90.0
 POLL_SECONDS = 0.1
-# Long enough to act while a step is in flight, short enough to keep `record` quick.
-IN_FLIGHT_LATENCY_MS = 2_000
+# A step's first attempt runs locally and holds the workflow task; only once it
+# has timed out does the step go to its domain's queue, in flight and visible,
+# where a cancel can be accepted meanwhile. Long enough to act then, short
+# enough to keep `record` quick.
+IN_FLIGHT_LATENCY_MS = round(LOCAL_ATTEMPT_TIMEOUT.total_seconds() * 1000) + 2_000
 TEST_SKU = "sku_mug"
 # The SDK core releases a client's Python objects from its own threads a moment
 # after the last reference goes; a short-lived process that exits before then

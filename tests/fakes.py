@@ -32,6 +32,11 @@ from contracts.activities import (
 from workers.unversioned import UnversionedOrderWorkflow
 
 COMPENSATIONS = ("release_inventory", "refund_payment", "cancel_shipment")
+UNDOES = {
+    "release_inventory": "reserve_inventory",
+    "refund_payment": "charge_payment",
+    "cancel_shipment": "create_shipment",
+}
 CREATED_IDS = {
     "reserve_inventory": "res_fake",
     "charge_payment": "ch_fake",
@@ -82,12 +87,16 @@ class FakeDomainActivities:
 
     fail_next: errors raised by the next calls, in order; fail_always: an
     error every call raises; hold: an Event a call waits on (the call is "in
-    flight" until the test sets it); entered: set when a call starts. Every
-    call is recorded with its activity name and input.
+    flight" until the test sets it); entered: set when a call starts; on_queue:
+    calls whose local attempt (in the orders worker) fails as a passing fault
+    would, so the call runs on its domain's queue. Every call is recorded with
+    its activity name and input, and where it ran; those local attempts are not.
     """
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
+        self.ran_locally: list[bool] = []
+        self.on_queue: set[Target] = set()
         self.fail_next: defaultdict[Target, list[BaseException]] = defaultdict(list)
         self.fail_always: dict[Target, BaseException] = {}
         self.hold: dict[Target, asyncio.Event] = {}
@@ -96,10 +105,20 @@ class FakeDomainActivities:
     # --- steering ----------------------------------------------------------------
 
     def hold_calls(self, name: str, order_id: str | None = None) -> asyncio.Event:
-        """Park calls of `name` (of one order's, if given) until the returned event is set."""
+        """Park calls of `name` (of one order's, if given) until the returned event is set.
+
+        The calls go to their domain's queue (run_on_queue): a local attempt
+        held open would hold the workflow task, and with it every query and
+        update, until the local attempt timed out.
+        """
         gate = asyncio.Event()
         self.hold[target(name, order_id)] = gate
+        self.run_on_queue(name, order_id)
         return gate
+
+    def run_on_queue(self, name: str, order_id: str | None = None) -> None:
+        """Make the local attempt of `name` (of one order's) fail with a passing fault."""
+        self.on_queue.add(target(name, order_id))
 
     def refuse(self, name: str, order_id: str, *codes: str) -> None:
         """Refuse the next calls of `name` for this order with these error types, in order.
@@ -129,6 +148,10 @@ class FakeDomainActivities:
     def names_called(self) -> list[str]:
         return [name for name, _ in self.calls]
 
+    def names_called_locally(self) -> list[str]:
+        places = zip(self.calls, self.ran_locally, strict=True)
+        return [name for (name, _), local in places if local]
+
     def compensations_run(self) -> list[str]:
         return [name for name in self.names_called() if name in COMPENSATIONS]
 
@@ -144,8 +167,12 @@ class FakeDomainActivities:
     async def _call(
         self, name: str, request: ActivityInput, resource_id: str | None
     ) -> StepOutcome:
-        self.calls.append((name, request))
         scripts = (target(name, None), target(name, request.order_id))
+        local = activity.info().is_local
+        if local and any(key in self.on_queue for key in scripts):
+            raise transient()
+        self.calls.append((name, request))
+        self.ran_locally.append(local)
         for key in scripts:
             self.entered[key].set()
         for key in scripts:
@@ -159,7 +186,26 @@ class FakeDomainActivities:
             scripted = self.fail_next.get(key)
             if scripted:
                 raise scripted.pop(0)
+        if name in UNDOES and resource_id is None:
+            # Undo by order: like the services, find what the step made, if anything.
+            if UNDOES[name] not in self.calls_for(request.order_id):
+                return StepOutcome(
+                    resource_id=None, attempt=activity.info().attempt, nothing_to_undo=True
+                )
+            resource_id = CREATED_IDS[UNDOES[name]]
         return StepOutcome(resource_id=resource_id, attempt=activity.info().attempt)
+
+    def all_activities(self) -> list[Callable[..., Any]]:
+        """Every fake, for the orders worker's local attempts."""
+        return [
+            self.reserve_inventory,
+            self.release_inventory,
+            self.commit_reservation,
+            self.charge_payment,
+            self.refund_payment,
+            self.create_shipment,
+            self.cancel_shipment,
+        ]
 
     @activity.defn(name="reserve_inventory")
     async def reserve_inventory(self, request: ReserveInventoryInput) -> StepOutcome:
@@ -208,7 +254,13 @@ async def fake_domain_workers(
     workers = [
         # Unversioned workers: the server refuses OrderWorkflow's declared PINNED
         # behaviour from them, so they run its behaviour-free twin (workers/unversioned.py).
-        Worker(client, task_queue=orders_queue, workflows=[UnversionedOrderWorkflow]),
+        Worker(
+            client,
+            task_queue=orders_queue,
+            workflows=[UnversionedOrderWorkflow],
+            activities=fakes.all_activities(),
+            no_remote_activities=True,
+        ),
         Worker(
             client,
             task_queue=task_queues.INVENTORY,

@@ -1,7 +1,10 @@
 """The worker process: one Temporal worker per task queue it serves.
 
-Each domain queue gets its own pooled HTTP client to its service, shared by all
-activity tasks in the process (keep-alive connections, bounded pool). Each queue
+Each service gets one pooled HTTP client per process (keep-alive connections,
+bounded pool), shared by every activity that calls it. The orders queue's
+worker runs the workflow and, as local activities, every step's first attempt
+(workflows/order.py), so it calls all three services; each domain queue's
+worker runs the attempts handed over to that domain. Each queue
 is its own Worker Deployment (workers/versioning.py). The process serves probes
 (/healthz, /readyz; workers/health.py) and the SDK's Prometheus endpoint. On
 SIGTERM or SIGINT /readyz turns 503, every worker stops polling, in-flight
@@ -107,8 +110,21 @@ async def build_workers(
     grace = timedelta(seconds=settings.worker_grace_period_seconds)
     async with contextlib.AsyncExitStack() as stack:
         workers: list[Worker] = []
+        clients: dict[str, ServiceClient] = {}
+
+        async def client_of(service: str) -> ServiceClient:
+            if service not in clients:
+                http = await stack.enter_async_context(service_http_client(settings, service))
+                clients[service] = ServiceClient(http, service)
+            return clients[service]
+
         for queue in queues:
             if queue == task_queues.ORDERS:
+                local_activities = [
+                    activity
+                    for domain_queue, service in _SERVICE_OF_QUEUE.items()
+                    for activity in activities_for(domain_queue, await client_of(service))
+                ]
                 workers.append(
                     Worker(
                         client,
@@ -119,6 +135,10 @@ async def build_workers(
                             else UnversionedOrderWorkflow
                         ],
                         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+                        activities=local_activities,
+                        # Only local attempts: nothing is ever scheduled on this queue.
+                        no_remote_activities=True,
+                        max_concurrent_local_activities=settings.worker_max_concurrent_activities,
                         # The same sandbox as the replay gate (tests/replay) uses.
                         workflow_runner=workflow_runner(),
                         graceful_shutdown_timeout=grace,
@@ -126,13 +146,12 @@ async def build_workers(
                     )
                 )
                 continue
-            service = _SERVICE_OF_QUEUE[queue]
-            http = await stack.enter_async_context(service_http_client(settings, service))
+            service_client = await client_of(_SERVICE_OF_QUEUE[queue])
             workers.append(
                 Worker(
                     client,
                     task_queue=queue,
-                    activities=activities_for(queue, ServiceClient(http, service)),
+                    activities=activities_for(queue, service_client),
                     max_concurrent_activities=settings.worker_max_concurrent_activities,
                     graceful_shutdown_timeout=grace,
                     deployment_config=deployment_config(settings, queue),

@@ -11,12 +11,21 @@ Rules this file keeps:
 - Compensations run in reverse, shielded from cancellation, retried until they
   succeed. One refused outright parks the order in NEEDS_ATTENTION until an
   operator retries it or marks it resolved.
+- Every call's first attempt runs in this workflow's own worker as a local
+  activity; one that fails without a refusal is handed to its domain's task
+  queue, where Temporal retries it and the Web UI shows it pending. A healthy
+  order is then one workflow task instead of five, and no activity tasks.
+  What local attempts did is recorded only when their workflow task completes,
+  so the workflow never closes in that same task, and a cancelled order undoes
+  every step it did not see done or refused (a lost task may have done it).
+  docs/performance.md measures this and explains the trade-off.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
@@ -42,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from contracts.orders import (
         CANCEL_UPDATE,
+        COMPENSATION_FOR,
         RESOLVE_COMPENSATION_UPDATE,
         RETRY_COMPENSATION_UPDATE,
         STATUS_QUERY,
@@ -89,6 +99,14 @@ UNTIL_DONE_RETRY_POLICY = RetryPolicy(
 )
 # One HTTP call bounded by the client's own connect/read timeouts, plus slack.
 ACTIVITY_START_TO_CLOSE = timedelta(seconds=30)
+# A local attempt holds the workflow task: queries and updates wait for it. A
+# healthy call takes milliseconds; one slower than this goes to the domain's
+# queue, where it is visible and retried with backoff.
+LOCAL_ATTEMPT_TIMEOUT = timedelta(seconds=3)
+ONE_LOCAL_ATTEMPT = RetryPolicy(maximum_attempts=1)
+# Ends the workflow task that ran the local attempts before the one that closes
+# the workflow (see _record_steps_before_closing).
+RECORD_STEPS_PAUSE = timedelta(milliseconds=1)
 
 OperatorDecision = Literal["retry", "resolve"]
 StepCall = Callable[[str], Awaitable[StepOutcome]]
@@ -97,6 +115,8 @@ T = TypeVar("T")
 # Orders started before the FailedStep search attribute existed must replay
 # without its upsert (docs/changing-workflows.md explains the lifecycle).
 FAILED_STEP_PATCH = "failed-step-search-attribute"
+# Orders started before local-first attempts replay with ordinary activities.
+LOCAL_FIRST_PATCH = "local-first-attempt"
 
 
 class _CancelAccepted(Exception):
@@ -117,12 +137,18 @@ class OrderWorkflow:
         self._operator_decision: tuple[OperatorDecision, OperatorAction] | None = None
         self._compensations = CompensationStack()
         self._cancelled_through_temporal = False
+        self._refused: set[StepName] = set()
+        # Idempotency keys of calls whose local attempt failed and that went on
+        # on their domain's queue, where attempts count from 1 again.
+        self._handed_over: set[str] = set()
+        self._local_first = False
         self._created_at = workflow.now().isoformat()
         self._updated_at = self._created_at
         self._metrics = SagaMetrics.for_current_workflow()
 
     @workflow.run
     async def run(self, order: PlaceOrder) -> OrderResult:
+        self._local_first = workflow.patched(LOCAL_FIRST_PATCH)
         # All three at once, so an order started by any client (not only the
         # API, which sets them at start) is listed and filterable.
         workflow.upsert_search_attributes(
@@ -146,11 +172,23 @@ class OrderWorkflow:
             # Cancelled through Temporal itself (Web UI, CLI): the same unwinding
             # as a customer cancel, then end the execution as cancelled.
             self._failure_reason = "cancelled through Temporal"
-            await self._unwind_shielded()
-            self._finish(OrderStatus.CANCELLED)
+            await self._unwind_shielded(cancelled=True)
+            await self._finish(OrderStatus.CANCELLED)
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
         return result
+
+    async def _record_steps_before_closing(self) -> None:
+        """Complete the workflow task that ran local attempts before closing.
+
+        The server rejects a task that closes the workflow when a cancel or
+        signal arrived while it ran, and drops its commands with it: the
+        markers of the local attempts too. The next run would then see the
+        cancel before steps that were carried out. A timer makes the task that
+        ran them end without closing, so its markers are in the history first.
+        """
+        if self._local_first:
+            await self._through_cancellation(workflow.sleep(RECORD_STEPS_PAUSE))
 
     async def _fulfil(self) -> OrderResult:
         order = self._order
@@ -170,8 +208,10 @@ class OrderWorkflow:
             # step then failed: the customer was told the order is cancelled.
             if self._cancel_request is not None:
                 self._failure_reason = self._cancel_request.reason
-            await self._unwind_shielded()
-            return self._finish(
+            await self._unwind_shielded(
+                cancelled=self._cancel_request is not None or self._cancelled_through_temporal
+            )
+            return await self._finish(
                 OrderStatus.CANCELLED if self._cancel_request else OrderStatus.FAILED
             )
 
@@ -195,7 +235,7 @@ class OrderWorkflow:
                 resume=OrderStatus.SHIPPING,
             )
         )
-        return self._finish(OrderStatus.COMPLETED)
+        return await self._finish(OrderStatus.COMPLETED)
 
     # --- forward steps -------------------------------------------------------
 
@@ -204,20 +244,22 @@ class OrderWorkflow:
         record = self._steps[step]
         record.state = StepState.RUNNING
         started = workflow.now()
+        key = idempotency_key(self._order.order_id, step.value)
         try:
             # A cancellation through Temporal must not abandon the call
             # mid-flight: wait for its real outcome, then unwind.
-            outcome = await self._through_cancellation(
-                call(idempotency_key(self._order.order_id, step.value))
-            )
+            outcome = await self._through_cancellation(call(key))
         except ActivityError as err:
+            earlier = self._attempts_before_queue(key)
             record.state = StepState.FAILED
-            record.error = describe_failure(err)
-            record.attempts = attempts_of(err)
+            record.error = describe_failure(err, earlier_attempts=earlier)
+            record.attempts = attempts_of(err, earlier_attempts=earlier)
             self._failure_reason = f"{step.value} failed: {record.error}"
             self._mark_failed_step(step)
             self._step_finished(step.value, outcome_of(err), started, error=record.error)
-            if not is_refusal(err):
+            if is_refusal(err):
+                self._refused.add(step)
+            else:
                 self._compensations.record_ambiguous_failure(step)
             self._touch()
             if self._cancelled_through_temporal:
@@ -284,7 +326,7 @@ class OrderWorkflow:
             summary=f"ship {order.unit_count} units",
         )
 
-    def _activity(
+    async def _activity(
         self,
         method: Callable[[Any, Any], Awaitable[StepOutcome]],
         request: Any,
@@ -292,8 +334,32 @@ class OrderWorkflow:
         task_queue: str,
         retry_policy: RetryPolicy,
         summary: str,
-    ) -> Awaitable[StepOutcome]:
-        return workflow.execute_activity_method(
+    ) -> StepOutcome:
+        """Call a domain activity: first locally, then on its domain's queue.
+
+        A refusal in the local attempt is final, as on the queue. Any other
+        failure (a 5xx, a timeout, a service out of reach) hands the call to
+        the domain's workers with what is left of its retry budget; the same
+        idempotency key makes the second attempt find what the first did.
+        """
+        if self._local_first:
+            try:
+                return await workflow.execute_local_activity_method(
+                    method,
+                    request,
+                    start_to_close_timeout=LOCAL_ATTEMPT_TIMEOUT,
+                    retry_policy=ONE_LOCAL_ATTEMPT,
+                    summary=summary,
+                )
+            except ActivityError as err:
+                if is_refusal(err):
+                    raise
+            except (ApplicationError, TimeoutError) as raw:
+                if is_refusal(wrapped := as_activity_error(raw, method)):
+                    raise wrapped from raw
+            self._handed_over.add(request.idempotency_key)
+            retry_policy = after_local_attempt(retry_policy)
+        outcome: StepOutcome = await workflow.execute_activity_method(
             method,
             request,
             task_queue=task_queue,
@@ -301,12 +367,35 @@ class OrderWorkflow:
             retry_policy=retry_policy,
             summary=summary,
         )
+        if self._local_first:
+            return replace(outcome, attempt=outcome.attempt + 1)
+        return outcome
+
+    def _attempts_before_queue(self, key: str) -> int:
+        """Attempts made before the domain's queue took the call over: the local one."""
+        return 1 if key in self._handed_over else 0
 
     # --- compensation --------------------------------------------------------
 
-    async def _unwind_shielded(self) -> None:
+    async def _unwind_shielded(self, *, cancelled: bool) -> None:
         """Undo in reverse. A cancellation arriving meanwhile must not stop it."""
+        if cancelled and self._local_first:
+            self._undo_what_a_lost_task_may_have_done()
         await self._through_cancellation(self._unwind())
+
+    def _undo_what_a_lost_task_may_have_done(self) -> None:
+        """A cancel can be the first thing a run sees of steps already carried out.
+
+        Local attempts take effect before their workflow task records them. If
+        that task is lost (its worker died, or the server rejected it), the
+        next run replays without them, and a cancel that arrived meanwhile
+        stops it before it gets there again. So a cancelled order also undoes,
+        looked up by order, every step it neither saw done nor saw refused;
+        where there is nothing to undo, the service says so.
+        """
+        for step in COMPENSATION_FOR:
+            if step not in self._compensations and step not in self._refused:
+                self._compensations.record_ambiguous_failure(step)
 
     async def _unwind(self) -> None:
         self._set_status(OrderStatus.COMPENSATING)
@@ -320,16 +409,20 @@ class OrderWorkflow:
             extra={"order_id": self._order.order_id, "status": self._status.value},
         )
         for pending in undo:
-            self._steps[pending.step].state = StepState.COMPENSATING
+            record = self._steps[pending.step]
+            never_seen_running = record.state is StepState.PENDING
+            record.state = StepState.COMPENSATING
             self._touch()
             self._metrics.compensation_started(pending.step.value)
-            await self._until_done(
+            outcome = await self._until_done(
                 pending.step,
                 self._compensation_call(pending),
                 action=pending.name.value,
                 done=StepState.COMPENSATED,
                 resume=OrderStatus.COMPENSATING,
             )
+            if never_seen_running and outcome is not None and outcome.nothing_to_undo:
+                record.state = StepState.PENDING  # it never happened
         workflow.logger.info(
             "compensation finished",
             extra={
@@ -374,16 +467,19 @@ class OrderWorkflow:
         action: str,
         done: StepState,
         resume: OrderStatus,
-    ) -> None:
-        """Run an activity that must succeed; a refusal waits for an operator."""
+    ) -> StepOutcome | None:
+        """Run an activity that must succeed; a refusal waits for an operator.
+
+        Returns the activity's outcome, or None when an operator resolved it.
+        """
         record = self._steps[step]
         operator_retries = 0
+        outcome: StepOutcome | None = None
         while True:
             started = workflow.now()
+            key = idempotency_key(self._order.order_id, action, operator_retries)
             try:
-                outcome = await call(
-                    idempotency_key(self._order.order_id, action, operator_retries)
-                )
+                outcome = await call(key)
                 self._step_finished(action, "completed", started)
                 if done is StepState.COMPLETED:
                     # A forward step's record counts its own attempts; a
@@ -391,8 +487,9 @@ class OrderWorkflow:
                     record.attempts = outcome.attempt
                 break
             except ActivityError as err:
+                reason = describe_failure(err, earlier_attempts=self._attempts_before_queue(key))
                 record.state = StepState.FAILED
-                record.error = f"{action} refused: {describe_failure(err)}"
+                record.error = f"{action} refused: {reason}"
                 self._step_finished(action, outcome_of(err), started, error=record.error)
                 self._metrics.order_parked()
                 workflow.logger.warning(
@@ -409,6 +506,7 @@ class OrderWorkflow:
                 if decision == "resolve":
                     note = action_taken.note.strip()
                     record.error += "; resolved by operator" + (f": {note}" if note else "")
+                    outcome = None
                     break
                 operator_retries += 1
                 record.state = (
@@ -417,6 +515,7 @@ class OrderWorkflow:
                 self._set_status(resume)
         record.state = done
         self._set_status(resume)
+        return outcome
 
     async def _wait_for_operator(self) -> tuple[OperatorDecision, OperatorAction]:
         self._operator_decision = None
@@ -490,7 +589,13 @@ class OrderWorkflow:
         if self._cancel_request is not None:
             raise _CancelAccepted()
 
-    def _finish(self, status: OrderStatus) -> OrderResult:
+    async def _finish(self, status: OrderStatus) -> OrderResult:
+        """Set the final status, in the workflow task that closes the workflow.
+
+        So an order listed or shown with a final status has closed, and one
+        not yet closed still takes what it took before (a repeated cancel).
+        """
+        await self._record_steps_before_closing()
         self._set_status(status)
         seconds = seconds_between(workflow.info().start_time, workflow.now())
         self._metrics.order_finished(status.value, seconds)
@@ -564,25 +669,57 @@ def milliseconds_since(started: datetime) -> int:
     return round(seconds_between(started, workflow.now()) * 1000)
 
 
-def describe_failure(err: ActivityError) -> str:
+def describe_failure(err: ActivityError, *, earlier_attempts: int = 0) -> str:
     cause = err.cause
     if isinstance(cause, ApplicationError):
         text = f"{cause.type}: {cause.message}"
         if not cause.non_retryable:
-            return f"gave up after {attempts_of(err)} attempts: {text}"
+            attempts = attempts_of(err, earlier_attempts=earlier_attempts)
+            return f"gave up after {attempts} attempts: {text}"
         return text
     if isinstance(cause, TimeoutError):
         return f"timed out ({cause.type.name if cause.type else 'unknown'})"
     return str(cause or err)
 
 
-def attempts_of(err: ActivityError) -> int:
-    """Activities put their attempt number in the error's details."""
+def attempts_of(err: ActivityError, *, earlier_attempts: int = 0) -> int:
+    """Activities put their attempt number in the error's details.
+
+    earlier_attempts: those made before the call reached the queue whose
+    attempt numbers the error carries (the local attempt).
+    """
     cause = err.cause
     if isinstance(cause, ApplicationError) and cause.details:
         first = cause.details[0]
         if isinstance(first, int):
-            return first
+            return earlier_attempts + first
     if err.retry_state is RetryState.MAXIMUM_ATTEMPTS_REACHED:
-        return FORWARD_STEP_MAX_ATTEMPTS
-    return 1
+        return FORWARD_STEP_MAX_ATTEMPTS  # the whole budget, wherever it was spent
+    return earlier_attempts + 1
+
+
+def after_local_attempt(policy: RetryPolicy) -> RetryPolicy:
+    """What is left of a retry budget once the local attempt has used one."""
+    if policy.maximum_attempts <= 0:
+        return policy  # unlimited stays unlimited
+    return replace(policy, maximum_attempts=max(policy.maximum_attempts - 1, 1))
+
+
+def as_activity_error(raised: BaseException, method: Callable[..., Any]) -> ActivityError:
+    """A failed local attempt as the ActivityError the rest of the saga handles.
+
+    The SDK raises a local activity's own ApplicationError or TimeoutError
+    when its last attempt fails, not one wrapped in an ActivityError as a
+    remote activity's always is.
+    """
+    wrapped = ActivityError(
+        f"local attempt of {getattr(method, '__name__', 'activity')} failed",
+        scheduled_event_id=0,
+        started_event_id=0,
+        identity="",
+        activity_type=getattr(method, "__name__", ""),
+        activity_id="",
+        retry_state=None,
+    )
+    wrapped.__cause__ = raised
+    return wrapped

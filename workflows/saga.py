@@ -45,5 +45,8 @@ class CompensationStack:
     def in_undo_order(self) -> list[PendingCompensation]:
         return list(reversed(self._pending))
 
+    def __contains__(self, step: object) -> bool:
+        return any(pending.step == step for pending in self._pending)
+
     def __len__(self) -> int:
         return len(self._pending)

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from ordersaga.histories import IN_FLIGHT_LATENCY_MS
 from tests.integration.stack import Stack, running_stack
 
 STOCK = 10
@@ -142,9 +143,12 @@ async def test_out_of_stock_touches_nothing(stack: Stack, sku: str) -> None:
 async def test_cancel_while_the_shipment_is_being_created_undoes_everything(
     stack: Stack, sku: str
 ) -> None:
-    # Slow shipping down so the cancel lands while create_shipment is in flight.
+    # Slow shipping down past the local attempt's timeout, so create_shipment
+    # goes to the shipping queue and the cancel lands while it is in flight there.
     faults = await stack.shipping.put(
-        "/admin/faults", json={"error_rate": 0, "latency_ms": 1500}, headers=stack.admin
+        "/admin/faults",
+        json={"error_rate": 0, "latency_ms": IN_FLIGHT_LATENCY_MS},
+        headers=stack.admin,
     )
     assert faults.status_code == 200, faults.text
     try:
