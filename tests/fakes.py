@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from contracts import task_queues
 from contracts.activities import (
@@ -104,16 +104,20 @@ class FakeDomainActivities:
 
     # --- steering ----------------------------------------------------------------
 
-    def hold_calls(self, name: str, order_id: str | None = None) -> asyncio.Event:
+    def hold_calls(
+        self, name: str, order_id: str | None = None, *, on_queue: bool = True
+    ) -> asyncio.Event:
         """Park calls of `name` (of one order's, if given) until the returned event is set.
 
-        The calls go to their domain's queue (run_on_queue): a local attempt
-        held open would hold the workflow task, and with it every query and
-        update, until the local attempt timed out.
+        By default the calls go to their domain's queue (run_on_queue): a local
+        attempt held open holds the workflow task, and with it every query and
+        update, until it ends or times out. on_queue=False holds the local
+        attempt itself, to test exactly that.
         """
         gate = asyncio.Event()
         self.hold[target(name, order_id)] = gate
-        self.run_on_queue(name, order_id)
+        if on_queue:
+            self.run_on_queue(name, order_id)
         return gate
 
     def run_on_queue(self, name: str, order_id: str | None = None) -> None:
@@ -243,6 +247,7 @@ async def fake_domain_workers(
     *,
     orders_queue: str,
     close_orders: Callable[[], Awaitable[None]],
+    interceptors: Sequence[Interceptor] = (),
 ) -> AsyncIterator[None]:
     """Run the real OrderWorkflow on orders_queue and the fakes on the domain queues.
 
@@ -260,6 +265,7 @@ async def fake_domain_workers(
             workflows=[UnversionedOrderWorkflow],
             activities=fakes.all_activities(),
             no_remote_activities=True,
+            interceptors=interceptors,
         ),
         Worker(
             client,

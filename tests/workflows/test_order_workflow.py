@@ -7,11 +7,22 @@ compensations ran, in which order, with which inputs.
 from __future__ import annotations
 
 import asyncio
+import uuid
+from typing import Any
 
 import pytest
-from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import CancelledError
 from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import (
+    Interceptor,
+    StartLocalActivityInput,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+    WorkflowOutboundInterceptor,
+)
 
 from contracts.orders import (
     CANCEL_UPDATE,
@@ -24,7 +35,7 @@ from contracts.orders import (
     OrderView,
     StepState,
 )
-from tests.fakes import refusal, transient
+from tests.fakes import FakeDomainActivities, fake_domain_workers, refusal, transient
 from tests.workflows.conftest import SagaHarness, sample_order
 from workflows.order import FORWARD_STEP_MAX_ATTEMPTS
 
@@ -33,6 +44,207 @@ FORWARD = ("reserve_inventory", "charge_payment", "create_shipment", "commit_res
 
 def step_states(view: OrderView) -> dict[str, StepState]:
     return {step.name: step.state for step in view.steps}
+
+
+async def activity_tasks_scheduled(handle: WorkflowHandle[Any, Any]) -> list[tuple[str, str]]:
+    """(activity, task queue) of every activity task the history scheduled."""
+    history = await handle.fetch_history()
+    return [
+        (
+            event.activity_task_scheduled_event_attributes.activity_type.name,
+            event.activity_task_scheduled_event_attributes.task_queue.name,
+        )
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+
+
+async def workflow_tasks_completed(handle: WorkflowHandle[Any, Any]) -> int:
+    history = await handle.fetch_history()
+    return sum(
+        event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED for event in history.events
+    )
+
+
+# --- local-first attempts ----------------------------------------------------------
+
+
+async def test_a_healthy_order_runs_every_step_locally_without_an_activity_task(
+    saga: SagaHarness,
+) -> None:
+    handle = await saga.start(sample_order())
+
+    result = await handle.result()
+
+    assert result.status is OrderStatus.COMPLETED
+    assert saga.fakes.names_called_locally() == list(FORWARD)
+    assert await activity_tasks_scheduled(handle) == []
+    # One task runs the four steps; a second closes the workflow once their
+    # markers are in the history.
+    assert await workflow_tasks_completed(handle) == 2
+
+
+async def test_a_local_attempt_that_fails_hands_the_step_to_its_domain_queue(
+    saga: SagaHarness,
+) -> None:
+    saga.fakes.fail_next["charge_payment"] = [transient(), transient()]
+    handle = await saga.start(sample_order())
+
+    result = await handle.result()
+
+    assert result.status is OrderStatus.COMPLETED
+    # The local attempt failed; the payments queue's first attempt failed too,
+    # and its second succeeded: three attempts, counted across both places.
+    places = list(zip(saga.fakes.names_called(), saga.fakes.ran_locally, strict=True))
+    assert places == [
+        ("reserve_inventory", True),
+        ("charge_payment", True),
+        ("charge_payment", False),
+        ("charge_payment", False),
+        ("create_shipment", True),
+        ("commit_reservation", True),
+    ]
+    assert await activity_tasks_scheduled(handle) == [("charge_payment", "payments")]
+    view = await saga.view(handle)
+    assert [step.attempts for step in view.steps] == [1, 3, 1, 1]
+
+
+async def test_a_refusal_in_the_local_attempt_is_final(saga: SagaHarness) -> None:
+    saga.fakes.fail_always["charge_payment"] = refusal("CARD_DECLINED")
+    handle = await saga.start(sample_order())
+
+    result = await handle.result()
+
+    assert result.status is OrderStatus.FAILED
+    assert result.failure_reason is not None and "CARD_DECLINED" in result.failure_reason
+    assert saga.fakes.inputs_of("charge_payment") != []
+    assert len(saga.fakes.inputs_of("charge_payment")) == 1
+    assert await activity_tasks_scheduled(handle) == []
+    assert saga.fakes.compensations_run() == ["release_inventory"]
+
+
+async def test_a_cancel_during_the_local_steps_cannot_drop_them_from_the_history(
+    saga: SagaHarness,
+) -> None:
+    # The cancellation reaches the server while the task running the local
+    # steps is still open. Were that task to close the workflow, the server
+    # would reject it and drop the steps' markers with it; the next run would
+    # see the cancel first and leave a charged, shipped order unrefunded.
+    gate = saga.fakes.hold_calls("create_shipment", on_queue=False)
+    handle = await saga.start(sample_order())
+    await saga.wait_entered("create_shipment")
+
+    await handle.cancel()
+    await asyncio.sleep(0.2)  # let the cancellation reach the server first
+    gate.set()
+    result = await handle.result()
+
+    # The workflow saw the cancel only after the shipment: past the point of
+    # no return, so the order completes, with every step done exactly once.
+    assert result.status is OrderStatus.COMPLETED
+    assert saga.fakes.names_called() == list(FORWARD)
+    assert saga.fakes.compensations_run() == []
+    view = await saga.view(handle)
+    assert step_states(view) == dict.fromkeys(FORWARD, StepState.COMPLETED)
+
+
+class LoseTheTaskThatReachesCommit(Interceptor):
+    """Fail, once, the workflow task that is about to commit the reservation.
+
+    What a worker dying at that moment does: the local steps before it have
+    reached the services, but their markers never reach the history. The next
+    workflow task replays without them.
+    """
+
+    lost = 0
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
+        interceptor = self
+
+        class Outbound(WorkflowOutboundInterceptor):
+            def start_local_activity(self, input: StartLocalActivityInput) -> Any:
+                if input.activity == "commit_reservation" and interceptor.lost == 0:
+                    interceptor.lost += 1
+                    raise RuntimeError("the worker died here (simulated by the test)")
+                return super().start_local_activity(input)
+
+        class Inbound(WorkflowInboundInterceptor):
+            def init(self, outbound: WorkflowOutboundInterceptor) -> None:
+                super().init(Outbound(outbound))
+
+        return Inbound
+
+
+async def test_a_cancel_after_a_lost_task_undoes_the_steps_the_task_carried_out(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeDomainActivities()
+    saga = SagaHarness(time_skipping_env, fakes, f"orders-test-{uuid.uuid4()}")
+    losing = LoseTheTaskThatReachesCommit()
+    async with fake_domain_workers(
+        saga.client,
+        fakes,
+        orders_queue=saga.orders_queue,
+        close_orders=saga.terminate_unfinished,
+        interceptors=[losing],
+    ):
+        gate = fakes.hold_calls("create_shipment", on_queue=False)
+        handle = await saga.start(sample_order())
+        await fakes.wait_entered("create_shipment")
+        await handle.cancel()
+        await asyncio.sleep(0.2)  # the cancel is in the history before the task fails
+        gate.set()
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+        view = await saga.view(handle)
+
+    assert losing.lost == 1
+    assert isinstance(failure.value.cause, CancelledError)
+    # The run after the lost task saw the cancel before charging and shipping
+    # again; it undid them anyway, looked up by order.
+    assert fakes.calls_for(view.order_id) == [
+        "reserve_inventory",
+        "charge_payment",
+        "create_shipment",
+        "reserve_inventory",  # the next run's first step, finding the same reservation
+        "cancel_shipment",
+        "refund_payment",
+        "release_inventory",
+    ]
+    assert [request.shipment_id for request in fakes.inputs_of("cancel_shipment")] == [None]
+    assert [request.charge_id for request in fakes.inputs_of("refund_payment")] == [None]
+    assert view.status is OrderStatus.CANCELLED
+    assert step_states(view) == {
+        "reserve_inventory": StepState.COMPENSATED,
+        "charge_payment": StepState.COMPENSATED,
+        "create_shipment": StepState.COMPENSATED,
+        "commit_reservation": StepState.PENDING,
+    }
+
+
+async def test_a_customer_cancel_sent_during_a_local_step_is_answered_after_it(
+    saga: SagaHarness,
+) -> None:
+    gate = saga.fakes.hold_calls("create_shipment", on_queue=False)
+    handle = await saga.start(sample_order())
+    await saga.wait_entered("create_shipment")
+
+    cancel = asyncio.create_task(
+        handle.execute_update(CANCEL_UPDATE, CancelOrder(), result_type=CancelAccepted)
+    )
+    await asyncio.sleep(0.2)
+    # The local attempt holds the workflow task: the update waits for it.
+    assert not cancel.done()
+    gate.set()
+    with pytest.raises(WorkflowUpdateFailedError) as rejected:
+        await cancel
+
+    assert "too late to cancel: the shipment has been created" in str(rejected.value.cause)
+    result = await handle.result()
+    assert result.status is OrderStatus.COMPLETED
+    assert saga.fakes.compensations_run() == []
 
 
 async def test_happy_path_completes_and_commits_the_reservation(saga: SagaHarness) -> None:
