@@ -16,9 +16,12 @@ Rules this file keeps:
   queue, where Temporal retries it and the Web UI shows it pending. A healthy
   order is then one workflow task instead of five, and no activity tasks.
   What local attempts did is recorded only when their workflow task completes,
-  so the workflow never closes in that same task, and a cancelled order undoes
-  every step it did not see done or refused (a lost task may have done it).
-  docs/performance.md measures this and explains the trade-off.
+  so the commit, the one step after which an order can no longer be undone,
+  always runs on the inventory queue: the task that ran the local steps ends by
+  scheduling it, so their markers are in the history before the order can
+  complete. And a cancelled order undoes every step it did not see done or
+  refused (a lost task may have done it). docs/performance.md measures this
+  and explains the trade-off.
 """
 
 from __future__ import annotations
@@ -104,9 +107,6 @@ ACTIVITY_START_TO_CLOSE = timedelta(seconds=30)
 # queue, where it is visible and retried with backoff.
 LOCAL_ATTEMPT_TIMEOUT = timedelta(seconds=3)
 ONE_LOCAL_ATTEMPT = RetryPolicy(maximum_attempts=1)
-# Ends the workflow task that ran the local attempts before the one that closes
-# the workflow (see _record_steps_before_closing).
-RECORD_STEPS_PAUSE = timedelta(milliseconds=1)
 
 OperatorDecision = Literal["retry", "resolve"]
 StepCall = Callable[[str], Awaitable[StepOutcome]]
@@ -173,22 +173,10 @@ class OrderWorkflow:
             # as a customer cancel, then end the execution as cancelled.
             self._failure_reason = "cancelled through Temporal"
             await self._unwind_shielded(cancelled=True)
-            await self._finish(OrderStatus.CANCELLED)
+            self._finish(OrderStatus.CANCELLED)
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
         return result
-
-    async def _record_steps_before_closing(self) -> None:
-        """Complete the workflow task that ran local attempts before closing.
-
-        The server rejects a task that closes the workflow when a cancel or
-        signal arrived while it ran, and drops its commands with it: the
-        markers of the local attempts too. The next run would then see the
-        cancel before steps that were carried out. A timer makes the task that
-        ran them end without closing, so its markers are in the history first.
-        """
-        if self._local_first:
-            await self._through_cancellation(workflow.sleep(RECORD_STEPS_PAUSE))
 
     async def _fulfil(self) -> OrderResult:
         order = self._order
@@ -211,7 +199,7 @@ class OrderWorkflow:
             await self._unwind_shielded(
                 cancelled=self._cancel_request is not None or self._cancelled_through_temporal
             )
-            return await self._finish(
+            return self._finish(
                 OrderStatus.CANCELLED if self._cancel_request else OrderStatus.FAILED
             )
 
@@ -229,13 +217,20 @@ class OrderWorkflow:
                     task_queue=task_queues.INVENTORY,
                     retry_policy=UNTIL_DONE_RETRY_POLICY,
                     summary=f"commit {order.unit_count} reserved units: stock leaves the warehouse",
+                    # Never local. Scheduling it ends the task that ran the local
+                    # steps, so their markers are in the history before the order
+                    # can complete. Were the order to complete in that same task,
+                    # a cancel arriving meanwhile would make the server reject the
+                    # task, markers and all, and the next run, seeing the cancel
+                    # first, would undo an order whose stock had left.
+                    may_run_locally=False,
                 ),
                 action=StepName.COMMIT_RESERVATION.value,
                 done=StepState.COMPLETED,
                 resume=OrderStatus.SHIPPING,
             )
         )
-        return await self._finish(OrderStatus.COMPLETED)
+        return self._finish(OrderStatus.COMPLETED)
 
     # --- forward steps -------------------------------------------------------
 
@@ -334,6 +329,7 @@ class OrderWorkflow:
         task_queue: str,
         retry_policy: RetryPolicy,
         summary: str,
+        may_run_locally: bool = True,
     ) -> StepOutcome:
         """Call a domain activity: first locally, then on its domain's queue.
 
@@ -342,7 +338,8 @@ class OrderWorkflow:
         the domain's workers with what is left of its retry budget; the same
         idempotency key makes the second attempt find what the first did.
         """
-        if self._local_first:
+        local_first = self._local_first and may_run_locally
+        if local_first:
             try:
                 return await workflow.execute_local_activity_method(
                     method,
@@ -367,7 +364,7 @@ class OrderWorkflow:
             retry_policy=retry_policy,
             summary=summary,
         )
-        if self._local_first:
+        if local_first:
             return replace(outcome, attempt=outcome.attempt + 1)
         return outcome
 
@@ -589,13 +586,7 @@ class OrderWorkflow:
         if self._cancel_request is not None:
             raise _CancelAccepted()
 
-    async def _finish(self, status: OrderStatus) -> OrderResult:
-        """Set the final status, in the workflow task that closes the workflow.
-
-        So an order listed or shown with a final status has closed, and one
-        not yet closed still takes what it took before (a repeated cancel).
-        """
-        await self._record_steps_before_closing()
+    def _finish(self, status: OrderStatus) -> OrderResult:
         self._set_status(status)
         seconds = seconds_between(workflow.info().start_time, workflow.now())
         self._metrics.order_finished(status.value, seconds)

@@ -176,7 +176,15 @@ def test_one_worker_service_per_task_queue() -> None:
         depends = _depends_on(worker)
         assert depends.pop("temporal-setup") == COMPLETED
         if queue == task_queues.ORDERS:
+            # It runs every step's first attempt locally, so it reaches every
+            # service; it waits for none, since a step whose service is down
+            # goes on on its domain's queue.
             assert depends == {}
+            for service in ("inventory", "payments", "shipping"):
+                service_port = files.environment(files.services()[service])[
+                    f"ORDERSAGA_{service.upper()}_PORT"
+                ]
+                assert env[f"ORDERSAGA_{service.upper()}_URL"] == f"http://{service}:{service_port}"
         else:
             # An activity worker needs its domain service, reached by name.
             assert depends == {queue: HEALTHY}

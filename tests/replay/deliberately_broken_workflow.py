@@ -32,7 +32,7 @@ class DeliberatelyReorderedOrderWorkflow(OrderWorkflow):
         await self._forward(StepName.CHARGE_PAYMENT, OrderStatus.CHARGING, self._charge)
         await self._forward(StepName.RESERVE_INVENTORY, OrderStatus.RESERVING, self._reserve)
         await self._forward(StepName.CREATE_SHIPMENT, OrderStatus.SHIPPING, self._ship)
-        return await self._finish(OrderStatus.COMPLETED)
+        return self._finish(OrderStatus.COMPLETED)
 
 
 @workflow.defn(name=WORKFLOW_TYPE)

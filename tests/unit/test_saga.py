@@ -38,3 +38,13 @@ def test_a_step_without_a_compensation_is_refused() -> None:
 def test_money_is_formatted_without_floats() -> None:
     assert format_money(5997, "USD") == "59.97 USD"
     assert format_money(5, "EUR") == "0.05 EUR"
+
+
+def test_the_stack_knows_which_steps_it_holds() -> None:
+    stack = CompensationStack()
+    stack.record_success(StepName.RESERVE_INVENTORY, "res_1")
+    stack.record_ambiguous_failure(StepName.CHARGE_PAYMENT)
+
+    assert StepName.RESERVE_INVENTORY in stack
+    assert StepName.CHARGE_PAYMENT in stack
+    assert StepName.CREATE_SHIPMENT not in stack

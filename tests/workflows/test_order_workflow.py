@@ -18,7 +18,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import (
     Interceptor,
-    StartLocalActivityInput,
+    StartActivityInput,
     WorkflowInboundInterceptor,
     WorkflowInterceptorClassInput,
     WorkflowOutboundInterceptor,
@@ -69,7 +69,7 @@ async def workflow_tasks_completed(handle: WorkflowHandle[Any, Any]) -> int:
 # --- local-first attempts ----------------------------------------------------------
 
 
-async def test_a_healthy_order_runs_every_step_locally_without_an_activity_task(
+async def test_a_healthy_order_runs_its_steps_locally_and_commits_on_the_queue(
     saga: SagaHarness,
 ) -> None:
     handle = await saga.start(sample_order())
@@ -77,10 +77,10 @@ async def test_a_healthy_order_runs_every_step_locally_without_an_activity_task(
     result = await handle.result()
 
     assert result.status is OrderStatus.COMPLETED
-    assert saga.fakes.names_called_locally() == list(FORWARD)
-    assert await activity_tasks_scheduled(handle) == []
-    # One task runs the four steps; a second closes the workflow once their
-    # markers are in the history.
+    assert saga.fakes.names_called() == list(FORWARD)
+    assert saga.fakes.names_called_locally() == list(FORWARD[:3])
+    assert await activity_tasks_scheduled(handle) == [("commit_reservation", "inventory")]
+    # One task runs three steps and schedules the commit; one closes the order.
     assert await workflow_tasks_completed(handle) == 2
 
 
@@ -102,9 +102,12 @@ async def test_a_local_attempt_that_fails_hands_the_step_to_its_domain_queue(
         ("charge_payment", False),
         ("charge_payment", False),
         ("create_shipment", True),
-        ("commit_reservation", True),
+        ("commit_reservation", False),
     ]
-    assert await activity_tasks_scheduled(handle) == [("charge_payment", "payments")]
+    assert await activity_tasks_scheduled(handle) == [
+        ("charge_payment", "payments"),
+        ("commit_reservation", "inventory"),
+    ]
     view = await saga.view(handle)
     assert [step.attempts for step in view.steps] == [1, 3, 1, 1]
 
@@ -127,9 +130,10 @@ async def test_a_cancel_during_the_local_steps_cannot_drop_them_from_the_history
     saga: SagaHarness,
 ) -> None:
     # The cancellation reaches the server while the task running the local
-    # steps is still open. Were that task to close the workflow, the server
-    # would reject it and drop the steps' markers with it; the next run would
-    # see the cancel first and leave a charged, shipped order unrefunded.
+    # steps is still open. Were that task to close the workflow (were the
+    # commit local too), the server would reject it and drop the steps'
+    # markers with it; the next run would see the cancel first and undo an
+    # order whose stock had left the warehouse.
     gate = saga.fakes.hold_calls("create_shipment", on_queue=False)
     handle = await saga.start(sample_order())
     await saga.wait_entered("create_shipment")
@@ -149,7 +153,7 @@ async def test_a_cancel_during_the_local_steps_cannot_drop_them_from_the_history
 
 
 class LoseTheTaskThatReachesCommit(Interceptor):
-    """Fail, once, the workflow task that is about to commit the reservation.
+    """Fail, once, the workflow task that is about to schedule the commit.
 
     What a worker dying at that moment does: the local steps before it have
     reached the services, but their markers never reach the history. The next
@@ -164,11 +168,11 @@ class LoseTheTaskThatReachesCommit(Interceptor):
         interceptor = self
 
         class Outbound(WorkflowOutboundInterceptor):
-            def start_local_activity(self, input: StartLocalActivityInput) -> Any:
+            def start_activity(self, input: StartActivityInput) -> Any:
                 if input.activity == "commit_reservation" and interceptor.lost == 0:
                     interceptor.lost += 1
                     raise RuntimeError("the worker died here (simulated by the test)")
-                return super().start_local_activity(input)
+                return super().start_activity(input)
 
         class Inbound(WorkflowInboundInterceptor):
             def init(self, outbound: WorkflowOutboundInterceptor) -> None:
