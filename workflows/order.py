@@ -142,6 +142,10 @@ class OrderWorkflow:
         # on their domain's queue, where attempts count from 1 again.
         self._handed_over: set[str] = set()
         self._local_first = False
+        # Local-first orders upsert their status once per workflow task that
+        # changed it (_publish_status), not at every change within one task.
+        self._status_unpublished = True
+        self._listed = False
         self._created_at = workflow.now().isoformat()
         self._updated_at = self._created_at
         self._metrics = SagaMetrics.for_current_workflow()
@@ -149,15 +153,8 @@ class OrderWorkflow:
     @workflow.run
     async def run(self, order: PlaceOrder) -> OrderResult:
         self._local_first = workflow.patched(LOCAL_FIRST_PATCH)
-        # All three at once, so an order started by any client (not only the
-        # API, which sets them at start) is listed and filterable.
-        workflow.upsert_search_attributes(
-            [
-                ORDER_STATUS_KEY.value_set(self._status.value),
-                CUSTOMER_ID_KEY.value_set(order.customer_id),
-                ORDER_TOTAL_CENTS_KEY.value_set(order.total_cents),
-            ]
-        )
+        if not self._local_first:
+            self._publish_status()
         workflow.set_current_details(f"**{self._status.value}**")
         self._metrics.order_started()
         workflow.logger.info(
@@ -356,6 +353,7 @@ class OrderWorkflow:
                     raise wrapped from raw
             self._handed_over.add(request.idempotency_key)
             retry_policy = after_local_attempt(retry_policy)
+        self._publish_status()  # the task ends here, waiting for the queue
         outcome: StepOutcome = await workflow.execute_activity_method(
             method,
             request,
@@ -517,6 +515,7 @@ class OrderWorkflow:
     async def _wait_for_operator(self) -> tuple[OperatorDecision, OperatorAction]:
         self._operator_decision = None
         self._set_status(OrderStatus.NEEDS_ATTENTION)
+        self._publish_status()
         await workflow.wait_condition(lambda: self._operator_decision is not None)
         assert self._operator_decision is not None
         taken, self._operator_decision = self._operator_decision, None
@@ -545,6 +544,8 @@ class OrderWorkflow:
         if self._cancel_request is None:
             self._cancel_request = request
             self._set_status(OrderStatus.COMPENSATING)
+            # Now: the step in flight may keep the workflow waiting a while.
+            self._publish_status()
         return CancelAccepted(self._order.order_id, self._status)
 
     @cancel.validator
@@ -588,6 +589,7 @@ class OrderWorkflow:
 
     def _finish(self, status: OrderStatus) -> OrderResult:
         self._set_status(status)
+        self._publish_status()
         seconds = seconds_between(workflow.info().start_time, workflow.now())
         self._metrics.order_finished(status.value, seconds)
         workflow.logger.info(
@@ -632,8 +634,38 @@ class OrderWorkflow:
         if status is self._status:
             return  # an upsert is a command in the history: only on a change
         self._status = status
-        workflow.upsert_search_attributes([ORDER_STATUS_KEY.value_set(status.value)])
+        self._status_unpublished = True
+        if not self._local_first:
+            self._publish_status()
         workflow.set_current_details(f"**{status.value}**")
+
+    def _publish_status(self) -> None:
+        """Upsert the OrderStatus search attribute, if it changed since the last upsert.
+
+        An upsert is a command, one history event and a visibility write each.
+        A local-first order calls this only where its workflow task can end
+        (before waiting on a queue or an operator, on a cancel, at the end):
+        statuses it passes through within one task were never observable.
+        The first upsert also sets the order's customer and total, so an order
+        started by any client (not only the API, which sets all three at
+        start) is listed and filterable.
+        """
+        if not self._status_unpublished:
+            return
+        self._status_unpublished = False
+        status = ORDER_STATUS_KEY.value_set(self._status.value)
+        if self._listed:
+            workflow.upsert_search_attributes([status])
+            return
+        self._listed = True
+        order = self._order
+        workflow.upsert_search_attributes(
+            [
+                status,
+                CUSTOMER_ID_KEY.value_set(order.customer_id),
+                ORDER_TOTAL_CENTS_KEY.value_set(order.total_cents),
+            ]
+        )
 
     def _touch(self) -> None:
         self._updated_at = workflow.now().isoformat()

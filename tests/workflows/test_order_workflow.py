@@ -38,6 +38,7 @@ from contracts.orders import (
 from tests.fakes import FakeDomainActivities, fake_domain_workers, refusal, transient
 from tests.workflows.conftest import SagaHarness, sample_order
 from workflows.order import FORWARD_STEP_MAX_ATTEMPTS
+from workflows.search_attributes import ORDER_STATUS_KEY
 
 FORWARD = ("reserve_inventory", "charge_payment", "create_shipment", "commit_reservation")
 
@@ -82,6 +83,49 @@ async def test_a_healthy_order_runs_its_steps_locally_and_commits_on_the_queue(
     assert await activity_tasks_scheduled(handle) == [("commit_reservation", "inventory")]
     # One task runs three steps and schedules the commit; one closes the order.
     assert await workflow_tasks_completed(handle) == 2
+
+
+async def status_upserts(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    """The OrderStatus value of every search attribute upsert in the history, in order."""
+    history = await handle.fetch_history()
+    upserted = []
+    for event in history.events:
+        if event.event_type != EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+            continue
+        fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
+        if "OrderStatus" in fields.indexed_fields:
+            upserted.append(fields.indexed_fields["OrderStatus"].data.decode().strip('"'))
+    return upserted
+
+
+async def test_the_status_is_upserted_once_per_workflow_task_that_changed_it(
+    saga: SagaHarness,
+) -> None:
+    handle = await saga.start(sample_order())
+    await handle.result()
+
+    # RECEIVED, RESERVING and CHARGING pass within the first task, which ends
+    # scheduling the commit: nothing could have seen them.
+    assert await status_upserts(handle) == ["SHIPPING", "COMPLETED"]
+    description = await handle.describe()
+    assert description.typed_search_attributes.get(ORDER_STATUS_KEY) == "COMPLETED"
+
+
+async def test_an_accepted_cancel_is_visible_while_the_step_in_flight_lands(
+    saga: SagaHarness,
+) -> None:
+    gate = saga.fakes.hold_calls("charge_payment")
+    handle = await saga.start(sample_order())
+    await saga.wait_entered("charge_payment")
+
+    await handle.execute_update(CANCEL_UPDATE, CancelOrder(), result_type=CancelAccepted)
+    described = await handle.describe()
+    gate.set()
+    await handle.result()
+
+    # Listed as COMPENSATING at once, though the charge was still in flight.
+    assert described.typed_search_attributes.get(ORDER_STATUS_KEY) == "COMPENSATING"
+    assert await status_upserts(handle) == ["CHARGING", "COMPENSATING", "CANCELLED"]
 
 
 async def test_a_local_attempt_that_fails_hands_the_step_to_its_domain_queue(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from datetime import datetime
 from typing import Any
@@ -90,6 +91,28 @@ async def test_refused_order_shows_the_failed_step_and_the_reason(
         "commit_reservation": "pending",
     }
     assert fakes.calls_for(order_id)[-2:] == ["refund_payment", "release_inventory"]
+
+
+async def test_reading_an_order_while_a_local_step_runs_waits_for_it_then_answers(
+    api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
+) -> None:
+    # A step's local attempt holds the workflow task; the status query is
+    # answered once it ends (an earlier prototype answered 503 here).
+    order = new_order()
+    gate = fakes.hold_calls("charge_payment", order.order_id, on_queue=False)
+    order_id = await place_accepted(api, order)
+    await fakes.wait_entered("charge_payment", order_id)
+
+    reading = asyncio.create_task(api.get(f"/orders/{order_id}"))
+    await asyncio.sleep(0.5)
+    waited = not reading.done()
+    gate.set()
+    response = await reading
+
+    assert waited
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] in ("SHIPPING", "COMPLETED")
+    assert (await wait_for_status(api, order_id, "COMPLETED"))["status"] == "COMPLETED"
 
 
 # --- listing ---------------------------------------------------------------------
