@@ -214,21 +214,34 @@ async def test_an_operator_finds_a_failed_order_and_reads_its_summary(
         await filter_by(page, f'OrderStatus="FAILED" AND {failed_step}="create_shipment"')
         await expect(row_of(page, failed.order_id)).to_be_visible()
 
-        # Open it: the timeline names every activity with its summary,
-        # compensations included.
+        # Open it: the timeline names every step, compensations included. They
+        # ran as local activities (workflows/order.py), which the timeline
+        # shows by activity type; the event history shows each one's summary.
         await filter_by(page, 'OrderStatus="FAILED"')
         await row_of(page, failed.order_id).get_by_role("link", name=failed.order_id).click()
         await expect(page).to_have_url(re.compile(f"/workflows/{failed.order_id}/"))
+        for step in (
+            "reserve_inventory",
+            "charge_payment",
+            "create_shipment",
+            "refund_payment",
+            "release_inventory",
+        ):
+            await expect(
+                page.get_by_role("button", name=re.compile(f"^Event {step}\\b")).first
+            ).to_be_visible()
+        await page.screenshot(path=ARTIFACTS / "failed-order-timeline.png")
+        await page.get_by_role("tab", name=re.compile("^Event History")).click()
         money = format_money(failed.total_cents, "EUR")
-        for activity_summary in (
+        for step_summary in (
             f"reserve {UNITS} units of 1 SKU(s)",
             f"charge {money}",
             f"ship {UNITS} units",
             f"undo: refund {money}",
             f"undo: release {UNITS} reserved units",
         ):
-            await expect(page.get_by_text(activity_summary).first).to_be_visible()
-        await page.screenshot(path=ARTIFACTS / "failed-order-timeline.png")
+            await expect(page.get_by_text(step_summary, exact=True).first).to_be_visible()
+        await page.screenshot(path=ARTIFACTS / "failed-order-history.png")
 
         # The workflow's own summary: what the order is, without the address
         # or the card token.
