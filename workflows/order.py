@@ -14,7 +14,8 @@ Rules this file keeps:
 - Every call's first attempt runs in this workflow's own worker as a local
   activity; one that fails without a refusal is handed to its domain's task
   queue, where Temporal retries it and the Web UI shows it pending. A healthy
-  order is then one workflow task instead of five, and no activity tasks.
+  order is then two workflow tasks and one activity task (the commit) instead
+  of five and four.
   What local attempts did is recorded only when their workflow task completes,
   so the commit, the one step after which an order can no longer be undone,
   always runs on the inventory queue: the task that ran the local steps ends by
