@@ -265,9 +265,10 @@ def _positive_float(text: str) -> float:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     settings = load_settings(dev_mode=True) if args.api_url is None else load_settings()
-    from ordersaga.bench.runner import ALL_SCENARIOS, BenchOptions
+    from ordersaga.bench.runner import ALL_SCENARIOS, DEFAULT_SCENARIOS, BenchOptions
 
-    scenarios = tuple(dict.fromkeys(s.strip() for s in args.scenarios.split(",") if s.strip()))
+    requested = DEFAULT_SCENARIOS if args.scenarios is None else args.scenarios.split(",")
+    scenarios = tuple(dict.fromkeys(s.strip() for s in requested if s.strip()))
     unknown = [s for s in scenarios if s not in ALL_SCENARIOS]
     if unknown or not scenarios:
         raise UsageError(
@@ -427,8 +428,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--scenarios",
-        default="baseline-happy,baseline-compensation,saga-happy,saga-compensation,"
-        "baseline-happy-out-of-the-box",
         help="comma-separated scenarios (default: all but baseline-happy-local-activities)",
     )
     bench.add_argument(
