@@ -121,6 +121,16 @@ async def wait_polled_by(shop: Shop, build_id: str) -> None:
                 await asyncio.sleep(0.2)
 
 
+async def make_current(shop: Shop, build_id: str) -> None:
+    """What an operator does to roll a build out (or back): current on every queue."""
+    for queue in QUEUES:
+        await shop.temporal(
+            "worker", "deployment", "set-current-version",
+            "--deployment-name", deployment_name(shop.settings, queue),
+            "--build-id", build_id, "--yes",
+        )  # fmt: skip
+
+
 async def place_order(shop: Shop, *, token: str = "tok_visa", country: str = "DE") -> str:
     sku = f"sku_v_{uuid.uuid4().hex[:10]}"
     stocked = await shop.inventory.put(f"/products/{sku}", json={"available": 5}, headers=ADMIN)
@@ -217,12 +227,7 @@ async def test_rollout_to_b_keeps_in_flight_orders_on_a_and_rollback_returns_new
                 "--build-id", "build-b", "--percentage", "100", "--yes",
             )  # fmt: skip
             ramped = await place_order(shop)
-            for queue in QUEUES:
-                await shop.temporal(
-                    "worker", "deployment", "set-current-version",
-                    "--deployment-name", deployment_name(shop.settings, queue),
-                    "--build-id", "build-b", "--yes",
-                )  # fmt: skip
+            await make_current(shop, "build-b")
             after_rollout = await place_order(shop)
 
             # In-flight orders were still charging when B became current.
@@ -240,12 +245,7 @@ async def test_rollout_to_b_keeps_in_flight_orders_on_a_and_rollback_returns_new
             assert "build-b" in described
 
             # Rollback: A's workers are still up; make A current again.
-            for queue in QUEUES:
-                await shop.temporal(
-                    "worker", "deployment", "set-current-version",
-                    "--deployment-name", deployment_name(shop.settings, queue),
-                    "--build-id", "build-a", "--yes",
-                )  # fmt: skip
+            await make_current(shop, "build-a")
             after_rollback = await place_order(shop)
             assert await wait_status(shop, after_rollback, *TERMINAL) == "COMPLETED"
             assert await pinned_build(shop, after_rollback) == "build-a"
@@ -277,24 +277,14 @@ async def test_an_order_parked_on_a_moves_to_b_so_a_can_retire(shop: Shop) -> No
     orders = deployment_name(shop.settings, task_queues.ORDERS)
     async with running_build(shop, "build-b"):
         async with running_build(shop, "build-a"):
-            for queue in QUEUES:
-                await shop.temporal(
-                    "worker", "deployment", "set-current-version",
-                    "--deployment-name", deployment_name(shop.settings, queue),
-                    "--build-id", "build-a", "--yes",
-                )  # fmt: skip
+            await make_current(shop, "build-a")
             # Shipping refuses the address, then the issuer refuses the refund.
             parked = await place_order(shop, token="tok_refundFail", country="AQ")
             assert await wait_status(shop, parked, *TERMINAL) == "NEEDS_ATTENTION"
             assert await pinned_build(shop, parked) == "build-a"
 
             await wait_polled_by(shop, "build-b")
-            for queue in QUEUES:
-                await shop.temporal(
-                    "worker", "deployment", "set-current-version",
-                    "--deployment-name", deployment_name(shop.settings, queue),
-                    "--build-id", "build-b", "--yes",
-                )  # fmt: skip
+            await make_current(shop, "build-b")
             await shop.temporal(
                 "workflow", "update-options", "--workflow-id", parked,
                 "--versioning-override-behavior", "pinned",
