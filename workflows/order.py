@@ -502,7 +502,6 @@ class OrderWorkflow:
                 if decision == "resolve":
                     note = action_taken.note.strip()
                     record.error += "; resolved by operator" + (f": {note}" if note else "")
-                    outcome = None
                     break
                 operator_retries += 1
                 record.state = (
