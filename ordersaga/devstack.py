@@ -477,6 +477,18 @@ def temporal_address(settings: Settings) -> str:
     return f"{TEMPORAL_IP}:{settings.temporal_port}"
 
 
+# The history service hands every new workflow task and activity task to
+# matching through its transfer queue, whose reader loads new tasks at most 20
+# times a second per shard by default. The dev server has one shard, so each
+# hop of an order waited for the next permitted load: 42-45 ms per hop even on
+# an idle server, about 450 ms for a four-step workflow. At 100 loads a second
+# the wait is at most 10 ms; loads only happen when there are new tasks, and
+# the CPU per order did not measurably change (docs/performance.md).
+# deploy/temporal/dynamicconfig/ordersaga.yaml sets the same for compose.
+TRANSFER_POLL_RATE_KEY = "history.transferProcessorMaxPollRPS"
+TRANSFER_POLL_RATE = 100
+
+
 def temporal_argv(binary: Path, settings: Settings, data_dir: Path) -> list[str]:
     argv = [
         str(binary),
@@ -501,6 +513,8 @@ def temporal_argv(binary: Path, settings: Settings, data_dir: Path) -> list[str]
         "matching.numTaskqueueReadPartitions=1",
         "--dynamic-config-value",
         "matching.numTaskqueueWritePartitions=1",
+        "--dynamic-config-value",
+        f"{TRANSFER_POLL_RATE_KEY}={TRANSFER_POLL_RATE}",
         "--namespace",
         settings.temporal_namespace,
         "--log-level",

@@ -17,6 +17,7 @@ import yaml
 from contracts import task_queues
 from contracts.search_attributes import SEARCH_ATTRIBUTE_TYPES
 from ordersaga.binaries import temporal_cli
+from ordersaga.devstack import TRANSFER_POLL_RATE, TRANSFER_POLL_RATE_KEY
 from ordersaga.settings import SERVICES, Settings, env_var_name
 from ordersaga.version import COMMIT_ENV_VAR
 from tests.deploy import files
@@ -333,3 +334,10 @@ def test_temporal_images_are_the_versions_the_tests_run_on() -> None:
         == (f"temporalio/admin-tools:{server}")
     )
     assert images["temporal-ui"] == f"temporalio/ui:{ui}"
+
+
+def test_compose_server_dispatches_as_fast_as_the_embedded_one() -> None:
+    """The transfer-queue poll rate measured on the dev server is the compose server's too."""
+    dynamic_config = files.load_yaml(files.DEPLOY / "temporal" / "dynamicconfig" / "ordersaga.yaml")
+
+    assert dynamic_config[TRANSFER_POLL_RATE_KEY] == [{"value": TRANSFER_POLL_RATE}]

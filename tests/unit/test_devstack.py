@@ -148,6 +148,14 @@ def test_temporal_is_started_persistent_on_loopback_with_the_search_attributes(
         assert f"--search-attribute {name}={kind}" in joined
 
 
+def test_temporal_hands_tasks_to_matching_without_waiting_for_the_default_poll_rate(
+    tmp_path: Path,
+) -> None:
+    argv = temporal_argv(Path("/bin/temporal"), Settings(), tmp_path)
+
+    assert "--dynamic-config-value history.transferProcessorMaxPollRPS=100" in " ".join(argv)
+
+
 def test_every_flag_passed_to_temporal_exists_in_the_installed_cli(tmp_path: Path) -> None:
     binary = temporal_cli()
     help_text = subprocess.run(
