@@ -1,0 +1,56 @@
+"""The HTTP middlewares when an exception escapes the app."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from starlette.types import Message, Receive, Scope, Send
+
+from ordersaga.http_metrics import UNMATCHED_ROUTE, MetricsMiddleware, RequestMetrics
+from ordersaga.logging import AccessLogMiddleware
+
+SCOPE: Scope = {"type": "http", "method": "POST", "path": "/orders"}
+
+
+async def nothing_received() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def crashing_app(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RuntimeError("boom before any response")
+
+
+async def test_metrics_count_an_escaped_exception_as_the_500_the_server_answers() -> None:
+    metrics = RequestMetrics(prefix="test_", answered_by="a test app")
+    middleware = MetricsMiddleware(crashing_app, metrics=metrics)
+
+    async def send(message: Message) -> None:
+        raise AssertionError("no response was started")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await middleware(dict(SCOPE), nothing_received, send)
+
+    counted = metrics.registry.get_sample_value(
+        "test_requests_total", {"method": "POST", "route": UNMATCHED_ROUTE, "status": "500"}
+    )
+    assert counted == 1
+
+
+async def test_the_access_log_shows_an_escaped_exception_as_a_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    middleware = AccessLogMiddleware(crashing_app)
+
+    async def send(message: Message) -> None:
+        raise AssertionError("no response was started")
+
+    with (
+        caplog.at_level(logging.INFO, logger="ordersaga.access"),
+        pytest.raises(RuntimeError, match="boom"),
+    ):
+        await middleware(dict(SCOPE), nothing_received, send)
+
+    (line,) = [record for record in caplog.records if record.name == "ordersaga.access"]
+    assert line.getMessage() == "POST /orders 500"
+    assert line.__dict__["http_status"] == 500
