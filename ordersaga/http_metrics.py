@@ -10,7 +10,9 @@ from __future__ import annotations
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ordersaga.asgi import ResponseStatus
 
 # Requests no route matched share one label, for the same reason.
 UNMATCHED_ROUTE = "<unmatched>"
@@ -53,23 +55,15 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
-        # Unless a response starts, an exception escaped: the server answers 500.
-        status = 500
-
-        async def send_and_record_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
+        status = ResponseStatus(send)
         started = time.perf_counter()
         try:
-            await self._app(scope, receive, send_and_record_status)
+            await self._app(scope, receive, status.send)
         finally:
             route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
             self._metrics.observe(
                 method=scope["method"],
                 route=str(route),
-                status=status,
+                status=status.code,
                 seconds=time.perf_counter() - started,
             )

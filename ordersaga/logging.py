@@ -32,7 +32,9 @@ from typing import Any, Literal, TextIO
 from opentelemetry import baggage, trace
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ordersaga.asgi import ResponseStatus
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 TEXT_DATE_FORMAT = "%H:%M:%S"
@@ -258,18 +260,10 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        # Unless a response starts, an exception escaped: the server answers 500.
-        status = 500
-
-        async def record_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
+        status = ResponseStatus(send)
         with log_context():
             try:
-                await self.app(scope, receive, record_status)
+                await self.app(scope, receive, status.send)
             finally:
                 path: str = scope.get("path", "")
                 route = getattr(scope.get("route"), "path", None)
@@ -280,12 +274,12 @@ class AccessLogMiddleware:
                     "%s %s %d",
                     scope["method"],
                     path,
-                    status,
+                    status.code,
                     extra={
                         "http_method": scope["method"],
                         "http_route": route,
                         "http_path": path,
-                        "http_status": status,
+                        "http_status": status.code,
                         "duration_ms": duration_ms,
                     },
                 )

@@ -1,4 +1,4 @@
-"""The HTTP middlewares when an exception escapes the app."""
+"""The HTTP middlewares when the app answers, and when an exception escapes it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
+from ordersaga.asgi import ResponseStatus
 from ordersaga.http_metrics import UNMATCHED_ROUTE, MetricsMiddleware, RequestMetrics
 from ordersaga.logging import AccessLogMiddleware
 
@@ -19,6 +20,20 @@ async def nothing_received() -> Message:
 
 async def crashing_app(scope: Scope, receive: Receive, send: Send) -> None:
     raise RuntimeError("boom before any response")
+
+
+async def test_the_status_is_the_one_the_app_answered_with_and_every_message_goes_on() -> None:
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    status = ResponseStatus(send)
+    await status.send({"type": "http.response.start", "status": 201, "headers": []})
+    await status.send({"type": "http.response.body", "body": b"{}"})
+
+    assert status.code == 201
+    assert [message["type"] for message in sent] == ["http.response.start", "http.response.body"]
 
 
 async def test_metrics_count_an_escaped_exception_as_the_500_the_server_answers() -> None:
