@@ -735,12 +735,13 @@ def as_activity_error(raised: BaseException, method: Callable[..., Any]) -> Acti
     when its last attempt fails, not one wrapped in an ActivityError as a
     remote activity's always is.
     """
+    name = getattr(method, "__name__", "")
     wrapped = ActivityError(
-        f"local attempt of {getattr(method, '__name__', 'activity')} failed",
+        f"local attempt of {name or 'activity'} failed",
         scheduled_event_id=0,
         started_event_id=0,
         identity="",
-        activity_type=getattr(method, "__name__", ""),
+        activity_type=name,
         activity_id="",
         retry_state=None,
     )
