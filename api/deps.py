@@ -19,7 +19,10 @@ from api.temporal_orders import TemporalOrders
 from ordersaga.logging import bind_log_fields
 
 
-def get_temporal_client(request: Request) -> Client:
+# Every dependency here is `async def` although none awaits anything: FastAPI
+# runs a plain `def` dependency in its thread pool, a thread hand-off per
+# dependency per request.
+async def get_temporal_client(request: Request) -> Client:
     client: Client | None = getattr(request.app.state, "temporal_client", None)
     if client is None:
         # Only before start-up finished (or when the lifespan never ran).
@@ -30,14 +33,14 @@ def get_temporal_client(request: Request) -> Client:
 TemporalClientDep = Annotated[Client, Depends(get_temporal_client)]
 
 
-def get_orders(*, client: TemporalClientDep) -> TemporalOrders:
+async def get_orders(*, client: TemporalClientDep) -> TemporalOrders:
     return TemporalOrders(client)
 
 
 OrdersDep = Annotated[TemporalOrders, Depends(get_orders)]
 
 
-def get_metrics(request: Request) -> ApiMetrics:
+async def get_metrics(request: Request) -> ApiMetrics:
     metrics: ApiMetrics = request.app.state.metrics
     return metrics
 
@@ -45,7 +48,7 @@ def get_metrics(request: Request) -> ApiMetrics:
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 
 
-def idempotency_key(
+async def idempotency_key(
     *,
     key: Annotated[
         str | None,
@@ -72,7 +75,7 @@ def idempotency_key(
 IdempotencyKeyDep = Annotated[str, Depends(idempotency_key)]
 
 
-def order_id_path(
+async def order_id_path(
     *, order_id: Annotated[str, Path(description="An id returned by POST /orders")]
 ) -> str:
     # Anything that cannot be an order id is simply not found: it never

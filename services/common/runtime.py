@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, TypeVar
 
@@ -32,7 +32,10 @@ class ServiceRuntime:
         return self.started_engine
 
 
-def get_runtime(request: Request) -> ServiceRuntime:
+# Every dependency here is `async def` although none awaits anything: FastAPI
+# runs a plain `def` dependency in its thread pool, a thread hand-off per
+# dependency per request (docs/performance.md measures what that cost).
+async def get_runtime(request: Request) -> ServiceRuntime:
     runtime = request.app.state.runtime
     assert isinstance(runtime, ServiceRuntime)
     return runtime
@@ -41,7 +44,7 @@ def get_runtime(request: Request) -> ServiceRuntime:
 Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]
 
 
-def get_engine(runtime: Runtime) -> AsyncEngine:
+async def get_engine(runtime: Runtime) -> AsyncEngine:
     return runtime.engine
 
 
@@ -57,10 +60,10 @@ UnitOfWorkT = TypeVar("UnitOfWorkT", bound=SqlUnitOfWork)
 
 def unit_of_work(
     factory: Callable[[AsyncEngine], UnitOfWorkT],
-) -> Callable[[AsyncEngine], UnitOfWorkT]:
+) -> Callable[[AsyncEngine], Awaitable[UnitOfWorkT]]:
     """A dependency giving each request a unit of work on the app's engine."""
 
-    def provide(engine: Engine) -> UnitOfWorkT:
+    async def provide(engine: Engine) -> UnitOfWorkT:
         return factory(engine)
 
     return provide
@@ -69,10 +72,10 @@ def unit_of_work(
 ConfigT = TypeVar("ConfigT")
 
 
-def service_config(kind: type[ConfigT]) -> Callable[[ServiceRuntime], ConfigT]:
+def service_config(kind: type[ConfigT]) -> Callable[[ServiceRuntime], Awaitable[ConfigT]]:
     """A dependency giving the service's own policy, as create_app was given it."""
 
-    def provide(runtime: Runtime) -> ConfigT:
+    async def provide(runtime: Runtime) -> ConfigT:
         if not isinstance(runtime.config, kind):
             raise TypeError(f"the {runtime.name} app was built without a {kind.__name__}")
         return runtime.config
