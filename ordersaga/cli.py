@@ -157,7 +157,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from workers.main import WorkerStartupError, exit_without_finalizing, run_worker
 
     try:
-        asyncio.run(run_worker(settings, queues))
+        from ordersaga import eventloop
+
+        eventloop.run(run_worker(settings, queues))
     except WorkerStartupError as error:
         raise UsageError(str(error)) from None
     exit_without_finalizing(0)

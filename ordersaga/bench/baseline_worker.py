@@ -10,6 +10,7 @@ import signal
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from ordersaga import eventloop
 from ordersaga.bench.baseline import (
     ACTIVITY_QUEUE,
     WORKFLOW_QUEUE,
@@ -50,7 +51,9 @@ def main() -> None:
     parser.add_argument("--namespace", default="default")
     parser.add_argument("--max-concurrent", type=int, default=100)
     args = parser.parse_args()
-    asyncio.run(serve(args.address, args.namespace, args.max_concurrent))
+    # The same loop as the saga's worker (ordersaga.cli worker): the comparison
+    # is of the workflows, not of the event loops.
+    eventloop.run(serve(args.address, args.namespace, args.max_concurrent))
 
 
 if __name__ == "__main__":
