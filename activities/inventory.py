@@ -7,6 +7,7 @@ from temporalio import activity
 from activities.http import ServiceClient, saga_step
 from contracts.activities import (
     CommitReservationInput,
+    FindCommittedReservationInput,
     ReleaseInventoryInput,
     ReserveInventoryInput,
     StepOutcome,
@@ -53,3 +54,17 @@ class InventoryActivities:
                 "commit",
                 idempotency_key=request.idempotency_key,
             )
+
+    @activity.defn(name="find_committed_reservation")
+    async def find_committed_reservation(
+        self, request: FindCommittedReservationInput
+    ) -> str | None:
+        """The order's committed reservation, or None: has its stock left the warehouse?"""
+        with saga_step("find_committed_reservation", request.order_id):
+            listing = await self._client.get("/reservations", params={"order_id": request.order_id})
+            if listing.status_code != 200:
+                raise self._client.refusal(listing)
+            for reservation in listing.json()["items"]:
+                if reservation["state"] == "committed":
+                    return str(reservation["reservation_id"])
+            return None

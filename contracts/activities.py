@@ -41,6 +41,13 @@ class CommitReservationInput:
 
 
 @dataclass
+class FindCommittedReservationInput:
+    """Which order's committed reservation to look for (a read: no idempotency key)."""
+
+    order_id: str
+
+
+@dataclass
 class ChargePaymentInput:
     order_id: str
     customer_id: str

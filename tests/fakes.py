@@ -24,6 +24,7 @@ from contracts.activities import (
     ChargePaymentInput,
     CommitReservationInput,
     CreateShipmentInput,
+    FindCommittedReservationInput,
     RefundPaymentInput,
     ReleaseInventoryInput,
     ReserveInventoryInput,
@@ -54,6 +55,7 @@ ActivityInput = (
     | RefundPaymentInput
     | CreateShipmentInput
     | CancelShipmentInput
+    | FindCommittedReservationInput
 )
 # What a script applies to: every call of an activity (its name), or only the
 # calls of an activity for one order (activity name, order id).
@@ -205,6 +207,7 @@ class FakeDomainActivities:
             self.reserve_inventory,
             self.release_inventory,
             self.commit_reservation,
+            self.find_committed_reservation,
             self.charge_payment,
             self.refund_payment,
             self.create_shipment,
@@ -222,6 +225,16 @@ class FakeDomainActivities:
     @activity.defn(name="commit_reservation")
     async def commit_reservation(self, request: CommitReservationInput) -> StepOutcome:
         return await self._call("commit_reservation", request, request.reservation_id)
+
+    @activity.defn(name="find_committed_reservation")
+    async def find_committed_reservation(
+        self, request: FindCommittedReservationInput
+    ) -> str | None:
+        # Like the service: committed once a commit reached it (never undone).
+        await self._call("find_committed_reservation", request, None)
+        if "commit_reservation" in self.calls_for(request.order_id):
+            return CREATED_IDS["reserve_inventory"]
+        return None
 
     @activity.defn(name="charge_payment")
     async def charge_payment(self, request: ChargePaymentInput) -> StepOutcome:
@@ -270,7 +283,12 @@ async def fake_domain_workers(
         Worker(
             client,
             task_queue=task_queues.INVENTORY,
-            activities=[fakes.reserve_inventory, fakes.release_inventory, fakes.commit_reservation],
+            activities=[
+                fakes.reserve_inventory,
+                fakes.release_inventory,
+                fakes.commit_reservation,
+                fakes.find_committed_reservation,
+            ],
         ),
         Worker(
             client,

@@ -82,6 +82,7 @@ def activities_for(queue: str, client: ServiceClient) -> list[Any]:
             inventory.reserve_inventory,
             inventory.release_inventory,
             inventory.commit_reservation,
+            inventory.find_committed_reservation,
         ]
     if queue == task_queues.PAYMENTS:
         payments = PaymentActivities(client)
