@@ -14,15 +14,18 @@ Rules this file keeps:
 - Every call's first attempt runs in this workflow's own worker as a local
   activity; one that fails without a refusal is handed to its domain's task
   queue, where Temporal retries it and the Web UI shows it pending. A healthy
-  order is then two workflow tasks and one activity task (the commit) instead
-  of five and four.
-  What local attempts did is recorded only when their workflow task completes,
-  so the commit, the one step after which an order can no longer be undone,
-  always runs on the inventory queue: the task that ran the local steps ends by
-  scheduling it, so their markers are in the history before the order can
-  complete. And a cancelled order undoes every step it did not see done or
-  refused (a lost task may have done it). docs/performance.md measures this
-  and explains the trade-off.
+  order is then one workflow task and no activity task instead of five and
+  four.
+  What local attempts did is recorded only when their workflow task completes.
+  A task can be lost after its steps took effect: its worker dies, or the
+  server rejects it because it would close the order while a cancel waits.
+  The next run replays without those steps and may see the cancel first. So a
+  cancel seen before the commit first asks inventory whether the order is
+  committed (its stock gone, the point of no return): if it is, a customer's
+  cancel is refused as too late and a cancellation through Temporal is
+  ignored, and the order completes, its steps run again under the same
+  idempotency keys; if not, the cancel undoes every step it did not see done
+  or refused. docs/performance.md measures this and explains the trade-off.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         ChargePaymentInput,
         CommitReservationInput,
         CreateShipmentInput,
+        FindCommittedReservationInput,
         RefundPaymentInput,
         ReleaseInventoryInput,
         ReserveInventoryInput,
@@ -118,6 +122,9 @@ T = TypeVar("T")
 FAILED_STEP_PATCH = "failed-step-search-attribute"
 # Orders started before local-first attempts replay with ordinary activities.
 LOCAL_FIRST_PATCH = "local-first-attempt"
+# Local-first orders started before the commit ran locally too replay with the
+# commit on the inventory queue.
+LOCAL_COMMIT_PATCH = "local-commit"
 
 
 class _CancelAccepted(Exception):
@@ -142,7 +149,13 @@ class OrderWorkflow:
         # Idempotency keys of calls whose local attempt failed and that went on
         # on their domain's queue, where attempts count from 1 again.
         self._handed_over: set[str] = set()
-        self._local_first = False
+        # Decided here, not in run(): a cancel can reach its handler before
+        # run() starts (the first task of a run replaying after a lost one).
+        self._local_first = workflow.patched(LOCAL_FIRST_PATCH)
+        self._local_commit = self._local_first and workflow.patched(LOCAL_COMMIT_PATCH)
+        # Customer cancels waiting to learn whether the order is already
+        # committed (cancel()); the commit waits for them.
+        self._cancels_being_checked = 0
         # Local-first orders upsert their status once per workflow task that
         # changed it (_publish_status), not at every change within one task.
         self._status_unpublished = True
@@ -153,7 +166,6 @@ class OrderWorkflow:
 
     @workflow.run
     async def run(self, order: PlaceOrder) -> OrderResult:
-        self._local_first = workflow.patched(LOCAL_FIRST_PATCH)
         if not self._local_first:
             self._publish_status()
         workflow.set_current_details(f"**{self._status.value}**")
@@ -167,6 +179,12 @@ class OrderWorkflow:
         try:
             result = await self._fulfil()
         except asyncio.CancelledError:
+            reservation_id = await self._committed_unseen()
+            if reservation_id is not None:
+                # Too late: a task this run never saw committed the order.
+                result = await self._complete_after_unseen_commit(reservation_id)
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                return result
             # Cancelled through Temporal itself (Web UI, CLI): the same unwinding
             # as a customer cancel, then end the execution as cancelled.
             self._failure_reason = "cancelled through Temporal"
@@ -177,7 +195,6 @@ class OrderWorkflow:
         return result
 
     async def _fulfil(self) -> OrderResult:
-        order = self._order
         try:
             self._stop_if_cancel_accepted()
             reservation_id = await self._forward(
@@ -187,7 +204,10 @@ class OrderWorkflow:
             await self._forward(StepName.CHARGE_PAYMENT, OrderStatus.CHARGING, self._charge)
             self._stop_if_cancel_accepted()
             await self._forward(StepName.CREATE_SHIPMENT, OrderStatus.SHIPPING, self._ship)
-            # A cancel accepted while the shipment was being created still wins.
+            # A customer's cancel still being checked (cancel()) decides before the
+            # commit; one accepted while the shipment was being created still wins.
+            if self._cancels_being_checked:
+                await workflow.wait_condition(lambda: not self._cancels_being_checked)
             self._stop_if_cancel_accepted()
         except (_CancelAccepted, ActivityError):
             # A cancel accepted while a step was in flight wins even if that
@@ -202,6 +222,11 @@ class OrderWorkflow:
             )
 
         assert reservation_id is not None
+        await self._commit(reservation_id)
+        return self._finish(OrderStatus.COMPLETED)
+
+    async def _commit(self, reservation_id: str) -> None:
+        order = self._order
         commit = self._steps[StepName.COMMIT_RESERVATION]
         commit.state = StepState.RUNNING
         # Past the point of no return: the shipment exists and the customer can
@@ -215,19 +240,66 @@ class OrderWorkflow:
                     task_queue=task_queues.INVENTORY,
                     retry_policy=UNTIL_DONE_RETRY_POLICY,
                     summary=f"commit {order.unit_count} reserved units: stock leaves the warehouse",
-                    # Never local. Scheduling it ends the task that ran the local
-                    # steps, so their markers are in the history before the order
-                    # can complete. Were the order to complete in that same task,
-                    # a cancel arriving meanwhile would make the server reject the
-                    # task, markers and all, and the next run, seeing the cancel
-                    # first, would undo an order whose stock had left.
-                    may_run_locally=False,
+                    # Local too, so a healthy order closes in the task that ran
+                    # its steps. Should the server reject that task (a cancel
+                    # arrived meanwhile) or its worker die, the next run asks
+                    # inventory before it undoes anything (_committed_unseen).
+                    # Orders from before that guard keep it on the queue.
+                    may_run_locally=self._local_commit,
                 ),
                 action=StepName.COMMIT_RESERVATION.value,
                 done=StepState.COMPLETED,
                 resume=OrderStatus.SHIPPING,
             )
         )
+
+    async def _committed_unseen(self) -> str | None:
+        """The order's committed reservation, when a task this run never saw committed it.
+
+        A run that sees a cancel before its commit may be replaying after a
+        lost task (its worker died, or the server rejected it for closing the
+        order while the cancel waited) that carried the order further, up to
+        and including its commit. Only inventory knows; it is asked before
+        anything is undone. Orders whose commit runs on the queue need not
+        ask: a lost task cannot have scheduled it.
+        """
+        if not self._local_commit:
+            return None
+        if self._steps[StepName.COMMIT_RESERVATION].state is not StepState.PENDING:
+            return None
+        self._publish_status()  # the task ends here, waiting for the queue
+        found: str | None = await self._through_cancellation(
+            workflow.execute_activity_method(
+                InventoryActivities.find_committed_reservation,
+                FindCommittedReservationInput(self._order.order_id),
+                task_queue=task_queues.INVENTORY,
+                start_to_close_timeout=ACTIVITY_START_TO_CLOSE,
+                retry_policy=UNTIL_DONE_RETRY_POLICY,
+                summary="before undoing: is the order already committed?",
+            )
+        )
+        return found
+
+    async def _complete_after_unseen_commit(self, reservation_id: str) -> OrderResult:
+        """A cancellation through Temporal arrived after a lost task committed the order.
+
+        The stock has left, so it no longer applies. The steps this run has not
+        seen run again under their idempotency keys: each service answers with
+        what the lost task's call did, and the order completes as it did then.
+        """
+        self._cancelled_through_temporal = False
+        workflow.logger.warning(
+            "cancel arrived after the order was committed; completing it",
+            extra={"order_id": self._order.order_id, "status": self._status.value},
+        )
+        for step, status, call in (
+            (StepName.RESERVE_INVENTORY, OrderStatus.RESERVING, self._reserve),
+            (StepName.CHARGE_PAYMENT, OrderStatus.CHARGING, self._charge),
+            (StepName.CREATE_SHIPMENT, OrderStatus.SHIPPING, self._ship),
+        ):
+            if self._steps[step].state is not StepState.COMPLETED:
+                await self._forward(step, status, call)
+        await self._commit(reservation_id)
         return self._finish(OrderStatus.COMPLETED)
 
     # --- forward steps -------------------------------------------------------
@@ -540,7 +612,19 @@ class OrderWorkflow:
         )
 
     @workflow.update(name=CANCEL_UPDATE)
-    def cancel(self, request: CancelOrder) -> CancelAccepted:
+    async def cancel(self, request: CancelOrder) -> CancelAccepted:
+        if self._cancel_request is None and self._local_commit:
+            # The validator saw no shipment, but a lost task may have gone on to
+            # the commit; the commit waits while this asks (_fulfil).
+            self._cancels_being_checked += 1
+            try:
+                committed = await self._committed_unseen()
+            finally:
+                self._cancels_being_checked -= 1
+            if committed is not None:
+                raise ApplicationError(
+                    "too late to cancel: the order has been committed", type="TooLate"
+                )
         if self._cancel_request is None:
             self._cancel_request = request
             self._set_status(OrderStatus.COMPENSATING)

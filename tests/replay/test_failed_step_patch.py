@@ -30,7 +30,7 @@ from tests.replay.replayer import (
     replayer,
     upserted_search_attributes,
 )
-from workflows.order import FAILED_STEP_PATCH, LOCAL_FIRST_PATCH
+from workflows.order import FAILED_STEP_PATCH, LOCAL_COMMIT_PATCH, LOCAL_FIRST_PATCH
 from workflows.search_attributes import FAILED_STEP_KEY
 
 # The recorded paths on which a forward step fails: the only ones the change touches.
@@ -141,8 +141,8 @@ async def test_a_new_order_takes_the_new_path(
         if event.HasField("marker_recorded_event_attributes")
         for payload in event.marker_recorded_event_attributes.details["patch-data"].payloads
     ]
-    # Every new order takes the local-first path too, patched at its start.
-    assert patches == [LOCAL_FIRST_PATCH, FAILED_STEP_PATCH]
+    # Every new order takes the local-first paths too, patched at its start.
+    assert patches == [LOCAL_FIRST_PATCH, LOCAL_COMMIT_PATCH, FAILED_STEP_PATCH]
     description = await handle.describe()
     assert description.typed_search_attributes.get(FAILED_STEP_KEY) == "charge_payment"
     query = (

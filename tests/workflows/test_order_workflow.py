@@ -7,18 +7,22 @@ compensations ran, in which order, with which inputs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import CancelledError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import (
+    ExecuteWorkflowInput,
     Interceptor,
     StartActivityInput,
+    StartLocalActivityInput,
     WorkflowInboundInterceptor,
     WorkflowInterceptorClassInput,
     WorkflowOutboundInterceptor,
@@ -67,10 +71,24 @@ async def workflow_tasks_completed(handle: WorkflowHandle[Any, Any]) -> int:
     )
 
 
+async def workflow_task_failures(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    """The cause of every failed workflow task in the history, by name."""
+    history = await handle.fetch_history()
+    return [
+        WorkflowTaskFailedCause.Name(event.workflow_task_failed_event_attributes.cause)
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+    ]
+
+
+def idempotency_keys(fakes: FakeDomainActivities, name: str) -> set[str]:
+    return {request.idempotency_key for request in fakes.inputs_of(name)}
+
+
 # --- local-first attempts ----------------------------------------------------------
 
 
-async def test_a_healthy_order_runs_its_steps_locally_and_commits_on_the_queue(
+async def test_a_healthy_order_runs_every_step_locally_in_one_workflow_task(
     saga: SagaHarness,
 ) -> None:
     handle = await saga.start(sample_order())
@@ -79,10 +97,9 @@ async def test_a_healthy_order_runs_its_steps_locally_and_commits_on_the_queue(
 
     assert result.status is OrderStatus.COMPLETED
     assert saga.fakes.names_called() == list(FORWARD)
-    assert saga.fakes.names_called_locally() == list(FORWARD[:3])
-    assert await activity_tasks_scheduled(handle) == [("commit_reservation", "inventory")]
-    # One task runs three steps and schedules the commit; one closes the order.
-    assert await workflow_tasks_completed(handle) == 2
+    assert saga.fakes.names_called_locally() == list(FORWARD)
+    assert await activity_tasks_scheduled(handle) == []
+    assert await workflow_tasks_completed(handle) == 1
 
 
 async def status_upserts(handle: WorkflowHandle[Any, Any]) -> list[str]:
@@ -104,9 +121,9 @@ async def test_the_status_is_upserted_once_per_workflow_task_that_changed_it(
     handle = await saga.start(sample_order())
     await handle.result()
 
-    # RECEIVED, RESERVING and CHARGING pass within the first task, which ends
-    # scheduling the commit: nothing could have seen them.
-    assert await status_upserts(handle) == ["SHIPPING", "COMPLETED"]
+    # Every status before COMPLETED passes within the order's one task:
+    # nothing could have seen them.
+    assert await status_upserts(handle) == ["COMPLETED"]
     description = await handle.describe()
     assert description.typed_search_attributes.get(ORDER_STATUS_KEY) == "COMPLETED"
 
@@ -146,12 +163,9 @@ async def test_a_local_attempt_that_fails_hands_the_step_to_its_domain_queue(
         ("charge_payment", False),
         ("charge_payment", False),
         ("create_shipment", True),
-        ("commit_reservation", False),
+        ("commit_reservation", True),
     ]
-    assert await activity_tasks_scheduled(handle) == [
-        ("charge_payment", "payments"),
-        ("commit_reservation", "inventory"),
-    ]
+    assert await activity_tasks_scheduled(handle) == [("charge_payment", "payments")]
     view = await saga.view(handle)
     assert [step.attempts for step in view.steps] == [1, 3, 1, 1]
 
@@ -169,14 +183,13 @@ async def test_a_refusal_in_the_local_attempt_is_final(saga: SagaHarness) -> Non
     assert saga.fakes.compensations_run() == ["release_inventory"]
 
 
-async def test_a_cancel_during_the_local_steps_cannot_drop_them_from_the_history(
+async def test_a_cancel_that_makes_the_server_reject_the_closing_task_cannot_undo_a_commit(
     saga: SagaHarness,
 ) -> None:
-    # The cancellation reaches the server while the task running the local
-    # steps is still open. Were that task to close the workflow (were the
-    # commit local too), the server would reject it and drop the steps'
-    # markers with it; the next run would see the cancel first and undo an
-    # order whose stock had left the warehouse.
+    # The cancellation reaches the server while the order's one task is still
+    # running its local steps. That task then closes the order, so the server
+    # rejects it and drops the steps' markers with it; the next run sees the
+    # cancel before any step, though the stock has already left.
     gate = saga.fakes.hold_calls("create_shipment", on_queue=False)
     handle = await saga.start(sample_order())
     await saga.wait_entered("create_shipment")
@@ -186,24 +199,44 @@ async def test_a_cancel_during_the_local_steps_cannot_drop_them_from_the_history
     gate.set()
     result = await handle.result()
 
-    # The workflow saw the cancel only after the shipment: past the point of
-    # no return, so the order completes, with every step done exactly once.
+    assert await workflow_task_failures(handle) == ["WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND"]
+    # The next run asked inventory before undoing anything, found the order
+    # committed, and ran the steps again under their keys: each service answers
+    # with what the first call did, so nothing happens twice.
     assert result.status is OrderStatus.COMPLETED
-    assert saga.fakes.names_called() == list(FORWARD)
+    assert saga.fakes.names_called() == [
+        *FORWARD,
+        "reserve_inventory",
+        "find_committed_reservation",
+        "charge_payment",
+        "create_shipment",
+        "commit_reservation",
+    ]
+    for step in FORWARD:
+        assert len(idempotency_keys(saga.fakes, step)) == 1
     assert saga.fakes.compensations_run() == []
     view = await saga.view(handle)
     assert step_states(view) == dict.fromkeys(FORWARD, StepState.COMPLETED)
 
 
-class LoseTheTaskThatReachesCommit(Interceptor):
-    """Fail, once, the workflow task that is about to schedule the commit.
+class LoseOneTask(Interceptor):
+    """Fail, once, the workflow task that reaches a given point.
 
     What a worker dying at that moment does: the local steps before it have
     reached the services, but their markers never reach the history. The next
-    workflow task replays without them.
+    workflow task replays without them. `before` names the local activity the
+    task is lost just before starting; None loses it as the order closes,
+    after every step took effect.
     """
 
-    lost = 0
+    def __init__(self, before: str | None) -> None:
+        self.before = before
+        self.lost = 0
+
+    def _lose_once(self) -> None:
+        if self.lost == 0:
+            self.lost += 1
+            raise RuntimeError("the worker died here (simulated by the test)")
 
     def workflow_interceptor_class(
         self, input: WorkflowInterceptorClassInput
@@ -212,31 +245,49 @@ class LoseTheTaskThatReachesCommit(Interceptor):
 
         class Outbound(WorkflowOutboundInterceptor):
             def start_activity(self, input: StartActivityInput) -> Any:
-                if input.activity == "commit_reservation" and interceptor.lost == 0:
-                    interceptor.lost += 1
-                    raise RuntimeError("the worker died here (simulated by the test)")
+                if input.activity == interceptor.before:
+                    interceptor._lose_once()
                 return super().start_activity(input)
+
+            def start_local_activity(self, input: StartLocalActivityInput) -> Any:
+                if input.activity == interceptor.before:
+                    interceptor._lose_once()
+                return super().start_local_activity(input)
 
         class Inbound(WorkflowInboundInterceptor):
             def init(self, outbound: WorkflowOutboundInterceptor) -> None:
                 super().init(Outbound(outbound))
 
+            async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
+                result = await super().execute_workflow(input)
+                if interceptor.before is None:
+                    interceptor._lose_once()
+                return result
+
         return Inbound
+
+
+@contextlib.asynccontextmanager
+async def saga_losing_one_task(
+    env: WorkflowEnvironment, losing: LoseOneTask
+) -> AsyncIterator[SagaHarness]:
+    saga = SagaHarness(env, FakeDomainActivities(), f"orders-test-{uuid.uuid4()}")
+    async with fake_domain_workers(
+        saga.client,
+        saga.fakes,
+        orders_queue=saga.orders_queue,
+        close_orders=saga.terminate_unfinished,
+        interceptors=[losing],
+    ):
+        yield saga
 
 
 async def test_a_cancel_after_a_lost_task_undoes_the_steps_the_task_carried_out(
     time_skipping_env: WorkflowEnvironment,
 ) -> None:
-    fakes = FakeDomainActivities()
-    saga = SagaHarness(time_skipping_env, fakes, f"orders-test-{uuid.uuid4()}")
-    losing = LoseTheTaskThatReachesCommit()
-    async with fake_domain_workers(
-        saga.client,
-        fakes,
-        orders_queue=saga.orders_queue,
-        close_orders=saga.terminate_unfinished,
-        interceptors=[losing],
-    ):
+    losing = LoseOneTask(before="commit_reservation")
+    async with saga_losing_one_task(time_skipping_env, losing) as saga:
+        fakes = saga.fakes
         gate = fakes.hold_calls("create_shipment", on_queue=False)
         handle = await saga.start(sample_order())
         await fakes.wait_entered("create_shipment")
@@ -250,12 +301,13 @@ async def test_a_cancel_after_a_lost_task_undoes_the_steps_the_task_carried_out(
     assert losing.lost == 1
     assert isinstance(failure.value.cause, CancelledError)
     # The run after the lost task saw the cancel before charging and shipping
-    # again; it undid them anyway, looked up by order.
+    # again; inventory had no commit, so it undid them anyway, looked up by order.
     assert fakes.calls_for(view.order_id) == [
         "reserve_inventory",
         "charge_payment",
         "create_shipment",
         "reserve_inventory",  # the next run's first step, finding the same reservation
+        "find_committed_reservation",
         "cancel_shipment",
         "refund_payment",
         "release_inventory",
@@ -271,7 +323,91 @@ async def test_a_cancel_after_a_lost_task_undoes_the_steps_the_task_carried_out(
     }
 
 
-async def test_a_customer_cancel_sent_during_a_local_step_is_answered_after_it(
+async def test_a_cancel_after_a_lost_task_that_committed_completes_the_order(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    losing = LoseOneTask(before=None)
+    async with saga_losing_one_task(time_skipping_env, losing) as saga:
+        fakes = saga.fakes
+        gate = fakes.hold_calls("commit_reservation", on_queue=False)
+        handle = await saga.start(sample_order())
+        await fakes.wait_entered("commit_reservation")
+        await handle.cancel()
+        await asyncio.sleep(0.2)  # the cancel is in the history before the task fails
+        gate.set()
+        result = await handle.result()
+        view = await saga.view(handle)
+
+    assert losing.lost == 1
+    # Without asking inventory, the next run would have refunded and cancelled
+    # the shipment of an order whose stock had left the warehouse.
+    assert result.status is OrderStatus.COMPLETED
+    assert fakes.compensations_run() == []
+    assert fakes.calls_for(view.order_id)[4:6] == [
+        "reserve_inventory",
+        "find_committed_reservation",
+    ]
+    for step in FORWARD:
+        assert len(idempotency_keys(fakes, step)) == 1
+    assert step_states(view) == dict.fromkeys(FORWARD, StepState.COMPLETED)
+
+
+async def test_a_customer_cancel_after_a_lost_task_that_committed_is_refused(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    losing = LoseOneTask(before=None)
+    async with saga_losing_one_task(time_skipping_env, losing) as saga:
+        fakes = saga.fakes
+        gate = fakes.hold_calls("commit_reservation", on_queue=False)
+        handle = await saga.start(sample_order())
+        await fakes.wait_entered("commit_reservation")
+        cancel = asyncio.create_task(
+            handle.execute_update(CANCEL_UPDATE, CancelOrder(), result_type=CancelAccepted)
+        )
+        await asyncio.sleep(0.2)  # the update reaches the server before the task fails
+        gate.set()
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await cancel
+        result = await handle.result()
+
+    assert losing.lost == 1
+    # The next run's validator saw no shipment yet; inventory knew better.
+    assert "too late to cancel: the order has been committed" in str(refused.value.cause)
+    assert result.status is OrderStatus.COMPLETED
+    assert fakes.compensations_run() == []
+    for step in FORWARD:
+        assert len(idempotency_keys(fakes, step)) == 1
+
+
+async def test_a_customer_cancel_after_a_lost_task_that_did_not_commit_undoes_its_steps(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    losing = LoseOneTask(before="commit_reservation")
+    async with saga_losing_one_task(time_skipping_env, losing) as saga:
+        fakes = saga.fakes
+        gate = fakes.hold_calls("create_shipment", on_queue=False)
+        handle = await saga.start(sample_order())
+        await fakes.wait_entered("create_shipment")
+        cancel = asyncio.create_task(
+            handle.execute_update(CANCEL_UPDATE, CancelOrder(), result_type=CancelAccepted)
+        )
+        await asyncio.sleep(0.2)
+        gate.set()
+        accepted = await cancel
+        result = await handle.result()
+        view = await saga.view(handle)
+
+    assert losing.lost == 1
+    assert accepted.status is OrderStatus.COMPENSATING
+    assert result.status is OrderStatus.CANCELLED
+    # Whatever the next run saw again before the cancel took effect, everything
+    # the lost task did is undone, newest first, and nothing was committed.
+    assert fakes.compensations_run() == ["cancel_shipment", "refund_payment", "release_inventory"]
+    assert "commit_reservation" not in fakes.names_called()
+    assert step_states(view)["commit_reservation"] is StepState.PENDING
+
+
+async def test_a_customer_cancel_sent_during_the_orders_one_task_is_refused_once_committed(
     saga: SagaHarness,
 ) -> None:
     gate = saga.fakes.hold_calls("create_shipment", on_queue=False)
@@ -288,10 +424,14 @@ async def test_a_customer_cancel_sent_during_a_local_step_is_answered_after_it(
     with pytest.raises(WorkflowUpdateFailedError) as rejected:
         await cancel
 
-    assert "too late to cancel: the shipment has been created" in str(rejected.value.cause)
+    # The task went on to commit and close the order; the waiting update made
+    # the server reject it, and the next run's check found the commit.
+    assert "too late to cancel: the order has been committed" in str(rejected.value.cause)
     result = await handle.result()
     assert result.status is OrderStatus.COMPLETED
     assert saga.fakes.compensations_run() == []
+    for step in FORWARD:
+        assert len(idempotency_keys(saga.fakes, step)) == 1
 
 
 async def test_happy_path_completes_and_commits_the_reservation(saga: SagaHarness) -> None:
