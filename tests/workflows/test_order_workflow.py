@@ -407,6 +407,39 @@ async def test_a_customer_cancel_after_a_lost_task_that_did_not_commit_undoes_it
     assert step_states(view)["commit_reservation"] is StepState.PENDING
 
 
+async def test_the_commit_waits_while_a_customer_cancel_is_being_checked(
+    saga: SagaHarness,
+) -> None:
+    lookup = saga.fakes.hold_calls("find_committed_reservation")
+    charge = saga.fakes.hold_calls("charge_payment")
+    handle = await saga.start(sample_order())
+    await saga.wait_entered("charge_payment")
+    cancel = asyncio.create_task(
+        handle.execute_update(CANCEL_UPDATE, CancelOrder(), result_type=CancelAccepted)
+    )
+    await saga.wait_entered("find_committed_reservation")
+
+    # The charge lands and the order ships while the cancel's check is held:
+    # the next step would be the commit.
+    charge.set()
+    await saga.wait_entered("create_shipment")
+    await asyncio.sleep(0.2)
+    lookup.set()
+    accepted = await cancel
+    result = await handle.result()
+
+    # Inventory had no commit, so the cancel was accepted; the order must not
+    # have committed meanwhile, or the customer would have been told a lie.
+    assert accepted.status is OrderStatus.COMPENSATING
+    assert result.status is OrderStatus.CANCELLED
+    assert "commit_reservation" not in saga.fakes.names_called()
+    assert saga.fakes.compensations_run() == [
+        "cancel_shipment",
+        "refund_payment",
+        "release_inventory",
+    ]
+
+
 async def test_a_customer_cancel_sent_during_the_orders_one_task_is_refused_once_committed(
     saga: SagaHarness,
 ) -> None:
