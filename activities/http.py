@@ -153,10 +153,8 @@ class ServiceClient:
         if resource_id is not None:
             resource_ids = [resource_id]
         else:
-            listing = await self.get(f"/{collection}", params={"order_id": order_id})
-            if listing.status_code != 200:
-                raise self.refusal(listing)
-            resource_ids = [str(item[id_field]) for item in listing.json()["items"]]
+            found = await self.list_for_order(collection, order_id)
+            resource_ids = [str(item[id_field]) for item in found]
         if not resource_ids:
             return StepOutcome(resource_id=None, attempt=_attempt(), nothing_to_undo=True)
         for rid in resource_ids:
@@ -164,6 +162,14 @@ class ServiceClient:
             key = idempotency_key if len(resource_ids) == 1 else f"{idempotency_key}:{rid}"
             await self.act(collection, rid, action, idempotency_key=key)
         return StepOutcome(resource_id=resource_ids[0], attempt=_attempt())
+
+    async def list_for_order(self, collection: str, order_id: str) -> list[dict[str, Any]]:
+        """`GET /{collection}?order_id=`: what the service holds for the order."""
+        listing = await self.get(f"/{collection}", params={"order_id": order_id})
+        if listing.status_code != 200:
+            raise self.refusal(listing)
+        items: list[dict[str, Any]] = listing.json()["items"]
+        return items
 
     async def act(
         self, collection: str, resource_id: str, action: str, *, idempotency_key: str

@@ -61,10 +61,7 @@ class InventoryActivities:
     ) -> str | None:
         """The order's committed reservation, or None: has its stock left the warehouse?"""
         with saga_step("find_committed_reservation", request.order_id):
-            listing = await self._client.get("/reservations", params={"order_id": request.order_id})
-            if listing.status_code != 200:
-                raise self._client.refusal(listing)
-            for reservation in listing.json()["items"]:
+            for reservation in await self._client.list_for_order("reservations", request.order_id):
                 if reservation["state"] == "committed":
                     return str(reservation["reservation_id"])
             return None
