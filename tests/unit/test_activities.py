@@ -19,6 +19,7 @@ from activities.payments import PaymentActivities
 from contracts.activities import (
     ChargePaymentInput,
     CommitReservationInput,
+    FindCommittedReservationInput,
     RefundPaymentInput,
     ReleaseInventoryInput,
     ReserveInventoryInput,
@@ -180,3 +181,48 @@ async def test_commit_of_a_released_reservation_is_refused() -> None:
             CommitReservationInput("ord_1", "res_9", "ord_1:commit_reservation"),
         )
     assert (raised.value.type, raised.value.non_retryable) == ("INVALID_STATE", True)
+
+
+def reservations(*states: str) -> Handler:
+    items = [
+        {"reservation_id": f"res_{n}", "order_id": "ord_1", "state": state, "lines": []}
+        for n, state in enumerate(states)
+    ]
+    return lambda _: httpx.Response(200, json={"items": items})
+
+
+async def test_the_commit_lookup_finds_the_orders_committed_reservation() -> None:
+    seen: list[httpx.Request] = []
+    client = stub_service(reservations("released", "committed"), seen)
+    found = await ActivityEnvironment().run(
+        InventoryActivities(client).find_committed_reservation,
+        FindCommittedReservationInput("ord_1"),
+    )
+    assert found == "res_1"
+    assert (seen[0].method, seen[0].url.path) == ("GET", "/reservations")
+    assert seen[0].url.params["order_id"] == "ord_1"
+
+
+@pytest.mark.parametrize("states", [(), ("reserved",), ("released",)])
+async def test_the_commit_lookup_finds_nothing_while_no_reservation_is_committed(
+    states: tuple[str, ...],
+) -> None:
+    client = stub_service(reservations(*states))
+    found = await ActivityEnvironment().run(
+        InventoryActivities(client).find_committed_reservation,
+        FindCommittedReservationInput("ord_1"),
+    )
+    assert found is None
+
+
+async def test_the_commit_lookup_refused_is_non_retryable_and_an_outage_retryable() -> None:
+    lookup = FindCommittedReservationInput("ord_1")
+    refusing = InventoryActivities(stub_service(refusal(400, "REQUEST_REJECTED")))
+    with pytest.raises(ApplicationError) as refused:
+        await ActivityEnvironment().run(refusing.find_committed_reservation, lookup)
+    failing = InventoryActivities(stub_service(lambda _: httpx.Response(503)))
+    with pytest.raises(ApplicationError) as unavailable:
+        await ActivityEnvironment().run(failing.find_committed_reservation, lookup)
+
+    assert (refused.value.type, refused.value.non_retryable) == ("REQUEST_REJECTED", True)
+    assert unavailable.value.non_retryable is False
