@@ -180,17 +180,15 @@ class OrderWorkflow:
             result = await self._fulfil()
         except asyncio.CancelledError:
             reservation_id = await self._committed_unseen()
-            if reservation_id is not None:
-                # Too late: a task this run never saw committed the order.
-                result = await self._complete_after_unseen_commit(reservation_id)
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                return result
-            # Cancelled through Temporal itself (Web UI, CLI): the same unwinding
-            # as a customer cancel, then end the execution as cancelled.
-            self._failure_reason = "cancelled through Temporal"
-            await self._unwind_shielded(cancelled=True)
-            self._finish(OrderStatus.CANCELLED)
-            raise
+            if reservation_id is None:
+                # Cancelled through Temporal itself (Web UI, CLI): the same unwinding
+                # as a customer cancel, then end the execution as cancelled.
+                self._failure_reason = "cancelled through Temporal"
+                await self._unwind_shielded(cancelled=True)
+                self._finish(OrderStatus.CANCELLED)
+                raise
+            # Too late: a task this run never saw committed the order.
+            result = await self._complete_after_unseen_commit(reservation_id)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return result
 
