@@ -81,8 +81,18 @@ async def workflow_task_failures(handle: WorkflowHandle[Any, Any]) -> list[str]:
     ]
 
 
-def idempotency_keys(fakes: FakeDomainActivities, name: str) -> set[str]:
-    return {request.idempotency_key for request in fakes.inputs_of(name)}
+def every_step_under_one_key(fakes: FakeDomainActivities) -> bool:
+    """Each forward step, however often it ran, always went with the same idempotency key."""
+    return all(
+        len({request.idempotency_key for request in fakes.inputs_of(step)}) == 1 for step in FORWARD
+    )
+
+
+def send_cancel(handle: WorkflowHandle[Any, Any]) -> asyncio.Task[CancelAccepted]:
+    """The customer's cancel, sent now and answered whenever the workflow answers it."""
+    return asyncio.create_task(
+        handle.execute_update(CANCEL_UPDATE, CancelOrder(), result_type=CancelAccepted)
+    )
 
 
 # --- local-first attempts ----------------------------------------------------------
@@ -212,8 +222,7 @@ async def test_a_cancel_that_makes_the_server_reject_the_closing_task_cannot_und
         "create_shipment",
         "commit_reservation",
     ]
-    for step in FORWARD:
-        assert len(idempotency_keys(saga.fakes, step)) == 1
+    assert every_step_under_one_key(saga.fakes)
     assert saga.fakes.compensations_run() == []
     view = await saga.view(handle)
     assert step_states(view) == dict.fromkeys(FORWARD, StepState.COMPLETED)
@@ -347,8 +356,7 @@ async def test_a_cancel_after_a_lost_task_that_committed_completes_the_order(
         "reserve_inventory",
         "find_committed_reservation",
     ]
-    for step in FORWARD:
-        assert len(idempotency_keys(fakes, step)) == 1
+    assert every_step_under_one_key(fakes)
     assert step_states(view) == dict.fromkeys(FORWARD, StepState.COMPLETED)
 
 
@@ -361,9 +369,7 @@ async def test_a_customer_cancel_after_a_lost_task_that_committed_is_refused(
         gate = fakes.hold_calls("commit_reservation", on_queue=False)
         handle = await saga.start(sample_order())
         await fakes.wait_entered("commit_reservation")
-        cancel = asyncio.create_task(
-            handle.execute_update(CANCEL_UPDATE, CancelOrder(), result_type=CancelAccepted)
-        )
+        cancel = send_cancel(handle)
         await asyncio.sleep(0.2)  # the update reaches the server before the task fails
         gate.set()
         with pytest.raises(WorkflowUpdateFailedError) as refused:
@@ -375,8 +381,7 @@ async def test_a_customer_cancel_after_a_lost_task_that_committed_is_refused(
     assert "too late to cancel: the order has been committed" in str(refused.value.cause)
     assert result.status is OrderStatus.COMPLETED
     assert fakes.compensations_run() == []
-    for step in FORWARD:
-        assert len(idempotency_keys(fakes, step)) == 1
+    assert every_step_under_one_key(fakes)
 
 
 async def test_a_customer_cancel_after_a_lost_task_that_did_not_commit_undoes_its_steps(
@@ -388,9 +393,7 @@ async def test_a_customer_cancel_after_a_lost_task_that_did_not_commit_undoes_it
         gate = fakes.hold_calls("create_shipment", on_queue=False)
         handle = await saga.start(sample_order())
         await fakes.wait_entered("create_shipment")
-        cancel = asyncio.create_task(
-            handle.execute_update(CANCEL_UPDATE, CancelOrder(), result_type=CancelAccepted)
-        )
+        cancel = send_cancel(handle)
         await asyncio.sleep(0.2)
         gate.set()
         accepted = await cancel
@@ -414,9 +417,7 @@ async def test_the_commit_waits_while_a_customer_cancel_is_being_checked(
     charge = saga.fakes.hold_calls("charge_payment")
     handle = await saga.start(sample_order())
     await saga.wait_entered("charge_payment")
-    cancel = asyncio.create_task(
-        handle.execute_update(CANCEL_UPDATE, CancelOrder(), result_type=CancelAccepted)
-    )
+    cancel = send_cancel(handle)
     await saga.wait_entered("find_committed_reservation")
 
     # The charge lands and the order ships while the cancel's check is held:
@@ -447,9 +448,7 @@ async def test_a_customer_cancel_sent_during_the_orders_one_task_is_refused_once
     handle = await saga.start(sample_order())
     await saga.wait_entered("create_shipment")
 
-    cancel = asyncio.create_task(
-        handle.execute_update(CANCEL_UPDATE, CancelOrder(), result_type=CancelAccepted)
-    )
+    cancel = send_cancel(handle)
     await asyncio.sleep(0.2)
     # The local attempt holds the workflow task: the update waits for it.
     assert not cancel.done()
@@ -463,8 +462,7 @@ async def test_a_customer_cancel_sent_during_the_orders_one_task_is_refused_once
     result = await handle.result()
     assert result.status is OrderStatus.COMPLETED
     assert saga.fakes.compensations_run() == []
-    for step in FORWARD:
-        assert len(idempotency_keys(saga.fakes, step)) == 1
+    assert every_step_under_one_key(saga.fakes)
 
 
 async def test_happy_path_completes_and_commits_the_reservation(saga: SagaHarness) -> None:
