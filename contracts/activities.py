@@ -8,9 +8,9 @@ the resource up by order and treats "nothing found" as already undone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from contracts.orders import Address, OrderLine
+from contracts.orders import Address, OrderLine, PricedLine
 
 
 def idempotency_key(order_id: str, step: str, operator_retry: int = 0) -> str:
@@ -21,9 +21,18 @@ def idempotency_key(order_id: str, step: str, operator_retry: int = 0) -> str:
 
 @dataclass
 class ReserveInventoryInput:
+    """Reserve the lines at the catalog's current prices.
+
+    currency: the order's; inventory refuses one that is not the catalog's.
+    expected_total_cents: when the customer said what they expect to pay,
+    inventory refuses (PRICE_CHANGED) a reservation whose total differs.
+    """
+
     order_id: str
     lines: list[OrderLine]
     idempotency_key: str
+    currency: str = ""
+    expected_total_cents: int | None = None
 
 
 @dataclass
@@ -91,3 +100,8 @@ class StepOutcome:
     resource_id: str | None
     attempt: int = 1
     nothing_to_undo: bool = False
+    # A reservation only: its lines at the prices it fixed, and their total in
+    # its currency. The charge is exactly this total.
+    priced_lines: list[PricedLine] = field(default_factory=list)
+    total_cents: int | None = None
+    currency: str | None = None

@@ -6,6 +6,9 @@ UNKNOWN_SKU = "UNKNOWN_SKU"
 PAYMENT_DECLINED = "PAYMENT_DECLINED"
 ADDRESS_UNDELIVERABLE = "ADDRESS_UNDELIVERABLE"
 REFUND_REFUSED = "REFUND_REFUSED"
+# The reserved total differs from what the customer said they expect to pay,
+# or the order's currency is not the catalog's.
+PRICE_CHANGED = "PRICE_CHANGED"
 # A compensation asked to undo something that has moved past undoing, such as
 # releasing a reservation that was already committed.
 INVALID_STATE = "INVALID_STATE"
@@ -18,7 +21,9 @@ SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 INJECTED_FAULT = "INJECTED_FAULT"
 
 # Refusals by a domain: the order cannot go on, compensate at once.
-BUSINESS_REFUSALS = frozenset({OUT_OF_STOCK, UNKNOWN_SKU, PAYMENT_DECLINED, ADDRESS_UNDELIVERABLE})
+BUSINESS_REFUSALS = frozenset(
+    {OUT_OF_STOCK, UNKNOWN_SKU, PAYMENT_DECLINED, ADDRESS_UNDELIVERABLE, PRICE_CHANGED}
+)
 
 # Errors an activity raises as non-retryable.
 NON_RETRYABLE = frozenset(
@@ -30,3 +35,19 @@ NON_RETRYABLE = frozenset(
         REQUEST_REJECTED,
     }
 )
+
+# What a customer is told about an order that ended for one of these reasons.
+# Stock counts, limits and service internals stay in the operator's view.
+PUBLIC_REASONS: dict[str, str] = {
+    OUT_OF_STOCK: "some items are out of stock",
+    UNKNOWN_SKU: "some items are not in the catalog",
+    PAYMENT_DECLINED: "the card was declined",
+    ADDRESS_UNDELIVERABLE: "we can't ship to that country",
+    PRICE_CHANGED: "the price is not the one you expected",
+}
+PUBLIC_REASON_OTHER = "we could not complete the order; nothing was charged or shipped"
+PUBLIC_REASON_CANCELLED = "the order was cancelled"
+
+
+def public_reason(code: str | None) -> str:
+    return PUBLIC_REASONS.get(code or "", PUBLIC_REASON_OTHER)

@@ -60,6 +60,16 @@ COMPENSATION_FOR: dict[StepName, CompensationName] = {
 
 @dataclass
 class OrderLine:
+    """What the customer asked for. It has no price: prices come from the catalog."""
+
+    sku: str
+    quantity: int
+
+
+@dataclass
+class PricedLine:
+    """A line as inventory reserved it, at the catalog's price at that moment."""
+
     sku: str
     quantity: int
     unit_price_cents: int
@@ -90,18 +100,18 @@ class PlaceOrder:
     currency: str
     payment: PaymentDetails
     shipping_address: Address
-
-    @property
-    def total_cents(self) -> int:
-        return order_total_cents(self.items)
+    # What the customer expects to pay, if they said. Never what is charged:
+    # the charge is the reserved total, and a reservation whose total differs
+    # from this is refused (PRICE_CHANGED), so the order fails with that reason.
+    expected_total_cents: int | None = None
 
     @property
     def unit_count(self) -> int:
         return sum(line.quantity for line in self.items)
 
 
-def order_total_cents(items: list[OrderLine]) -> int:
-    return sum(line.quantity * line.unit_price_cents for line in items)
+def order_total_cents(lines: list[PricedLine]) -> int:
+    return sum(line.quantity * line.unit_price_cents for line in lines)
 
 
 def format_money(cents: int, currency: str) -> str:
@@ -118,19 +128,40 @@ class StepView:
 
 
 @dataclass
+class OperatorRecord:
+    """An operator's decision on a parked order: who, what, when and why."""
+
+    operator: str
+    decision: str
+    step: str
+    note: str
+    at: str
+
+
+@dataclass
 class OrderView:
-    """What the status query returns. Carries no address and no payment token."""
+    """What the status query returns. Carries no address and no payment token.
+
+    items: what was ordered; priced_lines and total_cents: what was reserved,
+    at the catalog's prices (empty and None until the reservation exists).
+    failure_code: the stable code of what ended the order (e.g. PAYMENT_DECLINED),
+    for the API to turn into words a customer understands; failure_reason is
+    the full account, for operators.
+    """
 
     order_id: str
     status: OrderStatus
     customer_id: str
     items: list[OrderLine]
-    total_cents: int
+    total_cents: int | None
     currency: str
     steps: list[StepView] = field(default_factory=list)
     failure_reason: str | None = None
     created_at: str = ""
     updated_at: str = ""
+    priced_lines: list[PricedLine] = field(default_factory=list)
+    failure_code: str | None = None
+    operator_actions: list[OperatorRecord] = field(default_factory=list)
 
 
 @dataclass
@@ -155,9 +186,14 @@ class CancelAccepted:
 
 @dataclass
 class OperatorAction:
-    """An operator's instruction for an order in NEEDS_ATTENTION."""
+    """An operator's instruction for an order in NEEDS_ATTENTION.
+
+    operator: who gave it (the subject of the operator's token), recorded with
+    the note in the order's history and view.
+    """
 
     note: str = ""
+    operator: str = ""
 
 
 @dataclass

@@ -1,0 +1,65 @@
+"""One set of field rules for everything an order carries.
+
+The API checks a request against these at the edge, and every service checks
+its own requests against the same values, so an order the API accepts is never
+refused by a service for its shape. Plain constants (patterns, bounds, sets):
+the API and the services each build their pydantic types from them.
+"""
+
+from __future__ import annotations
+
+# A SKU: what a catalog row, a log line and a visibility query can all hold.
+SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+SKU_MAX_LENGTH = 64
+
+# Ids that end up in workflow ids, search attributes and visibility queries
+# (customer ids): a closed, quote-free alphabet, so none of them can break out
+# of a query string and no e-mail address (PII) fits.
+SAFE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"
+
+MAX_LINES_PER_ORDER = 100
+MAX_QUANTITY_PER_LINE = 1000
+
+# Prices live in the catalog, in minor units of the catalog's currency. With at
+# most 100 lines of 1000 units, the largest possible order is exactly
+# MAX_ORDER_TOTAL_CENTS, and the smallest is one cent: no order can be free.
+MIN_UNIT_PRICE_CENTS = 1
+MAX_UNIT_PRICE_CENTS = 10_000_000
+MAX_ORDER_TOTAL_CENTS = MAX_LINES_PER_ORDER * MAX_QUANTITY_PER_LINE * MAX_UNIT_PRICE_CENTS
+
+# Free text from people (name, street, city): any printable character. No C0 or
+# C1 control characters, nor DEL; surrounding whitespace is stripped and a
+# blank value is refused. (A lone UTF-16 surrogate is not a valid string at all
+# and is refused before any pattern.)
+TEXT_PATTERN = r"^[^\x00-\x1F\x7F-\x9F]+$"
+TEXT_MAX_LENGTH = 200
+CITY_MAX_LENGTH = 100
+
+POSTAL_CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 \-]{0,19}$"
+POSTAL_CODE_MAX_LENGTH = 20
+
+# ISO 3166-1 alpha-2, upper case.
+COUNTRY_PATTERN = r"^[A-Z]{2}$"
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+
+# Payment tokens are opaque to us, but bounded and printable.
+PAYMENT_TOKEN_PATTERN = r"^[\x21-\x7E]{1,255}$"
+
+# ISO 4217 codes of currencies in use (funds and precious metals excluded).
+ISO_4217_CURRENCIES = frozenset(
+    """
+    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB
+    BRL BSD BTN BWP BYN BZD CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP
+    DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF
+    IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK
+    LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN
+    NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF
+    SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND
+    TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XCG XOF XPF
+    YER ZAR ZMW ZWG
+    """.split()
+)
+
+
+def is_iso_currency(code: str) -> bool:
+    return code in ISO_4217_CURRENCIES
