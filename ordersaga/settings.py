@@ -21,6 +21,10 @@ LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 SERVICES = ("inventory", "payments", "shipping")
 
 
+class MissingSecretError(ValueError):
+    """A secret that production must be given is missing."""
+
+
 def parse_queues(value: str | Iterable[str]) -> list[str]:
     """Task queue names from `a,b,c` (or a list); ValueError names any unknown one."""
     raw = value.split(",") if isinstance(value, str) else list(value)
@@ -76,12 +80,44 @@ class Settings(BaseSettings):
     inventory_url: str | None = None
     payments_url: str | None = None
     shipping_url: str | None = None
-    # SQLAlchemy async URLs; default to SQLite files under data_dir.
-    inventory_database_url: str | None = None
-    payments_database_url: str | None = None
-    shipping_database_url: str | None = None
+    # SQLAlchemy async URLs; default to SQLite files under data_dir. Secret:
+    # a production URL carries the database password.
+    inventory_database_url: SecretStr | None = None
+    payments_database_url: SecretStr | None = None
+    shipping_database_url: SecretStr | None = None
 
     admin_token: SecretStr = SecretStr(DEV_ADMIN_TOKEN)
+    # The workers' credential to the services (Authorization: Bearer). Required
+    # outside dev mode; dev mode makes one up in data_dir (ordersaga.dev_secrets).
+    worker_token: SecretStr | None = None
+    # Prices in the catalog are in this currency; an order in another is refused.
+    catalog_currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+
+    # Customers and operators authenticate with OAuth 2.0 bearer JWTs from any
+    # OIDC provider: its JWKS URL, issuer and this API's audience. Required
+    # outside dev mode; dev mode is its own issuer (ordersaga.auth.DevIssuer).
+    auth_jwks_url: str | None = None
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    # The scope (in `scope` or `scp`) that makes a token's subject a customer,
+    # and the one that makes it an operator.
+    auth_customer_scope: str = Field(default="orders:customer", min_length=1)
+    auth_operator_scope: str = Field(default="orders:operator", min_length=1)
+    auth_leeway_seconds: int = Field(default=30, ge=0, le=300)
+
+    # The API's edge.
+    # Signs list page tokens (HMAC), so a forged one is refused before Temporal.
+    # Required outside dev mode, and the same on every replica.
+    api_page_token_key: SecretStr | None = None
+    api_max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Orders one customer may place, in the `limits` notation ("30/minute").
+    api_order_rate_limit: str = "30/minute"
+    api_max_open_orders_per_customer: int = Field(default=50, ge=1)
+    # Where rate limits are counted: "memory://" (one process) or a Redis URL
+    # ("redis://127.0.0.1:6379") shared by every API replica.
+    rate_limit_storage_url: SecretStr = SecretStr("memory://")
+    # Every API call to Temporal answers within this, or the API answers 503.
+    api_temporal_rpc_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     payments_customer_limit_cents: int = Field(default=1_000_000, ge=0)
     shipping_refused_countries: Annotated[list[str], NoDecode] = ["AQ"]
 
@@ -190,9 +226,43 @@ class Settings(BaseSettings):
             "payments": self.payments_database_url,
             "shipping": self.shipping_database_url,
         }[service]
-        if explicit:
-            return explicit
+        if explicit is not None and explicit.get_secret_value():
+            return explicit.get_secret_value()
         return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.sqlite3').resolve()}"
+
+    def dev_secret(self, name: str, configured: SecretStr | None) -> str:
+        """A secret from settings, or in dev mode the one dev mode keeps in data_dir.
+
+        Outside dev mode a missing one is a start-up error naming its variable.
+        """
+        if configured is not None and configured.get_secret_value():
+            return configured.get_secret_value()
+        if not self.dev_mode:
+            raise MissingSecretError(
+                f"{env_var_name(name)} is not set; it is required outside dev mode"
+            )
+        from ordersaga.dev_secrets import read_or_create_text
+
+        return read_or_create_text(self.data_dir, name)
+
+    def worker_token_value(self) -> str:
+        return self.dev_secret("worker_token", self.worker_token)
+
+    def page_token_key_value(self) -> str:
+        return self.dev_secret("api_page_token_key", self.api_page_token_key)
+
+    def auth_problem(self) -> str | None:
+        """Why the API cannot authenticate anyone with these settings, or None."""
+        if self.dev_mode and not self.auth_jwks_url:
+            return None  # dev mode is its own issuer
+        missing = [
+            env_var_name(name)
+            for name in ("auth_jwks_url", "auth_issuer", "auth_audience")
+            if not getattr(self, name)
+        ]
+        if missing:
+            return f"{', '.join(missing)} not set; point them at your OIDC provider"
+        return None
 
     def admin_token_problem(self) -> str | None:
         """Why the admin token may not be used outside dev mode, or None when it may."""
