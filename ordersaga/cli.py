@@ -138,7 +138,34 @@ def cmd_api(args: argparse.Namespace) -> int:
     _setup_telemetry(settings, "api")
     from api.app import create_app
 
-    _serve_http(create_app(settings), settings.api_host, settings.api_port, settings)
+    try:
+        app = create_app(settings)
+    except ValueError as error:  # MissingSecretError included
+        raise UsageError(f"refusing to start the API: {error}") from None
+    _serve_http(app, settings.api_host, settings.api_port, settings)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Mint a token with dev mode's own issuer; only the token goes to stdout."""
+    settings = load_settings(dev_mode=True)
+    if settings.auth_jwks_url:
+        raise UsageError(
+            "ORDERSAGA_AUTH_JWKS_URL is set: tokens come from that provider, not from "
+            "`ordersaga token` (a dev-only issuer)"
+        )
+    from ordersaga.auth import DevIssuer, customer_id_for
+
+    if args.operator is not None:
+        subject, scope = args.operator, settings.auth_operator_scope
+    else:
+        subject, scope = args.customer, settings.auth_customer_scope
+    if customer_id_for(subject) != subject:
+        raise UsageError(
+            f"{subject!r} is not a plain id (letters, digits, _ . : -, at most 64 characters)"
+        )
+    issuer = DevIssuer.from_settings(settings)
+    print(issuer.mint(subject, [scope], ttl_seconds=args.ttl))
     return 0
 
 
@@ -332,6 +359,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     api = commands.add_parser("api", help="run the HTTP API")
     api.set_defaults(handler=cmd_api)
+
+    token = commands.add_parser(
+        "token",
+        help="dev only: mint a bearer token for the API with dev mode's own issuer",
+        description="Mints a JWT signed by the dev issuer kept in ORDERSAGA_DATA_DIR "
+        "(default .ordersaga, the folder `make dev` uses) and prints it alone on stdout, "
+        "e.g. TOKEN=$(ordersaga token --customer cus_ada). Production tokens come "
+        "from your OIDC provider.",
+    )
+    who = token.add_mutually_exclusive_group(required=True)
+    who.add_argument("--customer", metavar="ID", help="a customer token for this customer id")
+    who.add_argument(
+        "--operator",
+        metavar="ID",
+        nargs="?",
+        const="op_dev",
+        help="an operator token (subject ID, default op_dev)",
+    )
+    token.add_argument(
+        "--ttl",
+        type=_positive_int,
+        default=12 * 3600,
+        metavar="SECONDS",
+        help="lifetime in seconds (default: 43200, 12 hours)",
+    )
+    token.set_defaults(handler=cmd_token)
 
     worker = commands.add_parser("worker", help="run a Temporal worker")
     worker.add_argument(

@@ -38,11 +38,15 @@ from temporalio.client import Client
 
 from contracts import task_queues
 from contracts.search_attributes import SEARCH_ATTRIBUTE_TYPES
+from ordersaga.auth import DEV_AUDIENCE, DEV_ISSUER, DevIssuer
 from ordersaga.binaries import BinaryNotFoundError, temporal_cli
 from ordersaga.ports import free_port
 from ordersaga.settings import SERVICES, Settings, env_var_name
 
 BANNER_TITLE = "ordersaga dev stack is up"
+# Who the banner's ready-made tokens are for.
+DEV_CUSTOMER = "cus_ada"
+DEV_OPERATOR = "op_dev"
 SUPERVISOR = "dev"
 TAIL_LINES = 25
 PROBE_INTERVAL_SECONDS = 0.25
@@ -690,7 +694,26 @@ class DevStack:
         width = max(len(label) for label, _ in rows)
         body = "\n".join(f"  {label.ljust(width)}  {value}" for label, value in rows)
         rule = "=" * 72
-        return f"{rule}\n{BANNER_TITLE} (Ctrl-C to stop)\n{body}\n{rule}"
+        return (
+            f"{rule}\n{BANNER_TITLE} (Ctrl-C to stop)\n{body}\n\n{self._tokens()}\n{rule}"
+        )
+
+    def _tokens(self) -> str:
+        """Ready bearer tokens from dev mode's own issuer (valid 12 hours)."""
+        if self.settings.auth_jwks_url:
+            return "  tokens: from your OIDC provider (ORDERSAGA_AUTH_JWKS_URL is set)"
+        issuer = DevIssuer.in_data_dir(
+            self.data_dir,
+            issuer=self.settings.auth_issuer or DEV_ISSUER,
+            audience=self.settings.auth_audience or DEV_AUDIENCE,
+        )
+        customer = issuer.mint(DEV_CUSTOMER, [self.settings.auth_customer_scope])
+        operator = issuer.mint(DEV_OPERATOR, [self.settings.auth_operator_scope])
+        return (
+            f"  customer token ({DEV_CUSTOMER}):\n    {customer}\n"
+            f"  operator token ({DEV_OPERATOR}):\n    {operator}\n"
+            "  more: .venv/bin/ordersaga token --customer cus_grace | --operator [--ttl SECONDS]"
+        )
 
 
 async def _supervise(settings: Settings, data_dir: Path) -> int:
