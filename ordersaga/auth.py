@@ -150,9 +150,10 @@ class RemoteJwks:
         return await self._refresh()
 
     async def _refresh(self) -> jwt.PyJWKSet:
+        seen = self._fetched_at
         async with self._lock:
-            if self._keys is not None and time.monotonic() - self._fetched_at < 1.0:
-                return self._keys  # another request just refreshed it
+            if self._keys is not None and self._fetched_at != seen:
+                return self._keys  # refreshed by a request that held the lock first
             try:
                 keys = await self._fetch()
             except (httpx.HTTPError, ValueError, jwt.PyJWKSetError) as err:

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -28,6 +29,7 @@ from tests.integration.api.support import (
     client_on_new_namespace,
     order_body,
     terminate_open_orders,
+    verifier_for_tests,
 )
 
 
@@ -55,6 +57,11 @@ def settings(temporal_client: Client) -> Settings:
     return Settings(
         temporal_address=temporal_client.service_client.config.target_host,
         temporal_namespace=temporal_client.namespace,
+        api_page_token_key=SecretStr("page-token-key-of-the-api-tests"),
+        # The limits have tests of their own (test_limits.py); here they
+        # must not get in the way of tests placing many orders quickly.
+        api_order_rate_limit="10000/minute",
+        api_max_open_orders_per_customer=10_000,
     )
 
 
@@ -62,13 +69,16 @@ def settings(temporal_client: Client) -> Settings:
 async def api(
     settings: Settings, temporal_client: Client, fakes: FakeDomainActivities
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with asgi_client(create_app(settings, client=temporal_client)) as http:
+    app = create_app(settings, client=temporal_client, verifier=verifier_for_tests())
+    async with asgi_client(app) as http:
         yield http
 
 
 @pytest.fixture
 def new_order() -> Callable[..., OrderRequest]:
-    def make(**overrides: Any) -> OrderRequest:
-        return OrderRequest(order_body(**overrides))
+    def make(*, customer_id: str | None = None, **overrides: Any) -> OrderRequest:
+        if customer_id is None:
+            return OrderRequest(order_body(**overrides))
+        return OrderRequest(order_body(**overrides), customer_id=customer_id)
 
     return make

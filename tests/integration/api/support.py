@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 from google.protobuf.duration_pb2 import Duration
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
@@ -18,6 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.ids import derive_order_id
 from contracts.search_attributes import CUSTOMER_ID, ORDER_STATUS
+from ordersaga.auth import DevIssuer, KeySource, StaticKeys, TokenVerifier
 from tests.conftest import register_search_attributes
 from tests.ports import free_port as free_port  # re-exported for test_ops.py
 
@@ -80,17 +82,52 @@ async def terminate_open_orders(client: Client) -> None:
             await client.get_workflow_handle(execution.id).terminate("API tests finished")
 
 
+# The tests' own token issuer: a key made for this test session, its JWKS
+# handed to the API's verifier (tests/integration/api/test_auth.py also serves
+# it over HTTP).
+TEST_ISSUER = DevIssuer(
+    ec.generate_private_key(ec.SECP256R1()),
+    issuer="https://issuer.ordersaga.test/",
+    audience="ordersaga-api-test",
+)
+CUSTOMER_SCOPE = "orders:customer"
+OPERATOR_SCOPE = "orders:operator"
+TEST_OPERATOR = "op_tester"
+
+
+def verifier_for_tests(keys: KeySource | None = None) -> TokenVerifier:
+    return TokenVerifier(
+        keys or StaticKeys(TEST_ISSUER.jwks()),
+        issuer=TEST_ISSUER.issuer,
+        audience=TEST_ISSUER.audience,
+        customer_scope=CUSTOMER_SCOPE,
+        operator_scope=OPERATOR_SCOPE,
+    )
+
+
+def customer_token(customer_id: str, **claims: Any) -> str:
+    return TEST_ISSUER.mint(customer_id, [CUSTOMER_SCOPE], **claims)
+
+
+def operator_token(subject: str = TEST_OPERATOR) -> str:
+    return TEST_ISSUER.mint(subject, [OPERATOR_SCOPE])
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def new_customer_id() -> str:
+    return f"cus_{uuid.uuid4().hex[:12]}"
+
+
 @dataclass
 class OrderRequest:
-    """One customer's order attempt: its body and Idempotency-Key."""
+    """One customer's order attempt: its body, Idempotency-Key and bearer token."""
 
     body: dict[str, Any]
+    customer_id: str = field(default_factory=new_customer_id)
     key: str = field(default_factory=lambda: f"key-{uuid.uuid4()}")
-
-    @property
-    def customer_id(self) -> str:
-        customer: str = self.body["customer_id"]
-        return customer
 
     @property
     def order_id(self) -> str:
@@ -98,8 +135,12 @@ class OrderRequest:
         return derive_order_id(self.customer_id, self.key)
 
     @property
+    def auth(self) -> dict[str, str]:
+        return bearer(customer_token(self.customer_id))
+
+    @property
     def headers(self) -> dict[str, str]:
-        return {"Idempotency-Key": self.key}
+        return {"Idempotency-Key": self.key, **self.auth}
 
 
 NewOrder = Callable[..., OrderRequest]
@@ -111,10 +152,9 @@ STREET = "12 St James's Square"
 
 def order_body(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "customer_id": f"cus_{uuid.uuid4().hex[:12]}",
         "items": [
-            {"sku": "sku_mug", "quantity": 2, "unit_price_cents": 1250},
-            {"sku": "sku_poster", "quantity": 1, "unit_price_cents": 999},
+            {"sku": "sku_mug", "quantity": 2},
+            {"sku": "sku_poster", "quantity": 1},
         ],
         "currency": "EUR",
         "payment": {"token": PAYMENT_TOKEN},
@@ -130,9 +170,15 @@ def order_body(**overrides: Any) -> dict[str, Any]:
     return body
 
 
-def asgi_client(app: FastAPI) -> httpx.AsyncClient:
-    """An HTTP client calling the app in-process (its lifespan does not run)."""
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test")
+def asgi_client(app: FastAPI, *, token: str | None = None) -> httpx.AsyncClient:
+    """An HTTP client calling the app in-process (its lifespan does not run),
+    sending `token` (default: an operator's, who may read every order) unless a
+    request names its own Authorization."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://api.test",
+        headers=bearer(token or operator_token()),
+    )
 
 
 async def place(api: httpx.AsyncClient, order: OrderRequest) -> httpx.Response:
@@ -147,13 +193,19 @@ async def place_accepted(api: httpx.AsyncClient, order: OrderRequest) -> str:
     return order_id
 
 
-async def wait_for_status(api: httpx.AsyncClient, order_id: str, status: str) -> dict[str, Any]:
+async def wait_for_status(
+    api: httpx.AsyncClient,
+    order_id: str,
+    status: str,
+    *,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """GET the order until it reaches status; the last body seen if not in time."""
     seen: dict[str, Any] = {}
 
     async def reached() -> dict[str, Any] | None:
         nonlocal seen
-        response = await api.get(f"/orders/{order_id}")
+        response = await api.get(f"/orders/{order_id}", headers=headers)
         assert response.status_code == 200, response.text
         seen = response.json()
         return seen if seen["status"] == status else None
