@@ -10,7 +10,9 @@ theirs picks up our tasks and none of ours picks up theirs.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -24,6 +26,8 @@ from contracts import task_queues
 from ordersaga.settings import Settings
 from tests.fakes import FakeDomainActivities, fake_domain_workers
 from tests.integration.api.support import (
+    TEST_ISSUER,
+    JwksHandler,
     OrderRequest,
     asgi_client,
     client_on_new_namespace,
@@ -82,3 +86,17 @@ def new_order() -> Callable[..., OrderRequest]:
         return OrderRequest(order_body(**overrides), customer_id=customer_id)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def jwks_url() -> Iterator[str]:
+    """The test issuer's JWKS, served over real HTTP on a free port."""
+    JwksHandler.jwks = TEST_ISSUER.jwks()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), JwksHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
 from typing import Any, TypeVar
 
 import httpx
@@ -168,6 +170,23 @@ def order_body(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+class JwksHandler(BaseHTTPRequestHandler):
+    jwks: dict[str, Any] = {}
+    fetches = 0
+
+    def do_GET(self) -> None:
+        type(self).fetches += 1
+        body = json.dumps(self.jwks).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
 
 
 def asgi_client(app: FastAPI, *, token: str | None = None) -> httpx.AsyncClient:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -29,6 +27,7 @@ from tests.integration.api.support import (
     OPERATOR_SCOPE,
     TEST_ISSUER,
     UNKNOWN_ORDER,
+    JwksHandler,
     NewOrder,
     bearer,
     customer_token,
@@ -134,37 +133,6 @@ INVALID_TOKENS: dict[str, Callable[[], dict[str, str]]] = {
         + "."
     ),
 }
-
-
-class _JwksHandler(BaseHTTPRequestHandler):
-    jwks: dict[str, Any] = {}
-    fetches = 0
-
-    def do_GET(self) -> None:
-        type(self).fetches += 1
-        body = json.dumps(self.jwks).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def jwks_url() -> Iterator[str]:
-    """The test issuer's JWKS, served over real HTTP on a free port."""
-    _JwksHandler.jwks = TEST_ISSUER.jwks()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _JwksHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(params=["static-keys", "jwks-over-http"])
@@ -297,14 +265,14 @@ async def test_jwks_is_fetched_once_and_refetched_for_a_rotated_key(jwks_url: st
     )
     keys = RemoteJwks(jwks_url, min_refresh_seconds=0.0)
     verifier = verifier_for_tests(keys)
-    _JwksHandler.fetches = 0
+    JwksHandler.fetches = 0
     await verifier.verify(customer_token("cus_a"))
     await verifier.verify(customer_token("cus_b"))
-    assert _JwksHandler.fetches == 1
-    _JwksHandler.jwks = {"keys": TEST_ISSUER.jwks()["keys"] + rotated.jwks()["keys"]}
+    assert JwksHandler.fetches == 1
+    JwksHandler.jwks = {"keys": TEST_ISSUER.jwks()["keys"] + rotated.jwks()["keys"]}
     try:
         principal = await verifier.verify(rotated.mint("cus_c", [CUSTOMER_SCOPE]))
     finally:
-        _JwksHandler.jwks = TEST_ISSUER.jwks()
+        JwksHandler.jwks = TEST_ISSUER.jwks()
     assert principal.customer_id == "cus_c"
-    assert _JwksHandler.fetches == 2
+    assert JwksHandler.fetches == 2

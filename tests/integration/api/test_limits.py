@@ -1,0 +1,251 @@
+"""The edge's limits: orders per customer per window (shared by replicas through
+Redis), open orders per customer, page tokens that cannot be forged, bodies
+and currencies the catalog does not sell."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from temporalio.client import Client
+
+from api.app import create_app
+from api.limits import OrderRateLimit
+from api.temporal_orders import encode_page_token, visibility_query
+from ordersaga.settings import Settings
+from tests.fakes import FakeDomainActivities
+from tests.integration.api.support import (
+    TEST_ISSUER,
+    NewOrder,
+    asgi_client,
+    bearer,
+    customer_token,
+    eventually,
+    free_port,
+    new_customer_id,
+    order_body,
+    place,
+    verifier_for_tests,
+)
+
+REDIS_URL = os.environ.get("ORDERSAGA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _limited_settings(settings: Settings, **changes: object) -> Settings:
+    return settings.model_copy(update=changes)
+
+
+async def test_a_customer_over_the_rate_limit_gets_429_with_retry_after(
+    settings: Settings, temporal_client: Client, fakes: FakeDomainActivities, new_order: NewOrder
+) -> None:
+    app = create_app(
+        _limited_settings(settings, api_order_rate_limit="2/minute"),
+        client=temporal_client,
+        verifier=verifier_for_tests(),
+    )
+    customer = new_customer_id()
+    async with asgi_client(app) as api:
+        answers = [await place(api, new_order(customer_id=customer)) for _ in range(3)]
+        other = await place(api, new_order())
+
+    assert [a.status_code for a in answers] == [202, 202, 429]
+    assert answers[2].json()["detail"]["code"] == "RATE_LIMITED"
+    assert 1 <= int(answers[2].headers["Retry-After"]) <= 60
+    assert other.status_code == 202, "one customer's limit must not throttle another"
+
+
+async def test_a_customer_with_too_many_open_orders_gets_429(
+    settings: Settings, temporal_client: Client, fakes: FakeDomainActivities, new_order: NewOrder
+) -> None:
+    app = create_app(
+        _limited_settings(settings, api_max_open_orders_per_customer=1),
+        client=temporal_client,
+        verifier=verifier_for_tests(),
+    )
+    customer = new_customer_id()
+    first = new_order(customer_id=customer)
+    gate = fakes.hold_calls("reserve_inventory", first.order_id)  # keeps it open
+    async with asgi_client(app) as api:
+        assert (await place(api, first)).status_code == 202
+
+        async def refused() -> httpx.Response | None:
+            response = await place(api, new_order(customer_id=customer))
+            return response if response.status_code == 429 else None
+
+        response = await eventually(refused)
+        gate.set()
+    assert response.json()["detail"]["code"] == "TOO_MANY_OPEN_ORDERS"
+    assert "Retry-After" in response.headers
+
+
+async def test_the_rate_limit_counts_in_redis_for_every_replica() -> None:
+    """Two limiters (as two replicas would have), one Redis: one count."""
+    customer = new_customer_id()
+    replicas = [OrderRateLimit("3/minute", REDIS_URL) for _ in range(2)]
+    for attempt in range(3):
+        await replicas[attempt % 2].check(customer)
+    from api.errors import RateLimited
+
+    with pytest.raises(RateLimited):
+        await replicas[1].check(customer)
+    with pytest.raises(RateLimited):
+        await replicas[0].check(customer)
+    # In memory each would have counted alone and let the fourth through.
+    alone = [OrderRateLimit("3/minute", "memory://") for _ in range(2)]
+    for attempt in range(4):
+        await alone[attempt % 2].check(customer)
+
+
+@pytest.fixture
+def two_api_processes(
+    temporal_client: Client, jwks_url: str, tmp_path: Path
+) -> Iterator[list[str]]:
+    """Two `ordersaga api` processes, as two replicas behind a load balancer,
+    configured as production is: an issuer's JWKS, a page-token key, Redis."""
+    env = {
+        **os.environ,
+        "ORDERSAGA_DEV_MODE": "false",
+        "ORDERSAGA_DATA_DIR": str(tmp_path),
+        "ORDERSAGA_TEMPORAL_ADDRESS": temporal_client.service_client.config.target_host,
+        "ORDERSAGA_TEMPORAL_NAMESPACE": temporal_client.namespace,
+        "ORDERSAGA_AUTH_JWKS_URL": jwks_url,
+        "ORDERSAGA_AUTH_ISSUER": TEST_ISSUER.issuer,
+        "ORDERSAGA_AUTH_AUDIENCE": TEST_ISSUER.audience,
+        "ORDERSAGA_API_PAGE_TOKEN_KEY": "shared-by-both-replicas",
+        "ORDERSAGA_RATE_LIMIT_STORAGE_URL": REDIS_URL,
+        "ORDERSAGA_API_ORDER_RATE_LIMIT": "3/minute",
+        "ORDERSAGA_LOG_FORMAT": "json",
+    }
+    processes: list[subprocess.Popen[bytes]] = []
+    urls: list[str] = []
+    for _ in range(2):
+        port = free_port()
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "ordersaga.cli", "api"],
+                env={**env, "ORDERSAGA_API_PORT": str(port)},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        urls.append(f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + 30
+        for url in urls:
+            while True:
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, f"the API at {url} did not start"
+                time.sleep(0.1)
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=15)
+
+
+async def test_the_rate_limit_holds_across_two_api_processes(
+    two_api_processes: list[str], fakes: FakeDomainActivities
+) -> None:
+    customer = new_customer_id()
+    headers = bearer(customer_token(customer))
+    codes: list[int] = []
+    async with httpx.AsyncClient(timeout=10) as http:
+        for attempt in range(5):
+            response = await http.post(
+                f"{two_api_processes[attempt % 2]}/orders",
+                json=order_body(),
+                headers={**headers, "Idempotency-Key": f"replicas-{attempt}"},
+            )
+            codes.append(response.status_code)
+    assert codes == [202, 202, 202, 429, 429], codes
+
+
+@pytest.fixture
+async def api_with_known_key(
+    settings: Settings, temporal_client: Client, fakes: FakeDomainActivities
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, client=temporal_client, verifier=verifier_for_tests())
+    async with asgi_client(app) as api:
+        yield api
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        # The old, unkeyed check: sha256 over the query and the token.
+        pytest.param("unkeyed", id="unkeyed-hash"),
+        pytest.param("other-key", id="signed-with-another-key"),
+        pytest.param("garbage", id="garbage"),
+    ],
+)
+async def test_a_forged_page_token_is_a_fast_400_that_never_reaches_temporal(
+    api_with_known_key: httpx.AsyncClient, forge: str
+) -> None:
+    query = visibility_query(status=None, customer_id=None)
+    token = {
+        "unkeyed": encode_page_token(b"\x0a\x0bforged", query, b""),
+        "other-key": encode_page_token(b"\x0a\x0bforged", query, b"not-the-api-key"),
+        "garbage": "!!!not-base64!!!",
+    }[forge]
+    started = time.monotonic()
+    response = await api_with_known_key.get("/orders", params={"next_page_token": token})
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"]["code"] == "INVALID_PAGE_TOKEN"
+    assert time.monotonic() - started < 1.0
+
+
+async def test_an_order_in_a_currency_the_catalog_does_not_sell_is_refused_at_the_edge(
+    api_with_known_key: httpx.AsyncClient, new_order: NewOrder
+) -> None:
+    for currency, code in (("USD", "CURRENCY_NOT_SOLD"), ("ZZZ", "INVALID_REQUEST")):
+        response = await place(api_with_known_key, new_order(currency=currency))
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"]["code"] == code
+
+
+async def test_inbound_baggage_never_becomes_log_fields(
+    api_with_known_key: httpx.AsyncClient,
+    new_order: NewOrder,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    order = new_order()
+    with caplog.at_level("INFO"):
+        response = await api_with_known_key.post(
+            "/orders",
+            json=order.body,
+            headers={**order.headers, "baggage": "order_id=ord_forged,step=refund_payment"},
+        )
+    assert response.status_code == 202
+    await asyncio.sleep(0)
+    for record in caplog.records:
+        assert getattr(record, "order_id", None) != "ord_forged"
+        assert getattr(record, "step", None) != "refund_payment"
+
+
+def test_settings_for_production_need_an_issuer_and_a_page_token_key(tmp_path: Path) -> None:
+    bare = Settings(dev_mode=False, data_dir=tmp_path)
+    with pytest.raises(ValueError, match="ORDERSAGA_AUTH_JWKS_URL"):
+        create_app(bare)
+    with_issuer = bare.model_copy(
+        update={
+            "auth_jwks_url": "https://issuer.example/jwks",
+            "auth_issuer": "https://issuer.example/",
+            "auth_audience": "ordersaga",
+        }
+    )
+    with pytest.raises(ValueError, match="ORDERSAGA_API_PAGE_TOKEN_KEY"):
+        create_app(with_issuer)
+    create_app(with_issuer.model_copy(update={"api_page_token_key": SecretStr("k")}))
