@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -29,6 +28,7 @@ from tests.integration.api.support import (
     TEST_ISSUER,
     JwksHandler,
     OrderRequest,
+    api_settings,
     asgi_client,
     client_on_new_namespace,
     order_body,
@@ -58,14 +58,9 @@ async def fakes(temporal_client: Client) -> AsyncIterator[FakeDomainActivities]:
 
 @pytest.fixture
 def settings(temporal_client: Client) -> Settings:
-    return Settings(
+    return api_settings(
         temporal_address=temporal_client.service_client.config.target_host,
         temporal_namespace=temporal_client.namespace,
-        api_page_token_key=SecretStr("page-token-key-of-the-api-tests"),
-        # The limits have tests of their own (test_limits.py); here they
-        # must not get in the way of tests placing many orders quickly.
-        api_order_rate_limit="10000/minute",
-        api_max_open_orders_per_customer=10_000,
     )
 
 

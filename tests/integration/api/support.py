@@ -15,6 +15,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 from google.protobuf.duration_pb2 import Duration
+from pydantic import SecretStr
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -22,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.ids import derive_order_id
 from contracts.search_attributes import CUSTOMER_ID, ORDER_STATUS
 from ordersaga.auth import DevIssuer, KeySource, StaticKeys, TokenVerifier
+from ordersaga.settings import Settings
 from tests.conftest import register_search_attributes
 from tests.ports import free_port as free_port  # re-exported for test_ops.py
 
@@ -105,6 +107,18 @@ def verifier_for_tests(keys: KeySource | None = None) -> TokenVerifier:
         customer_scope=CUSTOMER_SCOPE,
         operator_scope=OPERATOR_SCOPE,
     )
+
+
+def api_settings(**overrides: Any) -> Settings:
+    """Settings for an API under test: its own page-token key, limits that do
+    not get in the way of tests placing many orders (test_limits.py tests them)."""
+    values: dict[str, Any] = {
+        "api_page_token_key": SecretStr("page-token-key-of-the-api-tests"),
+        "api_order_rate_limit": "10000/minute",
+        "api_max_open_orders_per_customer": 10_000,
+        **overrides,
+    }
+    return Settings(**values)
 
 
 def customer_token(customer_id: str, **claims: Any) -> str:

@@ -26,12 +26,14 @@ from ordersaga.settings import Settings
 from tests.integration.api.support import (
     UNKNOWN_ORDER,
     NewOrder,
+    api_settings,
     asgi_client,
     client_on_new_namespace,
     free_port,
     place,
     place_accepted,
     terminate_open_orders,
+    verifier_for_tests,
 )
 
 
@@ -40,7 +42,11 @@ async def unreachable_api() -> AsyncIterator[httpx.AsyncClient]:
     """An API whose (lazy) client points at a port nobody listens on."""
     address = f"127.0.0.1:{free_port()}"
     client = await Client.connect(address, lazy=True)
-    async with asgi_client(create_app(Settings(temporal_address=address), client=client)) as api:
+    async with asgi_client(
+        create_app(
+            api_settings(temporal_address=address), client=client, verifier=verifier_for_tests()
+        )
+    ) as api:
         yield api
 
 
@@ -89,7 +95,9 @@ async def test_probes_while_temporal_is_unreachable(unreachable_api: httpx.Async
 async def test_api_starts_without_temporal_and_connects_lazily(new_order: NewOrder) -> None:
     # No injected client: the lifespan builds one from settings, lazily, so
     # start-up succeeds even though nothing listens at the address.
-    app = create_app(Settings(temporal_address=f"127.0.0.1:{free_port()}"))
+    app = create_app(
+        api_settings(temporal_address=f"127.0.0.1:{free_port()}"), verifier=verifier_for_tests()
+    )
 
     async with app.router.lifespan_context(app), asgi_client(app) as api:
         assert (await api.get("/healthz")).status_code == 200
@@ -98,7 +106,9 @@ async def test_api_starts_without_temporal_and_connects_lazily(new_order: NewOrd
 
 
 async def test_requests_before_start_up_finished_are_503(new_order: NewOrder) -> None:
-    app = create_app(Settings(temporal_address=f"127.0.0.1:{free_port()}"))
+    app = create_app(
+        api_settings(temporal_address=f"127.0.0.1:{free_port()}"), verifier=verifier_for_tests()
+    )
 
     async with asgi_client(app) as api:  # the lifespan never ran: no client yet
         response = await place(api, new_order())
@@ -114,14 +124,18 @@ async def test_orders_answer_503_instead_of_hanging_when_no_worker_runs(
     # updates need a worker and would otherwise wait indefinitely.
     monkeypatch.setattr(temporal_orders, "WORKER_ANSWER_DEADLINE", timedelta(seconds=0.5))
     client = await client_on_new_namespace(dev_server_env.client)
-    app = create_app(Settings(temporal_namespace=client.namespace), client=client)
+    app = create_app(
+        api_settings(temporal_namespace=client.namespace),
+        client=client,
+        verifier=verifier_for_tests(),
+    )
     order = new_order()
     try:
         async with asgi_client(app) as api:
             order_id = await place_accepted(api, order)
 
             status = await api.get(f"/orders/{order_id}")
-            cancel = await api.post(f"/orders/{order_id}/cancel")
+            cancel = await api.post(f"/orders/{order_id}/cancel", headers=order.auth)
 
         for response in (status, cancel):
             assert response.status_code == 503, response.text
@@ -181,7 +195,9 @@ async def test_temporal_call_failures_map_to_their_status(
     )
     order = new_order()
 
-    async with asgi_client(create_app(settings, client=failing)) as api:
+    async with asgi_client(
+        create_app(settings, client=failing, verifier=verifier_for_tests())
+    ) as api:
         responses = [await place(api, order), await api.get(f"/orders/{UNKNOWN_ORDER}")]
 
     for response in responses:
