@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -247,3 +252,53 @@ async def wait_for_status(
         return await eventually(reached)
     except TimeoutError:
         raise AssertionError(f"{order_id} never reached {status}; last seen {seen}") from None
+
+
+@contextlib.contextmanager
+def api_process(
+    temporal_client: Client, jwks_url: str, data_dir: Path, **env: str
+) -> Iterator[str]:
+    """`ordersaga api` as its own process, configured as production is (an
+    issuer's JWKS over HTTP, a page-token key, no dev mode); its base URL."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "ORDERSAGA_DEV_MODE": "false",
+        "ORDERSAGA_DATA_DIR": str(data_dir),
+        "ORDERSAGA_API_PORT": str(port),
+        "ORDERSAGA_TEMPORAL_ADDRESS": temporal_client.service_client.config.target_host,
+        "ORDERSAGA_TEMPORAL_NAMESPACE": temporal_client.namespace,
+        "ORDERSAGA_AUTH_JWKS_URL": jwks_url,
+        "ORDERSAGA_AUTH_ISSUER": TEST_ISSUER.issuer,
+        "ORDERSAGA_AUTH_AUDIENCE": TEST_ISSUER.audience,
+        "ORDERSAGA_API_PAGE_TOKEN_KEY": "shared-by-every-replica",
+        "ORDERSAGA_LOG_FORMAT": "json",
+        **env,
+    }
+    log = data_dir / "api.log"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ordersaga.cli", "api"],
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the API did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

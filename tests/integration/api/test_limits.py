@@ -5,9 +5,8 @@ and currencies the catalog does not sell."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,13 +22,12 @@ from api.temporal_orders import encode_page_token, visibility_query
 from ordersaga.settings import Settings
 from tests.fakes import FakeDomainActivities
 from tests.integration.api.support import (
-    TEST_ISSUER,
     NewOrder,
+    api_process,
     asgi_client,
     bearer,
     customer_token,
     eventually,
-    free_port,
     new_customer_id,
     order_body,
     place,
@@ -109,51 +107,20 @@ def two_api_processes(
     temporal_client: Client, jwks_url: str, tmp_path: Path
 ) -> Iterator[list[str]]:
     """Two `ordersaga api` processes, as two replicas behind a load balancer,
-    configured as production is: an issuer's JWKS, a page-token key, Redis."""
-    env = {
-        **os.environ,
-        "ORDERSAGA_DEV_MODE": "false",
-        "ORDERSAGA_DATA_DIR": str(tmp_path),
-        "ORDERSAGA_TEMPORAL_ADDRESS": temporal_client.service_client.config.target_host,
-        "ORDERSAGA_TEMPORAL_NAMESPACE": temporal_client.namespace,
-        "ORDERSAGA_AUTH_JWKS_URL": jwks_url,
-        "ORDERSAGA_AUTH_ISSUER": TEST_ISSUER.issuer,
-        "ORDERSAGA_AUTH_AUDIENCE": TEST_ISSUER.audience,
-        "ORDERSAGA_API_PAGE_TOKEN_KEY": "shared-by-both-replicas",
-        "ORDERSAGA_RATE_LIMIT_STORAGE_URL": REDIS_URL,
-        "ORDERSAGA_API_ORDER_RATE_LIMIT": "3/minute",
-        "ORDERSAGA_LOG_FORMAT": "json",
-    }
-    processes: list[subprocess.Popen[bytes]] = []
-    urls: list[str] = []
-    for _ in range(2):
-        port = free_port()
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "ordersaga.cli", "api"],
-                env={**env, "ORDERSAGA_API_PORT": str(port)},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+    sharing one Redis."""
+    with contextlib.ExitStack() as stack:
+        yield [
+            stack.enter_context(
+                api_process(
+                    temporal_client,
+                    jwks_url,
+                    tmp_path / f"replica-{replica}",
+                    ORDERSAGA_RATE_LIMIT_STORAGE_URL=REDIS_URL,
+                    ORDERSAGA_API_ORDER_RATE_LIMIT="3/minute",
+                )
             )
-        )
-        urls.append(f"http://127.0.0.1:{port}")
-    try:
-        deadline = time.monotonic() + 30
-        for url in urls:
-            while True:
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, f"the API at {url} did not start"
-                time.sleep(0.1)
-        yield urls
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=15)
+            for replica in range(2)
+        ]
 
 
 async def test_the_rate_limit_holds_across_two_api_processes(
