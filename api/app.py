@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from fastapi import FastAPI
 from opentelemetry.trace import TracerProvider
@@ -98,4 +99,21 @@ def create_app(
     app.include_router(ops.router)
     if settings.dev_mode and not settings.auth_jwks_url:
         app.include_router(dev_issuer_router(DevIssuer.from_settings(settings)))
+    _document_catalog_currency(app, settings.catalog_currency)
     return app
+
+
+def _document_catalog_currency(app: FastAPI, currency: str) -> None:
+    """The OpenAPI document names the one currency orders are priced in, so
+    what it declares valid is what the API accepts (the code checks the same)."""
+    build_default = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build_default()
+            order = document["components"]["schemas"]["OrderCreate"]
+            order["properties"]["currency"]["enum"] = [currency]
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

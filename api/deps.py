@@ -9,11 +9,16 @@ from temporalio.client import Client
 
 from api.errors import (
     IdempotencyKeyInvalid,
-    IdempotencyKeyRequired,
     OrderNotFound,
     TemporalUnavailable,
 )
-from api.ids import IDEMPOTENCY_KEY_MAX_LENGTH, idempotency_key_problem, is_order_id
+from api.ids import (
+    IDEMPOTENCY_KEY_HEADER,
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    IDEMPOTENCY_KEY_PATTERN,
+    idempotency_key_problem,
+    is_order_id,
+)
 from api.limits import OrderRateLimit
 from api.metrics import ApiMetrics
 from api.temporal_orders import TemporalOrders
@@ -71,21 +76,23 @@ MaxOpenOrdersDep = Annotated[int, Depends(get_max_open_orders)]
 async def idempotency_key(
     *,
     key: Annotated[
-        str | None,
+        str,
         Header(
-            alias="Idempotency-Key",
+            alias=IDEMPOTENCY_KEY_HEADER,
+            min_length=1,
+            max_length=IDEMPOTENCY_KEY_MAX_LENGTH,
+            pattern=IDEMPOTENCY_KEY_PATTERN,
             description=(
                 f"1-{IDEMPOTENCY_KEY_MAX_LENGTH} visible ASCII characters, unique per "
                 "order attempt of a customer. The same key and body again return the "
-                "same order; the same key with another body is refused."
+                "same order; the same key with another body is refused. Missing or "
+                "malformed: 400."
             ),
         ),
-    ] = None,
+    ],
 ) -> str:
-    # Declared optional so a missing key is our 400 with a reason, not
-    # FastAPI's generic 422 for a missing parameter.
-    if key is None:
-        raise IdempotencyKeyRequired("the Idempotency-Key header is required")
+    # Declared required with its pattern, so the OpenAPI document says what is
+    # checked; api.errors turns a failed check into our 400 with a reason.
     problem = idempotency_key_problem(key)
     if problem is not None:
         raise IdempotencyKeyInvalid(problem)

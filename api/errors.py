@@ -19,11 +19,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
+from api.ids import IDEMPOTENCY_KEY_HEADER, idempotency_key_problem
 from ordersaga.auth import AuthError
 
 log = logging.getLogger(__name__)
 
 TEMPORAL_UNAVAILABLE = "TEMPORAL_UNAVAILABLE"
+KEY_LOCATION = ("header", IDEMPOTENCY_KEY_HEADER)
 
 
 class ApiError(Exception):
@@ -180,6 +182,9 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    key_problem = _idempotency_key_problem(request, exc)
+    if key_problem is not None:
+        return _error(status.HTTP_400_BAD_REQUEST, *key_problem)
     # Only where and why: pydantic's "input" would echo the rejected values
     # back, addresses and card tokens included, into whatever logs responses.
     fields = [
@@ -192,6 +197,19 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         ),
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
     )
+
+
+def _idempotency_key_problem(
+    request: Request, exc: RequestValidationError
+) -> tuple[str, str] | None:
+    """A missing or malformed Idempotency-Key is a 400 with a reason, checked
+    before the body: without a usable key the request cannot be placed at all."""
+    if not any(tuple(error.get("loc", ()))[:2] == KEY_LOCATION for error in exc.errors()):
+        return None
+    key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+    if key is None:
+        return IdempotencyKeyRequired.code, f"the {IDEMPOTENCY_KEY_HEADER} header is required"
+    return IdempotencyKeyInvalid.code, idempotency_key_problem(key) or "invalid Idempotency-Key"
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -32,7 +32,9 @@ ORDER_ID_PATTERN = r"^ord_[A-Za-z0-9_-]{1,64}$"
 _SAFE_ID = re.compile(SAFE_ID_PATTERN)
 _ORDER_ID = re.compile(ORDER_ID_PATTERN)
 
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7E]+$"
 
 
 def derive_order_id(customer_id: str, idempotency_key: str) -> str:

@@ -11,7 +11,15 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+)
 
 from contracts import fields
 from contracts.orders import (
@@ -56,13 +64,24 @@ PostalCode = Annotated[
 ]
 
 
+def _integral_float_as_int(value: object) -> object:
+    # JSON Schema counts 2.0 as an integer, as the OpenAPI document promises;
+    # strict validation would refuse it. Strings and 2.5 are still refused.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_integral_float_as_int)]
+
+
 class StrictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class OrderLineCreate(StrictRequest):
     sku: Sku
-    quantity: int = Field(ge=1, le=fields.MAX_QUANTITY_PER_LINE)
+    quantity: Integer = Field(ge=1, le=fields.MAX_QUANTITY_PER_LINE)
 
 
 class PaymentCreate(StrictRequest):
@@ -114,6 +133,11 @@ class OrderCreate(StrictRequest):
             "with failure_code PRICE_CHANGED."
         ),
     )
+
+    @field_validator("expected_total_cents", mode="before")
+    @classmethod
+    def _integral_total(cls, value: object) -> object:
+        return _integral_float_as_int(value)
 
     @field_validator("currency")
     @classmethod
