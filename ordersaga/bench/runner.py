@@ -21,6 +21,7 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
+from ordersaga.auth import DevIssuer
 from ordersaga.bench.baseline import (
     ACTIVITY_QUEUE,
     COMPENSATION_PATH_ACTIVITIES,
@@ -99,6 +100,8 @@ class Target:
     temporal_address: str
     service_urls: Mapping[str, str]
     components: dict[str, int]
+    # Whose tokens the API accepts: the stack's dev issuer.
+    issuer: DevIssuer
 
 
 # --- child processes ----------------------------------------------------------
@@ -297,6 +300,8 @@ class Bench:
                     for name in SERVICES
                 },
                 components={},
+                # A running dev stack: its issuer keeps its key in ORDERSAGA_DATA_DIR.
+                issuer=DevIssuer.from_settings(settings),
             )
             return
         settings = on_free_ports(self.settings)
@@ -307,6 +312,7 @@ class Bench:
                 temporal_address=temporal_address(settings),
                 service_urls=stack.service_urls,
                 components={c.name: c.pid for c in stack.children if c.pid is not None},
+                issuer=DevIssuer.in_data_dir(data_dir),
             )
 
     def planned_orders(self, name: str) -> int:
@@ -379,11 +385,15 @@ class Bench:
                     limits=httpx.Limits(max_connections=512, max_keepalive_connections=512),
                 )
             )
+            # The ledger check reads the services as an operator (the admin credential).
+            admin = {"Authorization": f"Bearer {self.settings.admin_token.get_secret_value()}"}
             services = {
-                name: await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=30.0))
+                name: await stack.enter_async_context(
+                    httpx.AsyncClient(base_url=url, timeout=30.0, headers=admin)
+                )
                 for name, url in target.service_urls.items()
             }
-            self._define_scenarios(client, oob_client, api)
+            self._define_scenarios(client, oob_client, api, target.issuer)
             initial_stock = self.planned_orders(SAGA_HAPPY) + self.planned_orders(SAGA_COMPENSATION)
             if any(name in options.scenarios for name in SAGA_SCENARIOS):
                 await self._set_stock(services["inventory"], initial_stock)
@@ -403,7 +413,9 @@ class Bench:
             "verification": verification,
         }
 
-    def _define_scenarios(self, client: Client, oob: Client | None, api: httpx.AsyncClient) -> None:
+    def _define_scenarios(
+        self, client: Client, oob: Client | None, api: httpx.AsyncClient, issuer: DevIssuer
+    ) -> None:
         tag = self.run_tag
         baseline = ("temporal", "baseline-worker", LOAD_GENERATOR)
         defined: dict[str, tuple[Scenario, tuple[str, ...]]] = {
@@ -422,11 +434,15 @@ class Bench:
                 baseline,
             ),
             SAGA_HAPPY: (
-                SagaScenario(SAGA_HAPPY, api, client, self.sku, tag, undeliverable=False),
+                SagaScenario(
+                    SAGA_HAPPY, api, client, self.sku, tag, undeliverable=False, issuer=issuer
+                ),
                 (*STACK_COMPONENTS, LOAD_GENERATOR),
             ),
             SAGA_COMPENSATION: (
-                SagaScenario(SAGA_COMPENSATION, api, client, self.sku, tag, undeliverable=True),
+                SagaScenario(
+                    SAGA_COMPENSATION, api, client, self.sku, tag, undeliverable=True, issuer=issuer
+                ),
                 (*STACK_COMPONENTS, LOAD_GENERATOR),
             ),
         }
@@ -442,7 +458,7 @@ class Bench:
         token = self.settings.admin_token.get_secret_value()
         response = await inventory.put(
             f"/products/{self.sku}",
-            json={"available": available},
+            json={"available": available, "price_cents": UNIT_PRICE_CENTS},
             headers={"Authorization": f"Bearer {token}"},
         )
         if response.status_code != 200:

@@ -9,6 +9,7 @@ import httpx
 from temporalio.client import Client
 
 from contracts.orders import OrderResult, OrderStatus
+from ordersaga.auth import DevIssuer
 from ordersaga.bench.baseline import (
     WORKFLOW_QUEUE,
     BaselineInput,
@@ -17,7 +18,9 @@ from ordersaga.bench.baseline import (
     LocalActivityBaselineWorkflow,
 )
 
+# The catalog price the bench sets for its own SKU: every charge must be it.
 UNIT_PRICE_CENTS = 100
+CUSTOMER_SCOPE = "orders:customer"
 HAPPY_COUNTRY = "GB"
 # Refused by shipping by default: reserve, charge, ship refused, refund, release.
 UNDELIVERABLE_COUNTRY = "AQ"
@@ -79,6 +82,8 @@ class SagaScenario:
     sku: str
     run_tag: str
     undeliverable: bool
+    # Signs each order's customer token, as the stack's issuer would.
+    issuer: DevIssuer
     expected_status: str = ""
     submitted: list[str] = field(default_factory=list)
 
@@ -86,11 +91,14 @@ class SagaScenario:
         expected = OrderStatus.FAILED if self.undeliverable else OrderStatus.COMPLETED
         self.expected_status = expected.value
 
+    def customer_of(self, sequence: int) -> str:
+        # One customer per order: the payments service caps each customer's
+        # total, and the API each customer's rate of orders.
+        return f"cus_b{self.run_tag}_{sequence}"
+
     def order_body(self, sequence: int) -> dict[str, object]:
         return {
-            # One customer per order: the payments service caps each customer's total.
-            "customer_id": f"cus_b{self.run_tag}_{sequence}",
-            "items": [{"sku": self.sku, "quantity": 1, "unit_price_cents": UNIT_PRICE_CENTS}],
+            "items": [{"sku": self.sku, "quantity": 1}],
             "currency": "EUR",
             "payment": {"token": "tok_visa"},
             "shipping_address": {
@@ -108,7 +116,11 @@ class SagaScenario:
                 "POST",
                 "/orders",
                 json=self.order_body(sequence),
-                headers={"Idempotency-Key": f"bench-{self.run_tag}-{self.name}-{sequence}"},
+                headers={
+                    "Idempotency-Key": f"bench-{self.run_tag}-{self.name}-{sequence}",
+                    "Authorization": "Bearer "
+                    + self.issuer.mint(self.customer_of(sequence), [CUSTOMER_SCOPE]),
+                },
             ),
             self.api,
         )
