@@ -21,7 +21,8 @@ from api.routes import ops, orders
 from ordersaga.logging import AccessLogMiddleware
 from ordersaga.settings import Settings
 from ordersaga.telemetry import instrument_fastapi
-from ordersaga.temporal_config import DATA_CONVERTER, temporal_interceptors
+from ordersaga.codec import keyring_from_settings
+from ordersaga.temporal_config import data_converter, temporal_interceptors
 from ordersaga.version import package_version
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def create_app(
             app.state.temporal_client = await Client.connect(
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
-                data_converter=DATA_CONVERTER,
+                data_converter=data_converter(keyring_from_settings(settings)),
                 interceptors=temporal_interceptors(tracer_provider),
                 lazy=True,
             )

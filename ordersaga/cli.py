@@ -217,6 +217,7 @@ def cmd_histories_export(args: argparse.Namespace) -> int:
                 out=args.out,
                 limit=args.limit,
                 log=log,
+                keyring=_codec_keyring(settings, "histories export"),
                 redact=not args.keep_personal_data,
             )
         )

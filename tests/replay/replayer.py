@@ -10,7 +10,8 @@ from typing import Any
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from ordersaga.temporal_config import DATA_CONVERTER, temporal_interceptors, workflow_runner
+from ordersaga.keyring import Keyring
+from ordersaga.temporal_config import data_converter, temporal_interceptors, workflow_runner
 from workflows.order import OrderWorkflow
 
 HISTORIES_DIR = Path(__file__).parent / "histories"
@@ -18,6 +19,10 @@ HISTORIES_DIR = Path(__file__).parent / "histories"
 # (docs/changing-workflows.md).
 PRE_PATCH_RECORDING = HISTORIES_DIR / "v0.1.0-a70646f"
 POST_PATCH_RECORDING = HISTORIES_DIR / "v0.1.0-failed-step"
+# The gate replays as the workers run: through the codec, with a fixed test key.
+# Committed recordings hold plaintext payloads (`histories record` and `export`
+# write them decrypted), which the codec passes through.
+TEST_KEYRING = Keyring("test", {"test": bytes(range(32))})
 
 
 def history_files() -> list[Path]:
@@ -63,7 +68,7 @@ def upserted_search_attributes(path: Path) -> set[str]:
 def replayer(workflow: type = OrderWorkflow) -> Replayer:
     return Replayer(
         workflows=[workflow],
-        data_converter=DATA_CONVERTER,
+        data_converter=data_converter(TEST_KEYRING),
         interceptors=temporal_interceptors(),
         workflow_runner=workflow_runner(),
     )
