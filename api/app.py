@@ -10,14 +10,19 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from opentelemetry.trace import TracerProvider
 from temporalio.client import Client
 
 from api.errors import install_error_handlers
+from api.limits import OrderRateLimit
 from api.metrics import ApiMetrics, MetricsMiddleware
+from api.middleware import DropInboundBaggage
 from api.routes import ops, orders
+from api.routes.dev_issuer import dev_issuer_router
+from ordersaga.auth import DevIssuer, TokenVerifier
 from ordersaga.logging import AccessLogMiddleware
 from ordersaga.settings import Settings
 from ordersaga.telemetry import instrument_fastapi
@@ -33,9 +38,16 @@ def create_app(
     *,
     client: Client | None = None,
     tracer_provider: TracerProvider | None = None,
+    verifier: TokenVerifier | None = None,
 ) -> FastAPI:
     """The API; its spans, and those of the Temporal client it connects, go to
-    `tracer_provider` (default: the global one)."""
+    `tracer_provider` (default: the global one).
+
+    Raises ValueError (with the variable to set) when the settings cannot
+    authenticate anyone or lack a secret outside dev mode.
+    """
+    verifier = verifier or TokenVerifier.from_settings(settings)
+    page_token_key = settings.page_token_key_value().encode()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -68,10 +80,23 @@ def create_app(
     # works under transports that never run the lifespan (httpx.ASGITransport).
     app.state.temporal_client = client
     app.state.metrics = ApiMetrics()
+    app.state.verifier = verifier
+    app.state.page_token_key = page_token_key
+    app.state.rpc_timeout = timedelta(seconds=settings.api_temporal_rpc_timeout_seconds)
+    app.state.order_rate_limit = OrderRateLimit(
+        settings.api_order_rate_limit, settings.rate_limit_storage_url.get_secret_value()
+    )
+    app.state.max_open_orders = settings.api_max_open_orders_per_customer
+    app.state.catalog_currency = settings.catalog_currency
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(AccessLogMiddleware)
     instrument_fastapi(app, tracer_provider)
+    # Outermost, so the tracing middleware never sees it: baggage from outside
+    # would otherwise turn into log fields (order_id, step) anyone could forge.
+    app.add_middleware(DropInboundBaggage)
     install_error_handlers(app)
     app.include_router(orders.router)
     app.include_router(ops.router)
+    if settings.dev_mode and not settings.auth_jwks_url:
+        app.include_router(dev_issuer_router(DevIssuer.from_settings(settings)))
     return app

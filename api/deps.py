@@ -14,6 +14,7 @@ from api.errors import (
     TemporalUnavailable,
 )
 from api.ids import IDEMPOTENCY_KEY_MAX_LENGTH, idempotency_key_problem, is_order_id
+from api.limits import OrderRateLimit
 from api.metrics import ApiMetrics
 from api.temporal_orders import TemporalOrders
 from ordersaga.logging import bind_log_fields
@@ -33,8 +34,11 @@ async def get_temporal_client(request: Request) -> Client:
 TemporalClientDep = Annotated[Client, Depends(get_temporal_client)]
 
 
-async def get_orders(*, client: TemporalClientDep) -> TemporalOrders:
-    return TemporalOrders(client)
+async def get_orders(request: Request, *, client: TemporalClientDep) -> TemporalOrders:
+    state = request.app.state
+    return TemporalOrders(
+        client, page_token_key=state.page_token_key, rpc_timeout=state.rpc_timeout
+    )
 
 
 OrdersDep = Annotated[TemporalOrders, Depends(get_orders)]
@@ -46,6 +50,22 @@ async def get_metrics(request: Request) -> ApiMetrics:
 
 
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+
+
+async def get_order_rate_limit(request: Request) -> OrderRateLimit:
+    limit: OrderRateLimit = request.app.state.order_rate_limit
+    return limit
+
+
+OrderRateLimitDep = Annotated[OrderRateLimit, Depends(get_order_rate_limit)]
+
+
+async def get_max_open_orders(request: Request) -> int:
+    cap: int = request.app.state.max_open_orders
+    return cap
+
+
+MaxOpenOrdersDep = Annotated[int, Depends(get_max_open_orders)]
 
 
 async def idempotency_key(

@@ -1,13 +1,14 @@
 """The API's errors and the one place exceptions become HTTP responses.
 
 Routes and the Temporal gateway raise; nothing else catches. Every error body
-has the same shape, `{"detail": {"code", "message"}}`, except request
-validation, which lists field errors as `{"detail": [{"loc", "msg", "type"}]}`.
+has the same shape, `{"detail": {"code", "message"}}`; request validation adds
+the field errors as `fields: [{"loc", "msg", "type"}]`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request, status
@@ -18,6 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
+from ordersaga.auth import AuthError
+
 log = logging.getLogger(__name__)
 
 TEMPORAL_UNAVAILABLE = "TEMPORAL_UNAVAILABLE"
@@ -27,9 +30,40 @@ class ApiError(Exception):
     status_code: ClassVar[int]
     code: ClassVar[str]
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = dict(headers or {})
+
+
+class Unauthenticated(ApiError):
+    status_code = status.HTTP_401_UNAUTHORIZED
+    code = "UNAUTHENTICATED"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="ordersaga"'})
+
+
+class Forbidden(ApiError):
+    status_code = status.HTTP_403_FORBIDDEN
+    code = "FORBIDDEN"
+
+
+class RateLimited(ApiError):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    code = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, retry_after_seconds: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(retry_after_seconds, 1))})
+
+
+class TooManyOpenOrders(RateLimited):
+    code = "TOO_MANY_OPEN_ORDERS"
+
+
+class CurrencyNotSold(ApiError):
+    status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
+    code = "CURRENCY_NOT_SOLD"
 
 
 class IdempotencyKeyRequired(ApiError):
@@ -48,7 +82,7 @@ class IdempotencyKeyReused(ApiError):
 
 
 class InvalidPageToken(ApiError):
-    status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
+    status_code = status.HTTP_400_BAD_REQUEST
     code = "INVALID_PAGE_TOKEN"
 
 
@@ -78,17 +112,28 @@ def is_connect_failure(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and str(exc).startswith("Failed client connect")
 
 
-def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"detail": {"code": code, "message": message}}
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"detail": {"code": code, "message": message, **extra}}
 
 
-def _error(status_code: int, code: str, message: str) -> JSONResponse:
-    headers = {"Retry-After": "1"} if status_code == status.HTTP_503_SERVICE_UNAVAILABLE else None
-    return JSONResponse(error_body(code, message), status_code=status_code, headers=headers)
+def _error(
+    status_code: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    all_headers = dict(headers or {})
+    if status_code == status.HTTP_503_SERVICE_UNAVAILABLE:
+        all_headers.setdefault("Retry-After", "1")
+    return JSONResponse(error_body(code, message), status_code=status_code, headers=all_headers)
 
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
+    return _error(exc.status_code, exc.code, exc.message, exc.headers)
+
+
+async def _auth_error(request: Request, exc: Exception) -> JSONResponse:
+    # What a verifier raises beyond 401 (mapped in api.auth): 403, or 503 when
+    # the issuer's keys cannot be fetched.
+    assert isinstance(exc, AuthError)
     return _error(exc.status_code, exc.code, exc.message)
 
 
@@ -137,18 +182,24 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     # Only where and why: pydantic's "input" would echo the rejected values
     # back, addresses and card tokens included, into whatever logs responses.
-    errors = [
+    fields = [
         {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type")}
         for error in exc.errors()
     ]
     return JSONResponse(
-        jsonable_encoder({"detail": errors}), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
+        jsonable_encoder(
+            error_body("INVALID_REQUEST", "the request does not match the schema", fields=fields)
+        ),
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
     )
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = "NOT_FOUND" if exc.status_code == status.HTTP_404_NOT_FOUND else "HTTP_ERROR"
+    code = {
+        status.HTTP_404_NOT_FOUND: "NOT_FOUND",
+        status.HTTP_405_METHOD_NOT_ALLOWED: "METHOD_NOT_ALLOWED",
+    }.get(exc.status_code, "HTTP_ERROR")
     return JSONResponse(
         error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
     )
@@ -156,6 +207,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(AuthError, _auth_error)
     app.add_exception_handler(RPCError, _rpc_error)
     app.add_exception_handler(WorkflowQueryFailedError, _query_failed)
     app.add_exception_handler(RuntimeError, _runtime_error)

@@ -7,12 +7,13 @@ carry no address and no payment token.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
 
-from api.ids import SAFE_ID_PATTERN
+from contracts import fields
 from contracts.orders import (
     Address,
     OrderLine,
@@ -22,12 +23,37 @@ from contracts.orders import (
     StepState,
 )
 
-# Bounds a search attribute (int64) and every service's arithmetic comfortably:
-# 100 lines x 1000 units x this price stays far below 2**63.
-MAX_UNIT_PRICE_CENTS = 10_000_000_000
-
-SafeId = Annotated[str, StringConstraints(pattern=SAFE_ID_PATTERN)]
-Text = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Sku = Annotated[
+    str, StringConstraints(pattern=fields.SKU_PATTERN, max_length=fields.SKU_MAX_LENGTH)
+]
+# The same rules the services hold their fields to (contracts.fields): what the
+# API accepts, they accept. Whitespace around text is stripped, as they do.
+Text = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        min_length=1,
+        max_length=fields.TEXT_MAX_LENGTH,
+        pattern=fields.TEXT_PATTERN,
+    ),
+]
+City = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        min_length=1,
+        max_length=fields.CITY_MAX_LENGTH,
+        pattern=fields.TEXT_PATTERN,
+    ),
+]
+PostalCode = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        max_length=fields.POSTAL_CODE_MAX_LENGTH,
+        pattern=fields.POSTAL_CODE_PATTERN,
+    ),
+]
 
 
 class StrictRequest(BaseModel):
@@ -35,37 +61,66 @@ class StrictRequest(BaseModel):
 
 
 class OrderLineCreate(StrictRequest):
-    sku: SafeId
-    quantity: int = Field(ge=1, le=1000)
-    unit_price_cents: int = Field(ge=0, le=MAX_UNIT_PRICE_CENTS)
+    sku: Sku
+    quantity: int = Field(ge=1, le=fields.MAX_QUANTITY_PER_LINE)
 
 
 class PaymentCreate(StrictRequest):
     # SecretStr keeps the token out of reprs, tracebacks and debug logs.
-    token: SecretStr = Field(min_length=1, max_length=255)
+    token: SecretStr = Field(
+        min_length=1, max_length=255, json_schema_extra={"pattern": fields.PAYMENT_TOKEN_PATTERN}
+    )
+
+    @field_validator("token")
+    @classmethod
+    def _printable(cls, value: SecretStr) -> SecretStr:
+        if not _PAYMENT_TOKEN.fullmatch(value.get_secret_value()):
+            raise ValueError("a payment token is 1-255 visible ASCII characters")
+        return value
+
+
+_PAYMENT_TOKEN = re.compile(fields.PAYMENT_TOKEN_PATTERN)
 
 
 class ShippingAddressCreate(StrictRequest):
     name: Text
     line1: Text
     line2: Text | None = None
-    city: Annotated[str, StringConstraints(min_length=1, max_length=100)]
-    postal_code: Annotated[str, StringConstraints(min_length=1, max_length=20)]
-    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] = Field(
+    city: City
+    postal_code: PostalCode
+    country: Annotated[str, StringConstraints(pattern=fields.COUNTRY_PATTERN)] = Field(
         description="ISO 3166-1 alpha-2 country code"
     )
 
 
 class OrderCreate(StrictRequest):
-    customer_id: SafeId = Field(
-        description="The customer placing the order; Idempotency-Keys are scoped to it."
-    )
-    items: list[OrderLineCreate] = Field(min_length=1, max_length=100)
-    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = Field(
-        description="ISO 4217 currency code"
+    """An order: what to send, where, and how to pay. Prices are not part of it:
+    the catalog prices every line when the stock is reserved, and the charge is
+    that total (GET /products lists the prices)."""
+
+    items: list[OrderLineCreate] = Field(min_length=1, max_length=fields.MAX_LINES_PER_ORDER)
+    currency: Annotated[str, StringConstraints(pattern=fields.CURRENCY_PATTERN)] = Field(
+        description="ISO 4217 currency code; must be the catalog's currency"
     )
     payment: PaymentCreate
     shipping_address: ShippingAddressCreate
+    expected_total_cents: int | None = Field(
+        default=None,
+        ge=1,
+        le=fields.MAX_ORDER_TOTAL_CENTS,
+        description=(
+            "Optional: what you expect to pay. When the catalog's total at "
+            "reservation differs, nothing is charged and the order ends FAILED "
+            "with failure_code PRICE_CHANGED."
+        ),
+    )
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_currency(cls, value: str) -> str:
+        if not fields.is_iso_currency(value):
+            raise ValueError(f"{value} is not an ISO 4217 currency code")
+        return value
 
     def canonical(self) -> dict[str, Any]:
         """The whole request as plain JSON values, token included, for the
@@ -74,14 +129,12 @@ class OrderCreate(StrictRequest):
         body["payment"]["token"] = self.payment.token.get_secret_value()
         return body
 
-    def to_place_order(self, order_id: str) -> PlaceOrder:
+    def to_place_order(self, order_id: str, customer_id: str) -> PlaceOrder:
         address = self.shipping_address
         return PlaceOrder(
             order_id=order_id,
-            customer_id=self.customer_id,
-            items=[
-                OrderLine(line.sku, line.quantity, line.unit_price_cents) for line in self.items
-            ],
+            customer_id=customer_id,
+            items=[OrderLine(line.sku, line.quantity) for line in self.items],
             currency=self.currency,
             payment=PaymentDetails(token=self.payment.token.get_secret_value()),
             shipping_address=Address(
@@ -92,6 +145,7 @@ class OrderCreate(StrictRequest):
                 postal_code=address.postal_code,
                 country=address.country,
             ),
+            expected_total_cents=self.expected_total_cents,
         )
 
 
@@ -114,7 +168,17 @@ class OrderAccepted(BaseModel):
 class OrderLinePublic(BaseModel):
     sku: str
     quantity: int
-    unit_price_cents: int
+    unit_price_cents: int | None = Field(
+        description="The catalog's price when the stock was reserved; null before."
+    )
+
+
+class OperatorActionPublic(BaseModel):
+    operator: str
+    decision: str
+    step: str
+    note: str
+    at: datetime | None
 
 
 class StepPublic(BaseModel):
@@ -129,10 +193,20 @@ class OrderPublic(BaseModel):
     status: OrderStatus
     customer_id: str
     items: list[OrderLinePublic]
-    total_cents: int
+    total_cents: int | None = Field(
+        description="The reserved total, at the catalog's prices; null until reserved."
+    )
     currency: str
     steps: list[StepPublic]
-    failure_reason: str | None
+    failure_code: str | None = Field(
+        description="Why the order ended, as a stable code (e.g. PAYMENT_DECLINED)."
+    )
+    failure_reason: str | None = Field(
+        description="Why the order ended, in words; operators see the full account."
+    )
+    operator_actions: list[OperatorActionPublic] = Field(
+        description="Operators' decisions on the order (operators only; empty for customers)."
+    )
     created_at: datetime | None
     updated_at: datetime | None
 
@@ -175,9 +249,16 @@ class OperatorActionAcceptedPublic(BaseModel):
     status: OrderStatus
 
 
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str | None
+
+
 class ErrorDetail(BaseModel):
     code: str
     message: str
+    fields: list[FieldError] | None = None
 
 
 class ErrorResponse(BaseModel):

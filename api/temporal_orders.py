@@ -59,10 +59,9 @@ from contracts.orders import (
     OrderStatus,
     OrderView,
     PlaceOrder,
-    format_money,
 )
 from contracts.search_attributes import CUSTOMER_ID, ORDER_STATUS
-from workflows.search_attributes import CUSTOMER_ID_KEY, ORDER_STATUS_KEY, ORDER_TOTAL_CENTS_KEY
+from workflows.search_attributes import CUSTOMER_ID_KEY, ORDER_STATUS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +71,7 @@ FINGERPRINT_MEMO = "request_fingerprint"
 # Queries and updates are answered by a worker, not by the server: with every
 # worker down the SDK would wait indefinitely. An HTTP client should not.
 WORKER_ANSWER_DEADLINE = timedelta(seconds=10)
+DEFAULT_RPC_TIMEOUT = timedelta(seconds=2)
 
 ResultT = TypeVar("ResultT")
 
@@ -83,8 +83,19 @@ class OrderPageResult:
 
 
 class TemporalOrders:
-    def __init__(self, client: Client) -> None:
+    """rpc_timeout bounds every call that only the server answers; page_token_key
+    signs list page tokens (HMAC), so a forged one never reaches Temporal."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        page_token_key: bytes,
+        rpc_timeout: timedelta = DEFAULT_RPC_TIMEOUT,
+    ) -> None:
         self._client = client
+        self._page_token_key = page_token_key
+        self._rpc_timeout = rpc_timeout
 
     async def place(self, order: PlaceOrder, *, fingerprint: str) -> None:
         """Start the order's workflow, or accept a replay of the same request.
@@ -95,23 +106,26 @@ class TemporalOrders:
         exists.
         """
         try:
-            await self._client.start_workflow(
-                WORKFLOW_TYPE,
-                order,
-                id=order.order_id,
-                task_queue=task_queues.ORDERS,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                memo={FINGERPRINT_MEMO: fingerprint},
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(ORDER_STATUS_KEY, OrderStatus.RECEIVED.value),
-                        SearchAttributePair(CUSTOMER_ID_KEY, order.customer_id),
-                        SearchAttributePair(ORDER_TOTAL_CENTS_KEY, order.total_cents),
-                    ]
-                ),
-                static_summary=order_summary(order),
-            )
+            async with self._server_deadline():
+                await self._client.start_workflow(
+                    WORKFLOW_TYPE,
+                    order,
+                    id=order.order_id,
+                    task_queue=task_queues.ORDERS,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                    memo={FINGERPRINT_MEMO: fingerprint},
+                    # The total is unknown until the catalog prices the
+                    # reservation; the workflow sets OrderTotalCents then.
+                    search_attributes=TypedSearchAttributes(
+                        [
+                            SearchAttributePair(ORDER_STATUS_KEY, OrderStatus.RECEIVED.value),
+                            SearchAttributePair(CUSTOMER_ID_KEY, order.customer_id),
+                        ]
+                    ),
+                    static_summary=order_summary(order),
+                    rpc_timeout=self._rpc_timeout,
+                )
         except WorkflowAlreadyStartedError:
             original = await self._original_fingerprint(order.order_id)
             if original != fingerprint:
@@ -120,12 +134,7 @@ class TemporalOrders:
                 ) from None
             log.info("replayed order %s for a repeated request", order.order_id)
             return
-        log.info(
-            "accepted order %s for customer %s, %d cents",
-            order.order_id,
-            order.customer_id,
-            order.total_cents,
-        )
+        log.info("accepted order %s for customer %s", order.order_id, order.customer_id)
 
     async def _original_fingerprint(self, order_id: str) -> str | None:
         # NOT_FOUND: removed between our start and this look-up (its retention
@@ -133,9 +142,30 @@ class TemporalOrders:
         with _not_found_as(
             TemporalUnavailable("the earlier order under this key is being removed; retry")
         ):
-            description = await self._client.get_workflow_handle(order_id).describe()
+            description = await self._client.get_workflow_handle(order_id).describe(
+                rpc_timeout=self._rpc_timeout
+            )
         fingerprint = await description.memo_value(FINGERPRINT_MEMO, None, type_hint=str)
         return fingerprint if isinstance(fingerprint, str) else None
+
+    async def open_orders_of(self, customer_id: str) -> int:
+        """How many of the customer's orders are still open (visibility: may
+        trail by a moment, so a burst can pass the cap by a few; the rate limit
+        bounds the burst)."""
+        query = visibility_query(status=None, customer_id=customer_id)
+        async with self._server_deadline():
+            count = await self._client.count_workflows(
+                f"{query} AND ExecutionStatus = 'Running'", rpc_timeout=self._rpc_timeout
+            )
+        return count.count
+
+    async def customer_of(self, order_id: str) -> str | None:
+        """Whose order this is (its CustomerId), or OrderNotFound."""
+        handle = self._client.get_workflow_handle(order_id)
+        with _not_found_as(OrderNotFound(f"no order {order_id}")):
+            async with self._server_deadline():
+                description = await handle.describe(rpc_timeout=self._rpc_timeout)
+        return description.typed_search_attributes.get(CUSTOMER_ID_KEY)
 
     async def view(self, order_id: str) -> OrderView:
         handle = self._client.get_workflow_handle(order_id)
@@ -154,18 +184,34 @@ class TemporalOrders:
     ) -> OrderPageResult:
         """One page of orders from visibility: one RPC, no query per order."""
         query = visibility_query(status=status, customer_id=customer_id)
+        key = self._page_token_key
         iterator = self._client.list_workflows(
             query,
             page_size=page_size,
-            next_page_token=decode_page_token(page_token, query) if page_token else None,
+            next_page_token=decode_page_token(page_token, query, key) if page_token else None,
+            rpc_timeout=self._rpc_timeout,
         )
         # One page, one RPC: the iterator's own paging would read them all.
-        await iterator.fetch_next_page()
+        async with self._server_deadline():
+            await iterator.fetch_next_page()
         next_token = iterator.next_page_token
         return OrderPageResult(
             executions=iterator.current_page or [],
-            next_page_token=encode_page_token(next_token, query) if next_token else None,
+            next_page_token=encode_page_token(next_token, query, key) if next_token else None,
         )
+
+    @contextlib.asynccontextmanager
+    async def _server_deadline(self) -> AsyncIterator[None]:
+        """A bound on a call the server alone answers, connecting included: a
+        lazily connected client's first call may otherwise wait on connection
+        retries far longer than its rpc_timeout."""
+        try:
+            async with asyncio.timeout(self._rpc_timeout.total_seconds() + 0.5):
+                yield
+        except (TimeoutError, RPCTimeoutOrCancelledError) as err:
+            raise TemporalUnavailable(
+                "Temporal did not answer in time; retry later with the same Idempotency-Key"
+            ) from err
 
     async def cancel(self, order_id: str, request: CancelOrder) -> CancelAccepted:
         return await self._update(
@@ -227,7 +273,7 @@ class TemporalOrders:
     async def _closed_order_status(self, order_id: str) -> str:
         handle = self._client.get_workflow_handle(order_id)
         with _not_found_as(OrderNotFound(f"no order {order_id}")):
-            description = await handle.describe()
+            description = await handle.describe(rpc_timeout=self._rpc_timeout)
         order_status = description.typed_search_attributes.get(ORDER_STATUS_KEY)
         if order_status:
             return order_status
@@ -253,25 +299,25 @@ def visibility_query(*, status: OrderStatus | None, customer_id: str | None) -> 
     return " AND ".join(clauses)
 
 
-# Page tokens are Temporal's own, wrapped with a check value bound to the
-# filter they were issued for. The server does not validate tokens itself (a
-# foreign one fails as an internal error, which the SDK then retries for
-# seconds), so a garbled, truncated or cross-filter token must be caught here.
-# The check gives integrity against accidents, not secrecy: a token is only
-# the caller's own cursor.
-_PAGE_TOKEN_CHECK_BYTES = 8
+# Page tokens are Temporal's own, wrapped with an HMAC under the API's key and
+# bound to the filter they were issued for (which, for a customer, names the
+# customer). The server does not validate tokens itself (a foreign one fails as
+# an internal error, which the SDK then retries for seconds), so a forged,
+# garbled, truncated or cross-filter token is refused here, fast, as a 400.
+_PAGE_TOKEN_CHECK_BYTES = 16
 
 
-def _page_token_check(token: bytes, query: str) -> bytes:
-    return hashlib.sha256(query.encode() + b"\0" + token).digest()[:_PAGE_TOKEN_CHECK_BYTES]
+def _page_token_check(token: bytes, query: str, key: bytes) -> bytes:
+    mac = hmac.new(key, query.encode() + b"\0" + token, hashlib.sha256)
+    return mac.digest()[:_PAGE_TOKEN_CHECK_BYTES]
 
 
-def encode_page_token(token: bytes, query: str) -> str:
-    wrapped = _page_token_check(token, query) + token
+def encode_page_token(token: bytes, query: str, key: bytes) -> str:
+    wrapped = _page_token_check(token, query, key) + token
     return base64.urlsafe_b64encode(wrapped).decode("ascii").rstrip("=")
 
 
-def decode_page_token(text: str, query: str) -> bytes:
+def decode_page_token(text: str, query: str, key: bytes) -> bytes:
     invalid = InvalidPageToken("next_page_token is not one this API issued for these filters")
     try:
         # validate=True: the lenient default silently drops foreign characters.
@@ -280,17 +326,17 @@ def decode_page_token(text: str, query: str) -> bytes:
     except ValueError as err:
         raise invalid from err
     check, token = wrapped[:_PAGE_TOKEN_CHECK_BYTES], wrapped[_PAGE_TOKEN_CHECK_BYTES:]
-    if not token or not hmac.compare_digest(check, _page_token_check(token, query)):
+    if not token or not hmac.compare_digest(check, _page_token_check(token, query, key)):
         raise invalid
     return token
 
 
 def order_summary(order: PlaceOrder) -> str:
-    """What the Web UI shows for the workflow. Counts and money only: the
-    address and the card token never leave the workflow input."""
+    """What the Web UI shows for the workflow. Counts only: the address and the
+    card token never leave the workflow input, and the price is not known
+    until the catalog prices the reservation."""
     units = order.unit_count
-    money = format_money(order.total_cents, order.currency)
-    return f"{units} item{'s' if units != 1 else ''}, {money}, customer {order.customer_id}"
+    return f"{units} item{'s' if units != 1 else ''}, customer {order.customer_id}"
 
 
 @contextlib.contextmanager

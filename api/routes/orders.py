@@ -5,15 +5,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Response, status
+from fastapi import APIRouter, Body, Query, Request, Response, status
 from temporalio.client import WorkflowExecution
 
-from api.deps import IdempotencyKeyDep, OrderIdDep, OrdersDep
+from api.auth import CustomerDep, OperatorDep, ReaderDep
+from api.deps import (
+    IdempotencyKeyDep,
+    MaxOpenOrdersDep,
+    OrderIdDep,
+    OrderRateLimitDep,
+    OrdersDep,
+)
+from api.errors import CurrencyNotSold, Forbidden, OrderNotFound, TooManyOpenOrders
 from api.ids import SAFE_ID_PATTERN, derive_order_id, request_fingerprint
 from api.schemas import (
     CancelRequest,
     ErrorResponse,
     OperatorActionAcceptedPublic,
+    OperatorActionPublic,
     OperatorActionRequest,
     OrderAccepted,
     OrderCancelAccepted,
@@ -25,11 +34,25 @@ from api.schemas import (
     OrderSummary,
     StepPublic,
 )
+from api.temporal_orders import TemporalOrders
+from contracts.errors import PUBLIC_REASON_CANCELLED, public_reason
 from contracts.orders import CancelOrder, OperatorAction, OrderStatus, OrderView
+from ordersaga.auth import Principal
 from ordersaga.logging import bind_log_fields
 from workflows.search_attributes import CUSTOMER_ID_KEY, ORDER_STATUS_KEY, ORDER_TOTAL_CENTS_KEY
 
 router = APIRouter(prefix="/orders", tags=["orders"])
+
+_AUTH: dict[int | str, dict[str, Any]] = {
+    status.HTTP_401_UNAUTHORIZED: {
+        "model": ErrorResponse,
+        "description": "No valid bearer token (code UNAUTHENTICATED).",
+    },
+    status.HTTP_403_FORBIDDEN: {
+        "model": ErrorResponse,
+        "description": "The token lacks the scope this route needs (code FORBIDDEN).",
+    },
+}
 
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     status.HTTP_503_SERVICE_UNAVAILABLE: {
@@ -59,29 +82,51 @@ def order_path(order_id: str) -> str:
             "description": "Invalid body (field errors), or the Idempotency-Key was "
             "already used with a different body (code IDEMPOTENCY_KEY_REUSED).",
         },
+        status.HTTP_429_TOO_MANY_REQUESTS: {
+            "model": ErrorResponse,
+            "description": "Too many orders placed lately (RATE_LIMITED), or too many "
+            "still open (TOO_MANY_OPEN_ORDERS); see Retry-After.",
+        },
+        **_AUTH,
         **_UNAVAILABLE,
     },
     summary="Place an order",
 )
 async def place_order(
     *,
+    request: Request,
     order: OrderCreate,
     key: IdempotencyKeyDep,
+    caller: CustomerDep,
     orders: OrdersDep,
+    rate_limit: OrderRateLimitDep,
+    max_open_orders: MaxOpenOrdersDep,
     response: Response,
 ) -> OrderAccepted:
     """Start fulfilment; the order's progress is at the `self` link.
 
-    The order id is derived from `customer_id` and the Idempotency-Key: keys
-    are scoped per customer (as payment APIs scope them per account), so a
-    retried request lands on the same order and gets the same answer, while
-    another customer's identical key is another order. The same key with a
-    different body is refused with 422 IDEMPOTENCY_KEY_REUSED. A key stays
-    bound to its order as long as Temporal retains the order's history."""
-    order_id = derive_order_id(order.customer_id, key)
+    The customer is the token's subject. The order id is derived from the
+    customer and the Idempotency-Key: keys are scoped per customer (as payment
+    APIs scope them per account), so a retried request lands on the same order
+    and gets the same answer, while another customer's identical key is another
+    order. The same key with a different body is refused with 422
+    IDEMPOTENCY_KEY_REUSED. A key stays bound to its order as long as Temporal
+    retains the order's history. Prices come from the catalog at reservation."""
+    catalog_currency: str = request.app.state.catalog_currency
+    if order.currency != catalog_currency:
+        raise CurrencyNotSold(f"orders are priced in {catalog_currency}, not {order.currency}")
+    customer_id = caller.customer_id
+    order_id = derive_order_id(customer_id, key)
     bind_log_fields(order_id=order_id, workflow_id=order_id)
+    await rate_limit.check(customer_id)
+    if await orders.open_orders_of(customer_id) >= max_open_orders:
+        raise TooManyOpenOrders(
+            f"at most {max_open_orders} open orders per customer; retry when some have finished",
+            retry_after_seconds=30,
+        )
     await orders.place(
-        order.to_place_order(order_id), fingerprint=request_fingerprint(order.canonical())
+        order.to_place_order(order_id, customer_id),
+        fingerprint=request_fingerprint(order.canonical()),
     )
     response.headers["Location"] = order_path(order_id)
     return OrderAccepted(
@@ -94,20 +139,33 @@ async def place_order(
 @router.get(
     "",
     response_model=OrderPage,
-    responses=_UNAVAILABLE,
+    responses={
+        status.HTTP_400_BAD_REQUEST: {
+            "model": ErrorResponse,
+            "description": "next_page_token is not one this API issued for these filters.",
+        },
+        **_AUTH,
+        **_UNAVAILABLE,
+    },
     summary="List orders",
 )
 async def list_orders(
     *,
+    caller: ReaderDep,
     orders: OrdersDep,
     order_status: Annotated[OrderStatus | None, Query(alias="status")] = None,
     customer_id: Annotated[str | None, Query(pattern=SAFE_ID_PATTERN)] = None,
     page_size: Annotated[int, Query(ge=1, le=100)] = 20,
     next_page_token: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> OrderPage:
-    """A page of orders from Temporal visibility, newest first. Visibility is
+    """A page of orders from Temporal visibility, newest first. A customer sees
+    only their own orders; operators see every customer's. Visibility is
     eventually consistent: an order accepted a moment ago may not be listed
     yet, and a listed status may trail GET /orders/{order_id} briefly."""
+    if not caller.is_operator:
+        if customer_id is not None and customer_id != caller.customer_id:
+            raise Forbidden("customers list only their own orders")
+        customer_id = caller.customer_id
     page = await orders.page(
         status=order_status,
         customer_id=customer_id,
@@ -123,12 +181,17 @@ async def list_orders(
 @router.get(
     "/{order_id}",
     response_model=OrderPublic,
-    responses={**_NOT_FOUND, **_UNAVAILABLE},
+    responses={**_NOT_FOUND, **_AUTH, **_UNAVAILABLE},
     summary="Read an order",
 )
-async def get_order(*, order_id: OrderIdDep, orders: OrdersDep) -> OrderPublic:
-    """The order's current status and every saga step, straight from the workflow."""
-    return public_view(await orders.view(order_id))
+async def get_order(*, order_id: OrderIdDep, caller: ReaderDep, orders: OrdersDep) -> OrderPublic:
+    """The order's current status and every saga step, straight from the workflow.
+    A customer reads only their own orders (another's is 404, as if it did not
+    exist); operators read all, with the full account of any failure."""
+    view = await orders.view(order_id)
+    if not caller.is_operator and view.customer_id != caller.customer_id:
+        raise OrderNotFound(f"no order {order_id}")
+    return public_view(view, for_operator=caller.is_operator)
 
 
 @router.post(
@@ -141,6 +204,7 @@ async def get_order(*, order_id: OrderIdDep, orders: OrdersDep) -> OrderPublic:
             "description": "Too late: shipped, compensating, or finished (code TOO_LATE).",
         },
         **_NOT_FOUND,
+        **_AUTH,
         **_UNAVAILABLE,
     },
     summary="Cancel an order",
@@ -148,11 +212,14 @@ async def get_order(*, order_id: OrderIdDep, orders: OrdersDep) -> OrderPublic:
 async def cancel_order(
     *,
     order_id: OrderIdDep,
+    caller: CustomerDep,
     orders: OrdersDep,
     request: Annotated[CancelRequest | None, Body()] = None,
 ) -> OrderCancelAccepted:
     """Accepted until the shipment is created; what was done is then undone.
-    Cancelling twice is accepted twice and changes nothing."""
+    Cancelling twice is accepted twice and changes nothing. Customers cancel
+    only their own orders (another's is 404)."""
+    await _require_own_order(orders, order_id, caller)
     cancel = CancelOrder(reason=request.reason) if request else CancelOrder()
     accepted = await orders.cancel(order_id, cancel)
     return OrderCancelAccepted(order_id=accepted.order_id, status=accepted.status)
@@ -164,6 +231,7 @@ _OPERATOR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "The order is not waiting for an operator (code NOT_NEEDS_ATTENTION).",
     },
     **_NOT_FOUND,
+    **_AUTH,
     **_UNAVAILABLE,
 }
 
@@ -179,12 +247,14 @@ _OPERATOR_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def retry_compensation(
     *,
     order_id: OrderIdDep,
+    caller: OperatorDep,
     orders: OrdersDep,
     action: Annotated[OperatorActionRequest | None, Body()] = None,
 ) -> OperatorActionAcceptedPublic:
-    """For an order in NEEDS_ATTENTION: run the refused compensation again,
-    as a new request to the service (a new idempotency key)."""
-    accepted = await orders.retry_compensation(order_id, operator_action(action))
+    """Operators only. For an order in NEEDS_ATTENTION: run the refused
+    compensation again, as a new request to the service (a new idempotency
+    key). The operator (the token's subject) and the note are recorded."""
+    accepted = await orders.retry_compensation(order_id, operator_action(action, caller))
     return OperatorActionAcceptedPublic(order_id=accepted.order_id, status=accepted.status)
 
 
@@ -199,40 +269,78 @@ async def retry_compensation(
 async def resolve_compensation(
     *,
     order_id: OrderIdDep,
+    caller: OperatorDep,
     orders: OrdersDep,
     action: Annotated[OperatorActionRequest | None, Body()] = None,
 ) -> OperatorActionAcceptedPublic:
-    """For an order in NEEDS_ATTENTION: the operator undid the step outside the
-    system (say, refunded by hand); the saga carries on unwinding."""
-    accepted = await orders.resolve_compensation(order_id, operator_action(action))
+    """Operators only. For an order in NEEDS_ATTENTION: the operator undid the
+    step outside the system (say, refunded by hand); the saga carries on
+    unwinding. The operator (the token's subject) and the note are recorded."""
+    accepted = await orders.resolve_compensation(order_id, operator_action(action, caller))
     return OperatorActionAcceptedPublic(order_id=accepted.order_id, status=accepted.status)
 
 
-def operator_action(action: OperatorActionRequest | None) -> OperatorAction:
-    return OperatorAction(note=action.note) if action else OperatorAction()
+async def _require_own_order(orders: TemporalOrders, order_id: str, caller: Principal) -> None:
+    # Before the update, not after: a cancel must never reach another's order.
+    if await orders.customer_of(order_id) != caller.customer_id:
+        raise OrderNotFound(f"no order {order_id}")
 
 
-def public_view(view: OrderView) -> OrderPublic:
+def operator_action(action: OperatorActionRequest | None, caller: Principal) -> OperatorAction:
+    return OperatorAction(note=action.note if action else "", operator=caller.subject)
+
+
+def public_view(view: OrderView, *, for_operator: bool) -> OrderPublic:
+    """The order as the caller may see it. Customers get what happened in
+    plain words; stock counts, limits and service internals (the steps' error
+    texts, the full failure account, operators' notes) are for operators."""
+    prices = {line.sku: line.unit_price_cents for line in view.priced_lines}
     return OrderPublic(
         order_id=view.order_id,
         status=view.status,
         customer_id=view.customer_id,
         items=[
             OrderLinePublic(
-                sku=line.sku, quantity=line.quantity, unit_price_cents=line.unit_price_cents
+                sku=line.sku, quantity=line.quantity, unit_price_cents=prices.get(line.sku)
             )
             for line in view.items
         ],
         total_cents=view.total_cents,
         currency=view.currency,
         steps=[
-            StepPublic(name=step.name, state=step.state, attempts=step.attempts, error=step.error)
+            StepPublic(
+                name=step.name,
+                state=step.state,
+                attempts=step.attempts,
+                error=step.error if for_operator else None,
+            )
             for step in view.steps
         ],
-        failure_reason=view.failure_reason,
+        failure_code=view.failure_code,
+        failure_reason=_failure_reason(view, for_operator=for_operator),
+        operator_actions=[
+            OperatorActionPublic(
+                operator=record.operator,
+                decision=record.decision,
+                step=record.step,
+                note=record.note,
+                at=_timestamp(record.at),
+            )
+            for record in view.operator_actions
+        ]
+        if for_operator
+        else [],
         created_at=_timestamp(view.created_at),
         updated_at=_timestamp(view.updated_at),
     )
+
+
+def _failure_reason(view: OrderView, *, for_operator: bool) -> str | None:
+    if view.failure_reason is None or for_operator:
+        return view.failure_reason
+    if view.status is OrderStatus.CANCELLED:
+        return PUBLIC_REASON_CANCELLED
+    return public_reason(view.failure_code)
 
 
 def summary_of(execution: WorkflowExecution) -> OrderSummary:
