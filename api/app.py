@@ -23,10 +23,10 @@ from api.middleware import DropInboundBaggage
 from api.routes import ops, orders
 from api.routes.dev_issuer import dev_issuer_router
 from ordersaga.auth import DevIssuer, TokenVerifier
+from ordersaga.codec import keyring_from_settings
 from ordersaga.logging import AccessLogMiddleware
 from ordersaga.settings import Settings
 from ordersaga.telemetry import instrument_fastapi
-from ordersaga.codec import keyring_from_settings
 from ordersaga.temporal_config import data_converter, temporal_interceptors
 from ordersaga.version import package_version
 

@@ -34,9 +34,9 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.service import RPCError
 
 from contracts.orders import OrderStatus
-from ordersaga.settings import Settings
 from ordersaga.codec import EncryptionCodec, decrypt_history_json, keyring_from_settings
 from ordersaga.keyring import Keyring
+from ordersaga.settings import Settings
 from ordersaga.temporal_config import data_converter, temporal_interceptors
 from workflows.order import LOCAL_ATTEMPT_TIMEOUT
 

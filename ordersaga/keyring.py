@@ -37,9 +37,7 @@ class Keyring:
         for key_id, key in self.keys.items():
             _check_key_id(key_id)
             if len(key) != KEY_BYTES:
-                raise KeyringError(
-                    f"key {key_id!r} is {len(key)} bytes; AES-256 needs {KEY_BYTES}"
-                )
+                raise KeyringError(f"key {key_id!r} is {len(key)} bytes; AES-256 needs {KEY_BYTES}")
         if self.current_key_id not in self.keys:
             raise KeyringError(
                 f"current key id {self.current_key_id!r} is not in the keyring "

@@ -35,8 +35,8 @@ from activities.inventory import InventoryActivities
 from activities.payments import PaymentActivities
 from activities.shipping import ShippingActivities
 from contracts import task_queues
-from ordersaga.settings import Settings
 from ordersaga.codec import keyring_from_settings
+from ordersaga.settings import Settings
 from ordersaga.temporal_config import data_converter, temporal_interceptors, workflow_runner
 from workers.health import ProbePortError, WorkerHealth, serving_probes
 from workers.runtime import worker_runtime

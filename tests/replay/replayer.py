@@ -10,8 +10,8 @@ from typing import Any
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from ordersaga.keyring import Keyring
 from ordersaga.temporal_config import data_converter, temporal_interceptors, workflow_runner
+from tests.keys import TEST_KEYRING
 from workflows.order import OrderWorkflow
 
 HISTORIES_DIR = Path(__file__).parent / "histories"
@@ -19,10 +19,6 @@ HISTORIES_DIR = Path(__file__).parent / "histories"
 # (docs/changing-workflows.md).
 PRE_PATCH_RECORDING = HISTORIES_DIR / "v0.1.0-a70646f"
 POST_PATCH_RECORDING = HISTORIES_DIR / "v0.1.0-failed-step"
-# The gate replays as the workers run: through the codec, with a fixed test key.
-# Committed recordings hold plaintext payloads (`histories record` and `export`
-# write them decrypted), which the codec passes through.
-TEST_KEYRING = Keyring("test", {"test": bytes(range(32))})
 
 
 def history_files() -> list[Path]:
@@ -66,6 +62,9 @@ def upserted_search_attributes(path: Path) -> set[str]:
 
 
 def replayer(workflow: type = OrderWorkflow) -> Replayer:
+    """Through the codec, as the workers run, with the tests' key. Committed
+    recordings hold plaintext payloads (`histories record` and `export` write
+    them decrypted), which the codec passes through."""
     return Replayer(
         workflows=[workflow],
         data_converter=data_converter(TEST_KEYRING),
