@@ -234,3 +234,22 @@ async def test_keys_rotate_under_orders_in_flight(dev_server_env: WorkflowEnviro
     started = history.events[0].workflow_execution_started_event_attributes
     with pytest.raises(UnknownKeyError, match=r"key id 'a'"):
         await data_converter(KEY_B_ONLY).decode(started.input.payloads)
+
+
+async def test_histories_from_before_encryption_replay_through_the_codec(
+    dev_server_env: WorkflowEnvironment,
+) -> None:
+    # What the replay gate relies on: its committed recordings are plaintext.
+    plain = dev_server_env.client
+    task_queue = f"codec-plaintext-{uuid.uuid4().hex}"
+    async with probe_worker(plain, task_queue):
+        handle = await start(plain, task_queue)
+        await finish(handle)
+    history = await handle.fetch_history()
+    assert key_ids(history.to_json()) == set()
+    replayer = Replayer(
+        workflows=[CodecProbeWorkflow],
+        data_converter=data_converter(TEST_KEYRING),
+        workflow_runner=workflow_runner(),
+    )
+    assert (await replayer.replay_workflow(history)).replay_failure is None
