@@ -24,10 +24,11 @@ from api.middleware import DropInboundBaggage
 from api.routes import ops, orders
 from api.routes.dev_issuer import dev_issuer_router
 from ordersaga.auth import DevIssuer, TokenVerifier
+from ordersaga.codec import keyring_from_settings
 from ordersaga.logging import AccessLogMiddleware
 from ordersaga.settings import Settings
 from ordersaga.telemetry import instrument_fastapi
-from ordersaga.temporal_config import DATA_CONVERTER, temporal_interceptors
+from ordersaga.temporal_config import data_converter, temporal_interceptors
 from ordersaga.version import package_version
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def create_app(
             app.state.temporal_client = await Client.connect(
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
-                data_converter=DATA_CONVERTER,
+                data_converter=data_converter(keyring_from_settings(settings)),
                 interceptors=temporal_interceptors(tracer_provider),
                 lazy=True,
             )

@@ -21,6 +21,8 @@ from ordersaga.settings import SERVICES, Settings, describe_validation_error, pa
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from ordersaga.keyring import Keyring
+
 # Configuration the process cannot run with: fixed by the operator, not by retrying.
 EXIT_USAGE = 2
 
@@ -133,8 +135,22 @@ def cmd_service(args: argparse.Namespace) -> int:
     return 0
 
 
+def _codec_keyring(settings: Settings, role: str) -> Keyring:
+    """The payload keyring, or a one-line refusal: no component talks to Temporal
+    without it, since whatever it wrote would be readable by anyone with access
+    to Temporal."""
+    from ordersaga.codec import keyring_from_settings
+    from ordersaga.settings import MissingSecretError
+
+    try:
+        return keyring_from_settings(settings)
+    except (MissingSecretError, ValueError) as error:
+        raise UsageError(f"refusing to start the {role}: {error}") from None
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     settings = load_settings()
+    _codec_keyring(settings, "API")
     _setup_telemetry(settings, "api")
     from api.app import create_app
 
@@ -177,6 +193,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             queues = parse_queues(args.queues)
         except ValueError as error:
             raise UsageError(f"--queues: {error}") from None
+    _codec_keyring(settings, "worker")
     _setup_telemetry(settings, "worker")
     from ordersaga.logging import structured_temporal_loggers
 
@@ -190,6 +207,29 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except WorkerStartupError as error:
         raise UsageError(str(error)) from None
     exit_without_finalizing(0)
+
+
+def cmd_codec_server(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    keyring = _codec_keyring(settings, "codec server")
+    from ordersaga.auth import TokenVerifier
+
+    try:
+        verifier = TokenVerifier.from_settings(settings)
+    except ValueError as error:
+        raise UsageError(f"refusing to start the codec server: {error}") from None
+    _setup_telemetry(settings, "codec-server")
+    from ordersaga.codec import EncryptionCodec
+    from ordersaga.codec_server import create_codec_app
+
+    app = create_codec_app(
+        codec=EncryptionCodec(keyring),
+        verifier=verifier,
+        namespace=settings.temporal_namespace,
+        cors_origins=settings.codec_cors_origins(),
+    )
+    _serve_http(app, settings.codec_server_host, settings.codec_server_port, settings)
+    return 0
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -244,6 +284,7 @@ def cmd_histories_export(args: argparse.Namespace) -> int:
                 out=args.out,
                 limit=args.limit,
                 log=log,
+                keyring=_codec_keyring(settings, "histories export"),
                 redact=not args.keep_personal_data,
             )
         )
@@ -393,6 +434,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated task queues to serve (default: ORDERSAGA_WORKER_QUEUES, i.e. all)",
     )
     worker.set_defaults(handler=cmd_worker)
+
+    codec_server = commands.add_parser(
+        "codec-server",
+        help="serve Temporal's remote codec (/encode, /decode) to operators: Web UI and CLI",
+    )
+    codec_server.set_defaults(handler=cmd_codec_server)
 
     probe = commands.add_parser(
         "probe", help="exit 0 if URL answers 2xx, else 1 (container healthchecks)"

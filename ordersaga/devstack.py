@@ -393,6 +393,12 @@ def listeners(settings: Settings) -> list[Listener]:
             for name in SERVICES
         ),
         Listener("the API", settings.api_host, settings.api_port, env_var_name("api_port")),
+        Listener(
+            "the codec server",
+            settings.codec_server_host,
+            settings.codec_server_port,
+            env_var_name("codec_server_port"),
+        ),
     ]
 
 
@@ -493,6 +499,10 @@ TRANSFER_POLL_RATE_KEY = "history.transferProcessorMaxPollRPS"
 TRANSFER_POLL_RATE = 100
 
 
+def codec_endpoint(settings: Settings) -> str:
+    return http_url(settings.codec_server_host, settings.codec_server_port)
+
+
 def temporal_argv(binary: Path, settings: Settings, data_dir: Path) -> list[str]:
     argv = [
         str(binary),
@@ -525,6 +535,9 @@ def temporal_argv(binary: Path, settings: Settings, data_dir: Path) -> list[str]
         "warn",
         # The UI would otherwise fetch a news feed from the internet.
         "--ui-disable-news-fetch",
+        # Payloads are encrypted (ordersaga.codec); the UI asks the codec server.
+        "--ui-codec-endpoint",
+        codec_endpoint(settings),
     ]
     for name, kind in SEARCH_ATTRIBUTE_TYPES.items():
         argv += ["--search-attribute", f"{name}={kind}"]
@@ -541,6 +554,9 @@ _LISTEN_SETTINGS = (
     "worker_listen_host",
     "worker_health_port",
     "worker_metrics_port",
+    "codec_server_host",
+    "codec_server_port",
+    "temporal_ui_port",
 )
 
 
@@ -575,6 +591,7 @@ def on_free_ports(settings: Settings) -> Settings:
         "temporal_address": f"{TEMPORAL_IP}:{free_port()}",
         "temporal_ui_port": free_port(),
         "api_port": free_port(),
+        "codec_server_port": free_port(),
         **{f"{service}_port": free_port() for service in SERVICES},
     }
     if settings.worker_health_port:
@@ -597,6 +614,7 @@ class DevStack:
         self.env = child_env(settings, data_dir)
         self.ui_url = http_url(TEMPORAL_IP, settings.temporal_ui_port)
         self.api_url = http_url(settings.api_host, settings.api_port)
+        self.codec_url = codec_endpoint(settings)
         self.service_urls = {
             name: http_url(settings.service_host, settings.service_port(name)) for name in SERVICES
         }
@@ -629,8 +647,13 @@ class DevStack:
                 )
             ],
             [
-                spec(name, _cli("service", name), http_ready_probe(http, self.service_urls[name]))
-                for name in SERVICES
+                *(
+                    spec(
+                        name, _cli("service", name), http_ready_probe(http, self.service_urls[name])
+                    )
+                    for name in SERVICES
+                ),
+                spec("codec", _cli("codec-server"), http_ready_probe(http, self.codec_url)),
             ],
             [
                 spec(
@@ -686,6 +709,7 @@ class DevStack:
         rows = [
             ("API", f"{self.api_url}  (docs {self.api_url}/docs)"),
             ("Temporal Web UI", self.ui_url),
+            ("codec server", f"{self.codec_url}  (operator token; payloads are encrypted)"),
             ("Temporal", f"{temporal_address(s)}  (namespace {s.temporal_namespace})"),
             *((f"{name} service", url) for name, url in self.service_urls.items()),
             ("admin token", s.admin_token.get_secret_value()),

@@ -34,8 +34,10 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.service import RPCError
 
 from contracts.orders import OrderStatus
+from ordersaga.codec import EncryptionCodec, decrypt_history_json, keyring_from_settings
+from ordersaga.keyring import Keyring
 from ordersaga.settings import Settings
-from ordersaga.temporal_config import DATA_CONVERTER, temporal_interceptors
+from ordersaga.temporal_config import data_converter, temporal_interceptors
 from workflows.order import LOCAL_ATTEMPT_TIMEOUT
 
 # Written into every folder `record` creates; the replay test reads it to know
@@ -138,12 +140,12 @@ def _redact_value(value: Any) -> None:
             _redact_value(child)
 
 
-async def connect(address: str, namespace: str) -> Client:
+async def connect(address: str, namespace: str, keyring: Keyring) -> Client:
     try:
         return await Client.connect(
             address,
             namespace=namespace,
-            data_converter=DATA_CONVERTER,
+            data_converter=data_converter(keyring),
             interceptors=temporal_interceptors(),
         )
     except RuntimeError as error:  # the SDK's "Failed client connect: ..."
@@ -158,11 +160,14 @@ async def export_histories(
     out: Path,
     limit: int,
     log: Callable[[str], None],
+    keyring: Keyring,
     redact: bool = True,
 ) -> list[Path]:
+    """Histories are written decrypted with `keyring` (then redacted), so the
+    replay gate reads them without the production keys."""
     prepare_out_dir(out)
     try:
-        return await _export(address, namespace, query, out, limit, log, redact)
+        return await _export(address, namespace, query, out, limit, log, keyring, redact)
     finally:
         await asyncio.sleep(CLIENT_SETTLE_SECONDS)
 
@@ -174,16 +179,18 @@ async def _export(
     out: Path,
     limit: int,
     log: Callable[[str], None],
+    keyring: Keyring,
     redact: bool,
 ) -> list[Path]:
-    client = await connect(address, namespace)
+    client = await connect(address, namespace, keyring)
+    codec = EncryptionCodec(keyring)
     written: list[Path] = []
     try:
         async for execution in client.list_workflows(query, limit=limit):
             handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
             history = await handle.fetch_history()
             path = out / history_file_name(execution.id, execution.run_id)
-            history_json = history.to_json()
+            history_json = decrypt_history_json(history.to_json(), codec)
             if redact:
                 history_json = redact_history_json(history_json)
             path.write_text(pretty_history_json(history_json))
@@ -566,6 +573,11 @@ async def record_histories(
                     stack.settings.admin_token.get_secret_value(),
                     temporal_address(stack.settings),
                     stack.settings.temporal_namespace,
+                    # The stack's own keyring: dev mode's key in its data dir,
+                    # unless ORDERSAGA_CODEC_KEYS (which the children inherit) is set.
+                    keyring_from_settings(
+                        stack.settings.model_copy(update={"data_dir": stack.data_dir})
+                    ),
                     scenarios,
                     staged,
                     log,
@@ -588,11 +600,13 @@ async def _drive_all(
     admin_token: str,
     address: str,
     namespace: str,
+    keyring: Keyring,
     scenarios: Sequence[Scenario],
     staged: Path,
     log: Callable[[str], None],
 ) -> list[tuple[Scenario, str, int]]:
-    client = await connect(address, namespace)
+    client = await connect(address, namespace, keyring)
+    codec = EncryptionCodec(keyring)
     rows: list[tuple[Scenario, str, int]] = []
     async with httpx.AsyncClient(timeout=30) as http:
         driver = Driver(api_url, service_urls, admin_token, http, client)
@@ -612,7 +626,9 @@ async def _drive_all(
             # closes; the history must be complete.
             await _wait_closed(client, order_id)
             history = await client.get_workflow_handle(order_id).fetch_history()
-            (staged / f"{scenario.name}.json").write_text(pretty_history_json(history.to_json()))
+            # Written decrypted: test data only, and the gate needs no key to read it.
+            history_json = decrypt_history_json(history.to_json(), codec)
+            (staged / f"{scenario.name}.json").write_text(pretty_history_json(history_json))
             rows.append((scenario, order["status"], len(history.events)))
             log(f"      {order['status']} as expected; {len(history.events)} events ({order_id})")
     return rows

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts import task_queues
@@ -118,6 +118,55 @@ class Settings(BaseSettings):
     rate_limit_storage_url: SecretStr = SecretStr("memory://")
     # Every API call to Temporal answers within this, or the API answers 503.
     api_temporal_rpc_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+
+    # --- Payload encryption and the codec server (ordersaga.codec, issue 14) ---
+    # The keyring, "k2:<base64 of 32 bytes>,k1:<base64 of 32 bytes>": the first
+    # key (or codec_current_key_id) encrypts, every key decrypts. Required by
+    # every Temporal client outside dev mode; dev mode makes one key up in data_dir.
+    codec_keys: SecretStr | None = None
+    codec_current_key_id: str | None = None
+    # Temporal's remote codec endpoints (/encode, /decode) for the Web UI and CLI.
+    codec_server_host: str = "127.0.0.1"
+    codec_server_port: int = Field(default=8081, ge=1, le=65535)
+    # Browser origins (the Temporal Web UI) allowed to call it, comma-separated.
+    # Empty: none, but in dev mode the local Web UI (127.0.0.1 and localhost).
+    codec_server_cors_origins: Annotated[list[str], NoDecode] = []
+
+    @field_validator("codec_keys")
+    @classmethod
+    def _valid_keyring(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            from ordersaga.keyring import Keyring
+
+            Keyring.parse(value.get_secret_value())  # KeyringError is a ValueError
+        return value
+
+    @field_validator("codec_current_key_id")
+    @classmethod
+    def _current_key_in_keyring(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if not value:
+            return None
+        keys = info.data.get("codec_keys")
+        if keys is None or not keys.get_secret_value().strip():
+            raise ValueError(f"set, but {env_var_name('codec_keys')} is not")
+        from ordersaga.keyring import Keyring
+
+        Keyring.parse(keys.get_secret_value(), value)
+        return value
+
+    @field_validator("codec_server_cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
+        return value
+
+    def codec_cors_origins(self) -> list[str]:
+        if self.codec_server_cors_origins or not self.dev_mode:
+            return list(self.codec_server_cors_origins)
+        port = self.temporal_ui_port
+        return [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
+
     payments_customer_limit_cents: int = Field(default=1_000_000, ge=0)
     shipping_refused_countries: Annotated[list[str], NoDecode] = ["AQ"]
 

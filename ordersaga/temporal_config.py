@@ -8,11 +8,24 @@ from __future__ import annotations
 
 from opentelemetry.trace import TracerProvider
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-# The default JSON/dataclass converter; named so all parties share one value.
-DATA_CONVERTER = DataConverter.default
+from ordersaga.codec import EncryptionCodec
+from ordersaga.keyring import Keyring
+
+
+def data_converter(keyring: Keyring) -> DataConverter:
+    """The JSON/dataclass converter, every payload encrypted under `keyring`.
+
+    Failures too: their message and stack trace move into an encrypted payload
+    (the server keeps only "Encoded failure"), since an error from a domain
+    service may quote the order it failed on.
+    """
+    return DataConverter(
+        payload_codec=EncryptionCodec(keyring),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 def temporal_interceptors(

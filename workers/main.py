@@ -35,8 +35,9 @@ from activities.inventory import InventoryActivities
 from activities.payments import PaymentActivities
 from activities.shipping import ShippingActivities
 from contracts import task_queues
+from ordersaga.codec import keyring_from_settings
 from ordersaga.settings import Settings
-from ordersaga.temporal_config import DATA_CONVERTER, temporal_interceptors, workflow_runner
+from ordersaga.temporal_config import data_converter, temporal_interceptors, workflow_runner
 from workers.health import ProbePortError, WorkerHealth, serving_probes
 from workers.runtime import worker_runtime
 from workers.unversioned import UnversionedOrderWorkflow
@@ -188,13 +189,14 @@ async def connect_when_reachable(
     A worker started before its server (compose, Kubernetes, `make dev`) should
     wait rather than crash-loop. Returns None when asked to stop meanwhile.
     """
+    converter = data_converter(keyring_from_settings(settings))
     delay = 0.5
     while not stop.is_set():
         try:
             return await Client.connect(
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
-                data_converter=DATA_CONVERTER,
+                data_converter=converter,
                 interceptors=temporal_interceptors(),
                 runtime=runtime,
             )

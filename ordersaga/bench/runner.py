@@ -20,6 +20,7 @@ import httpx
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
+from temporalio.converter import DataConverter
 
 from ordersaga.auth import DevIssuer
 from ordersaga.bench.baseline import (
@@ -49,7 +50,6 @@ from ordersaga.devstack import (
 )
 from ordersaga.ports import free_port
 from ordersaga.settings import SERVICES, Settings
-from ordersaga.temporal_config import DATA_CONVERTER
 
 BASELINE_HAPPY = "baseline-happy"
 BASELINE_COMPENSATION = "baseline-compensation"
@@ -336,8 +336,12 @@ class Bench:
                     await child.stop()
 
             stack.push_async_callback(stop_children)
+            # The baseline is bare Temporal: its worker (baseline_worker.py) and this
+            # client use the SDK's default converter, no codec. The saga's own
+            # processes encrypt (ordersaga.temporal_config.data_converter), so the
+            # saga's figures include the codec's cost and the baseline's do not.
             client = await Client.connect(
-                target.temporal_address, namespace=namespace, data_converter=DATA_CONVERTER
+                target.temporal_address, namespace=namespace, data_converter=DataConverter.default
             )
             children.append(
                 await _start_child(

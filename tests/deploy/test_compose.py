@@ -26,6 +26,7 @@ SECRETS = {
     "ORDERSAGA_ADMIN_TOKEN": "0123456789abcdef0123456789abcdef",
     "POSTGRES_PASSWORD": "fedcba9876543210",
     "GRAFANA_ADMIN_PASSWORD": "a1b2c3d4",
+    "ORDERSAGA_CODEC_KEYS": "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
 }
 SETTINGS_VARIABLES = {env_var_name(field) for field in Settings.model_fields}
 HEALTHY = "service_healthy"
@@ -277,7 +278,7 @@ def test_setup_step_creates_exactly_the_search_attributes_the_code_upserts() -> 
 
 def test_ordersaga_roles_share_one_image_and_report_to_tracing() -> None:
     roles = {name: s for name, s in files.services().items() if files.is_ordersaga(s)}
-    assert set(roles) == {"api", *SERVICES, *files.worker_services()}
+    assert set(roles) == {"api", "codec-server", *SERVICES, *files.worker_services()}
     assert len({s["image"] for s in roles.values()}) == 1
     assert {s["build"]["context"] for s in roles.values()} == {"."}
     names = [files.environment(s)["OTEL_SERVICE_NAME"] for s in roles.values()]

@@ -20,7 +20,8 @@ from opentelemetry.trace import TracerProvider
 from temporalio.client import Client
 
 from ordersaga.settings import Settings
-from ordersaga.temporal_config import DATA_CONVERTER, temporal_interceptors
+from ordersaga.temporal_config import data_converter, temporal_interceptors
+from tests.keys import TEST_KEYRING
 from tests.ports import free_port
 from tests.versioning_support import route_to_unversioned
 
@@ -66,7 +67,7 @@ def traced_client(client: Client, tracer_provider: TracerProvider | None) -> Cli
     return Client(
         client.service_client,
         namespace=client.namespace,
-        data_converter=DATA_CONVERTER,
+        data_converter=data_converter(TEST_KEYRING),
         interceptors=temporal_interceptors(tracer_provider),
     )
 

@@ -10,7 +10,8 @@ from typing import Any
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from ordersaga.temporal_config import DATA_CONVERTER, temporal_interceptors, workflow_runner
+from ordersaga.temporal_config import data_converter, temporal_interceptors, workflow_runner
+from tests.keys import TEST_KEYRING
 from workflows.order import OrderWorkflow
 
 HISTORIES_DIR = Path(__file__).parent / "histories"
@@ -61,9 +62,12 @@ def upserted_search_attributes(path: Path) -> set[str]:
 
 
 def replayer(workflow: type = OrderWorkflow) -> Replayer:
+    """Through the codec, as the workers run, with the tests' key. Committed
+    recordings hold plaintext payloads (`histories record` and `export` write
+    them decrypted), which the codec passes through."""
     return Replayer(
         workflows=[workflow],
-        data_converter=DATA_CONVERTER,
+        data_converter=data_converter(TEST_KEYRING),
         interceptors=temporal_interceptors(),
         workflow_runner=workflow_runner(),
     )

@@ -23,6 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from ordersaga.histories import RECORDING_MANIFEST, history_file_name
 from tests.integration.stack import Stack, running_stack
+from tests.keys import TEST_CODEC_KEYS
 from tests.ports import free_port
 from tests.replay.replayer import load_history, replayer
 
@@ -39,6 +40,7 @@ class Ran:
 async def ordersaga(*args: str, within: float = 60) -> Ran:
     # No ORDERSAGA_* from the developer's shell: every setting comes from arguments.
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("ORDERSAGA_")}
+    env["ORDERSAGA_CODEC_KEYS"] = TEST_CODEC_KEYS
     process = await asyncio.create_subprocess_exec(
         str(ORDERSAGA),
         *args,
