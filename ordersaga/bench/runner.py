@@ -38,6 +38,7 @@ from ordersaga.bench.scenarios import (
     send_retrying,
 )
 from ordersaga.binaries import temporal_cli
+from ordersaga.codec import keyring_from_settings
 from ordersaga.devstack import (
     TEMPORAL_IP,
     Child,
@@ -48,8 +49,10 @@ from ordersaga.devstack import (
     on_free_ports,
     temporal_address,
 )
+from ordersaga.keyring import Keyring
 from ordersaga.ports import free_port
 from ordersaga.settings import SERVICES, Settings
+from ordersaga.temporal_config import data_converter
 
 BASELINE_HAPPY = "baseline-happy"
 BASELINE_COMPENSATION = "baseline-compensation"
@@ -102,6 +105,8 @@ class Target:
     components: dict[str, int]
     # Whose tokens the API accepts: the stack's dev issuer.
     issuer: DevIssuer
+    # The stack's payload keys: the saga's results are encrypted.
+    keyring: Keyring
 
 
 # --- child processes ----------------------------------------------------------
@@ -302,6 +307,7 @@ class Bench:
                 components={},
                 # A running dev stack: its issuer keeps its key in ORDERSAGA_DATA_DIR.
                 issuer=DevIssuer.from_settings(settings),
+                keyring=keyring_from_settings(settings),
             )
             return
         settings = on_free_ports(self.settings)
@@ -313,6 +319,9 @@ class Bench:
                 service_urls=stack.service_urls,
                 components={c.name: c.pid for c in stack.children if c.pid is not None},
                 issuer=DevIssuer.in_data_dir(data_dir),
+                keyring=keyring_from_settings(
+                    settings.model_copy(update={"dev_mode": True, "data_dir": data_dir})
+                ),
             )
 
     def planned_orders(self, name: str) -> int:
@@ -397,7 +406,12 @@ class Bench:
                 )
                 for name, url in target.service_urls.items()
             }
-            self._define_scenarios(client, oob_client, api, target.issuer)
+            saga_client = await Client.connect(
+                target.temporal_address,
+                namespace=namespace,
+                data_converter=data_converter(target.keyring),
+            )
+            self._define_scenarios(client, saga_client, oob_client, api, target.issuer)
             initial_stock = self.planned_orders(SAGA_HAPPY) + self.planned_orders(SAGA_COMPENSATION)
             if any(name in options.scenarios for name in SAGA_SCENARIOS):
                 await self._set_stock(services["inventory"], initial_stock)
@@ -418,7 +432,12 @@ class Bench:
         }
 
     def _define_scenarios(
-        self, client: Client, oob: Client | None, api: httpx.AsyncClient, issuer: DevIssuer
+        self,
+        client: Client,
+        saga_client: Client,
+        oob: Client | None,
+        api: httpx.AsyncClient,
+        issuer: DevIssuer,
     ) -> None:
         tag = self.run_tag
         baseline = ("temporal", "baseline-worker", LOAD_GENERATOR)
@@ -439,13 +458,19 @@ class Bench:
             ),
             SAGA_HAPPY: (
                 SagaScenario(
-                    SAGA_HAPPY, api, client, self.sku, tag, undeliverable=False, issuer=issuer
+                    SAGA_HAPPY, api, saga_client, self.sku, tag, undeliverable=False, issuer=issuer
                 ),
                 (*STACK_COMPONENTS, LOAD_GENERATOR),
             ),
             SAGA_COMPENSATION: (
                 SagaScenario(
-                    SAGA_COMPENSATION, api, client, self.sku, tag, undeliverable=True, issuer=issuer
+                    SAGA_COMPENSATION,
+                    api,
+                    saga_client,
+                    self.sku,
+                    tag,
+                    undeliverable=True,
+                    issuer=issuer,
                 ),
                 (*STACK_COMPONENTS, LOAD_GENERATOR),
             ),
