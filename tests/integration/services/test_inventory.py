@@ -18,10 +18,16 @@ from tests.integration.services.support import (
     serving,
 )
 
+PRICE_CENTS = 700
 
-async def stocked_sku(inventory: httpx.AsyncClient, available: int) -> str:
+
+async def stocked_sku(
+    inventory: httpx.AsyncClient, available: int, price_cents: int = PRICE_CENTS
+) -> str:
     sku = f"sku_test_{uuid.uuid4().hex[:10]}"
-    response = await inventory.put(f"/products/{sku}", json={"available": available}, headers=ADMIN)
+    response = await inventory.put(
+        f"/products/{sku}", json={"available": available, "price_cents": price_cents}, headers=ADMIN
+    )
     assert response.status_code == 200, response.text
     return sku
 
@@ -51,6 +57,7 @@ async def test_a_short_line_reserves_nothing_and_names_the_sku(
         json={
             "order_id": "ord_short",
             "lines": [{"sku": plenty, "quantity": 5}, {"sku": scarce, "quantity": 3}],
+            "currency": "EUR",
         },
         headers=new_key(),
     )
@@ -88,7 +95,9 @@ async def test_an_unknown_sku_beside_a_short_line_is_unknown_and_takes_nothing(
     ]
 
     response = await inventory.post(
-        "/reservations", json={"order_id": "ord_mixed", "lines": lines}, headers=new_key()
+        "/reservations",
+        json={"order_id": "ord_mixed", "lines": lines, "currency": "EUR"},
+        headers=new_key(),
     )
 
     assert response.status_code == 422, response.text
@@ -103,7 +112,7 @@ async def test_a_refusal_is_replayed_even_after_restocking(inventory: httpx.Asyn
     sku = await stocked_sku(inventory, 1)
     body, key = reservation(sku, quantity=2), new_key()
     refused = await inventory.post("/reservations", json=body, headers=key)
-    await inventory.put(f"/products/{sku}", json={"available": 5}, headers=ADMIN)
+    await inventory.put(f"/products/{sku}", json={"available": 5, "price_cents": 1}, headers=ADMIN)
 
     again = await inventory.post("/reservations", json=body, headers=key)
 
@@ -160,23 +169,28 @@ async def test_bad_reservation_bodies_are_422_not_500(inventory: httpx.AsyncClie
     for body in bodies:
         response = await inventory.post("/reservations", json=body, headers=new_key())
         assert response.status_code == 422, (body, response.text)
-        assert isinstance(response.json()["detail"], list)
+        assert response.json()["detail"]["code"] == "REQUEST_REJECTED"
     malformed = await inventory.post(
         "/reservations",
         content=b'{"order_id": ',
         headers={**new_key(), "Content-Type": "application/json"},
     )
-    assert malformed.status_code == 422
+    assert malformed.status_code == 400
+    assert malformed.json()["detail"]["code"] == "MALFORMED_JSON"
     odd_id = await inventory.post("/reservations/res%00x/release", headers=new_key())
     assert odd_id.status_code == 422
     assert await stock(inventory, sku) == {"sku": sku, "available": 5, "reserved": 0}
 
 
 async def test_restocking_needs_the_admin_token(inventory: httpx.AsyncClient) -> None:
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
+    for headers in ({"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
         response = await inventory.put("/products/sku_mug", json={"available": 1}, headers=headers)
         assert response.status_code == 401
         assert response.json()["detail"]["code"] == "UNAUTHORIZED"
+    # The client's own credential is the workers': not an operator's.
+    response = await inventory.put("/products/sku_mug", json={"available": 1})
+    assert response.status_code == 403
+    assert response.json()["detail"]["code"] == "FORBIDDEN"
     assert (await stock(inventory, "sku_mug"))["available"] == 100
 
 
@@ -196,7 +210,7 @@ async def test_a_repeated_reservation_replays_the_answer_and_reserves_once(
     assert again.json() == first.json()
     assert again.content == first.content
     assert first.json()["state"] == "reserved"
-    assert first.json()["lines"] == [{"sku": sku, "quantity": 3}]
+    assert first.json()["lines"] == [{"sku": sku, "quantity": 3, "unit_price_cents": PRICE_CENTS}]
     assert await stock(inventory, sku) == {"sku": sku, "available": 7, "reserved": 3}
 
 
@@ -221,8 +235,11 @@ async def test_key_order_and_spacing_do_not_make_another_request(
 ) -> None:
     sku = await stocked_sku(inventory, 10)
     key = new_key()
-    compact = f'{{"order_id":"ord_k","lines":[{{"sku":"{sku}","quantity":1}}]}}'
-    spaced = f'{{ "lines": [ {{ "quantity": 1, "sku": "{sku}" }} ], "order_id": "ord_k" }}'
+    compact = f'{{"order_id":"ord_k","lines":[{{"sku":"{sku}","quantity":1}}],"currency":"EUR"}}'
+    spaced = (
+        f'{{ "currency": "EUR", "lines": [ {{ "quantity": 1, "sku": "{sku}" }} ], '
+        '"order_id": "ord_k" }'
+    )
     json_headers = {**key, "Content-Type": "application/json"}
 
     first = await inventory.post("/reservations", content=compact, headers=json_headers)
@@ -324,7 +341,11 @@ async def test_concurrent_multi_line_reservations_in_any_order_neither_oversell_
 
     def crossed(i: int) -> dict[str, Any]:
         lines = [{"sku": first, "quantity": 1}, {"sku": second, "quantity": 1}]
-        return {"order_id": f"ord_{i}", "lines": lines if i % 2 else lines[::-1]}
+        return {
+            "order_id": f"ord_{i}",
+            "lines": lines if i % 2 else lines[::-1],
+            "currency": "EUR",
+        }
 
     responses = await asyncio.gather(
         *(inventory.post("/reservations", json=crossed(i), headers=new_key()) for i in range(12))
@@ -358,7 +379,13 @@ async def test_restocking_keeps_what_is_reserved(inventory: httpx.AsyncClient) -
     response = await inventory.put(f"/products/{sku}", json={"available": 50}, headers=ADMIN)
 
     assert response.status_code == 200
-    assert response.json() == {"sku": sku, "available": 50, "reserved": 4}
+    assert response.json() == {
+        "sku": sku,
+        "price_cents": PRICE_CENTS,
+        "currency": "EUR",
+        "available": 50,
+        "reserved": 4,
+    }
     for bad in ({"available": -1}, {"available": "lots"}, {}):
         refused = await inventory.put(f"/products/{sku}", json=bad, headers=ADMIN)
         assert refused.status_code == 422
@@ -390,12 +417,15 @@ async def test_the_catalog_is_seeded_once_and_a_restart_keeps_the_stock(
 
 async def test_duplicate_lines_of_one_sku_are_merged(inventory: httpx.AsyncClient) -> None:
     sku = await stocked_sku(inventory, 10)
-    body = {"order_id": "ord_dup", "lines": [{"sku": sku, "quantity": 2}] * 3}
+    body = {"order_id": "ord_dup", "lines": [{"sku": sku, "quantity": 2}] * 3, "currency": "EUR"}
 
     response = await inventory.post("/reservations", json=body, headers=new_key())
 
     assert response.status_code == 201
-    assert response.json()["lines"] == [{"sku": sku, "quantity": 6}]
+    assert response.json()["lines"] == [
+        {"sku": sku, "quantity": 6, "unit_price_cents": PRICE_CENTS}
+    ]
+    assert response.json()["total_cents"] == 6 * PRICE_CENTS
     assert await stock(inventory, sku) == {"sku": sku, "available": 4, "reserved": 6}
 
 
