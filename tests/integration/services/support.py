@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import uuid
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy import text
@@ -20,6 +22,7 @@ from sqlalchemy.pool import NullPool
 from services.inventory.app import create_app as create_inventory
 from services.payments.app import create_app as create_payments
 from services.shipping.app import create_app as create_shipping
+from tests.ports import free_port
 
 POSTGRES_URL = os.environ.get("ORDERSAGA_TEST_POSTGRES_URL")
 ADMIN_TOKEN = "test-admin-token"
@@ -210,3 +213,26 @@ class Databases:
         url = await self._postgres.acquire()
         self._cleanup.push_async_callback(self._postgres.release, url)
         return url
+
+
+@contextlib.asynccontextmanager
+async def serving_over_tcp(app: FastAPI) -> AsyncIterator[int]:
+    """Serve the app with uvicorn on a free loopback port, as in production."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    # Signals belong to pytest; uvicorn must not take them over.
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(30):
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError(f"server on port {port} exited during start-up")
+            await asyncio.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        await task

@@ -14,6 +14,7 @@ from tests.integration.services.support import (
     created,
     inventory_app,
     new_key,
+    new_order_id,
     reservation,
     serving,
 )
@@ -449,3 +450,150 @@ async def test_two_replicas_on_one_database_never_oversell(databases: Databases)
         statuses = [r.status_code for r in responses]
         assert statuses.count(201) == 10 and statuses.count(409) == 20, statuses
         assert await stock(two, sku) == {"sku": sku, "available": 0, "reserved": 10}
+
+
+# --- prices -------------------------------------------------------------------
+
+
+async def test_the_seed_catalogue_is_public_with_its_prices(inventory: httpx.AsyncClient) -> None:
+    response = await inventory.get("/products", headers={"Authorization": ""})
+
+    assert response.status_code == 200
+    items = {item["sku"]: item for item in response.json()["items"]}
+    assert {sku: item["price_cents"] for sku, item in items.items()} == {
+        "sku_hoodie": 4500,
+        "sku_mug": 1250,
+        "sku_poster": 1500,
+        "sku_sticker": 300,
+        "sku_tshirt": 2000,
+    }
+    assert items["sku_mug"] == {
+        "sku": "sku_mug",
+        "price_cents": 1250,
+        "currency": "EUR",
+        "available": 100,
+    }
+
+
+async def test_a_reservation_fixes_the_catalogs_prices(inventory: httpx.AsyncClient) -> None:
+    cheap = await stocked_sku(inventory, 10, price_cents=250)
+    dear = await stocked_sku(inventory, 10, price_cents=9999)
+    body = {
+        "order_id": new_order_id(),
+        "lines": [{"sku": dear, "quantity": 1}, {"sku": cheap, "quantity": 3}],
+        "currency": "EUR",
+        "expected_total_cents": 3 * 250 + 9999,
+    }
+
+    made = await created(inventory, "/reservations", body)
+    listed = await inventory.get("/reservations", params={"order_id": body["order_id"]})
+
+    assert sorted(made["lines"], key=lambda line: line["quantity"]) == [
+        {"sku": dear, "quantity": 1, "unit_price_cents": 9999},
+        {"sku": cheap, "quantity": 3, "unit_price_cents": 250},
+    ]
+    assert (made["total_cents"], made["currency"]) == (10749, "EUR")
+    assert listed.json() == {"items": [made]}
+
+
+async def test_a_price_change_after_reserving_leaves_the_reservation_alone(
+    inventory: httpx.AsyncClient,
+) -> None:
+    sku = await stocked_sku(inventory, 10, price_cents=1000)
+    body, key = reservation(sku, 2), new_key()
+    first = await inventory.post("/reservations", json=body, headers=key)
+
+    repriced = await inventory.put(f"/products/{sku}", json={"price_cents": 5000}, headers=ADMIN)
+    replayed = await inventory.post("/reservations", json=body, headers=key)
+    listed = await inventory.get("/reservations", params={"order_id": body["order_id"]})
+    later = await reserve(inventory, sku, 2)
+
+    assert repriced.status_code == 200
+    assert repriced.json()["price_cents"] == 5000
+    assert repriced.json()["available"] == 8  # the stock was not touched
+    assert first.json()["total_cents"] == replayed.json()["total_cents"] == 2000
+    assert listed.json()["items"][0]["lines"][0]["unit_price_cents"] == 1000
+    assert listed.json()["items"][0]["total_cents"] == 2000
+    assert later["total_cents"] == 10000
+
+
+async def test_another_currency_is_refused_and_reserves_nothing(
+    inventory: httpx.AsyncClient,
+) -> None:
+    sku = await stocked_sku(inventory, 10)
+    body, key = {**reservation(sku, 1), "currency": "USD"}, new_key()
+
+    refused = await inventory.post("/reservations", json=body, headers=key)
+    again = await inventory.post("/reservations", json=body, headers=key)
+
+    assert refused.status_code == 409
+    assert refused.json()["detail"] == {
+        "code": "PRICE_CHANGED",
+        "message": "prices are in EUR, not USD",
+    }
+    assert (again.status_code, again.json()) == (409, refused.json())
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert await stock(inventory, sku) == {"sku": sku, "available": 10, "reserved": 0}
+    listed = await inventory.get("/reservations", params={"order_id": body["order_id"]})
+    assert listed.json() == {"items": []}
+
+
+async def test_an_unexpected_total_is_refused_and_reserves_nothing(
+    inventory: httpx.AsyncClient,
+) -> None:
+    sku = await stocked_sku(inventory, 10, price_cents=1250)
+    body, key = {**reservation(sku, 2), "expected_total_cents": 2000}, new_key()
+
+    refused = await inventory.post("/reservations", json=body, headers=key)
+    again = await inventory.post("/reservations", json=body, headers=key)
+    expected = await inventory.post(
+        "/reservations", json={**body, "expected_total_cents": 2500}, headers=new_key()
+    )
+
+    assert refused.status_code == 409
+    detail = refused.json()["detail"]
+    assert detail["code"] == "PRICE_CHANGED"
+    assert "25.00 EUR" in detail["message"] and "20.00 EUR" in detail["message"]
+    assert (again.status_code, again.json()) == (409, refused.json())
+    assert expected.status_code == 201, expected.text
+    assert await stock(inventory, sku) == {"sku": sku, "available": 8, "reserved": 2}
+    listed = await inventory.get("/reservations", params={"order_id": body["order_id"]})
+    assert [r["total_cents"] for r in listed.json()["items"]] == [2500]
+
+
+async def test_put_product_sets_price_and_or_stock_within_bounds(
+    inventory: httpx.AsyncClient,
+) -> None:
+    sku = f"sku_new_{uuid.uuid4().hex[:8]}"
+    invalid = [
+        {},
+        {"price_cents": 0},
+        {"price_cents": 10_000_001},
+        {"price_cents": 12.5},
+        {"available": -1},
+        {"price_cents": 100, "available": 1, "reserved": 5},
+    ]
+    for body in invalid:
+        response = await inventory.put(f"/products/{sku}", json=body, headers=ADMIN)
+        assert response.status_code == 422, (body, response.text)
+        assert response.json()["detail"]["code"] == "REQUEST_REJECTED"
+    for half in ({"price_cents": 100}, {"available": 5}):
+        response = await inventory.put(f"/products/{sku}", json=half, headers=ADMIN)
+        assert response.status_code == 404, (half, response.text)
+        assert "needs both" in response.json()["detail"]["message"]
+
+    made = await inventory.put(
+        f"/products/{sku}", json={"price_cents": 10_000_000, "available": 5}, headers=ADMIN
+    )
+    restocked = await inventory.put(f"/products/{sku}", json={"available": 7}, headers=ADMIN)
+
+    assert made.status_code == 200
+    assert made.json() == {
+        "sku": sku,
+        "price_cents": 10_000_000,
+        "currency": "EUR",
+        "available": 5,
+        "reserved": 0,
+    }
+    assert restocked.json()["price_cents"] == 10_000_000
+    assert restocked.json()["available"] == 7
