@@ -25,9 +25,11 @@ from services.common.admin import faults_router
 from services.common.auth import AdminOnly, authenticate
 from services.common.db import create_engine
 from services.common.errors import install_error_handlers
+from services.common.idempotency import document_idempotency_key
 from services.common.metrics import HttpMetrics, MetricsMiddleware
 from services.common.migrations import upgrade_to_head
 from services.common.runtime import ServiceRuntime, inject_faults
+from services.common.schemas import edge_responses
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ def create_service_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    document_idempotency_key(app)
     install_error_handlers(app)
     # Inside the metrics and access log, so they count its refusals and its 500s.
     app.add_middleware(HttpGuard, max_body_bytes=max_body_bytes)
@@ -103,13 +106,17 @@ def create_service_app(
     app.add_middleware(AccessLogMiddleware)
     instrument_fastapi(app, tracer_provider)
     app.include_router(health.router)
-    app.include_router(faults_router)
+    app.include_router(faults_router, responses=edge_responses())
     for router in spec.admin_routers:
-        app.include_router(router, dependencies=[AdminOnly])
+        app.include_router(router, dependencies=[AdminOnly], responses=edge_responses())
     for router in spec.public_routers:
-        app.include_router(router)
+        app.include_router(router, responses=edge_responses())
     # Authenticated before faults apply: a stranger learns nothing, not even
     # that faults are on. Each route then admits its own callers.
     for router in spec.routers:
-        app.include_router(router, dependencies=[Depends(authenticate), Depends(inject_faults)])
+        app.include_router(
+            router,
+            dependencies=[Depends(authenticate), Depends(inject_faults)],
+            responses=edge_responses(),
+        )
     return app

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, select, update
@@ -37,7 +37,8 @@ from services.common.errors import ApiError, domain_error_reply
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
-_VALID_KEY = re.compile(r"[\x21-\x7E]{1,255}")
+VALID_KEY_PATTERN = r"^[\x21-\x7E]{1,255}$"
+_VALID_KEY = re.compile(VALID_KEY_PATTERN)
 # The codes any idempotent POST may answer with besides its own (for OpenAPI).
 IDEMPOTENT_ERRORS = (errors.REQUEST_REJECTED, errors.IDEMPOTENCY_KEY_REUSED, errors.INJECTED_FAULT)
 
@@ -220,3 +221,31 @@ async def idempotent_request(
 
 
 Idempotency = Annotated[IdempotentRequest, Depends(idempotent_request)]
+
+
+def document_idempotency_key(app: FastAPI) -> None:
+    """Say in the app's OpenAPI document that the key is required, and its rule.
+
+    The parameter is optional in the code so that a missing or malformed key
+    gets this module's 400 and its message rather than a generic 422.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build()
+            for path_item in document.get("paths", {}).values():
+                for operation in path_item.values():
+                    for parameter in operation.get("parameters", []):
+                        if parameter.get("in") == "header" and parameter.get("name") == HEADER:
+                            parameter["required"] = True
+                            parameter["schema"] = {
+                                "type": "string",
+                                "pattern": VALID_KEY_PATTERN,
+                                "minLength": 1,
+                                "maxLength": 255,
+                            }
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

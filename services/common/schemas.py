@@ -102,3 +102,14 @@ def error_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
         status: {"model": ErrorPublic, "description": " or ".join(status_codes)}
         for status, status_codes in sorted(codes_by_status.items())
     }
+
+
+def edge_responses() -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for what any route with a body or parameters may answer:
+    the HTTP guard's refusals and the validation error shape."""
+    return {
+        400: {"model": ErrorPublic, "description": "MALFORMED_JSON or REQUEST_REJECTED"},
+        413: {"model": ErrorPublic, "description": "BODY_TOO_LARGE"},
+        415: {"model": ErrorPublic, "description": "UNSUPPORTED_MEDIA_TYPE"},
+        422: {"model": ValidationErrorPublic, "description": "REQUEST_REJECTED (fields)"},
+    }

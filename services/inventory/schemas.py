@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -57,10 +57,21 @@ class StockPublic(BaseModel):
     reserved: int
 
 
+def _at_least_one_field(schema: dict[str, Any]) -> None:
+    """The document says what the model checks: at least one of the two, each a
+    number when given (null is taken as "not given", so the document leaves it out)."""
+    schema["anyOf"] = [{"required": ["price_cents"]}, {"required": ["available"]}]
+    for prop in schema["properties"].values():
+        options = [option for option in prop.pop("anyOf", []) if option.get("type") != "null"]
+        if options:
+            prop.update(options[0])
+        prop.pop("default", None)
+
+
 class ProductUpdate(BaseModel):
     """What to set; at least one. A new product needs both."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_at_least_one_field)
 
     price_cents: UnitPrice | None = None
     available: int | None = Field(default=None, ge=0, le=MAX_STOCK)

@@ -18,7 +18,9 @@ class ChargeCreate(BaseModel):
     amount_cents: int = Field(gt=0, le=fields.MAX_ORDER_TOTAL_CENTS)
     currency: CurrencyCode
     # SecretStr: the token shows as '**********' in any repr, log or traceback.
-    payment_token: SecretStr = Field(min_length=1, max_length=255)
+    payment_token: SecretStr = Field(
+        min_length=1, max_length=255, json_schema_extra={"pattern": fields.PAYMENT_TOKEN_PATTERN}
+    )
 
     @field_validator("payment_token")
     @classmethod

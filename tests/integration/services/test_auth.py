@@ -4,9 +4,10 @@ reads are the workers' and an operator's, the admin routes an operator's."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -66,7 +67,7 @@ PATH_VALUES = {
     "{shipment_id}": "shp_x",
     "{sku}": "sku_mug",
 }
-BODIES = {
+BODIES: dict[str, Callable[[], dict[str, Any]]] = {
     "/reservations": lambda: reservation("sku_mug"),
     "/charges": charge,
     "/shipments": shipment,

@@ -478,15 +478,16 @@ async def test_the_seed_catalogue_is_public_with_its_prices(inventory: httpx.Asy
 async def test_a_reservation_fixes_the_catalogs_prices(inventory: httpx.AsyncClient) -> None:
     cheap = await stocked_sku(inventory, 10, price_cents=250)
     dear = await stocked_sku(inventory, 10, price_cents=9999)
+    order_id = new_order_id()
     body = {
-        "order_id": new_order_id(),
+        "order_id": order_id,
         "lines": [{"sku": dear, "quantity": 1}, {"sku": cheap, "quantity": 3}],
         "currency": "EUR",
         "expected_total_cents": 3 * 250 + 9999,
     }
 
     made = await created(inventory, "/reservations", body)
-    listed = await inventory.get("/reservations", params={"order_id": body["order_id"]})
+    listed = await inventory.get("/reservations", params={"order_id": order_id})
 
     assert sorted(made["lines"], key=lambda line: line["quantity"]) == [
         {"sku": dear, "quantity": 1, "unit_price_cents": 9999},
