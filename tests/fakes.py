@@ -31,6 +31,7 @@ from contracts.activities import (
     StepOutcome,
 )
 from contracts.orders import PricedLine, order_total_cents
+from ordersaga.temporal_config import workflow_runner
 from workers.unversioned import UnversionedOrderWorkflow
 
 COMPENSATIONS = ("release_inventory", "refund_payment", "cancel_shipment")
@@ -304,6 +305,10 @@ async def fake_domain_workers(
             client,
             task_queue=orders_queue,
             workflows=[UnversionedOrderWorkflow],
+            # The workers' own sandbox: contracts passed through, as in production,
+            # where a dataclass naming another module's (StepOutcome's PricedLine)
+            # resolves its type hints.
+            workflow_runner=workflow_runner(),
             activities=fakes.all_activities(),
             no_remote_activities=True,
             interceptors=interceptors,
