@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from temporalio.workflow import NondeterminismError
 
 from contracts.search_attributes import FAILED_STEP
 from tests.integration.stack import Stack, running_stack
+from tests.orders import order_body
 from tests.replay.deliberately_broken_workflow import DeliberatelyUnpatchedOrderWorkflow
 from tests.replay.replayer import (
     POST_PATCH_RECORDING,
@@ -30,6 +30,7 @@ from tests.replay.replayer import (
     replayer,
     upserted_search_attributes,
 )
+from tests.tokens import as_customer, new_customer_id
 from workflows.order import FAILED_STEP_PATCH, LOCAL_COMMIT_PATCH, LOCAL_FIRST_PATCH
 from workflows.search_attributes import FAILED_STEP_KEY
 
@@ -97,19 +98,8 @@ async def stack(
 async def place_declined_order(stack: Stack) -> str:
     response = await stack.api.post(
         "/orders",
-        headers={"Idempotency-Key": uuid.uuid4().hex},
-        json={
-            "items": [{"sku": "sku_mug", "quantity": 1}],
-            "currency": "EUR",
-            "payment": {"token": "tok_chargeDeclined"},
-            "shipping_address": {
-                "name": "Grace Hopper",
-                "line1": "1 Harbour Road",
-                "city": "Hamburg",
-                "postal_code": "20457",
-                "country": "DE",
-            },
-        },
+        headers=as_customer(new_customer_id()),
+        json=order_body(sku="sku_mug", payment_token="tok_chargeDeclined", country="DE"),
     )
     assert response.status_code == 202, response.text
     return str(response.json()["order_id"])
@@ -128,18 +118,21 @@ async def count_until(client: Client, query: str, expected: int) -> int:
 async def test_a_new_order_takes_the_new_path(
     stack: Stack, dev_server_env: WorkflowEnvironment
 ) -> None:
-    client = dev_server_env.client
+    client = stack.temporal  # the stack's codec: every payload is encrypted
     order_id = await place_declined_order(stack)
     handle = client.get_workflow_handle(order_id)
     await handle.result()
 
     history = await handle.fetch_history()
-    patches = [
-        json.loads(payload.data)["id"]
+    markers = [
+        payload
         for event in history.events
         if event.HasField("marker_recorded_event_attributes")
         for payload in event.marker_recorded_event_attributes.details["patch-data"].payloads
     ]
+    assert client.data_converter.payload_codec is not None
+    decoded = await client.data_converter.payload_codec.decode(markers)
+    patches = [json.loads(payload.data)["id"] for payload in decoded]
     # Every new order takes the local-first paths too, patched at its start.
     assert patches == [LOCAL_FIRST_PATCH, LOCAL_COMMIT_PATCH, FAILED_STEP_PATCH]
     description = await handle.describe()

@@ -24,8 +24,10 @@ from temporalio.testing import WorkflowEnvironment
 from ordersaga.histories import RECORDING_MANIFEST, history_file_name
 from tests.integration.stack import Stack, running_stack
 from tests.keys import TEST_CODEC_KEYS
+from tests.orders import CUSTOMER_NAME, PAYMENT_TOKEN, STREET, order_body
 from tests.ports import free_port
 from tests.replay.replayer import load_history, replayer
+from tests.tokens import as_customer, new_customer_id
 
 ORDERSAGA = Path(sys.executable).parent / "ordersaga"
 
@@ -92,24 +94,11 @@ async def stack(
 @pytest.fixture(scope="module")
 async def finished_order(stack: Stack, dev_server_env: WorkflowEnvironment) -> str:
     response = await stack.api.post(
-        "/orders",
-        headers={"Idempotency-Key": uuid.uuid4().hex},
-        json={
-            "items": [{"sku": "sku_mug", "quantity": 1}],
-            "currency": "EUR",
-            "payment": {"token": "tok_visa"},
-            "shipping_address": {
-                "name": "Ada Lovelace",
-                "line1": "12 St James Sq",
-                "city": "London",
-                "postal_code": "SW1Y 4JH",
-                "country": "GB",
-            },
-        },
+        "/orders", headers=as_customer(new_customer_id()), json=order_body(sku="sku_mug")
     )
     assert response.status_code == 202, response.text
     order_id = str(response.json()["order_id"])
-    await dev_server_env.client.get_workflow_handle(order_id).result()
+    await stack.temporal.get_workflow_handle(order_id).result()
     return order_id
 
 
@@ -141,7 +130,7 @@ async def test_export_writes_a_history_that_replays(
     assert result.replay_failure is None
     # Personal data is redacted by default; the history replays all the same.
     payloads = decoded_payloads(exported)
-    assert "12 St James Sq" not in payloads and "Ada Lovelace" not in payloads
+    assert STREET not in payloads and CUSTOMER_NAME not in payloads
     assert "tok_visa" not in payloads and '"country":"GB"' in payloads
 
 
@@ -162,7 +151,7 @@ async def test_export_can_keep_personal_data(
     assert ran.code == 0, ran.stderr
     (exported,) = entries(tmp_path)
     payloads = decoded_payloads(tmp_path / exported)
-    assert "12 St James Sq" in payloads and "tok_visa" in payloads
+    assert STREET in payloads and PAYMENT_TOKEN in payloads
 
 
 async def test_export_with_no_match_writes_nothing(
