@@ -29,6 +29,7 @@ from contracts.search_attributes import CUSTOMER_ID, ORDER_STATUS
 from ordersaga.settings import Settings
 from tests import orders
 from tests.conftest import register_search_attributes
+from tests.keys import TEST_CODEC_KEYS
 from tests.orders import (
     CUSTOMER_NAME as CUSTOMER_NAME,
 )
@@ -133,6 +134,7 @@ def api_settings(**overrides: Any) -> Settings:
         "api_page_token_key": SecretStr("page-token-key-of-the-api-tests"),
         "api_order_rate_limit": "10000/minute",
         "api_max_open_orders_per_customer": 10_000,
+        "codec_keys": SecretStr(TEST_CODEC_KEYS),
         **overrides,
     }
     return Settings(**values)
@@ -252,6 +254,7 @@ def api_process(
         "ORDERSAGA_AUTH_AUDIENCE": TEST_ISSUER.audience,
         "ORDERSAGA_API_PAGE_TOKEN_KEY": "shared-by-every-replica",
         "ORDERSAGA_LOG_FORMAT": "json",
+        "ORDERSAGA_CODEC_KEYS": TEST_CODEC_KEYS,
         **env,
     }
     log = data_dir / "api.log"

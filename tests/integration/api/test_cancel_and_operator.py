@@ -8,9 +8,13 @@ import pytest
 
 from tests.fakes import FakeDomainActivities
 from tests.integration.api.support import (
+    TEST_OPERATOR,
     UNKNOWN_ORDER,
     NewOrder,
     OrderRequest,
+    bearer,
+    customer_token,
+    new_customer_id,
     place_accepted,
     wait_for_status,
 )
@@ -26,7 +30,9 @@ OPERATOR_ACTIONS = ["compensation/retry", "compensation/resolve"]
 async def test_actions_on_unknown_orders_are_404(
     api: httpx.AsyncClient, action: str, order_id: str
 ) -> None:
-    response = await api.post(f"/orders/{order_id}/{action}")
+    # A customer cancels; operators decide.
+    who = bearer(customer_token(new_customer_id())) if action == "cancel" else {}
+    response = await api.post(f"/orders/{order_id}/{action}", headers=who)
 
     assert response.status_code == 404
     assert response.json()["detail"]["code"] == "ORDER_NOT_FOUND"
@@ -45,7 +51,8 @@ async def test_actions_on_unknown_orders_are_404(
 async def test_invalid_action_bodies_are_422(
     api: httpx.AsyncClient, action: str, body: dict[str, object]
 ) -> None:
-    response = await api.post(f"/orders/{UNKNOWN_ORDER}/{action}", json=body)
+    who = bearer(customer_token(new_customer_id())) if action == "cancel" else {}
+    response = await api.post(f"/orders/{UNKNOWN_ORDER}/{action}", json=body, headers=who)
 
     assert response.status_code == 422
 
@@ -60,7 +67,9 @@ async def test_cancel_after_completion_is_409_too_late(
     order_id = await place_accepted(api, order)
     await wait_for_status(api, order_id, "COMPLETED")
 
-    response = await api.post(f"/orders/{order_id}/cancel", json={"reason": "too slow"})
+    response = await api.post(
+        f"/orders/{order_id}/cancel", json={"reason": "too slow"}, headers=order.auth
+    )
 
     assert response.status_code == 409
     assert response.json()["detail"]["code"] == "TOO_LATE"
@@ -75,7 +84,7 @@ async def test_cancel_once_the_shipment_exists_is_409_too_late(
     order_id = await place_accepted(api, order)
     await fakes.wait_entered("commit_reservation", order_id)
 
-    response = await api.post(f"/orders/{order_id}/cancel")
+    response = await api.post(f"/orders/{order_id}/cancel", headers=order.auth)
 
     assert response.status_code == 409
     assert response.json()["detail"]["code"] == "TOO_LATE"
@@ -127,12 +136,14 @@ async def test_cancel_before_shipping_is_202_and_the_order_ends_cancelled(
     order_id = await place_accepted(api, order)
     await fakes.wait_entered("create_shipment", order_id)
 
-    response = await api.post(f"/orders/{order_id}/cancel", json={"reason": "changed my mind"})
+    response = await api.post(
+        f"/orders/{order_id}/cancel", json={"reason": "changed my mind"}, headers=order.auth
+    )
 
     assert response.status_code == 202, response.text
     assert response.json() == {"order_id": order_id, "status": "COMPENSATING"}
     # A second cancel while the first is under way is accepted and changes nothing.
-    again = await api.post(f"/orders/{order_id}/cancel")
+    again = await api.post(f"/orders/{order_id}/cancel", headers=order.auth)
     assert again.status_code == 202
     gate.set()
     body = await wait_for_status(api, order_id, "CANCELLED")
@@ -148,7 +159,7 @@ async def test_cancel_before_shipping_is_202_and_the_order_ends_cancelled(
         "refund_payment",
         "release_inventory",
     ]
-    late = await api.post(f"/orders/{order_id}/cancel")
+    late = await api.post(f"/orders/{order_id}/cancel", headers=order.auth)
     assert late.status_code == 409
 
 
@@ -160,7 +171,7 @@ async def test_cancel_without_a_body_uses_the_default_reason(
     order_id = await place_accepted(api, order)
     await fakes.wait_entered("reserve_inventory", order_id)
 
-    response = await api.post(f"/orders/{order_id}/cancel")
+    response = await api.post(f"/orders/{order_id}/cancel", headers=order.auth)
 
     assert response.status_code == 202
     gate.set()
@@ -179,17 +190,21 @@ async def needs_attention(
     fakes.refuse("refund_payment", order.order_id, "REFUND_REFUSED")
     order_id = await place_accepted(api, order)
     body = await wait_for_status(api, order_id, "NEEDS_ATTENTION")
-    charge = next(step for step in body["steps"] if step["name"] == "charge_payment")
-    assert "REFUND_REFUSED" in charge["error"]
+    steps = {step["name"]: step for step in body["steps"]}
+    assert "REFUND_REFUSED" in steps["charge_payment"]["error"]
+    # Only the refund is outstanding: the stock went back before the order parked.
+    assert steps["reserve_inventory"]["state"] == "compensated"
+    assert "release_inventory" in fakes.calls_for(order_id)
     return order_id
 
 
 async def test_cancel_while_waiting_for_an_operator_is_409(
     api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
 ) -> None:
-    order_id = await needs_attention(api, fakes, new_order())
+    order = new_order()
+    order_id = await needs_attention(api, fakes, order)
 
-    response = await api.post(f"/orders/{order_id}/cancel")
+    response = await api.post(f"/orders/{order_id}/cancel", headers=order.auth)
 
     assert response.status_code == 409
     assert response.json()["detail"]["code"] == "TOO_LATE"
@@ -228,4 +243,10 @@ async def test_operator_resolve_is_202_and_unwinding_carries_on(
     body = await wait_for_status(api, order_id, "FAILED")
     assert fakes.calls_for(order_id).count("refund_payment") == 1
     charge = next(step for step in body["steps"] if step["name"] == "charge_payment")
-    assert "resolved by operator: refunded by hand" in charge["error"]
+    assert f"resolved by operator {TEST_OPERATOR}: refunded by hand" in charge["error"]
+    (record,) = body["operator_actions"]
+    assert (record["operator"], record["decision"], record["note"]) == (
+        TEST_OPERATOR,
+        "resolve",
+        "refunded by hand",
+    )

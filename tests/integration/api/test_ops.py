@@ -28,8 +28,11 @@ from tests.integration.api.support import (
     NewOrder,
     api_settings,
     asgi_client,
+    bearer,
     client_on_new_namespace,
+    customer_token,
     free_port,
+    new_customer_id,
     place,
     place_accepted,
     terminate_open_orders,
@@ -76,7 +79,9 @@ async def test_place_order_while_temporal_is_unreachable_is_503(
 async def test_every_order_endpoint_is_503_while_temporal_is_unreachable(
     unreachable_api: httpx.AsyncClient, method: str, path: str
 ) -> None:
-    response = await unreachable_api.request(method, path)
+    # A customer cancels; operators (the client's default) read and decide.
+    who = bearer(customer_token(new_customer_id())) if path.endswith("/cancel") else {}
+    response = await unreachable_api.request(method, path, headers=who)
 
     assert response.status_code == 503
     assert response.json()["detail"]["code"] == "TEMPORAL_UNAVAILABLE"

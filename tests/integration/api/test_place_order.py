@@ -39,7 +39,8 @@ async def assert_never_started(client: Client, order_id: str) -> None:
 
 
 async def test_missing_idempotency_key_is_400(api: httpx.AsyncClient, new_order: NewOrder) -> None:
-    response = await api.post("/orders", json=new_order().body)
+    order = new_order()
+    response = await api.post("/orders", json=order.body, headers=order.auth)
 
     assert response.status_code == 400
     assert response.json()["detail"]["code"] == "IDEMPOTENCY_KEY_REQUIRED"
@@ -64,7 +65,9 @@ async def test_malformed_idempotency_key_is_400_with_a_reason(
     reason: str,
 ) -> None:
     order = new_order()
-    response = await api.post("/orders", json=order.body, headers={b"Idempotency-Key": key})
+    response = await api.post(
+        "/orders", json=order.body, headers={b"Idempotency-Key": key, **order.auth}
+    )
 
     assert response.status_code == 400
     detail = response.json()["detail"]

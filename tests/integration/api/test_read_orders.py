@@ -55,7 +55,11 @@ async def test_completed_order_shows_status_steps_and_no_personal_data(
 
     assert body["order_id"] == order_id
     assert body["customer_id"] == order.customer_id
-    assert body["items"] == order.body["items"]
+    # Priced by the (fake) catalog at reservation: 2 x 1250 + 999.
+    assert body["items"] == [
+        {"sku": "sku_mug", "quantity": 2, "unit_price_cents": 1250},
+        {"sku": "sku_poster", "quantity": 1, "unit_price_cents": 999},
+    ]
     assert body["total_cents"] == 3499
     assert body["currency"] == "EUR"
     assert body["failure_reason"] is None
@@ -133,7 +137,9 @@ async def test_invalid_list_filters_are_422(api: httpx.AsyncClient, query: str, 
     response = await api.get(f"/orders?{query}")
 
     assert response.status_code == 422
-    assert ["query", field] in [error["loc"] for error in response.json()["detail"]]
+    detail = response.json()["detail"]
+    assert detail["code"] == "INVALID_REQUEST"
+    assert ["query", field] in [error["loc"] for error in detail["fields"]]
 
 
 @pytest.mark.parametrize(
@@ -143,10 +149,10 @@ async def test_invalid_list_filters_are_422(api: httpx.AsyncClient, query: str, 
         pytest.param(base64.urlsafe_b64encode(b"not a temporal token").decode(), id="foreign"),
     ],
 )
-async def test_page_token_not_issued_by_the_api_is_422(api: httpx.AsyncClient, token: str) -> None:
+async def test_page_token_not_issued_by_the_api_is_400(api: httpx.AsyncClient, token: str) -> None:
     response = await api.get("/orders", params={"next_page_token": token})
 
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert response.json()["detail"]["code"] == "INVALID_PAGE_TOKEN"
 
 
@@ -232,5 +238,5 @@ async def test_page_token_is_bound_to_its_filters(
         {"customer_id": customer, "next_page_token": tampered},
     ):
         response = await api.get("/orders", params={**params, "page_size": 1})
-        assert response.status_code == 422
+        assert response.status_code == 400
         assert response.json()["detail"]["code"] == "INVALID_PAGE_TOKEN"
