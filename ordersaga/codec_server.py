@@ -83,7 +83,8 @@ _PAGE_HEADERS = {
     ),
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: under it Chromium posts the form with "Origin: null".
+    "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
 }
 
@@ -144,17 +145,16 @@ def _own_origin(request: Request) -> str:
 def _from_own_page(request: Request) -> bool:
     """Whether a POST comes from a page of this very server.
 
-    Browsers send Origin with every POST and Sec-Fetch-Site with every request;
-    another site's form or script cannot forge either. A request with neither
-    is no browser, and needs no session: it sends its bearer token.
+    Sec-Fetch-Site, which every current browser sends and no page can set, is
+    decisive when present (it also sees through redirects). Else Origin, sent
+    by browsers with every POST, must be ours. A request with neither is no
+    browser, and needs no session: it sends its bearer token.
     """
     site = request.headers.get("sec-fetch-site")
-    if site is not None and site != "same-origin":
-        return False
-    origin = request.headers.get("origin")
-    if origin is None:
+    if site is not None:
         return site == "same-origin"
-    return origin.lower() == _own_origin(request)
+    origin = request.headers.get("origin")
+    return origin is not None and origin.lower() == _own_origin(request)
 
 
 def _is_form(request: Request) -> bool:

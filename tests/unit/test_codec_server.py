@@ -272,6 +272,19 @@ async def test_an_operator_token_opens_a_session_cookie(
     assert "Signed in as <strong>ops-1</strong>" in signed_in.text
 
 
+async def test_sec_fetch_site_is_decisive_when_sent(
+    http: httpx.AsyncClient, issuer: DevIssuer
+) -> None:
+    # Chromium posts a form with "Origin: null" under some referrer policies.
+    response = await http.post(
+        "/login",
+        json={"token": operator_token(issuer)},
+        headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"},
+    )
+    assert response.status_code == 200
+    assert set_cookie(response)["value"]
+
+
 async def test_the_cookie_is_secure_over_https(issuer: DevIssuer) -> None:
     async with codec_client(issuer, "https://codec") as http:
         response = await http.post(
@@ -320,6 +333,7 @@ async def test_no_session_for_anything_but_a_valid_operator_token(
         {"Origin": UI_ORIGIN, "Sec-Fetch-Site": "same-site"},
         {"Origin": "http://codec", "Sec-Fetch-Site": "same-site"},
         {"Origin": "null"},
+        {"Origin": "http://codec", "Sec-Fetch-Site": "cross-site"},
         {},  # no browser: it needs no session, it has its bearer token
     ],
 )
