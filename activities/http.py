@@ -23,6 +23,7 @@ import httpx
 from opentelemetry import baggage, context, trace
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor, RequestInfo
 from opentelemetry.trace import Span
+from pydantic import SecretStr
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 
-def _attempt() -> int:
+def attempt_number() -> int:
     return activity.info().attempt if activity.in_activity() else 1
 
 
@@ -41,7 +42,7 @@ def _attempt() -> int:
 def saga_step(step: str, order_id: str) -> Iterator[None]:
     """The span, log context and one log line of a saga step's service call."""
     workflow_id = activity.info().workflow_id if activity.in_activity() else order_id
-    attempt = _attempt()
+    attempt = attempt_number()
     fields = {"order_id": order_id, "workflow_id": workflow_id, "step": step}
     ctx = context.get_current()
     for key, value in fields.items():
@@ -82,13 +83,20 @@ def saga_step(step: str, order_id: str) -> Iterator[None]:
 
 
 class ServiceClient:
-    """A pooled async HTTP client for one service. One instance per worker process."""
+    """A pooled async HTTP client for one service. One instance per worker process.
 
-    def __init__(self, http: httpx.AsyncClient, service: str) -> None:
+    `token` is the workers' credential, sent as a bearer token on every request:
+    the services take the saga's requests from the workers only.
+    """
+
+    def __init__(self, http: httpx.AsyncClient, service: str, *, token: SecretStr) -> None:
+        if not token.get_secret_value():
+            raise ValueError(f"the {service} client needs the workers' credential")
         # Client spans, and the trace context and baggage sent in the headers.
         HTTPXClientInstrumentor.instrument_client(http, request_hook=self._name_client_span)
         self._http = http
         self._service = service
+        self._token = token
 
     async def _name_client_span(self, span: Span, request: RequestInfo) -> None:
         # "POST payments" rather than a bare "POST"; paths carry ids, names must not.
@@ -105,9 +113,17 @@ class ServiceClient:
     async def get(self, path: str, *, params: dict[str, str] | None = None) -> httpx.Response:
         return await self._send("GET", path, params=params)
 
-    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        headers = {**(headers or {}), "Authorization": f"Bearer {self._token.get_secret_value()}"}
         try:
-            response = await self._http.request(method, path, **kwargs)
+            response = await self._http.request(method, path, headers=headers, **kwargs)
         except httpx.TimeoutException as err:
             raise retryable(
                 f"{self._service} {method} {path} timed out: {type(err).__name__}"
@@ -128,9 +144,17 @@ class ServiceClient:
         self, path: str, *, idempotency_key: str, json: dict[str, Any], id_field: str
     ) -> StepOutcome:
         """A forward step: create the resource, or raise the service's refusal."""
+        created = await self.create_json(path, idempotency_key=idempotency_key, json=json)
+        return StepOutcome(resource_id=str(created[id_field]), attempt=attempt_number())
+
+    async def create_json(
+        self, path: str, *, idempotency_key: str, json: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A forward step's answer as the service gave it, or the service's refusal."""
         response = await self.post(path, idempotency_key=idempotency_key, json=json)
         if response.status_code in (200, 201):
-            return StepOutcome(resource_id=str(response.json()[id_field]), attempt=_attempt())
+            created: dict[str, Any] = response.json()
+            return created
         raise self.refusal(response)
 
     async def undo(
@@ -156,12 +180,12 @@ class ServiceClient:
             found = await self.list_for_order(collection, order_id)
             resource_ids = [str(item[id_field]) for item in found]
         if not resource_ids:
-            return StepOutcome(resource_id=None, attempt=_attempt(), nothing_to_undo=True)
+            return StepOutcome(resource_id=None, attempt=attempt_number(), nothing_to_undo=True)
         for rid in resource_ids:
             # One key per resource: a key names exactly one request.
             key = idempotency_key if len(resource_ids) == 1 else f"{idempotency_key}:{rid}"
             await self.act(collection, rid, action, idempotency_key=key)
-        return StepOutcome(resource_id=resource_ids[0], attempt=_attempt())
+        return StepOutcome(resource_id=resource_ids[0], attempt=attempt_number())
 
     async def list_for_order(self, collection: str, order_id: str) -> list[dict[str, Any]]:
         """`GET /{collection}?order_id=`: what the service holds for the order."""
@@ -180,7 +204,7 @@ class ServiceClient:
         )
         if response.status_code != 200:
             raise self.refusal(response)
-        return StepOutcome(resource_id=resource_id, attempt=_attempt())
+        return StepOutcome(resource_id=resource_id, attempt=attempt_number())
 
     def refusal(self, response: httpx.Response) -> ApplicationError:
         """A 4xx answer: the request was understood and refused; retrying cannot help."""
@@ -189,7 +213,7 @@ class ServiceClient:
             code = errors.REQUEST_REJECTED
         return ApplicationError(
             f"{self._service} refused ({response.status_code} {code}): {error_message(response)}",
-            _attempt(),
+            attempt_number(),
             type=code,
             non_retryable=True,
             # A customer's order refused is an outcome, not a fault: the SDK
@@ -203,7 +227,7 @@ class ServiceClient:
 
 
 def retryable(message: str, *, error_type: str = errors.SERVICE_UNAVAILABLE) -> ApplicationError:
-    return ApplicationError(message, _attempt(), type=error_type, non_retryable=False)
+    return ApplicationError(message, attempt_number(), type=error_type, non_retryable=False)
 
 
 def _detail(response: httpx.Response) -> Any:

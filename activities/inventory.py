@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio import activity
 
-from activities.http import ServiceClient, saga_step
+from activities.http import ServiceClient, attempt_number, saga_step
 from contracts.activities import (
     CommitReservationInput,
     FindCommittedReservationInput,
@@ -12,6 +14,7 @@ from contracts.activities import (
     ReserveInventoryInput,
     StepOutcome,
 )
+from contracts.orders import PricedLine
 
 
 class InventoryActivities:
@@ -20,17 +23,32 @@ class InventoryActivities:
 
     @activity.defn(name="reserve_inventory")
     async def reserve_inventory(self, request: ReserveInventoryInput) -> StepOutcome:
+        """Reserve at the catalog's prices; the outcome carries the priced lines
+        and their total, which is what the order is charged."""
         with saga_step("reserve_inventory", request.order_id):
-            return await self._client.create(
-                "/reservations",
-                idempotency_key=request.idempotency_key,
-                json={
-                    "order_id": request.order_id,
-                    "lines": [
-                        {"sku": line.sku, "quantity": line.quantity} for line in request.lines
-                    ],
-                },
-                id_field="reservation_id",
+            body: dict[str, Any] = {
+                "order_id": request.order_id,
+                "lines": [{"sku": line.sku, "quantity": line.quantity} for line in request.lines],
+                "currency": request.currency,
+            }
+            if request.expected_total_cents is not None:
+                body["expected_total_cents"] = request.expected_total_cents
+            reserved = await self._client.create_json(
+                "/reservations", idempotency_key=request.idempotency_key, json=body
+            )
+            return StepOutcome(
+                resource_id=str(reserved["reservation_id"]),
+                attempt=attempt_number(),
+                priced_lines=[
+                    PricedLine(
+                        sku=str(line["sku"]),
+                        quantity=int(line["quantity"]),
+                        unit_price_cents=int(line["unit_price_cents"]),
+                    )
+                    for line in reserved["lines"]
+                ],
+                total_cents=int(reserved["total_cents"]),
+                currency=str(reserved["currency"]),
             )
 
     @activity.defn(name="release_inventory")

@@ -25,6 +25,7 @@ from api.routes import ops, orders
 from api.routes.dev_issuer import dev_issuer_router
 from ordersaga.auth import DevIssuer, TokenVerifier
 from ordersaga.codec import keyring_from_settings
+from ordersaga.http_guard import HttpGuard
 from ordersaga.logging import AccessLogMiddleware
 from ordersaga.settings import Settings
 from ordersaga.telemetry import instrument_fastapi
@@ -89,6 +90,8 @@ def create_app(
     )
     app.state.max_open_orders = settings.api_max_open_orders_per_customer
     app.state.catalog_currency = settings.catalog_currency
+    # Inside metrics and the access log, so refused bodies are counted and logged.
+    app.add_middleware(HttpGuard, max_body_bytes=settings.api_max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(AccessLogMiddleware)
     instrument_fastapi(app, tracer_provider)

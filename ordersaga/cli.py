@@ -13,10 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from pydantic_settings import SettingsError
 
-from ordersaga.settings import SERVICES, Settings, describe_validation_error, parse_queues
+from ordersaga.settings import (
+    SERVICES,
+    MissingSecretError,
+    Settings,
+    describe_validation_error,
+    parse_queues,
+)
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -95,26 +101,33 @@ def _serve_http(app: FastAPI, host: str, port: int, settings: Settings) -> None:
     )
 
 
-def _service_app(name: str, settings: Settings) -> FastAPI:
-    token = settings.admin_token.get_secret_value()
+def _service_app(name: str, settings: Settings, worker_token: SecretStr) -> FastAPI:
+    admin_token = settings.admin_token
     database_url = settings.database_url(name)
     if name == "inventory":
         from services.inventory.app import create_app as create_inventory
 
-        return create_inventory(database_url=database_url, admin_token=token)
+        return create_inventory(
+            database_url=database_url,
+            admin_token=admin_token,
+            worker_token=worker_token,
+            catalog_currency=settings.catalog_currency,
+        )
     if name == "payments":
         from services.payments.app import create_app as create_payments
 
         return create_payments(
             database_url=database_url,
-            admin_token=token,
+            admin_token=admin_token,
+            worker_token=worker_token,
             customer_limit_cents=settings.payments_customer_limit_cents,
         )
     from services.shipping.app import create_app as create_shipping
 
     return create_shipping(
         database_url=database_url,
-        admin_token=token,
+        admin_token=admin_token,
+        worker_token=worker_token,
         refused_countries=settings.shipping_refused_countries,
     )
 
@@ -125,12 +138,25 @@ def cmd_service(args: argparse.Namespace) -> int:
     problem = settings.admin_token_problem()
     if problem:
         raise UsageError(f"refusing to start the {name} service: {problem}")
+    try:
+        # Outside dev mode it must be configured; dev mode keeps one in data_dir.
+        worker_token = SecretStr(settings.worker_token_value())
+    except MissingSecretError as error:
+        raise UsageError(f"refusing to start the {name} service: {error}") from None
+    if worker_token.get_secret_value() == settings.admin_token.get_secret_value():
+        raise UsageError(
+            f"refusing to start the {name} service: ORDERSAGA_WORKER_TOKEN is the admin "
+            "token; give the workers a credential of their own"
+        )
     if getattr(settings, f"{name}_database_url") is None:
         # The default SQLite file lives there; SQLite creates files, not folders.
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     _setup_telemetry(settings, name)
     _serve_http(
-        _service_app(name, settings), settings.service_host, settings.service_port(name), settings
+        _service_app(name, settings, worker_token),
+        settings.service_host,
+        settings.service_port(name),
+        settings,
     )
     return 0
 

@@ -34,6 +34,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.service import RPCError
 
 from contracts.orders import OrderStatus
+from ordersaga.auth import DevIssuer
 from ordersaga.codec import EncryptionCodec, decrypt_history_json, keyring_from_settings
 from ordersaga.keyring import Keyring
 from ordersaga.settings import Settings
@@ -57,6 +58,13 @@ TEST_SKU = "sku_mug"
 # sometimes aborts ("Fatal Python error: PyGILState_Release", sdk-python#300)
 # instead of exiting cleanly. Commands wait this long after their last client.
 CLIENT_SETTLE_SECONDS = 0.1
+
+
+RECORDING_CUSTOMER = "cus_replay"
+RECORDING_OPERATOR = "op_replay"
+RECORDING_PRICE_CENTS = 1250
+CUSTOMER_SCOPE = "orders:customer"
+OPERATOR_SCOPE = "orders:operator"
 
 
 class HistoriesError(Exception):
@@ -231,21 +239,30 @@ class Driver:
         admin_token: str,
         http: httpx.AsyncClient,
         client: Client,
+        issuer: DevIssuer,
     ) -> None:
         self.api_url = api_url
         self.service_urls = service_urls
         self.http = http
         self.client = client
         self._admin = {"Authorization": f"Bearer {admin_token}"}
+        # The stack's own dev issuer signs the customer's and the operator's tokens.
+        self._customer = {
+            "Authorization": f"Bearer {issuer.mint(RECORDING_CUSTOMER, [CUSTOMER_SCOPE])}"
+        }
+        self._operator = {
+            "Authorization": f"Bearer {issuer.mint(RECORDING_OPERATOR, [OPERATOR_SCOPE])}"
+        }
 
     # The customer ------------------------------------------------------------
 
     async def place(
         self, *, sku: str = TEST_SKU, token: str = "tok_visa", country: str = "DE"
     ) -> str:
+        # The customer is the bearer token's subject, and prices come from the
+        # catalog: the body names neither.
         body = {
-            "customer_id": "cus_replay",
-            "items": [{"sku": sku, "quantity": 1, "unit_price_cents": 1250}],
+            "items": [{"sku": sku, "quantity": 1}],
             "currency": "EUR",
             "payment": {"token": token},
             "shipping_address": {
@@ -257,13 +274,15 @@ class Driver:
             },
         }
         response = await self.http.post(
-            f"{self.api_url}/orders", json=body, headers={"Idempotency-Key": uuid.uuid4().hex}
+            f"{self.api_url}/orders",
+            json=body,
+            headers={"Idempotency-Key": uuid.uuid4().hex, **self._customer},
         )
         self._expect(response, 202, "POST /orders")
         return str(response.json()["order_id"])
 
     async def order(self, order_id: str) -> dict[str, Any]:
-        response = await self.http.get(f"{self.api_url}/orders/{order_id}")
+        response = await self.http.get(f"{self.api_url}/orders/{order_id}", headers=self._operator)
         self._expect(response, 200, f"GET /orders/{order_id}")
         order: dict[str, Any] = response.json()
         return order
@@ -286,7 +305,9 @@ class Driver:
 
     async def cancel(self, order_id: str) -> None:
         response = await self.http.post(
-            f"{self.api_url}/orders/{order_id}/cancel", json={"reason": "replay recording"}
+            f"{self.api_url}/orders/{order_id}/cancel",
+            json={"reason": "replay recording"},
+            headers=self._customer,
         )
         self._expect(response, 202, f"POST /orders/{order_id}/cancel")
 
@@ -294,6 +315,7 @@ class Driver:
         response = await self.http.post(
             f"{self.api_url}/orders/{order_id}/compensation/resolve",
             json={"note": "refunded by hand (replay recording)"},
+            headers=self._operator,
         )
         self._expect(response, 202, f"POST /orders/{order_id}/compensation/resolve")
 
@@ -316,7 +338,7 @@ class Driver:
     async def set_stock(self, sku: str, available: int) -> None:
         response = await self.http.put(
             f"{self.service_urls['inventory']}/products/{sku}",
-            json={"available": available},
+            json={"available": available, "price_cents": RECORDING_PRICE_CENTS},
             headers=self._admin,
         )
         self._expect(response, 200, f"PUT inventory /products/{sku}")
@@ -571,6 +593,7 @@ async def record_histories(
                     stack.api_url,
                     stack.service_urls,
                     stack.settings.admin_token.get_secret_value(),
+                    DevIssuer.in_data_dir(stack.data_dir),
                     temporal_address(stack.settings),
                     stack.settings.temporal_namespace,
                     # The stack's own keyring: dev mode's key in its data dir,
@@ -598,6 +621,7 @@ async def _drive_all(
     api_url: str,
     service_urls: dict[str, str],
     admin_token: str,
+    issuer: DevIssuer,
     address: str,
     namespace: str,
     keyring: Keyring,
@@ -609,7 +633,7 @@ async def _drive_all(
     codec = EncryptionCodec(keyring)
     rows: list[tuple[Scenario, str, int]] = []
     async with httpx.AsyncClient(timeout=30) as http:
-        driver = Driver(api_url, service_urls, admin_token, http, client)
+        driver = Driver(api_url, service_urls, admin_token, http, client, issuer)
         for number, scenario in enumerate(scenarios, 1):
             log(f"[{number}/{len(scenarios)}] {scenario.name}: {scenario.description}")
             try:

@@ -18,7 +18,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Interceptor, Worker
 
-from contracts import task_queues
+from contracts import errors, task_queues
 from contracts.activities import (
     CancelShipmentInput,
     ChargePaymentInput,
@@ -30,6 +30,8 @@ from contracts.activities import (
     ReserveInventoryInput,
     StepOutcome,
 )
+from contracts.orders import PricedLine, order_total_cents
+from ordersaga.temporal_config import workflow_runner
 from workers.unversioned import UnversionedOrderWorkflow
 
 COMPENSATIONS = ("release_inventory", "refund_payment", "cancel_shipment")
@@ -43,6 +45,9 @@ CREATED_IDS = {
     "charge_payment": "ch_fake",
     "create_shipment": "shp_fake",
 }
+# The fake inventory's catalog: unit prices in cents, all in one currency.
+FAKE_CATALOG_PRICES = {"sku_mug": 1250, "sku_poster": 999}
+FAKE_CATALOG_CURRENCY = "EUR"
 # Generous: a dev server on a loaded CI machine. Only bounds how long a broken
 # test takes to fail.
 ENTER_DEADLINE_SECONDS = 30.0
@@ -93,9 +98,14 @@ class FakeDomainActivities:
     calls whose local attempt (in the orders worker) fails as a passing fault
     would, so the call runs on its domain's queue. Every call is recorded with
     its activity name and input, and where it ran; those local attempts are not.
+
+    catalog_prices: the fake inventory's unit prices. Like the real one, it
+    reserves at these prices and refuses (PRICE_CHANGED) a reservation in
+    another currency or whose total is not the expected one.
     """
 
     def __init__(self) -> None:
+        self.catalog_prices = dict(FAKE_CATALOG_PRICES)
         self.calls: list[tuple[str, Any]] = []
         self.ran_locally: list[bool] = []
         self.on_queue: set[Target] = set()
@@ -216,7 +226,26 @@ class FakeDomainActivities:
 
     @activity.defn(name="reserve_inventory")
     async def reserve_inventory(self, request: ReserveInventoryInput) -> StepOutcome:
-        return await self._call("reserve_inventory", request, CREATED_IDS["reserve_inventory"])
+        outcome = await self._call("reserve_inventory", request, CREATED_IDS["reserve_inventory"])
+        return self._priced(request, outcome)
+
+    def _priced(self, request: ReserveInventoryInput, outcome: StepOutcome) -> StepOutcome:
+        """The reservation at the fake catalog's prices, or its refusal."""
+        unknown = [line.sku for line in request.lines if line.sku not in self.catalog_prices]
+        if unknown:
+            raise refusal(errors.UNKNOWN_SKU)
+        priced = [
+            PricedLine(line.sku, line.quantity, self.catalog_prices[line.sku])
+            for line in request.lines
+        ]
+        total = order_total_cents(priced)
+        expected = request.expected_total_cents
+        if request.currency != FAKE_CATALOG_CURRENCY or expected not in (None, total):
+            raise refusal(errors.PRICE_CHANGED)
+        outcome.priced_lines = priced
+        outcome.total_cents = total
+        outcome.currency = FAKE_CATALOG_CURRENCY
+        return outcome
 
     @activity.defn(name="release_inventory")
     async def release_inventory(self, request: ReleaseInventoryInput) -> StepOutcome:
@@ -276,6 +305,10 @@ async def fake_domain_workers(
             client,
             task_queue=orders_queue,
             workflows=[UnversionedOrderWorkflow],
+            # The workers' own sandbox: contracts passed through, as in production,
+            # where a dataclass naming another module's (StepOutcome's PricedLine)
+            # resolves its type hints.
+            workflow_runner=workflow_runner(),
             activities=fakes.all_activities(),
             no_remote_activities=True,
             interceptors=interceptors,

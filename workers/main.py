@@ -26,6 +26,7 @@ from datetime import timedelta
 from typing import Any, NoReturn
 
 import httpx
+from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.worker import Worker
@@ -36,7 +37,7 @@ from activities.payments import PaymentActivities
 from activities.shipping import ShippingActivities
 from contracts import task_queues
 from ordersaga.codec import keyring_from_settings
-from ordersaga.settings import Settings
+from ordersaga.settings import MissingSecretError, Settings
 from ordersaga.temporal_config import data_converter, temporal_interceptors, workflow_runner
 from workers.health import ProbePortError, WorkerHealth, serving_probes
 from workers.runtime import worker_runtime
@@ -110,6 +111,11 @@ async def build_workers(
     `versions_settled` is set once that is decided.
     """
     grace = timedelta(seconds=settings.worker_grace_period_seconds)
+    try:
+        # The workers' credential to the services; outside dev mode it must be set.
+        worker_token = SecretStr(settings.worker_token_value())
+    except MissingSecretError as error:
+        raise WorkerStartupError(str(error)) from None
     async with contextlib.AsyncExitStack() as stack:
         workers: list[Worker] = []
         clients: dict[str, ServiceClient] = {}
@@ -117,7 +123,7 @@ async def build_workers(
         async def client_of(service: str) -> ServiceClient:
             if service not in clients:
                 http = await stack.enter_async_context(service_http_client(settings, service))
-                clients[service] = ServiceClient(http, service)
+                clients[service] = ServiceClient(http, service, token=worker_token)
             return clients[service]
 
         for queue in queues:

@@ -8,9 +8,12 @@ Rules this file keeps:
 - A forward step has a bounded retry budget. A refusal by the domain means it
   did nothing; a step that ran out of retries or timed out may have taken
   effect, so it is compensated too (the compensation looks it up by order).
+- The charge is the reservation's total, at the catalog's prices inventory
+  fixed when it reserved; nothing the client sent sets the amount.
 - Compensations run in reverse, shielded from cancellation, retried until they
-  succeed. One refused outright parks the order in NEEDS_ATTENTION until an
-  operator retries it or marks it resolved.
+  succeed. One refused outright does not hold up the others: once every undo
+  has run, the order parks in NEEDS_ATTENTION with only the refused ones
+  outstanding, until an operator retries or resolves each.
 - Every call's first attempt runs in this workflow's own worker as a local
   activity; one that fails without a refusal is handed to its domain's task
   queue, where Temporal retries it and the Web UI shows it pending. A healthy
@@ -34,10 +37,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, VersioningBehavior
+from temporalio.common import RetryPolicy, SearchAttributeUpdate, VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
@@ -68,16 +71,19 @@ with workflow.unsafe.imports_passed_through():
         CancelOrder,
         OperatorAction,
         OperatorActionAccepted,
+        OperatorRecord,
         OrderResult,
         OrderStatus,
         OrderView,
         PlaceOrder,
+        PricedLine,
         StepName,
         StepState,
         StepView,
         format_money,
     )
     from workflows.metrics import SagaMetrics, StepOutcomeLabel, seconds_between
+    from workflows.operators import OperatorDecision, operator_record, operator_remark
     from workflows.saga import CompensationStack, PendingCompensation
     from workflows.search_attributes import (
         CUSTOMER_ID_KEY,
@@ -113,7 +119,6 @@ ACTIVITY_START_TO_CLOSE = timedelta(seconds=30)
 LOCAL_ATTEMPT_TIMEOUT = timedelta(seconds=3)
 ONE_LOCAL_ATTEMPT = RetryPolicy(maximum_attempts=1)
 
-OperatorDecision = Literal["retry", "resolve"]
 StepCall = Callable[[str], Awaitable[StepOutcome]]
 T = TypeVar("T")
 
@@ -125,6 +130,12 @@ LOCAL_FIRST_PATCH = "local-first-attempt"
 # Local-first orders started before the commit ran locally too replay with the
 # commit on the inventory queue.
 LOCAL_COMMIT_PATCH = "local-commit"
+# A refused undo used to park the order before the undos after it ran; since
+# this patch every undo runs first. Orders from before replay the old order.
+UNDO_ALL_BEFORE_PARKING_PATCH = "undo-all-before-parking"
+# Orders reserved before inventory priced reservations replay their charge as
+# recorded; a new order whose reservation comes back unpriced is not charged.
+CATALOG_PRICES_PATCH = "catalog-prices"
 
 
 class _CancelAccepted(Exception):
@@ -141,6 +152,13 @@ class OrderWorkflow:
         self._status = OrderStatus.RECEIVED
         self._steps = {step: StepView(name=step.value) for step in StepName}
         self._failure_reason: str | None = None
+        self._failure_code: str | None = None
+        # Fixed by the reservation: what is charged, listed and shown.
+        self._priced_lines: list[PricedLine] = []
+        self._total_cents: int | None = None
+        self._currency = order.currency
+        self._total_unpublished = False
+        self._operator_actions: list[OperatorRecord] = []
         self._cancel_request: CancelOrder | None = None
         self._operator_decision: tuple[OperatorDecision, OperatorAction] | None = None
         self._compensations = CompensationStack()
@@ -171,9 +189,9 @@ class OrderWorkflow:
         workflow.set_current_details(f"**{self._status.value}**")
         self._metrics.order_started()
         workflow.logger.info(
-            "order received: %d units, %s",
+            "order received: %d units of %d SKU(s)",
             order.unit_count,
-            format_money(order.total_cents, order.currency),
+            len(order.items),
             extra={"order_id": order.order_id, "status": self._status.value},
         )
         try:
@@ -184,6 +202,7 @@ class OrderWorkflow:
                 # Cancelled through Temporal itself (Web UI, CLI): the same unwinding
                 # as a customer cancel, then end the execution as cancelled.
                 self._failure_reason = "cancelled through Temporal"
+                self._failure_code = None
                 await self._unwind_shielded(cancelled=True)
                 self._finish(OrderStatus.CANCELLED)
                 raise
@@ -212,6 +231,7 @@ class OrderWorkflow:
             # step then failed: the customer was told the order is cancelled.
             if self._cancel_request is not None:
                 self._failure_reason = self._cancel_request.reason
+                self._failure_code = None
             await self._unwind_shielded(
                 cancelled=self._cancel_request is not None or self._cancelled_through_temporal
             )
@@ -318,6 +338,7 @@ class OrderWorkflow:
             record.error = describe_failure(err, earlier_attempts=earlier)
             record.attempts = attempts_of(err, earlier_attempts=earlier)
             self._failure_reason = f"{step.value} failed: {record.error}"
+            self._failure_code = failure_code_of(err)
             self._mark_failed_step(step)
             self._step_finished(step.value, outcome_of(err), started, error=record.error)
             if is_refusal(err):
@@ -352,32 +373,72 @@ class OrderWorkflow:
                     raise
                 self._cancelled_through_temporal = True
 
-    def _reserve(self, key: str) -> Awaitable[StepOutcome]:
+    async def _reserve(self, key: str) -> StepOutcome:
         order = self._order
-        return self._activity(
+        outcome = await self._activity(
             InventoryActivities.reserve_inventory,
-            ReserveInventoryInput(order.order_id, order.items, key),
+            ReserveInventoryInput(
+                order.order_id,
+                order.items,
+                key,
+                currency=order.currency,
+                expected_total_cents=order.expected_total_cents,
+            ),
             task_queue=task_queues.INVENTORY,
             retry_policy=FORWARD_RETRY_POLICY,
             summary=f"reserve {order.unit_count} units of {len(order.items)} SKU(s)",
         )
+        self._hold_prices(outcome)
+        return outcome
+
+    def _hold_prices(self, reservation: StepOutcome) -> None:
+        """Keep the prices the reservation fixed: they are what is charged."""
+        if reservation.total_cents is None or reservation.currency is None:
+            if workflow.patched(CATALOG_PRICES_PATCH):
+                # An inventory build older than catalog prices answered. Charging
+                # is impossible without a price; the reservation is undone
+                # (looked up by order) and the order fails.
+                raise as_activity_error(
+                    ApplicationError(
+                        "the reservation came back without catalog prices",
+                        type=errors.SERVICE_UNAVAILABLE,
+                    ),
+                    InventoryActivities.reserve_inventory,
+                )
+            return  # an order from before catalog prices, replaying (_charge)
+        self._priced_lines = reservation.priced_lines
+        self._total_cents = reservation.total_cents
+        self._currency = reservation.currency
+        self._total_unpublished = True
 
     def _charge(self, key: str) -> Awaitable[StepOutcome]:
         order = self._order
+        amount = self._total_cents
+        if amount is None:
+            # Only an order reserved before catalog prices gets here, replaying
+            # a charge its history already holds (_hold_prices): the amount is
+            # never sent. Anywhere else this is a bug, and the task must fail.
+            assert workflow.unsafe.is_replaying(), "no reserved total to charge"
+            amount = 0
         return self._activity(
             PaymentActivities.charge_payment,
             ChargePaymentInput(
                 order.order_id,
                 order.customer_id,
-                order.total_cents,
-                order.currency,
+                amount,
+                self._currency,
                 order.payment.token,
                 key,
             ),
             task_queue=task_queues.PAYMENTS,
             retry_policy=FORWARD_RETRY_POLICY,
-            summary=f"charge {format_money(order.total_cents, order.currency)}",
+            summary=f"charge {self._reserved_total_text()}",
         )
+
+    def _reserved_total_text(self) -> str:
+        if self._total_cents is None:
+            return "the reserved total"
+        return format_money(self._total_cents, self._currency)
 
     def _ship(self, key: str) -> Awaitable[StepOutcome]:
         order = self._order
@@ -474,21 +535,42 @@ class OrderWorkflow:
             ", ".join(pending.step.value for pending in undo),
             extra={"order_id": self._order.order_id, "status": self._status.value},
         )
+        refused: list[PendingCompensation] = []
         for pending in undo:
             record = self._steps[pending.step]
             never_seen_running = record.state is StepState.PENDING
             record.state = StepState.COMPENSATING
             self._touch()
             self._metrics.compensation_started(pending.step.value)
-            outcome = await self._until_done(
+            undo_call = self._compensation_call(pending)
+            outcome: StepOutcome | None
+            try:
+                outcome = await self._attempt(
+                    pending.step, undo_call, action=pending.name.value, done=StepState.COMPENSATED
+                )
+            except ActivityError:
+                if workflow.patched(UNDO_ALL_BEFORE_PARKING_PATCH):
+                    # The undos after it still run: stock is released even while
+                    # a refund waits for an operator.
+                    refused.append(pending)
+                    continue
+                outcome = await self._settle_with_operator(
+                    pending.step,
+                    undo_call,
+                    action=pending.name.value,
+                    done=StepState.COMPENSATED,
+                    resume=OrderStatus.COMPENSATING,
+                )
+            if never_seen_running and outcome is not None and outcome.nothing_to_undo:
+                record.state = StepState.PENDING  # it never happened
+        for pending in refused:
+            await self._settle_with_operator(
                 pending.step,
                 self._compensation_call(pending),
                 action=pending.name.value,
                 done=StepState.COMPENSATED,
                 resume=OrderStatus.COMPENSATING,
             )
-            if never_seen_running and outcome is not None and outcome.nothing_to_undo:
-                record.state = StepState.PENDING  # it never happened
         workflow.logger.info(
             "compensation finished",
             extra={
@@ -513,7 +595,7 @@ class OrderWorkflow:
                 RefundPaymentInput(order.order_id, pending.resource_id, key),
                 task_queue=task_queues.PAYMENTS,
                 retry_policy=UNTIL_DONE_RETRY_POLICY,
-                summary=f"undo: refund {format_money(order.total_cents, order.currency)}",
+                summary=f"undo: refund {self._reserved_total_text()}",
             )
         if pending.step is StepName.CREATE_SHIPMENT:
             return lambda key: self._activity(
@@ -538,49 +620,118 @@ class OrderWorkflow:
 
         Returns the activity's outcome, or None when an operator resolved it.
         """
+        try:
+            return await self._attempt(step, call, action=action, done=done)
+        except ActivityError:
+            return await self._settle_with_operator(
+                step, call, action=action, done=done, resume=resume
+            )
+
+    async def _attempt(
+        self,
+        step: StepName,
+        call: StepCall,
+        *,
+        action: str,
+        done: StepState,
+        operator_retry: int = 0,
+    ) -> StepOutcome:
+        """One call of an activity that must succeed (its retries included).
+
+        A refusal is written on the step, which is left FAILED, and raised.
+        """
+        record = self._steps[step]
+        started = workflow.now()
+        key = idempotency_key(self._order.order_id, action, operator_retry)
+        try:
+            outcome = await call(key)
+        except ActivityError as err:
+            reason = describe_failure(err, earlier_attempts=self._attempts_before_queue(key))
+            refusal = f"{action} refused: {reason}"
+            # A refusal after an operator's retry keeps what came before it.
+            record.error = f"{record.error}; {refusal}" if operator_retry else refusal
+            record.state = StepState.FAILED
+            self._step_finished(action, outcome_of(err), started, error=refusal)
+            raise
+        self._step_finished(action, "completed", started)
+        if done is StepState.COMPLETED:
+            # A forward step's record counts its own attempts; a
+            # compensation keeps those of the step it undid.
+            record.attempts = outcome.attempt
+        record.state = done
+        self._touch()
+        return outcome
+
+    async def _settle_with_operator(
+        self,
+        step: StepName,
+        call: StepCall,
+        *,
+        action: str,
+        done: StepState,
+        resume: OrderStatus,
+    ) -> StepOutcome | None:
+        """Park the order on a refused call until an operator settles it.
+
+        A retry calls again under a new idempotency key (a new request to the
+        service), and parks again if refused; a resolve marks it done by hand.
+        Returns the retry's outcome, or None when an operator resolved it.
+        """
         record = self._steps[step]
         operator_retries = 0
-        outcome: StepOutcome | None = None
         while True:
-            started = workflow.now()
-            key = idempotency_key(self._order.order_id, action, operator_retries)
-            try:
-                outcome = await call(key)
-                self._step_finished(action, "completed", started)
-                if done is StepState.COMPLETED:
-                    # A forward step's record counts its own attempts; a
-                    # compensation keeps those of the step it undid.
-                    record.attempts = outcome.attempt
-                break
-            except ActivityError as err:
-                reason = describe_failure(err, earlier_attempts=self._attempts_before_queue(key))
-                record.state = StepState.FAILED
-                record.error = f"{action} refused: {reason}"
-                self._step_finished(action, outcome_of(err), started, error=record.error)
-                self._metrics.order_parked()
-                workflow.logger.warning(
-                    "order parked in %s until an operator retries or resolves %s",
-                    OrderStatus.NEEDS_ATTENTION.value,
-                    action,
-                    extra={
-                        "order_id": self._order.order_id,
-                        "step": action,
-                        "status": OrderStatus.NEEDS_ATTENTION.value,
-                    },
-                )
-                decision, action_taken = await self._wait_for_operator()
-                if decision == "resolve":
-                    note = action_taken.note.strip()
-                    record.error += "; resolved by operator" + (f": {note}" if note else "")
-                    break
-                operator_retries += 1
-                record.state = (
-                    StepState.COMPENSATING if done is StepState.COMPENSATED else StepState.RUNNING
-                )
+            self._metrics.order_parked()
+            workflow.logger.warning(
+                "order parked in %s until an operator retries or resolves %s",
+                OrderStatus.NEEDS_ATTENTION.value,
+                action,
+                extra={
+                    "order_id": self._order.order_id,
+                    "step": action,
+                    "status": OrderStatus.NEEDS_ATTENTION.value,
+                },
+            )
+            decision, taken = await self._wait_for_operator()
+            self._record_operator_decision(decision, taken, action, record)
+            if decision == "resolve":
+                record.state = done
                 self._set_status(resume)
-        record.state = done
-        self._set_status(resume)
-        return outcome
+                return None
+            operator_retries += 1
+            record.state = (
+                StepState.COMPENSATING if done is StepState.COMPENSATED else StepState.RUNNING
+            )
+            self._set_status(resume)
+            try:
+                outcome = await self._attempt(
+                    step, call, action=action, done=done, operator_retry=operator_retries
+                )
+            except ActivityError:
+                continue
+            self._set_status(resume)
+            return outcome
+
+    def _record_operator_decision(
+        self, decision: OperatorDecision, taken: OperatorAction, action: str, record: StepView
+    ) -> None:
+        """Who decided what, when and why: in the view, on the step, and in the log."""
+        entry = operator_record(decision, taken, action, workflow.now())
+        self._operator_actions.append(entry)
+        record.error = (record.error or "") + operator_remark(entry)
+        self._touch()
+        # The operator's id only: the note is free text and may hold anything.
+        workflow.logger.info(
+            "operator %s chose to %s %s",
+            entry.operator or "(unnamed)",
+            decision,
+            action,
+            extra={
+                "order_id": self._order.order_id,
+                "step": action,
+                "operator": entry.operator,
+                "decision": decision,
+            },
+        )
 
     async def _wait_for_operator(self) -> tuple[OperatorDecision, OperatorAction]:
         self._operator_decision = None
@@ -601,12 +752,15 @@ class OrderWorkflow:
             status=self._status,
             customer_id=order.customer_id,
             items=order.items,
-            total_cents=order.total_cents,
-            currency=order.currency,
+            total_cents=self._total_cents,
+            currency=self._currency,
             steps=list(self._steps.values()),
             failure_reason=self._failure_reason,
             created_at=self._created_at,
             updated_at=self._updated_at,
+            priced_lines=self._priced_lines,
+            failure_code=self._failure_code,
+            operator_actions=self._operator_actions,
         )
 
     @workflow.update(name=CANCEL_UPDATE)
@@ -728,26 +882,25 @@ class OrderWorkflow:
         A local-first order calls this only where its workflow task can end
         (before waiting on a queue or an operator, on a cancel, at the end):
         statuses it passes through within one task were never observable.
-        The first upsert also sets the order's customer and total, so an order
-        started by any client (not only the API, which sets all three at
-        start) is listed and filterable.
+        The first upsert also sets the order's customer, so an order started
+        by any client (not only the API, which sets it at start) is listed and
+        filterable. The total is known only once reserved: the first status
+        upsert after the reservation carries it, so it costs no command of
+        its own.
         """
         if not self._status_unpublished:
             return
         self._status_unpublished = False
-        status = ORDER_STATUS_KEY.value_set(self._status.value)
-        if self._listed:
-            workflow.upsert_search_attributes([status])
-            return
-        self._listed = True
-        order = self._order
-        workflow.upsert_search_attributes(
-            [
-                status,
-                CUSTOMER_ID_KEY.value_set(order.customer_id),
-                ORDER_TOTAL_CENTS_KEY.value_set(order.total_cents),
-            ]
-        )
+        attributes: list[SearchAttributeUpdate[Any]] = [
+            ORDER_STATUS_KEY.value_set(self._status.value)
+        ]
+        if not self._listed:
+            self._listed = True
+            attributes.append(CUSTOMER_ID_KEY.value_set(self._order.customer_id))
+        if self._total_unpublished and self._total_cents is not None:
+            self._total_unpublished = False
+            attributes.append(ORDER_TOTAL_CENTS_KEY.value_set(self._total_cents))
+        workflow.upsert_search_attributes(attributes)
 
     def _touch(self) -> None:
         self._updated_at = workflow.now().isoformat()
@@ -764,6 +917,18 @@ def is_refusal(err: ActivityError) -> bool:
     """The domain refused outright: the step did nothing and needs no undoing."""
     cause = err.cause
     return isinstance(cause, ApplicationError) and cause.non_retryable
+
+
+def failure_code_of(err: ActivityError) -> str:
+    """The stable code of why a forward step failed, for the order's failure_code.
+
+    A refusal carries its domain's code; a step that ran out of retries or
+    timed out failed because its service did not answer in time.
+    """
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.non_retryable and cause.type:
+        return cause.type
+    return errors.SERVICE_UNAVAILABLE
 
 
 def outcome_of(err: ActivityError) -> StepOutcomeLabel:

@@ -14,17 +14,22 @@ from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI
 from opentelemetry.trace import TracerProvider
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ordersaga.http_guard import HttpGuard
 from ordersaga.logging import AccessLogMiddleware
 from ordersaga.telemetry import instrument_engine, instrument_fastapi
 from services.common import health
-from services.common.admin import AdminOnly, faults_router
+from services.common.admin import faults_router
+from services.common.auth import AdminOnly, authenticate
 from services.common.db import create_engine
 from services.common.errors import install_error_handlers
+from services.common.idempotency import document_idempotency_key
 from services.common.metrics import HttpMetrics, MetricsMiddleware
 from services.common.migrations import upgrade_to_head
 from services.common.runtime import ServiceRuntime, inject_faults
+from services.common.schemas import edge_responses
 
 
 @dataclass(frozen=True)
@@ -37,23 +42,40 @@ class ServiceSpec:
     routers: Sequence[APIRouter]
     # Operator routes of the service itself, behind the admin token, fault-free.
     admin_routers: Sequence[APIRouter] = ()
+    # Routes anyone may call, without a credential, fault-free (inventory's catalogue).
+    public_routers: Sequence[APIRouter] = ()
     # Runs after the migrations, before the first request (e.g. seeding).
     on_startup: Callable[[AsyncEngine], Awaitable[None]] | None = None
+
+
+# Service requests are an order's lines and an address: far below this.
+SERVICE_MAX_BODY_BYTES = 64 * 1024
 
 
 def create_service_app(
     spec: ServiceSpec,
     *,
     database_url: str,
-    admin_token: str,
+    admin_token: SecretStr,
+    worker_token: SecretStr,
     config: object = None,
     tracer_provider: TracerProvider | None = None,
+    max_body_bytes: int = SERVICE_MAX_BODY_BYTES,
 ) -> FastAPI:
     """The service's app; its spans go to `tracer_provider` (default: the global one)."""
-    if not admin_token:
+    if not admin_token.get_secret_value():
         raise ValueError(f"the {spec.name} service needs a non-empty admin token")
+    if not worker_token.get_secret_value():
+        raise ValueError(f"the {spec.name} service needs a non-empty worker token")
+    if admin_token.get_secret_value() == worker_token.get_secret_value():
+        # One credential for both would make every worker an operator.
+        raise ValueError(f"the {spec.name} service needs a worker token unlike the admin token")
     runtime = ServiceRuntime(
-        name=spec.name, admin_token=admin_token, config=config, metrics=HttpMetrics(spec.name)
+        name=spec.name,
+        admin_token=admin_token,
+        worker_token=worker_token,
+        config=config,
+        metrics=HttpMetrics(spec.name),
     )
 
     @contextlib.asynccontextmanager
@@ -76,14 +98,25 @@ def create_service_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    document_idempotency_key(app)
     install_error_handlers(app)
+    # Inside the metrics and access log, so they count its refusals and its 500s.
+    app.add_middleware(HttpGuard, max_body_bytes=max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
     app.add_middleware(AccessLogMiddleware)
     instrument_fastapi(app, tracer_provider)
     app.include_router(health.router)
-    app.include_router(faults_router)
+    app.include_router(faults_router, responses=edge_responses())
     for router in spec.admin_routers:
-        app.include_router(router, dependencies=[AdminOnly])
+        app.include_router(router, dependencies=[AdminOnly], responses=edge_responses())
+    for router in spec.public_routers:
+        app.include_router(router, responses=edge_responses())
+    # Authenticated before faults apply: a stranger learns nothing, not even
+    # that faults are on. Each route then admits its own callers.
     for router in spec.routers:
-        app.include_router(router, dependencies=[Depends(inject_faults)])
+        app.include_router(
+            router,
+            dependencies=[Depends(authenticate), Depends(inject_faults)],
+            responses=edge_responses(),
+        )
     return app

@@ -1,7 +1,8 @@
 """The one error shape every service answers with, and the status of each code.
 
-Errors are `{"detail": {"code": ..., "message": ...}}`; FastAPI's own request
-validation errors keep their `{"detail": [...]}` list so clients get field paths.
+Errors are `{"detail": {"code": ..., "message": ...}}`. Request validation
+errors are that shape too, code REQUEST_REJECTED with status 422, plus
+`fields: [{loc, msg, type}]` so clients get field paths (never the input).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -23,17 +23,21 @@ from services.common.domain import DomainError
 
 logger = logging.getLogger(__name__)
 
-# Local to the services: the activities never see it, the admin API does.
+# Local to the services: the activities never see them (a worker with a wrong
+# credential is a deployment error, retried until an operator fixes it).
 UNAUTHORIZED = "UNAUTHORIZED"
+FORBIDDEN = "FORBIDDEN"
 
 HTTP_STATUS: Mapping[str, int] = {
     errors.REQUEST_REJECTED: 400,
     UNAUTHORIZED: 401,
     errors.PAYMENT_DECLINED: 402,
+    FORBIDDEN: 403,
     errors.NOT_FOUND: 404,
     errors.OUT_OF_STOCK: 409,
     errors.INVALID_STATE: 409,
     errors.REFUND_REFUSED: 409,
+    errors.PRICE_CHANGED: 409,
     errors.UNKNOWN_SKU: 422,
     errors.ADDRESS_UNDELIVERABLE: 422,
     errors.IDEMPOTENCY_KEY_REUSED: 422,
@@ -95,8 +99,34 @@ async def _on_validation_error(_request: Request, exc: Exception) -> JSONRespons
     assert isinstance(exc, RequestValidationError)
     # Pydantic echoes the offending input, which may be a whole body with a
     # payment token or an address in it; the location and reason are enough.
-    details = [{k: v for k, v in error.items() if k != "input"} for error in exc.errors()]
-    return JSONResponse({"detail": jsonable_encoder(details)}, status_code=422)
+    reported = exc.errors()[:MAX_REPORTED_FIELDS]
+    locations = [[_printable(part) for part in error.get("loc", ())] for error in reported]
+    fields = [
+        {
+            "loc": location,
+            "msg": _printable(error.get("msg", "")),
+            "type": _printable(error.get("type", "")),
+        }
+        for location, error in zip(locations, reported, strict=True)
+    ]
+    where = ", ".join(".".join(str(part) for part in location) for location in locations)
+    body = error_body(errors.REQUEST_REJECTED, f"the request is not valid ({where})")
+    body["detail"]["fields"] = fields
+    return JSONResponse(body, status_code=422)
+
+
+# A body with a thousand bad lines gets its first errors named, not all of them.
+MAX_REPORTED_FIELDS = 20
+MAX_REPORTED_TEXT = 200
+
+
+def _printable(value: object) -> str | int:
+    """A location part or message that always encodes: ints as they are, any
+    text bounded and with lone surrogates escaped (they cannot be UTF-8)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value)[:MAX_REPORTED_TEXT]
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 async def _on_database_unavailable(_request: Request, exc: Exception) -> JSONResponse:

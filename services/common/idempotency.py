@@ -6,6 +6,11 @@ fingerprint of the request, in the same transaction as its effect; a repeat gets
 that answer again and changes nothing, and a different request under a used key
 is refused. Business refusals are answers too and are replayed; injected faults
 and unexpected errors roll everything back, so a retry really runs again.
+
+Keys belong to the caller that sent them: the store is keyed by (caller, key),
+so no caller can claim a key ahead of another (say `ord_X:release_inventory`,
+to turn the saga's compensation into a replay of its own answer) nor read the
+answer stored under another's.
 """
 
 from __future__ import annotations
@@ -18,20 +23,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import errors
+from services.common.auth import AuthenticatedCaller
 from services.common.db import NAMING_CONVENTION, SqlUnitOfWork, dialect_insert
 from services.common.domain import DomainError
 from services.common.errors import ApiError, domain_error_reply
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
-_VALID_KEY = re.compile(r"[\x21-\x7E]{1,255}")
+VALID_KEY_PATTERN = r"^[\x21-\x7E]{1,255}$"
+_VALID_KEY = re.compile(VALID_KEY_PATTERN)
 # The codes any idempotent POST may answer with besides its own (for OpenAPI).
 IDEMPOTENT_ERRORS = (errors.REQUEST_REJECTED, errors.IDEMPOTENCY_KEY_REUSED, errors.INJECTED_FAULT)
 
@@ -40,6 +47,7 @@ IDEMPOTENT_ERRORS = (errors.REQUEST_REJECTED, errors.IDEMPOTENCY_KEY_REUSED, err
 IDEMPOTENCY_KEYS = Table(
     "idempotency_keys",
     MetaData(naming_convention=NAMING_CONVENTION),
+    Column("caller", String(32), primary_key=True),
     Column("key", String(255), primary_key=True),
     Column("request_fingerprint", String(64), nullable=False),
     # Empty only inside the transaction that claimed the key, which fills them
@@ -61,7 +69,7 @@ class IdempotencyStore:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
-    async def claim(self, key: str, request_fingerprint: str) -> bool:
+    async def claim(self, caller: str, key: str, request_fingerprint: str) -> bool:
         """Take the key for this transaction; False when another request has it.
 
         On PostgreSQL the insert waits while a concurrent twin holds the key
@@ -72,33 +80,36 @@ class IdempotencyStore:
         statement = (
             dialect_insert(self._connection, IDEMPOTENCY_KEYS)
             .values(
+                caller=caller,
                 key=key,
                 request_fingerprint=request_fingerprint,
                 created_at=datetime.now(UTC),
             )
-            .on_conflict_do_nothing(index_elements=[IDEMPOTENCY_KEYS.c.key])
+            .on_conflict_do_nothing(
+                index_elements=[IDEMPOTENCY_KEYS.c.caller, IDEMPOTENCY_KEYS.c.key]
+            )
         )
         result = await self._connection.execute(statement)
         return result.rowcount == 1
 
-    async def get(self, key: str) -> StoredResponse | None:
+    async def get(self, caller: str, key: str) -> StoredResponse | None:
         row = (
             await self._connection.execute(
                 select(
                     IDEMPOTENCY_KEYS.c.request_fingerprint,
                     IDEMPOTENCY_KEYS.c.status_code,
                     IDEMPOTENCY_KEYS.c.response_body,
-                ).where(IDEMPOTENCY_KEYS.c.key == key)
+                ).where(IDEMPOTENCY_KEYS.c.caller == caller, IDEMPOTENCY_KEYS.c.key == key)
             )
         ).one_or_none()
         if row is None:
             return None
         return StoredResponse(row.request_fingerprint, row.status_code, row.response_body)
 
-    async def complete(self, key: str, status_code: int, body: Any) -> None:
+    async def complete(self, caller: str, key: str, status_code: int, body: Any) -> None:
         await self._connection.execute(
             update(IDEMPOTENCY_KEYS)
-            .where(IDEMPOTENCY_KEYS.c.key == key)
+            .where(IDEMPOTENCY_KEYS.c.caller == caller, IDEMPOTENCY_KEYS.c.key == key)
             .values(status_code=status_code, response_body=body)
         )
 
@@ -108,6 +119,11 @@ def request_fingerprint(method: str, path: str, body: bytes) -> str:
 
     Canonical: key order and whitespace do not make a different request, and
     an empty body is the same request as `{}` (for the body-less actions).
+    Total: any bytes get a fingerprint. The HTTP guard lets no lone surrogate
+    or over-deep body through, but this does not rely on it: surrogatepass
+    encodes a lone surrogate (and is byte-for-byte UTF-8 for every other text,
+    so fingerprints stored before stay the same), and what does not parse is
+    fingerprinted as its bytes.
     """
     try:
         canonical = json.dumps(
@@ -116,9 +132,10 @@ def request_fingerprint(method: str, path: str, body: bytes) -> str:
             separators=(",", ":"),
             ensure_ascii=False,
         )
-    except ValueError:
+    except (ValueError, RecursionError):
         canonical = body.hex()
-    return hashlib.sha256(f"{method.upper()}\n{path}\n{canonical}".encode()).hexdigest()
+    request = f"{method.upper()}\n{path}\n{canonical}".encode("utf-8", "surrogatepass")
+    return hashlib.sha256(request).hexdigest()
 
 
 U = TypeVar("U", bound=SqlUnitOfWork)
@@ -126,6 +143,7 @@ U = TypeVar("U", bound=SqlUnitOfWork)
 
 @dataclass(frozen=True)
 class IdempotentRequest:
+    caller: str
     key: str
     fingerprint: str
 
@@ -148,15 +166,15 @@ class IdempotentRequest:
         """
         async with uow.writing() as tx:
             store = IdempotencyStore(tx.connection)
-            if not await store.claim(self.key, self.fingerprint):
-                return self._replay(await store.get(self.key))
+            if not await store.claim(self.caller, self.key, self.fingerprint):
+                return self._replay(await store.get(self.caller, self.key))
             try:
                 async with tx.savepoint():
                     result = await effect(tx)
                 status, body = status_code, present.model_validate(result).model_dump(mode="json")
             except DomainError as refusal:
                 status, body = domain_error_reply(refusal)
-            await store.complete(self.key, status, body)
+            await store.complete(self.caller, self.key, status, body)
             await tx.commit()
         return JSONResponse(body, status_code=status)
 
@@ -180,6 +198,7 @@ class IdempotentRequest:
 
 async def idempotent_request(
     request: Request,
+    caller: AuthenticatedCaller,
     key: Annotated[
         str | None,
         Header(
@@ -196,7 +215,37 @@ async def idempotent_request(
             f"the {HEADER} header must be 1-255 visible ASCII characters",
         )
     body = await request.body()
-    return IdempotentRequest(key, request_fingerprint(request.method, request.url.path, body))
+    return IdempotentRequest(
+        caller.value, key, request_fingerprint(request.method, request.url.path, body)
+    )
 
 
 Idempotency = Annotated[IdempotentRequest, Depends(idempotent_request)]
+
+
+def document_idempotency_key(app: FastAPI) -> None:
+    """Say in the app's OpenAPI document that the key is required, and its rule.
+
+    The parameter is optional in the code so that a missing or malformed key
+    gets this module's 400 and its message rather than a generic 422.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build()
+            for path_item in document.get("paths", {}).values():
+                for operation in path_item.values():
+                    for parameter in operation.get("parameters", []):
+                        if parameter.get("in") == "header" and parameter.get("name") == HEADER:
+                            parameter["required"] = True
+                            parameter["schema"] = {
+                                "type": "string",
+                                "pattern": VALID_KEY_PATTERN,
+                                "minLength": 1,
+                                "maxLength": 255,
+                            }
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -118,3 +118,30 @@ def create_idempotency_keys_table() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_idempotency_keys")),
     )
+
+
+def scope_idempotency_keys_by_caller() -> None:
+    """Version 2 of the idempotency table, for each service's second revision:
+    keys belong to a caller, primary key (caller, key).
+
+    Every key stored before was the workers': nothing else called the saga's
+    endpoints until callers were told apart, so existing rows become theirs.
+    """
+    with op.batch_alter_table("idempotency_keys", recreate="always") as batch:
+        batch.add_column(
+            sa.Column("caller", sa.String(length=32), nullable=False, server_default="worker")
+        )
+        batch.drop_constraint("pk_idempotency_keys", type_="primary")
+        batch.create_primary_key("pk_idempotency_keys", ["caller", "key"])
+    # The default only filled the existing rows; new ones always name their caller.
+    with op.batch_alter_table("idempotency_keys") as batch:
+        batch.alter_column("caller", server_default=None, existing_type=sa.String(length=32))
+
+
+def unscope_idempotency_keys() -> None:
+    """Back to version 1: only the workers' keys can stay (a key is unique again)."""
+    op.execute("DELETE FROM idempotency_keys WHERE caller <> 'worker'")
+    with op.batch_alter_table("idempotency_keys", recreate="always") as batch:
+        batch.drop_constraint("pk_idempotency_keys", type_="primary")
+        batch.drop_column("caller")
+        batch.create_primary_key("pk_idempotency_keys", ["key"])

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.db import SqlUnitOfWork
@@ -17,7 +18,9 @@ from services.common.metrics import HttpMetrics
 @dataclass
 class ServiceRuntime:
     name: str
-    admin_token: str
+    admin_token: SecretStr
+    # The workers' credential: the only caller of the saga's writes.
+    worker_token: SecretStr
     # The service's own policy (limits, refused countries); each service narrows it.
     config: object
     metrics: HttpMetrics

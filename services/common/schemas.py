@@ -2,7 +2,8 @@
 
 The string types bound length and character set: what reaches the database is
 always storable (PostgreSQL rejects NUL characters; ids fit their columns), so
-bad input is a 422, never a 500.
+bad input is a 422, never a 500. The rules are contracts.fields, the API's own:
+what the API accepts, every service accepts.
 """
 
 from __future__ import annotations
@@ -12,29 +13,38 @@ from typing import Annotated, Any
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from contracts import fields
 from services.common.domain import Line
 from services.common.errors import HTTP_STATUS
 
 VISIBLE_ASCII = r"^[\x21-\x7E]+$"
-SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
-MAX_QUANTITY = 1_000_000
-MAX_LINES = 100
 
 # Ids made by callers (order, customer): visible ASCII, as in a URL or a log line.
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=VISIBLE_ASCII)]
-Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=SKU_PATTERN)]
+Sku = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=fields.SKU_MAX_LENGTH, pattern=fields.SKU_PATTERN),
+]
 # Free text from people (names, streets): any characters but control characters.
 Text = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1F\x7F]+$"
+        strip_whitespace=True,
+        min_length=1,
+        max_length=fields.TEXT_MAX_LENGTH,
+        pattern=fields.TEXT_PATTERN,
     ),
 ]
-Quantity = Annotated[int, Field(gt=0, le=MAX_QUANTITY)]
+Quantity = Annotated[int, Field(gt=0, le=fields.MAX_QUANTITY_PER_LINE)]
+# fields.CURRENCY_PATTERN in either case: the API sends upper case, and a lower
+# case code from another caller is taken as the same currency.
+CurrencyCode = Annotated[str, StringConstraints(to_upper=True, pattern=r"^[A-Za-z]{3}$")]
 
 # Ids in paths and queries, held to the same rules so a malformed one is a 422.
 IdPath = Annotated[str, Path(min_length=1, max_length=255, pattern=VISIBLE_ASCII)]
-SkuPath = Annotated[str, Path(min_length=1, max_length=64, pattern=SKU_PATTERN)]
+SkuPath = Annotated[
+    str, Path(min_length=1, max_length=fields.SKU_MAX_LENGTH, pattern=fields.SKU_PATTERN)
+]
 OrderIdQuery = Annotated[
     str,
     Query(min_length=1, max_length=255, pattern=VISIBLE_ASCII, description="The order's id"),
@@ -50,7 +60,7 @@ class LineItem(BaseModel):
 
 
 # The lines of a reservation or a shipment request.
-Lines = Annotated[list[LineItem], Field(min_length=1, max_length=MAX_LINES)]
+Lines = Annotated[list[LineItem], Field(min_length=1, max_length=fields.MAX_LINES_PER_ORDER)]
 
 
 class LinePublic(BaseModel):
@@ -65,6 +75,20 @@ class ErrorDetail(BaseModel):
     message: str
 
 
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorDetail(ErrorDetail):
+    fields: list[FieldError]
+
+
+class ValidationErrorPublic(BaseModel):
+    detail: ValidationErrorDetail
+
+
 class ErrorPublic(BaseModel):
     detail: ErrorDetail
 
@@ -77,4 +101,15 @@ def error_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
     return {
         status: {"model": ErrorPublic, "description": " or ".join(status_codes)}
         for status, status_codes in sorted(codes_by_status.items())
+    }
+
+
+def edge_responses() -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for what any route with a body or parameters may answer:
+    the HTTP guard's refusals and the validation error shape."""
+    return {
+        400: {"model": ErrorPublic, "description": "MALFORMED_JSON or REQUEST_REJECTED"},
+        413: {"model": ErrorPublic, "description": "BODY_TOO_LARGE"},
+        415: {"model": ErrorPublic, "description": "UNSUPPORTED_MEDIA_TYPE"},
+        422: {"model": ValidationErrorPublic, "description": "REQUEST_REJECTED (fields)"},
     }

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from fastapi import FastAPI
 from opentelemetry.trace import TracerProvider
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from contracts import fields
 from services.common.app import ServiceSpec, create_service_app
 from services.inventory import domain
 from services.inventory.catalog import CATALOG
 from services.inventory.repository import SqlInventoryUnitOfWork
-from services.inventory.routes import products_router, reservations_router, stock_router
+from services.inventory.routes import (
+    catalog_router,
+    products_router,
+    reservations_router,
+    stock_router,
+)
 
 
 async def seed_catalog(engine: AsyncEngine) -> None:
@@ -23,17 +31,30 @@ async def seed_catalog(engine: AsyncEngine) -> None:
 
 SPEC = ServiceSpec(
     name="inventory",
-    description="Products, their stock, and reservations of stock for orders.",
+    description="Products, their prices and stock, and reservations of stock for orders.",
     migrations=Path(__file__).parent / "migrations",
     routers=(reservations_router, stock_router),
     admin_routers=(products_router,),
+    public_routers=(catalog_router,),
     on_startup=seed_catalog,
 )
 
 
 def create_app(
-    *, database_url: str, admin_token: str, tracer_provider: TracerProvider | None = None
+    *,
+    database_url: str,
+    admin_token: SecretStr,
+    worker_token: SecretStr,
+    catalog_currency: str = "EUR",
+    tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
+    if not re.fullmatch(fields.CURRENCY_PATTERN, catalog_currency):
+        raise ValueError(f"catalog_currency must be a currency code, got {catalog_currency!r}")
     return create_service_app(
-        SPEC, database_url=database_url, admin_token=admin_token, tracer_provider=tracer_provider
+        SPEC,
+        database_url=database_url,
+        admin_token=admin_token,
+        worker_token=worker_token,
+        tracer_provider=tracer_provider,
+        config=domain.InventoryPolicy(catalog_currency=catalog_currency),
     )

@@ -4,6 +4,10 @@ Stock of a product is `available` (can be reserved) plus `reserved` (held for
 orders). A reservation holds stock for one order until it is committed (the
 goods leave the warehouse) or released (they go back on the shelf).
 
+The catalog owns prices, in one currency. A reservation fixes each line's unit
+price as the catalog has it at that moment; the order is charged the
+reservation's total, and a later price change does not touch it.
+
 The functions take a unit of work and do not commit it: the caller does, so
 that an idempotent request's stored answer commits together with its effect.
 A raised DomainError means the caller rolls back what was done.
@@ -17,6 +21,7 @@ from enum import StrEnum
 from typing import NoReturn, Protocol
 
 from contracts import errors
+from contracts.orders import format_money
 from services.common.domain import (
     DomainError,
     InvalidState,
@@ -27,6 +32,7 @@ from services.common.domain import (
     merge_lines,
     new_id,
 )
+from services.inventory.catalog import CatalogEntry
 
 
 class OutOfStock(DomainError):
@@ -35,6 +41,19 @@ class OutOfStock(DomainError):
 
 class UnknownSku(DomainError):
     code = errors.UNKNOWN_SKU
+
+
+class PriceChanged(DomainError):
+    """The order is not in the catalog's currency, or its reserved total is not
+    the one the customer expected."""
+
+    code = errors.PRICE_CHANGED
+
+
+@dataclass(frozen=True)
+class InventoryPolicy:
+    # The currency of every price in the catalog.
+    catalog_currency: str
 
 
 class ReservationState(StrEnum):
@@ -50,16 +69,34 @@ class Stock:
     reserved: int
 
 
+@dataclass(frozen=True)
+class Product:
+    sku: str
+    price_cents: int
+    available: int
+    reserved: int
+
+
+@dataclass(frozen=True)
+class ReservedLine:
+    """A line as reserved: at the catalog's unit price when it was reserved."""
+
+    sku: str
+    quantity: int
+    unit_price_cents: int
+
+
 @dataclass
 class Reservation:
     reservation_id: str
     order_id: str
-    lines: list[Line]
+    lines: list[ReservedLine]
+    currency: str
     state: ReservationState = ReservationState.RESERVED
 
-    @classmethod
-    def for_order(cls, order_id: str, lines: Iterable[Line]) -> Reservation:
-        return cls(reservation_id=new_id("res"), order_id=order_id, lines=merge_lines(lines))
+    @property
+    def total_cents(self) -> int:
+        return sum(line.quantity * line.unit_price_cents for line in self.lines)
 
     def release(self) -> bool:
         """Mark released; True when the stock must go back (not released before)."""
@@ -87,13 +124,20 @@ class Reservation:
 class ProductRepository(Protocol):
     async def get(self, sku: str) -> Stock | None: ...
 
+    async def product(self, sku: str) -> Product | None: ...
+
+    async def listing(self, limit: int) -> list[Product]:
+        """The first `limit` products, by sku."""
+        ...
+
     async def unknown(self, skus: Sequence[str]) -> list[str]:
         """The skus among these that are not products."""
         ...
 
-    async def take(self, sku: str, quantity: int) -> bool:
-        """Move quantity from available to reserved, atomically, if available;
-        False when it is not, or when there is no such product."""
+    async def take(self, sku: str, quantity: int) -> int | None:
+        """Move quantity from available to reserved, atomically, if available,
+        and say the unit price it was taken at; None when it is not available,
+        or when there is no such product."""
         ...
 
     async def give_back(self, sku: str, quantity: int) -> None:
@@ -104,9 +148,13 @@ class ProductRepository(Protocol):
         """Remove quantity from reserved: it has left the warehouse."""
         ...
 
-    async def set_available(self, sku: str, available: int) -> Stock: ...
+    async def add(self, sku: str, *, price_cents: int, available: int) -> None: ...
 
-    async def add_if_missing(self, sku: str, available: int) -> None: ...
+    async def change(self, sku: str, *, price_cents: int | None, available: int | None) -> bool:
+        """Set what is given of an existing product; False when there is none."""
+        ...
+
+    async def add_if_missing(self, sku: str, *, price_cents: int, available: int) -> None: ...
 
     async def is_empty(self) -> bool: ...
 
@@ -119,17 +167,42 @@ class InventoryUnitOfWork(Protocol):
     def reservations(self) -> OrderResources[Reservation]: ...
 
 
-async def reserve(uow: InventoryUnitOfWork, *, order_id: str, lines: Iterable[Line]) -> Reservation:
-    """Reserve every line or none: an unknown or short line refuses the whole
-    reservation (the caller rolls back the lines already taken)."""
-    reservation = Reservation.for_order(order_id, lines)
+async def reserve(
+    uow: InventoryUnitOfWork,
+    *,
+    order_id: str,
+    lines: Iterable[Line],
+    currency: str,
+    expected_total_cents: int | None,
+    policy: InventoryPolicy,
+) -> Reservation:
+    """Reserve every line at the catalog's prices, or none.
+
+    An unknown or short line refuses the whole reservation, and so does a
+    currency other than the catalog's or a total other than the expected one
+    (the caller rolls back the lines already taken).
+    """
+    if currency != policy.catalog_currency:
+        raise PriceChanged(f"prices are in {policy.catalog_currency}, not {currency}")
+    reserved: list[ReservedLine] = []
     refused: list[Line] = []
-    # Lines are sorted by sku, so concurrent reservations lock rows in one order.
-    for line in reservation.lines:
-        if not await uow.products.take(line.sku, line.quantity):
+    # merge_lines sorts by sku, so concurrent reservations lock rows in one order.
+    for line in merge_lines(lines):
+        unit_price = await uow.products.take(line.sku, line.quantity)
+        if unit_price is None:
             refused.append(line)
+        else:
+            reserved.append(ReservedLine(line.sku, line.quantity, unit_price))
     if refused:
         await _refuse(uow, refused)
+    reservation = Reservation(
+        reservation_id=new_id("res"), order_id=order_id, lines=reserved, currency=currency
+    )
+    if expected_total_cents is not None and reservation.total_cents != expected_total_cents:
+        raise PriceChanged(
+            f"the total at today's prices is {format_money(reservation.total_cents, currency)}, "
+            f"not the expected {format_money(expected_total_cents, currency)}"
+        )
     await uow.reservations.add(reservation)
     return reservation
 
@@ -179,16 +252,27 @@ async def stock_of(uow: InventoryUnitOfWork, sku: str) -> Stock:
     return stock
 
 
-async def set_available(uow: InventoryUnitOfWork, sku: str, available: int) -> Stock:
-    """Create the product or set its available stock; what is reserved stays reserved."""
-    return await uow.products.set_available(sku, available)
+async def put_product(
+    uow: InventoryUnitOfWork, sku: str, *, price_cents: int | None, available: int | None
+) -> Product:
+    """Set a product's price and/or available stock (what is reserved stays
+    reserved, at the prices it was reserved at); a new product needs both."""
+    if not await uow.products.change(sku, price_cents=price_cents, available=available):
+        if price_cents is None or available is None:
+            raise NotFound(f"no product {sku}; a new product needs both price_cents and available")
+        await uow.products.add(sku, price_cents=price_cents, available=available)
+    product = await uow.products.product(sku)
+    assert product is not None
+    return product
 
 
-async def seed(uow: InventoryUnitOfWork, catalog: Mapping[str, int]) -> bool:
+async def seed(uow: InventoryUnitOfWork, catalog: Mapping[str, CatalogEntry]) -> bool:
     """Stock a fresh database from the catalog; True when it did."""
     if not await uow.products.is_empty():
         return False
-    for sku, available in catalog.items():
+    for sku, entry in catalog.items():
         # add_if_missing: a replica starting at the same time may seed too.
-        await uow.products.add_if_missing(sku, available)
+        await uow.products.add_if_missing(
+            sku, price_cents=entry.price_cents, available=entry.available
+        )
     return True

@@ -5,12 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import Row, Table, select, update
+from sqlalchemy import Row, Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import SqlUnitOfWork, dialect_insert
-from services.common.repository import LineStore, SqlOrderResources
-from services.inventory.domain import Reservation, ReservationState, Stock
+from services.common.repository import SqlOrderResources
+from services.inventory.domain import (
+    Product,
+    Reservation,
+    ReservationState,
+    ReservedLine,
+    Stock,
+)
 from services.inventory.tables import products, reservation_lines, reservations
 
 
@@ -24,6 +30,18 @@ class SqlProductRepository:
         ).one_or_none()
         return Stock(row.sku, row.available, row.reserved) if row else None
 
+    async def product(self, sku: str) -> Product | None:
+        row = (
+            await self._connection.execute(select(products).where(products.c.sku == sku))
+        ).one_or_none()
+        return _product(row) if row else None
+
+    async def listing(self, limit: int) -> list[Product]:
+        rows = await self._connection.execute(
+            select(products).order_by(products.c.sku).limit(limit)
+        )
+        return [_product(row) for row in rows]
+
     async def unknown(self, skus: Sequence[str]) -> list[str]:
         known = set(
             (
@@ -34,10 +52,12 @@ class SqlProductRepository:
         )
         return [sku for sku in skus if sku not in known]
 
-    async def take(self, sku: str, quantity: int) -> bool:
+    async def take(self, sku: str, quantity: int) -> int | None:
         # One conditional UPDATE: the check and the change cannot be split by
         # a concurrent request (PostgreSQL re-checks the condition after the
-        # row lock; SQLite runs one writer at a time).
+        # row lock; SQLite runs one writer at a time). RETURNING reads the
+        # price from the row as locked, so a concurrent repricing is either
+        # wholly before this reservation or wholly after it.
         result = await self._connection.execute(
             update(products)
             .where(products.c.sku == sku, products.c.available >= quantity)
@@ -45,8 +65,10 @@ class SqlProductRepository:
                 available=products.c.available - quantity,
                 reserved=products.c.reserved + quantity,
             )
+            .returning(products.c.price_cents)
         )
-        return result.rowcount == 1
+        price: int | None = result.scalar_one_or_none()
+        return price
 
     async def give_back(self, sku: str, quantity: int) -> None:
         await self._connection.execute(
@@ -65,20 +87,28 @@ class SqlProductRepository:
             .values(reserved=products.c.reserved - quantity)
         )
 
-    async def set_available(self, sku: str, available: int) -> Stock:
+    async def add(self, sku: str, *, price_cents: int, available: int) -> None:
         await self._connection.execute(
-            dialect_insert(self._connection, products)
-            .values(sku=sku, available=available, reserved=0)
-            .on_conflict_do_update(index_elements=[products.c.sku], set_={"available": available})
+            insert(products).values(
+                sku=sku, price_cents=price_cents, available=available, reserved=0
+            )
         )
-        stock = await self.get(sku)
-        assert stock is not None
-        return stock
 
-    async def add_if_missing(self, sku: str, available: int) -> None:
+    async def change(self, sku: str, *, price_cents: int | None, available: int | None) -> bool:
+        values = {
+            name: value
+            for name, value in (("price_cents", price_cents), ("available", available))
+            if value is not None
+        }
+        result = await self._connection.execute(
+            update(products).where(products.c.sku == sku).values(**values)
+        )
+        return result.rowcount == 1
+
+    async def add_if_missing(self, sku: str, *, price_cents: int, available: int) -> None:
         await self._connection.execute(
             dialect_insert(self._connection, products)
-            .values(sku=sku, available=available, reserved=0)
+            .values(sku=sku, price_cents=price_cents, available=available, reserved=0)
             .on_conflict_do_nothing(index_elements=[products.c.sku])
         )
 
@@ -87,35 +117,60 @@ class SqlProductRepository:
         return first.first() is None
 
 
+def _product(row: Row[Any]) -> Product:
+    return Product(row.sku, row.price_cents, row.available, row.reserved)
+
+
 class SqlReservationRepository(SqlOrderResources[Reservation]):
     table: ClassVar[Table] = reservations
 
-    def __init__(self, connection: AsyncConnection) -> None:
-        super().__init__(connection)
-        self._lines = LineStore(connection, reservation_lines, "reservation_id")
-
     async def add(self, resource: Reservation) -> None:
         await super().add(resource)
-        await self._lines.add(resource.reservation_id, resource.lines)
+        rows = [
+            {
+                "reservation_id": resource.reservation_id,
+                "sku": line.sku,
+                "quantity": line.quantity,
+                "unit_price_cents": line.unit_price_cents,
+            }
+            for line in resource.lines
+        ]
+        if rows:
+            await self._connection.execute(insert(reservation_lines), rows)
 
     def _to_row(self, resource: Reservation) -> dict[str, Any]:
         return {
             "reservation_id": resource.reservation_id,
             "order_id": resource.order_id,
             "state": resource.state.value,
+            "currency": resource.currency,
         }
 
     async def _from_rows(self, rows: Sequence[Row[Any]]) -> list[Reservation]:
-        lines = await self._lines.of([row.reservation_id for row in rows])
+        lines = await self._lines_of([row.reservation_id for row in rows])
         return [
             Reservation(
                 reservation_id=row.reservation_id,
                 order_id=row.order_id,
                 lines=lines.get(row.reservation_id, []),
+                currency=row.currency,
                 state=ReservationState(row.state),
             )
             for row in rows
         ]
+
+    async def _lines_of(self, reservation_ids: Sequence[str]) -> dict[str, list[ReservedLine]]:
+        result = await self._connection.execute(
+            select(reservation_lines)
+            .where(reservation_lines.c.reservation_id.in_(reservation_ids))
+            .order_by(reservation_lines.c.reservation_id, reservation_lines.c.sku)
+        )
+        lines: dict[str, list[ReservedLine]] = {}
+        for row in result:
+            lines.setdefault(row.reservation_id, []).append(
+                ReservedLine(row.sku, row.quantity, row.unit_price_cents)
+            )
+        return lines
 
 
 class SqlInventoryUnitOfWork(SqlUnitOfWork):

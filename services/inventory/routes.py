@@ -8,12 +8,18 @@ from fastapi import APIRouter, Depends, status
 from fastapi.responses import JSONResponse
 
 from contracts import errors
+from services.common.auth import WorkerOnly, WorkerOrAdmin
+from services.common.errors import FORBIDDEN, UNAUTHORIZED
 from services.common.idempotency import IDEMPOTENT_ERRORS, Idempotency
-from services.common.runtime import unit_of_work
+from services.common.runtime import service_config, unit_of_work
 from services.common.schemas import IdPath, OrderIdQuery, SkuPath, error_responses
 from services.inventory import domain
 from services.inventory.repository import SqlInventoryUnitOfWork
 from services.inventory.schemas import (
+    MAX_LISTED_PRODUCTS,
+    CatalogItemPublic,
+    CatalogPublic,
+    ProductPublic,
     ProductUpdate,
     ReservationCreate,
     ReservationPublic,
@@ -22,24 +28,43 @@ from services.inventory.schemas import (
 )
 
 InventoryUoW = Annotated[SqlInventoryUnitOfWork, Depends(unit_of_work(SqlInventoryUnitOfWork))]
+Policy = Annotated[domain.InventoryPolicy, Depends(service_config(domain.InventoryPolicy))]
 
-reservations_router = APIRouter(prefix="/reservations", tags=["reservations"])
+# Every route here takes a credential (the app factory authenticates); each
+# says which callers it admits.
+reservations_router = APIRouter(
+    prefix="/reservations",
+    tags=["reservations"],
+    responses=error_responses(UNAUTHORIZED, FORBIDDEN),
+)
 
 
 @reservations_router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ReservationPublic,
-    responses=error_responses(*IDEMPOTENT_ERRORS, errors.OUT_OF_STOCK, errors.UNKNOWN_SKU),
+    dependencies=[WorkerOnly],
+    responses=error_responses(
+        *IDEMPOTENT_ERRORS, errors.OUT_OF_STOCK, errors.UNKNOWN_SKU, errors.PRICE_CHANGED
+    ),
 )
 async def create_reservation(
-    *, reservation: ReservationCreate, uow: InventoryUoW, idempotency: Idempotency
+    *, reservation: ReservationCreate, uow: InventoryUoW, idempotency: Idempotency, policy: Policy
 ) -> JSONResponse:
-    """Reserve stock for an order: every line, or none when one is short."""
+    """Reserve stock for an order at the catalog's prices: every line, or none
+    when one is short, the currency is not the catalog's or the total is not
+    the expected one."""
     lines = [line.to_domain() for line in reservation.lines]
     return await idempotency.run(
         uow,
-        lambda tx: domain.reserve(tx, order_id=reservation.order_id, lines=lines),
+        lambda tx: domain.reserve(
+            tx,
+            order_id=reservation.order_id,
+            lines=lines,
+            currency=reservation.currency,
+            expected_total_cents=reservation.expected_total_cents,
+            policy=policy,
+        ),
         present=ReservationPublic,
         status_code=status.HTTP_201_CREATED,
     )
@@ -48,6 +73,7 @@ async def create_reservation(
 @reservations_router.post(
     "/{reservation_id}/release",
     response_model=ReservationPublic,
+    dependencies=[WorkerOnly],
     responses=error_responses(*IDEMPOTENT_ERRORS, errors.NOT_FOUND, errors.INVALID_STATE),
 )
 async def release_reservation(
@@ -65,6 +91,7 @@ async def release_reservation(
 @reservations_router.post(
     "/{reservation_id}/commit",
     response_model=ReservationPublic,
+    dependencies=[WorkerOnly],
     responses=error_responses(*IDEMPOTENT_ERRORS, errors.NOT_FOUND, errors.INVALID_STATE),
 )
 async def commit_reservation(
@@ -79,30 +106,72 @@ async def commit_reservation(
     )
 
 
-@reservations_router.get("", response_model=ReservationsPublic)
+@reservations_router.get("", response_model=ReservationsPublic, dependencies=[WorkerOrAdmin])
 async def list_reservations(*, order_id: OrderIdQuery, uow: InventoryUoW) -> ReservationsPublic:
     async with uow:
         found = await uow.reservations.for_order(order_id)
     return ReservationsPublic(items=[ReservationPublic.model_validate(r) for r in found])
 
 
-stock_router = APIRouter(prefix="/stock", tags=["stock"])
+stock_router = APIRouter(
+    prefix="/stock", tags=["stock"], responses=error_responses(UNAUTHORIZED, FORBIDDEN)
+)
 
 
-@stock_router.get("/{sku}", response_model=StockPublic, responses=error_responses(errors.NOT_FOUND))
+@stock_router.get(
+    "/{sku}",
+    response_model=StockPublic,
+    dependencies=[WorkerOrAdmin],
+    responses=error_responses(errors.NOT_FOUND),
+)
 async def get_stock(*, sku: SkuPath, uow: InventoryUoW) -> StockPublic:
     async with uow:
         return StockPublic.model_validate(await domain.stock_of(uow, sku))
+
+
+# Public: what anyone may know before ordering. Mounted without a credential.
+catalog_router = APIRouter(prefix="/products", tags=["catalog"])
+
+
+@catalog_router.get("", response_model=CatalogPublic)
+async def list_products(*, uow: InventoryUoW, policy: Policy) -> CatalogPublic:
+    """The catalog: each product's price (in the catalog's currency) and stock."""
+    async with uow:
+        found = await uow.products.listing(MAX_LISTED_PRODUCTS)
+    return CatalogPublic(
+        items=[
+            CatalogItemPublic(
+                sku=p.sku,
+                price_cents=p.price_cents,
+                currency=policy.catalog_currency,
+                available=p.available,
+            )
+            for p in found
+        ]
+    )
 
 
 # Mounted behind the admin token by the app factory.
 products_router = APIRouter(prefix="/products", tags=["admin"])
 
 
-@products_router.put("/{sku}", response_model=StockPublic)
-async def put_product(*, sku: SkuPath, product: ProductUpdate, uow: InventoryUoW) -> StockPublic:
-    """Create the product or set its available stock (reserved stock is kept)."""
+@products_router.put(
+    "/{sku}", response_model=ProductPublic, responses=error_responses(errors.NOT_FOUND)
+)
+async def put_product(
+    *, sku: SkuPath, product: ProductUpdate, uow: InventoryUoW, policy: Policy
+) -> ProductPublic:
+    """Set a product's price and/or available stock (reserved stock and the
+    prices reservations fixed are kept); creating a product needs both."""
     async with uow.writing() as tx:
-        stock = await domain.set_available(tx, sku, product.available)
+        found = await domain.put_product(
+            tx, sku, price_cents=product.price_cents, available=product.available
+        )
         await tx.commit()
-    return StockPublic.model_validate(stock)
+    return ProductPublic(
+        sku=found.sku,
+        price_cents=found.price_cents,
+        currency=policy.catalog_currency,
+        available=found.available,
+        reserved=found.reserved,
+    )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from opentelemetry.trace import TracerProvider
+from pydantic import SecretStr
 
 from services.common.app import ServiceSpec, create_service_app
 from services.payments.domain import PaymentPolicy
@@ -22,7 +23,8 @@ SPEC = ServiceSpec(
 def create_app(
     *,
     database_url: str,
-    admin_token: str,
+    admin_token: SecretStr,
+    worker_token: SecretStr,
     customer_limit_cents: int,
     tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
@@ -32,6 +34,7 @@ def create_app(
         SPEC,
         database_url=database_url,
         admin_token=admin_token,
+        worker_token=worker_token,
         tracer_provider=tracer_provider,
         config=PaymentPolicy(customer_limit_cents=customer_limit_cents),
     )

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Depends, status
 from fastapi.responses import JSONResponse
 
 from contracts import errors
+from services.common.auth import WorkerOnly, WorkerOrAdmin
+from services.common.errors import FORBIDDEN, UNAUTHORIZED
 from services.common.idempotency import IDEMPOTENT_ERRORS, Idempotency
 from services.common.runtime import service_config, unit_of_work
 from services.common.schemas import IdPath, OrderIdQuery, error_responses
@@ -18,13 +20,18 @@ from services.payments.schemas import ChargeCreate, ChargePublic, ChargesPublic
 PaymentsUoW = Annotated[SqlPaymentsUnitOfWork, Depends(unit_of_work(SqlPaymentsUnitOfWork))]
 Policy = Annotated[domain.PaymentPolicy, Depends(service_config(domain.PaymentPolicy))]
 
-charges_router = APIRouter(prefix="/charges", tags=["charges"])
+# Every route here takes a credential (the app factory authenticates); each
+# says which callers it admits.
+charges_router = APIRouter(
+    prefix="/charges", tags=["charges"], responses=error_responses(UNAUTHORIZED, FORBIDDEN)
+)
 
 
 @charges_router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ChargePublic,
+    dependencies=[WorkerOnly],
     responses=error_responses(*IDEMPOTENT_ERRORS, errors.PAYMENT_DECLINED),
 )
 async def create_charge(
@@ -50,6 +57,7 @@ async def create_charge(
 @charges_router.post(
     "/{charge_id}/refund",
     response_model=ChargePublic,
+    dependencies=[WorkerOnly],
     responses=error_responses(*IDEMPOTENT_ERRORS, errors.NOT_FOUND, errors.REFUND_REFUSED),
 )
 async def refund_charge(
@@ -64,7 +72,7 @@ async def refund_charge(
     )
 
 
-@charges_router.get("", response_model=ChargesPublic)
+@charges_router.get("", response_model=ChargesPublic, dependencies=[WorkerOrAdmin])
 async def list_charges(*, order_id: OrderIdQuery, uow: PaymentsUoW) -> ChargesPublic:
     async with uow:
         found = await uow.charges.for_order(order_id)

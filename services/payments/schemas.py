@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from services.common.schemas import Identifier
+from contracts import fields
+from services.common.schemas import CurrencyCode, Identifier
 from services.payments.domain import ChargeState
-
-# Ten billion in minor units: far beyond any order, well inside a BIGINT.
-MAX_AMOUNT_CENTS = 1_000_000_000_000
-
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$", to_upper=True)]
 
 
 class ChargeCreate(BaseModel):
     order_id: Identifier
     customer_id: Identifier
-    amount_cents: int = Field(gt=0, le=MAX_AMOUNT_CENTS)
-    currency: Currency
+    # The reserved total the workflow passes on; no order can cost more.
+    amount_cents: int = Field(gt=0, le=fields.MAX_ORDER_TOTAL_CENTS)
+    currency: CurrencyCode
     # SecretStr: the token shows as '**********' in any repr, log or traceback.
-    payment_token: SecretStr = Field(min_length=1, max_length=255)
+    payment_token: SecretStr = Field(
+        min_length=1, max_length=255, json_schema_extra={"pattern": fields.PAYMENT_TOKEN_PATTERN}
+    )
+
+    @field_validator("payment_token")
+    @classmethod
+    def _printable_token(cls, token: SecretStr) -> SecretStr:
+        # The message names the rule, never the token.
+        if not re.fullmatch(fields.PAYMENT_TOKEN_PATTERN, token.get_secret_value()):
+            raise ValueError("a payment token is 1-255 visible ASCII characters")
+        return token
 
 
 class ChargePublic(BaseModel):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from opentelemetry.trace import TracerProvider
+from pydantic import SecretStr
 
 from services.common.app import ServiceSpec, create_service_app
 from services.shipping.domain import ShippingPolicy
@@ -23,7 +24,8 @@ SPEC = ServiceSpec(
 def create_app(
     *,
     database_url: str,
-    admin_token: str,
+    admin_token: SecretStr,
+    worker_token: SecretStr,
     refused_countries: Sequence[str],
     tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
@@ -31,6 +33,7 @@ def create_app(
         SPEC,
         database_url=database_url,
         admin_token=admin_token,
+        worker_token=worker_token,
         tracer_provider=tracer_provider,
         config=ShippingPolicy.refusing(refused_countries),
     )

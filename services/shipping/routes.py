@@ -8,6 +8,8 @@ from fastapi import APIRouter, Depends, status
 from fastapi.responses import JSONResponse
 
 from contracts import errors
+from services.common.auth import WorkerOnly, WorkerOrAdmin
+from services.common.errors import FORBIDDEN, UNAUTHORIZED
 from services.common.idempotency import IDEMPOTENT_ERRORS, Idempotency
 from services.common.runtime import service_config, unit_of_work
 from services.common.schemas import IdPath, OrderIdQuery, error_responses
@@ -18,13 +20,18 @@ from services.shipping.schemas import ShipmentCreate, ShipmentPublic, ShipmentsP
 ShippingUoW = Annotated[SqlShippingUnitOfWork, Depends(unit_of_work(SqlShippingUnitOfWork))]
 Policy = Annotated[domain.ShippingPolicy, Depends(service_config(domain.ShippingPolicy))]
 
-shipments_router = APIRouter(prefix="/shipments", tags=["shipments"])
+# Every route here takes a credential (the app factory authenticates); each
+# says which callers it admits.
+shipments_router = APIRouter(
+    prefix="/shipments", tags=["shipments"], responses=error_responses(UNAUTHORIZED, FORBIDDEN)
+)
 
 
 @shipments_router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ShipmentPublic,
+    dependencies=[WorkerOnly],
     responses=error_responses(*IDEMPOTENT_ERRORS, errors.ADDRESS_UNDELIVERABLE),
 )
 async def create_shipment(
@@ -48,6 +55,7 @@ async def create_shipment(
 @shipments_router.post(
     "/{shipment_id}/cancel",
     response_model=ShipmentPublic,
+    dependencies=[WorkerOnly],
     responses=error_responses(*IDEMPOTENT_ERRORS, errors.NOT_FOUND),
 )
 async def cancel_shipment(
@@ -62,7 +70,7 @@ async def cancel_shipment(
     )
 
 
-@shipments_router.get("", response_model=ShipmentsPublic)
+@shipments_router.get("", response_model=ShipmentsPublic, dependencies=[WorkerOrAdmin])
 async def list_shipments(*, order_id: OrderIdQuery, uow: ShippingUoW) -> ShipmentsPublic:
     async with uow:
         found = await uow.shipments.for_order(order_id)

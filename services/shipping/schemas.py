@@ -7,20 +7,42 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+from contracts import fields
 from contracts.orders import Address
 from services.common.schemas import Identifier, Lines, Text
 from services.shipping.domain import ShipmentState
 
-CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$", to_upper=True)]
+# fields.COUNTRY_PATTERN in either case: the API sends upper case, and a lower
+# case one from another caller is taken as the same country.
+CountryCode = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z]{2}$")
+]
 PostalCode = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=20, pattern=r"^[A-Za-z0-9 \-]+$"
+        strip_whitespace=True,
+        min_length=1,
+        max_length=fields.POSTAL_CODE_MAX_LENGTH,
+        pattern=fields.POSTAL_CODE_PATTERN,
+    ),
+]
+City = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        min_length=1,
+        max_length=fields.CITY_MAX_LENGTH,
+        pattern=fields.TEXT_PATTERN,
     ),
 ]
 # A second address line may be left empty.
 OptionalText = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=200, pattern=r"^[^\x00-\x1F\x7F]*$")
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        max_length=fields.TEXT_MAX_LENGTH,
+        pattern=fields.TEXT_PATTERN.replace("]+$", "]*$"),
+    ),
 ]
 
 
@@ -28,7 +50,7 @@ class AddressIn(BaseModel):
     name: Text
     line1: Text
     line2: OptionalText | None = None
-    city: Text
+    city: City
     postal_code: PostalCode
     country: CountryCode
 

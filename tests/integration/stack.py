@@ -17,15 +17,18 @@ from typing import Any
 import httpx
 import uvicorn
 from opentelemetry.trace import TracerProvider
+from pydantic import SecretStr
 from temporalio.client import Client
 
 from ordersaga.settings import Settings
 from ordersaga.temporal_config import data_converter, temporal_interceptors
 from tests.keys import TEST_KEYRING
 from tests.ports import free_port
+from tests.tokens import bearer, operator_token, verifier_for_tests
 from tests.versioning_support import route_to_unversioned
 
 ADMIN_TOKEN = "integration-admin-token"
+WORKER_TOKEN = "integration-worker-token"
 
 
 @contextlib.asynccontextmanager
@@ -52,6 +55,8 @@ async def serve(app: Any, port: int) -> AsyncIterator[None]:
 @dataclass
 class Stack:
     settings: Settings
+    # A Temporal client with the stack's payload codec (its results are encrypted).
+    temporal: Client
     api: httpx.AsyncClient
     inventory: httpx.AsyncClient
     payments: httpx.AsyncClient
@@ -60,6 +65,15 @@ class Stack:
     @property
     def admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+    async def stock(self, sku: str, available: int, *, price_cents: int = 1500) -> None:
+        """Create or restock a product of the catalog, at a price."""
+        response = await self.inventory.put(
+            f"/products/{sku}",
+            json={"available": available, "price_cents": price_cents},
+            headers=self.admin,
+        )
+        response.raise_for_status()
 
 
 def traced_client(client: Client, tracer_provider: TracerProvider | None) -> Client:
@@ -78,6 +92,9 @@ def stack_settings(client: Client, data_dir: Path, **overrides: Any) -> Settings
         data_dir=data_dir,
         temporal_address=client.service_client.config.target_host,
         admin_token=ADMIN_TOKEN,  # type: ignore[arg-type]
+        worker_token=WORKER_TOKEN,  # type: ignore[arg-type]
+        api_page_token_key="page-token-key-of-the-stack",  # type: ignore[arg-type]
+        api_order_rate_limit="10000/minute",
         api_port=free_port(),
         inventory_port=free_port(),
         payments_port=free_port(),
@@ -104,7 +121,8 @@ async def serving_apps(
         (
             create_inventory(
                 database_url=settings.database_url("inventory"),
-                admin_token=ADMIN_TOKEN,
+                admin_token=SecretStr(ADMIN_TOKEN),
+                worker_token=SecretStr(WORKER_TOKEN),
                 tracer_provider=providers.get("inventory"),
             ),
             settings.inventory_port,
@@ -112,7 +130,8 @@ async def serving_apps(
         (
             create_payments(
                 database_url=settings.database_url("payments"),
-                admin_token=ADMIN_TOKEN,
+                admin_token=SecretStr(ADMIN_TOKEN),
+                worker_token=SecretStr(WORKER_TOKEN),
                 customer_limit_cents=settings.payments_customer_limit_cents,
                 tracer_provider=providers.get("payments"),
             ),
@@ -121,14 +140,20 @@ async def serving_apps(
         (
             create_shipping(
                 database_url=settings.database_url("shipping"),
-                admin_token=ADMIN_TOKEN,
+                admin_token=SecretStr(ADMIN_TOKEN),
+                worker_token=SecretStr(WORKER_TOKEN),
                 refused_countries=settings.shipping_refused_countries,
                 tracer_provider=providers.get("shipping"),
             ),
             settings.shipping_port,
         ),
         (
-            create_api(settings, client=client, tracer_provider=providers.get("api")),
+            create_api(
+                settings,
+                client=client,
+                tracer_provider=providers.get("api"),
+                verifier=verifier_for_tests(),
+            ),
             settings.api_port,
         ),
     ]
@@ -154,10 +179,9 @@ async def running_stack(
 
     settings = stack_settings(client, data_dir, http_read_timeout_seconds=10)
     providers = dict(tracer_providers or {})
-    api_client = client
-    if tracer_providers is not None:
-        api_client = traced_client(client, providers["api"])
-        client = traced_client(client, None)
+    # Every client and worker encrypts, as in production (tests/keys.py).
+    api_client = traced_client(client, providers.get("api"))
+    client = traced_client(client, None)
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(
             serving_apps(settings, api_client, tracer_providers=providers)
@@ -172,16 +196,20 @@ async def running_stack(
         for worker in workers:
             await stack.enter_async_context(worker)
 
-        def http(port: int) -> httpx.AsyncClient:
-            return httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        def http(port: int, token: str) -> httpx.AsyncClient:
+            # Reads as an operator (API) or the admin (services) by default; a
+            # customer's request names its own Authorization (tests/tokens.py).
+            return httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}", timeout=30, headers=bearer(token)
+            )
 
         clients = [
-            await stack.enter_async_context(http(port))
-            for port in (
-                settings.api_port,
-                settings.inventory_port,
-                settings.payments_port,
-                settings.shipping_port,
+            await stack.enter_async_context(http(port, token))
+            for port, token in (
+                (settings.api_port, operator_token()),
+                (settings.inventory_port, ADMIN_TOKEN),
+                (settings.payments_port, ADMIN_TOKEN),
+                (settings.shipping_port, ADMIN_TOKEN),
             )
         ]
-        yield Stack(settings, *clients)
+        yield Stack(settings, client, *clients)

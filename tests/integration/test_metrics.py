@@ -25,8 +25,10 @@ from temporalio.testing import WorkflowEnvironment
 from contracts.orders import OrderResult
 from ordersaga.binaries import temporal_cli
 from ordersaga.settings import Settings
+from tests import orders
 from tests.integration.stack import Stack, running_stack
 from tests.ports import free_port
+from tests.tokens import as_customer, new_customer_id
 from workers.runtime import worker_runtime
 from workflows.search_attributes import ORDER_SEARCH_ATTRIBUTES, ORDER_STATUS_KEY
 
@@ -111,19 +113,7 @@ async def metered(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Met
 
 
 def order_body(sku: str, *, country: str = "DE", token: str = "tok_visa") -> dict[str, Any]:
-    return {
-        "customer_id": f"cus_{uuid.uuid4().hex[:8]}",
-        "items": [{"sku": sku, "quantity": 2, "unit_price_cents": 1250}],
-        "currency": "EUR",
-        "payment": {"token": token},
-        "shipping_address": {
-            "name": "Ada Lovelace",
-            "line1": "12 St James's Square",
-            "city": "London",
-            "postal_code": "SW1Y 4JH",
-            "country": country,
-        },
-    }
+    return orders.order_body(sku=sku, quantity=2, country=country, payment_token=token)
 
 
 def deltas(
@@ -138,10 +128,7 @@ def deltas(
 async def test_counters_move_by_exactly_what_the_orders_did(metered: MeteredStack) -> None:
     stack = metered.stack
     sku = f"sku_metrics_{uuid.uuid4().hex[:8]}"
-    response = await stack.inventory.put(
-        f"/products/{sku}", json={"available": 100}, headers=stack.admin
-    )
-    assert response.status_code == 200, response.text
+    await stack.stock(sku, 100, price_cents=1250)
 
     before = await metered.scrape()
 
@@ -156,9 +143,7 @@ async def test_counters_move_by_exactly_what_the_orders_did(metered: MeteredStac
     ]
     order_ids = []
     for body in bodies:
-        placed = await stack.api.post(
-            "/orders", json=body, headers={"Idempotency-Key": uuid.uuid4().hex}
-        )
+        placed = await stack.api.post("/orders", json=body, headers=as_customer(new_customer_id()))
         assert placed.status_code == 202, placed.text
         order_ids.append(placed.json()["order_id"])
     parked = metered.env.client.get_workflow_handle(order_ids[-1])
@@ -173,7 +158,7 @@ async def test_counters_move_by_exactly_what_the_orders_did(metered: MeteredStac
     )
     assert resolved.status_code == 202, resolved.text
     results = [
-        await metered.env.client.get_workflow_handle(order_id, result_type=OrderResult).result()
+        await stack.temporal.get_workflow_handle(order_id, result_type=OrderResult).result()
         for order_id in order_ids
     ]
     assert [result.status for result in results] == [

@@ -28,8 +28,10 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from ordersaga.logging import CHATTY_LOGGERS, build_handler, quiet_chatty_loggers
+from tests import orders
 from tests.integration.stack import running_stack
 from tests.integration.tracing_support import session_tracing
+from tests.tokens import as_customer
 
 NAME = "Zebulon Quattlebaum-Pryce"
 LINE1 = "742 Evergreen Terrace Apt 9Z"
@@ -76,20 +78,9 @@ def every_log_line() -> Iterator[io.StringIO]:
 
 
 def order_body(sku: str, country: str) -> dict[str, Any]:
-    return {
-        "customer_id": f"cus_pii_{uuid.uuid4().hex[:8]}",
-        "items": [{"sku": sku, "quantity": 1, "unit_price_cents": 2500}],
-        "currency": "EUR",
-        "payment": {"token": TOKEN},
-        "shipping_address": {
-            "name": NAME,
-            "line1": LINE1,
-            "line2": LINE2,
-            "city": "Hamburg",
-            "postal_code": "20457",
-            "country": country,
-        },
-    }
+    body = orders.order_body(sku=sku, country=country, payment_token=TOKEN)
+    body["shipping_address"].update({"name": NAME, "line1": LINE1, "line2": LINE2})
+    return body
 
 
 def payload_texts(payloads: Iterable[Payload]) -> list[str]:
@@ -137,22 +128,19 @@ async def test_no_name_address_or_token_in_logs_spans_search_attributes_or_summa
             pass
         async with running_stack(client, tmp_path, tracer_providers=tracing.providers) as stack:
             sku = f"sku_pii_{uuid.uuid4().hex[:8]}"
-            stocked = await stack.inventory.put(
-                f"/products/{sku}", json={"available": 5}, headers=stack.admin
-            )
-            assert stocked.status_code == 200, stocked.text
+            await stack.stock(sku, 5)
             order_ids = []
             for country in ("DE", "AQ"):
                 placed = await stack.api.post(
                     "/orders",
                     json=order_body(sku, country),
-                    headers={"Idempotency-Key": uuid.uuid4().hex},
+                    headers=as_customer(f"cus_pii_{uuid.uuid4().hex[:8]}"),
                 )
                 assert placed.status_code == 202, placed.text
                 order_ids.append(placed.json()["order_id"])
             statuses = []
             for order_id in order_ids:
-                await client.get_workflow_handle(order_id).result()
+                await stack.temporal.get_workflow_handle(order_id).result()
                 read = await stack.api.get(f"/orders/{order_id}")
                 statuses.append(read.json()["status"])
             listed = await stack.api.get("/orders", params={"page_size": 5})

@@ -14,9 +14,14 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from ordersaga.histories import IN_FLIGHT_LATENCY_MS
+from tests import orders
 from tests.integration.stack import Stack, running_stack
+from tests.tokens import as_customer, new_customer_id
 
 STOCK = 10
+# The catalog's price for the test's SKU: every charge must be a multiple of it,
+# whatever a client might send.
+UNIT_PRICE_CENTS = 1500
 
 
 @pytest.fixture(scope="module")
@@ -32,35 +37,18 @@ async def stack(
 async def sku(stack: Stack) -> str:
     """A SKU of this test's own, stocked with STOCK units."""
     name = f"sku_it_{uuid.uuid4().hex[:10]}"
-    response = await stack.inventory.put(
-        f"/products/{name}", json={"available": STOCK}, headers=stack.admin
-    )
-    assert response.status_code == 200, response.text
+    await stack.stock(name, STOCK, price_cents=UNIT_PRICE_CENTS)
     return name
 
 
 def order_body(
     sku: str, *, quantity: int = 3, country: str = "DE", token: str = "tok_visa"
 ) -> dict[str, Any]:
-    return {
-        "customer_id": f"cus_{uuid.uuid4().hex[:8]}",
-        "items": [{"sku": sku, "quantity": quantity, "unit_price_cents": 1500}],
-        "currency": "EUR",
-        "payment": {"token": token},
-        "shipping_address": {
-            "name": "Grace Hopper",
-            "line1": "1 Harbour Road",
-            "city": "Hamburg",
-            "postal_code": "20457",
-            "country": country,
-        },
-    }
+    return orders.order_body(sku=sku, quantity=quantity, country=country, payment_token=token)
 
 
 async def place(stack: Stack, body: dict[str, Any]) -> str:
-    response = await stack.api.post(
-        "/orders", json=body, headers={"Idempotency-Key": uuid.uuid4().hex}
-    )
+    response = await stack.api.post("/orders", json=body, headers=as_customer(new_customer_id()))
     assert response.status_code == 202, response.text
     return str(response.json()["order_id"])
 
@@ -196,9 +184,9 @@ async def test_refund_refused_waits_for_an_operator_who_resolves_it(stack: Stack
 
 async def test_resubmitting_the_same_order_charges_once(stack: Stack, sku: str) -> None:
     body = order_body(sku, quantity=1)
-    key = uuid.uuid4().hex
+    headers = as_customer(new_customer_id())
     responses = await asyncio.gather(
-        *(stack.api.post("/orders", json=body, headers={"Idempotency-Key": key}) for _ in range(5))
+        *(stack.api.post("/orders", json=body, headers=headers) for _ in range(5))
     )
     assert {r.status_code for r in responses} == {202}
     assert len({r.text for r in responses}) == 1

@@ -15,11 +15,13 @@ from pathlib import Path
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from tests.integration.stack import running_stack
-from tests.integration.test_order_saga import order_body
 from tests.integration.tracing_support import service_name, session_tracing, span_tree
+from tests.orders import order_body
+from tests.tokens import as_customer, new_customer_id
 
 FORWARD = ("reserve_inventory", "charge_payment", "create_shipment")
 COMPENSATIONS = ("refund_payment", "release_inventory")
@@ -61,19 +63,21 @@ async def test_a_compensated_order_is_one_trace_across_every_process(
             dev_server_env.client, tmp_path, tracer_providers=tracing.providers
         ) as stack:
             sku = f"sku_trace_{uuid.uuid4().hex[:8]}"
-            stocked = await stack.inventory.put(
-                f"/products/{sku}", json={"available": 5}, headers=stack.admin
-            )
-            assert stocked.status_code == 200, stocked.text
+            await stack.stock(sku, 5)
             placed = await stack.api.post(
                 "/orders",
-                json=order_body(sku, quantity=2, country="AQ"),
-                headers={"Idempotency-Key": uuid.uuid4().hex},
+                json=order_body(sku=sku, quantity=2, country="AQ"),
+                headers=as_customer(new_customer_id()),
             )
             assert placed.status_code == 202, placed.text
             order_id = placed.json()["order_id"]
-            # Untraced: the untouched test client has no interceptor.
-            await dev_server_env.client.get_workflow_handle(order_id).result()
+            # Untraced: a client without the tracing interceptor (but the codec).
+            untraced = Client(
+                dev_server_env.client.service_client,
+                namespace=dev_server_env.client.namespace,
+                data_converter=stack.temporal.data_converter,
+            )
+            await untraced.get_workflow_handle(order_id).result()
             order = (await stack.api.get(f"/orders/{order_id}")).json()
     assert order["status"] == "FAILED", order
     spans = tracing.finished_spans()

@@ -26,7 +26,9 @@ from temporalio.worker import Worker
 from contracts import task_queues
 from ordersaga.binaries import temporal_cli
 from ordersaga.settings import Settings
-from tests.integration.stack import ADMIN_TOKEN, serving_apps, stack_settings
+from tests.integration.stack import ADMIN_TOKEN, serving_apps, stack_settings, traced_client
+from tests.orders import order_body
+from tests.tokens import as_customer, bearer, new_customer_id, operator_token
 from tests.versioning_support import deployment_names, own_dev_server, route_to_unversioned
 from workers.versioning import (
     Bootstrap,
@@ -77,17 +79,25 @@ async def shop(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Shop]:
         settings = stack_settings(
             env.client, data_dir, http_read_timeout_seconds=30, worker_deployment_name=DEPLOYMENT
         )
+        # Encrypting, as every production client and worker does.
+        client = traced_client(env.client, None)
         async with contextlib.AsyncExitStack() as stack:
-            await stack.enter_async_context(serving_apps(settings, env.client))
+            await stack.enter_async_context(serving_apps(settings, client))
 
-            def http(port: int) -> httpx.AsyncClient:
-                return httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60)
+            def http(port: int, token: str) -> httpx.AsyncClient:
+                return httpx.AsyncClient(
+                    base_url=f"http://127.0.0.1:{port}", timeout=60, headers=bearer(token)
+                )
 
             api, inventory, payments = [
-                await stack.enter_async_context(http(port))
-                for port in (settings.api_port, settings.inventory_port, settings.payments_port)
+                await stack.enter_async_context(http(port, token))
+                for port, token in (
+                    (settings.api_port, operator_token()),
+                    (settings.inventory_port, ADMIN_TOKEN),
+                    (settings.payments_port, ADMIN_TOKEN),
+                )
             ]
-            yield Shop(settings, env.client, api, inventory, payments)
+            yield Shop(settings, client, api, inventory, payments)
 
 
 @contextlib.asynccontextmanager
@@ -133,24 +143,12 @@ async def make_current(shop: Shop, build_id: str) -> None:
 
 async def place_order(shop: Shop, *, token: str = "tok_visa", country: str = "DE") -> str:
     sku = f"sku_v_{uuid.uuid4().hex[:10]}"
-    stocked = await shop.inventory.put(f"/products/{sku}", json={"available": 5}, headers=ADMIN)
-    assert stocked.status_code == 200, stocked.text
-    body = {
-        "customer_id": f"cus_{uuid.uuid4().hex[:8]}",
-        "items": [{"sku": sku, "quantity": 1, "unit_price_cents": 1200}],
-        "currency": "EUR",
-        "payment": {"token": token},
-        "shipping_address": {
-            "name": "Katherine Johnson",
-            "line1": "1 Launch Way",
-            "city": "Bremen",
-            "postal_code": "28199",
-            "country": country,
-        },
-    }
-    placed = await shop.api.post(
-        "/orders", json=body, headers={"Idempotency-Key": uuid.uuid4().hex}
+    stocked = await shop.inventory.put(
+        f"/products/{sku}", json={"available": 5, "price_cents": 1200}, headers=ADMIN
     )
+    assert stocked.status_code == 200, stocked.text
+    body = order_body(sku=sku, country=country, payment_token=token)
+    placed = await shop.api.post("/orders", json=body, headers=as_customer(new_customer_id()))
     assert placed.status_code == 202, placed.text
     return str(placed.json()["order_id"])
 

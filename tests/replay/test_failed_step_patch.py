@@ -99,8 +99,7 @@ async def place_declined_order(stack: Stack) -> str:
         "/orders",
         headers={"Idempotency-Key": uuid.uuid4().hex},
         json={
-            "customer_id": f"cus_{uuid.uuid4().hex[:8]}",
-            "items": [{"sku": "sku_mug", "quantity": 1, "unit_price_cents": 1250}],
+            "items": [{"sku": "sku_mug", "quantity": 1}],
             "currency": "EUR",
             "payment": {"token": "tok_chargeDeclined"},
             "shipping_address": {

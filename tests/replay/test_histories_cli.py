@@ -95,8 +95,7 @@ async def finished_order(stack: Stack, dev_server_env: WorkflowEnvironment) -> s
         "/orders",
         headers={"Idempotency-Key": uuid.uuid4().hex},
         json={
-            "customer_id": f"cus_{uuid.uuid4().hex[:8]}",
-            "items": [{"sku": "sku_mug", "quantity": 1, "unit_price_cents": 1250}],
+            "items": [{"sku": "sku_mug", "quantity": 1}],
             "currency": "EUR",
             "payment": {"token": "tok_visa"},
             "shipping_address": {

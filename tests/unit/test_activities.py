@@ -6,10 +6,12 @@ mapping. The integration tests run the same activities against real services.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -24,7 +26,7 @@ from contracts.activities import (
     ReleaseInventoryInput,
     ReserveInventoryInput,
 )
-from contracts.orders import OrderLine
+from contracts.orders import OrderLine, PricedLine
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -36,20 +38,33 @@ def stub_service(handler: Handler, seen: list[httpx.Request] | None = None) -> S
         return handler(request)
 
     http = httpx.AsyncClient(base_url="http://stub", transport=httpx.MockTransport(record))
-    return ServiceClient(http, "stub")
+    return ServiceClient(http, "stub", token=WORKER_TOKEN)
+
+
+WORKER_TOKEN = SecretStr("the-workers-credential")
 
 
 def refusal(status: int, code: str) -> Handler:
     return lambda _: httpx.Response(status, json={"detail": {"code": code, "message": "no"}})
 
 
-RESERVE = ReserveInventoryInput("ord_1", [OrderLine("sku_mug", 2, 100)], "ord_1:reserve_inventory")
+RESERVE = ReserveInventoryInput(
+    "ord_1", [OrderLine("sku_mug", 2)], "ord_1:reserve_inventory", currency="EUR"
+)
+RESERVED = {
+    "reservation_id": "res_9",
+    "order_id": "ord_1",
+    "state": "reserved",
+    "lines": [{"sku": "sku_mug", "quantity": 2, "unit_price_cents": 1250}],
+    "total_cents": 2500,
+    "currency": "EUR",
+}
 CHARGE = ChargePaymentInput("ord_1", "cus_1", 200, "EUR", "tok_visa", "ord_1:charge_payment")
 
 
 async def test_created_resource_becomes_the_outcome_and_the_key_is_sent() -> None:
     seen: list[httpx.Request] = []
-    client = stub_service(lambda _: httpx.Response(201, json={"reservation_id": "res_9"}), seen)
+    client = stub_service(lambda _: httpx.Response(201, json=RESERVED), seen)
     outcome = await ActivityEnvironment().run(
         InventoryActivities(client).reserve_inventory, RESERVE
     )
@@ -57,6 +72,79 @@ async def test_created_resource_becomes_the_outcome_and_the_key_is_sent() -> Non
     assert outcome.resource_id == "res_9"
     assert outcome.attempt == 1
     assert seen[0].headers["Idempotency-Key"] == "ord_1:reserve_inventory"
+
+
+async def test_the_reservation_fixes_the_prices_the_order_is_charged() -> None:
+    seen: list[httpx.Request] = []
+    client = stub_service(lambda _: httpx.Response(201, json=RESERVED), seen)
+    expecting = ReserveInventoryInput(
+        "ord_1", [OrderLine("sku_mug", 2)], "ord_1:reserve_inventory", "EUR", 2500
+    )
+    outcome = await ActivityEnvironment().run(
+        InventoryActivities(client).reserve_inventory, expecting
+    )
+
+    assert outcome.priced_lines == [PricedLine("sku_mug", 2, 1250)]
+    assert (outcome.total_cents, outcome.currency) == (2500, "EUR")
+    assert json.loads(seen[0].content) == {
+        "order_id": "ord_1",
+        "lines": [{"sku": "sku_mug", "quantity": 2}],
+        "currency": "EUR",
+        "expected_total_cents": 2500,
+    }
+
+
+async def test_without_an_expected_total_none_is_sent() -> None:
+    seen: list[httpx.Request] = []
+    client = stub_service(lambda _: httpx.Response(201, json=RESERVED), seen)
+    await ActivityEnvironment().run(InventoryActivities(client).reserve_inventory, RESERVE)
+
+    assert "expected_total_cents" not in json.loads(seen[0].content)
+
+
+async def test_every_request_carries_the_workers_credential() -> None:
+    seen: list[httpx.Request] = []
+
+    def service(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json={"items": [{"reservation_id": "res_9"}]})
+        return httpx.Response(200, json={"reservation_id": "res_9", "state": "released"})
+
+    client = stub_service(service, seen)
+    await ActivityEnvironment().run(
+        InventoryActivities(client).release_inventory,
+        ReleaseInventoryInput("ord_1", None, "ord_1:release_inventory"),
+    )
+
+    assert [r.method for r in seen] == ["GET", "POST"]
+    assert {r.headers["Authorization"] for r in seen} == {"Bearer the-workers-credential"}
+
+
+def test_a_client_is_not_built_without_a_credential() -> None:
+    with pytest.raises(ValueError, match="credential"):
+        ServiceClient(httpx.AsyncClient(), "stub", token=SecretStr(""))
+
+
+async def test_a_price_change_is_a_non_retryable_business_refusal() -> None:
+    client = stub_service(refusal(409, "PRICE_CHANGED"))
+    with pytest.raises(ApplicationError) as raised:
+        await ActivityEnvironment().run(InventoryActivities(client).reserve_inventory, RESERVE)
+    assert (raised.value.type, raised.value.non_retryable) == ("PRICE_CHANGED", True)
+
+
+async def test_a_validation_error_in_the_error_shape_is_a_rejected_request() -> None:
+    body = {
+        "detail": {
+            "code": "REQUEST_REJECTED",
+            "message": "the request is not valid (body.amount_cents)",
+            "fields": [{"loc": ["body", "amount_cents"], "msg": "too big", "type": "less_than"}],
+        }
+    }
+    client = stub_service(lambda _: httpx.Response(422, json=body))
+    with pytest.raises(ApplicationError) as raised:
+        await ActivityEnvironment().run(PaymentActivities(client).charge_payment, CHARGE)
+    assert (raised.value.type, raised.value.non_retryable) == ("REQUEST_REJECTED", True)
+    assert "body.amount_cents" in str(raised.value)
 
 
 @pytest.mark.parametrize(

@@ -98,6 +98,31 @@ def test_service_refuses_an_empty_admin_token_outside_dev_mode(tmp_path: Path) -
     assert_refused(result, "ORDERSAGA_ADMIN_TOKEN is empty")
 
 
+def test_service_refuses_to_start_without_a_worker_token_outside_dev_mode(tmp_path: Path) -> None:
+    result = run(
+        "service",
+        "shipping",
+        env={"ORDERSAGA_ADMIN_TOKEN": "a-secret-admin-token", "ORDERSAGA_DATA_DIR": str(tmp_path)},
+    )
+
+    assert_refused(result, "refusing to start the shipping service", "ORDERSAGA_WORKER_TOKEN")
+
+
+def test_service_refuses_a_worker_token_that_is_the_admin_token(tmp_path: Path) -> None:
+    result = run(
+        "service",
+        "payments",
+        env={
+            "ORDERSAGA_ADMIN_TOKEN": "one-secret",
+            "ORDERSAGA_WORKER_TOKEN": "one-secret",
+            "ORDERSAGA_DATA_DIR": str(tmp_path),
+        },
+    )
+
+    assert_refused(result, "ORDERSAGA_WORKER_TOKEN is the admin token")
+    assert "one-secret" not in result.stderr + result.stdout
+
+
 def test_unknown_queue_on_the_command_line_exits_2() -> None:
     result = run("worker", "--queues", "orders,bogus")
 

@@ -36,8 +36,8 @@ def sample_order(**overrides: Any) -> PlaceOrder:
         "order_id": f"ord_test_{uuid.uuid4().hex[:12]}",
         "customer_id": "cus_42",
         "items": [
-            OrderLine(sku="sku_mug", quantity=2, unit_price_cents=1250),
-            OrderLine(sku="sku_poster", quantity=1, unit_price_cents=999),
+            OrderLine(sku="sku_mug", quantity=2),
+            OrderLine(sku="sku_poster", quantity=1),
         ],
         "currency": "EUR",
         "payment": PaymentDetails(token="tok_visa"),

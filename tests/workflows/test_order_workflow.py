@@ -28,6 +28,7 @@ from temporalio.worker import (
     WorkflowOutboundInterceptor,
 )
 
+from contracts import errors
 from contracts.orders import (
     CANCEL_UPDATE,
     RESOLVE_COMPENSATION_UPDATE,
@@ -37,12 +38,13 @@ from contracts.orders import (
     OperatorAction,
     OrderStatus,
     OrderView,
+    PricedLine,
     StepState,
 )
 from tests.fakes import FakeDomainActivities, fake_domain_workers, refusal, transient
 from tests.workflows.conftest import SagaHarness, sample_order
 from workflows.order import FORWARD_STEP_MAX_ATTEMPTS
-from workflows.search_attributes import ORDER_STATUS_KEY
+from workflows.search_attributes import ORDER_STATUS_KEY, ORDER_TOTAL_CENTS_KEY
 
 FORWARD = ("reserve_inventory", "charge_payment", "create_shipment", "commit_reservation")
 
@@ -760,12 +762,14 @@ async def test_refund_refused_needs_attention_until_an_operator_retries(
     view = await saga.wait_for_status(handle, OrderStatus.NEEDS_ATTENTION)
     refund_step = step_states(view)["charge_payment"]
     assert refund_step is StepState.FAILED
-    # Later compensations wait: release runs only after the refund is settled.
-    assert saga.fakes.compensations_run() == ["refund_payment"]
+    # The refusal held up nothing else: the stock was released before the order parked.
+    assert saga.fakes.compensations_run() == ["refund_payment", "release_inventory"]
     with pytest.raises(WorkflowUpdateFailedError):
         await handle.execute_update(CANCEL_UPDATE, CancelOrder(), result_type=CancelAccepted)
 
-    await handle.execute_update(RETRY_COMPENSATION_UPDATE, OperatorAction(note="issuer back up"))
+    await handle.execute_update(
+        RETRY_COMPENSATION_UPDATE, OperatorAction(note="issuer back up", operator="ops_ada")
+    )
     result = await handle.result()
 
     assert result.status is OrderStatus.FAILED
@@ -774,12 +778,20 @@ async def test_refund_refused_needs_attention_until_an_operator_retries(
     assert step_states(view)["reserve_inventory"] is StepState.COMPENSATED
     assert saga.fakes.compensations_run() == [
         "refund_payment",
-        "refund_payment",
         "release_inventory",
+        "refund_payment",
     ]
     # The operator's retry is a new request to the payment service: a new key.
     keys = [request.idempotency_key for request in saga.fakes.inputs_of("refund_payment")]
     assert keys == [f"{view.order_id}:refund_payment", f"{view.order_id}:refund_payment:retry-1"]
+    (retried,) = view.operator_actions
+    assert (retried.operator, retried.decision, retried.step, retried.note) == (
+        "ops_ada",
+        "retry",
+        "refund_payment",
+        "issuer back up",
+    )
+    assert "retried by operator ops_ada" in (view.steps[1].error or "")
 
 
 async def test_refund_refused_needs_attention_until_an_operator_resolves(
@@ -793,7 +805,11 @@ async def test_refund_refused_needs_attention_until_an_operator_resolves(
     # Retrying a refund the issuer keeps refusing parks the order again.
     await handle.execute_update(RETRY_COMPENSATION_UPDATE, OperatorAction())
     await saga.wait_for_status(handle, OrderStatus.NEEDS_ATTENTION)
-    assert saga.fakes.compensations_run() == ["refund_payment", "refund_payment"]
+    assert saga.fakes.compensations_run() == [
+        "refund_payment",
+        "release_inventory",
+        "refund_payment",
+    ]
     await handle.execute_update(
         RESOLVE_COMPENSATION_UPDATE, OperatorAction(note="refunded by bank transfer")
     )
@@ -807,9 +823,10 @@ async def test_refund_refused_needs_attention_until_an_operator_resolves(
     assert charge.error.endswith("resolved by operator: refunded by bank transfer")
     assert saga.fakes.compensations_run() == [
         "refund_payment",
-        "refund_payment",
         "release_inventory",
+        "refund_payment",
     ]
+    assert [action.decision for action in view.operator_actions] == ["retry", "resolve"]
 
 
 async def test_operator_actions_are_rejected_unless_the_order_needs_attention(
@@ -825,3 +842,235 @@ async def test_operator_actions_are_rejected_unless_the_order_needs_attention(
         assert "not waiting for an operator" in str(rejected.value.cause)
     gate.set()
     assert (await handle.result()).status is OrderStatus.COMPLETED
+
+
+# --- the server sets the price ---------------------------------------------------
+
+# The fake catalog: sku_mug 12.50 EUR, sku_poster 9.99 EUR; the sample order is
+# two mugs and a poster.
+CATALOG_TOTAL = 2 * 1250 + 999
+
+
+@pytest.mark.parametrize(
+    ("catalog_changes", "expected_total", "charged"),
+    [
+        pytest.param({}, None, CATALOG_TOTAL, id="no-expectation"),
+        pytest.param({}, CATALOG_TOTAL, CATALOG_TOTAL, id="expected-the-catalog-total"),
+        pytest.param({"sku_mug": 1500}, None, 2 * 1500 + 999, id="price-rose-before-reserving"),
+        pytest.param({"sku_poster": 1}, None, 2 * 1250 + 1, id="price-fell-before-reserving"),
+    ],
+)
+async def test_the_charge_is_exactly_the_reserved_total(
+    saga: SagaHarness, catalog_changes: dict[str, int], expected_total: int | None, charged: int
+) -> None:
+    saga.fakes.catalog_prices.update(catalog_changes)
+    handle = await saga.start(sample_order(expected_total_cents=expected_total))
+
+    result = await handle.result()
+
+    assert result.status is OrderStatus.COMPLETED
+    (reserve,) = saga.fakes.inputs_of("reserve_inventory")
+    assert (reserve.currency, reserve.expected_total_cents) == ("EUR", expected_total)
+    (charge,) = saga.fakes.inputs_of("charge_payment")
+    assert (charge.amount_cents, charge.currency) == (charged, "EUR")
+    view = await saga.view(handle)
+    assert view.total_cents == charged
+    prices = saga.fakes.catalog_prices
+    assert view.priced_lines == [
+        PricedLine("sku_mug", 2, prices["sku_mug"]),
+        PricedLine("sku_poster", 1, prices["sku_poster"]),
+    ]
+    assert view.failure_code is None
+
+
+async def test_nothing_is_priced_before_the_reservation(saga: SagaHarness) -> None:
+    gate = saga.fakes.hold_calls("reserve_inventory")
+    handle = await saga.start(sample_order())
+    await saga.wait_entered("reserve_inventory")
+
+    view = await saga.view(handle)
+    gate.set()
+    await handle.result()
+
+    assert (view.total_cents, view.priced_lines) == (None, [])
+
+
+async def test_a_price_changed_refusal_fails_the_order_with_nothing_to_undo(
+    saga: SagaHarness,
+) -> None:
+    handle = await saga.start(sample_order(expected_total_cents=CATALOG_TOTAL - 1))
+
+    result = await handle.result()
+
+    assert result.status is OrderStatus.FAILED
+    assert result.failure_reason is not None and errors.PRICE_CHANGED in result.failure_reason
+    assert saga.fakes.names_called() == ["reserve_inventory"]
+    view = await saga.view(handle)
+    assert view.failure_code == errors.PRICE_CHANGED
+    assert (view.total_cents, view.priced_lines) == (None, [])
+    assert step_states(view)["reserve_inventory"] is StepState.FAILED
+
+
+async def test_the_reserved_total_rides_the_status_upsert_of_a_healthy_order(
+    saga: SagaHarness,
+) -> None:
+    saga.fakes.catalog_prices["sku_mug"] = 1300
+    handle = await saga.start(sample_order())
+    await handle.result()
+
+    description = await handle.describe()
+    assert description.typed_search_attributes.get(ORDER_TOTAL_CENTS_KEY) == 2 * 1300 + 999
+    # No upsert of its own: the order's one status upsert carries it.
+    assert await status_upserts(handle) == ["COMPLETED"]
+
+
+async def activity_summaries(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    """The summary of every activity task the history scheduled."""
+    history = await handle.fetch_history()
+    return [
+        event.user_metadata.summary.data.decode().strip('"')
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+
+
+async def test_an_order_waiting_on_its_charge_is_listed_with_the_reserved_total(
+    saga: SagaHarness,
+) -> None:
+    saga.fakes.catalog_prices["sku_poster"] = 1000
+    gate = saga.fakes.hold_calls("charge_payment")
+    handle = await saga.start(sample_order())
+    await saga.wait_entered("charge_payment")
+
+    described = await handle.describe()
+    gate.set()
+    await handle.result()
+
+    assert described.typed_search_attributes.get(ORDER_TOTAL_CENTS_KEY) == 2 * 1250 + 1000
+    assert await status_upserts(handle) == ["CHARGING", "COMPLETED"]
+    assert await activity_summaries(handle) == ["charge 35.00 EUR"]
+
+
+# --- what ended the order ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("activity", "error", "code"),
+    [
+        pytest.param("reserve_inventory", refusal(errors.OUT_OF_STOCK), errors.OUT_OF_STOCK),
+        pytest.param("charge_payment", refusal(errors.PAYMENT_DECLINED), errors.PAYMENT_DECLINED),
+        pytest.param(
+            "create_shipment",
+            refusal(errors.ADDRESS_UNDELIVERABLE),
+            errors.ADDRESS_UNDELIVERABLE,
+        ),
+        pytest.param(
+            "charge_payment", transient(), errors.SERVICE_UNAVAILABLE, id="retries-ran-out"
+        ),
+    ],
+)
+async def test_a_failed_order_names_what_ended_it(
+    saga: SagaHarness, activity: str, error: Exception, code: str
+) -> None:
+    saga.fakes.fail_always[activity] = error
+    handle = await saga.start(sample_order())
+
+    result = await handle.result()
+
+    assert result.status is OrderStatus.FAILED
+    assert (await saga.view(handle)).failure_code == code
+
+
+async def test_a_cancelled_order_has_no_failure_code(saga: SagaHarness) -> None:
+    gate = saga.fakes.hold_calls("create_shipment")
+    saga.fakes.fail_always["create_shipment"] = refusal(errors.ADDRESS_UNDELIVERABLE)
+    handle = await saga.start(sample_order())
+    await saga.wait_entered("create_shipment")
+    await handle.execute_update(CANCEL_UPDATE, CancelOrder(), result_type=CancelAccepted)
+    gate.set()
+
+    result = await handle.result()
+
+    assert result.status is OrderStatus.CANCELLED
+    assert (await saga.view(handle)).failure_code is None
+
+
+# --- a refused compensation strands nothing ------------------------------------------
+
+
+async def test_a_refused_refund_still_releases_the_stock_before_the_order_parks(
+    saga: SagaHarness,
+) -> None:
+    saga.fakes.fail_always["create_shipment"] = refusal(errors.ADDRESS_UNDELIVERABLE)
+    saga.fakes.fail_always["refund_payment"] = refusal(errors.REFUND_REFUSED)
+    handle = await saga.start(sample_order())
+
+    parked = await saga.wait_for_status(handle, OrderStatus.NEEDS_ATTENTION)
+
+    # The stock went back while the refund waits for an operator: a refusal
+    # cannot be used to hold every product reserved.
+    assert saga.fakes.compensations_run() == ["refund_payment", "release_inventory"]
+    assert step_states(parked) == {
+        "reserve_inventory": StepState.COMPENSATED,
+        "charge_payment": StepState.FAILED,
+        "create_shipment": StepState.FAILED,
+        "commit_reservation": StepState.PENDING,
+    }
+    outstanding = next(step for step in parked.steps if step.name == "charge_payment")
+    assert outstanding.error is not None and errors.REFUND_REFUSED in outstanding.error
+    assert parked.operator_actions == []
+
+    await handle.execute_update(
+        RESOLVE_COMPENSATION_UPDATE,
+        OperatorAction(note="refunded by bank transfer", operator="ops_ada"),
+    )
+    result = await handle.result()
+
+    assert result.status is OrderStatus.FAILED
+    # Only the refused step was outstanding: nothing ran again.
+    assert saga.fakes.compensations_run() == ["refund_payment", "release_inventory"]
+    view = await saga.view(handle)
+    assert view.failure_code == errors.ADDRESS_UNDELIVERABLE
+    charge = next(step for step in view.steps if step.name == "charge_payment")
+    assert charge.state is StepState.COMPENSATED
+    assert charge.error is not None
+    assert charge.error.endswith("resolved by operator ops_ada: refunded by bank transfer")
+    (resolved,) = view.operator_actions
+    assert (resolved.operator, resolved.decision, resolved.step, resolved.note) == (
+        "ops_ada",
+        "resolve",
+        "refund_payment",
+        "refunded by bank transfer",
+    )
+    assert resolved.at >= parked.updated_at
+
+
+async def test_every_refused_compensation_waits_for_its_own_operator_decision(
+    saga: SagaHarness,
+) -> None:
+    saga.fakes.fail_always["create_shipment"] = refusal(errors.ADDRESS_UNDELIVERABLE)
+    saga.fakes.fail_next["refund_payment"] = [refusal(errors.REFUND_REFUSED)]
+    saga.fakes.fail_next["release_inventory"] = [refusal(errors.INVALID_STATE)]
+    handle = await saga.start(sample_order())
+
+    parked = await saga.wait_for_status(handle, OrderStatus.NEEDS_ATTENTION)
+    assert step_states(parked)["reserve_inventory"] is StepState.FAILED
+    assert step_states(parked)["charge_payment"] is StepState.FAILED
+    await handle.execute_update(RETRY_COMPENSATION_UPDATE, OperatorAction(operator="ops_1"))
+    await saga.wait_for_status(handle, OrderStatus.NEEDS_ATTENTION)
+    await handle.execute_update(RETRY_COMPENSATION_UPDATE, OperatorAction(operator="ops_2"))
+    result = await handle.result()
+
+    assert result.status is OrderStatus.FAILED
+    # Both undos were tried before the order parked; then each retried in turn.
+    assert saga.fakes.compensations_run() == [
+        "refund_payment",
+        "release_inventory",
+        "refund_payment",
+        "release_inventory",
+    ]
+    view = await saga.view(handle)
+    assert [(action.operator, action.step) for action in view.operator_actions] == [
+        ("ops_1", "refund_payment"),
+        ("ops_2", "release_inventory"),
+    ]

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 from google.protobuf.duration_pb2 import Duration
 from pydantic import SecretStr
@@ -27,10 +26,46 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.ids import derive_order_id
 from contracts.search_attributes import CUSTOMER_ID, ORDER_STATUS
-from ordersaga.auth import DevIssuer, KeySource, StaticKeys, TokenVerifier
 from ordersaga.settings import Settings
+from tests import orders
 from tests.conftest import register_search_attributes
+from tests.orders import (
+    CUSTOMER_NAME as CUSTOMER_NAME,
+)
+from tests.orders import (
+    PAYMENT_TOKEN as PAYMENT_TOKEN,
+)
+from tests.orders import (
+    STREET as STREET,
+)
 from tests.ports import free_port as free_port  # re-exported for test_ops.py
+from tests.tokens import (
+    CUSTOMER_SCOPE as CUSTOMER_SCOPE,
+)
+from tests.tokens import (
+    OPERATOR_SCOPE as OPERATOR_SCOPE,
+)
+from tests.tokens import (
+    TEST_ISSUER as TEST_ISSUER,
+)
+from tests.tokens import (
+    TEST_OPERATOR as TEST_OPERATOR,
+)
+from tests.tokens import (
+    bearer as bearer,
+)
+from tests.tokens import (
+    customer_token as customer_token,
+)
+from tests.tokens import (
+    new_customer_id as new_customer_id,
+)
+from tests.tokens import (
+    operator_token as operator_token,
+)
+from tests.tokens import (
+    verifier_for_tests as verifier_for_tests,
+)
 
 # Generous: a dev server on a loaded CI machine. Waits end as soon as the
 # condition holds; this only bounds how long a broken test takes to fail.
@@ -91,29 +126,6 @@ async def terminate_open_orders(client: Client) -> None:
             await client.get_workflow_handle(execution.id).terminate("API tests finished")
 
 
-# The tests' own token issuer: a key made for this test session, its JWKS
-# handed to the API's verifier (tests/integration/api/test_auth.py also serves
-# it over HTTP).
-TEST_ISSUER = DevIssuer(
-    ec.generate_private_key(ec.SECP256R1()),
-    issuer="https://issuer.ordersaga.test/",
-    audience="ordersaga-api-test",
-)
-CUSTOMER_SCOPE = "orders:customer"
-OPERATOR_SCOPE = "orders:operator"
-TEST_OPERATOR = "op_tester"
-
-
-def verifier_for_tests(keys: KeySource | None = None) -> TokenVerifier:
-    return TokenVerifier(
-        keys or StaticKeys(TEST_ISSUER.jwks()),
-        issuer=TEST_ISSUER.issuer,
-        audience=TEST_ISSUER.audience,
-        customer_scope=CUSTOMER_SCOPE,
-        operator_scope=OPERATOR_SCOPE,
-    )
-
-
 def api_settings(**overrides: Any) -> Settings:
     """Settings for an API under test: its own page-token key, limits that do
     not get in the way of tests placing many orders (test_limits.py tests them)."""
@@ -124,22 +136,6 @@ def api_settings(**overrides: Any) -> Settings:
         **overrides,
     }
     return Settings(**values)
-
-
-def customer_token(customer_id: str, **claims: Any) -> str:
-    return TEST_ISSUER.mint(customer_id, [CUSTOMER_SCOPE], **claims)
-
-
-def operator_token(subject: str = TEST_OPERATOR) -> str:
-    return TEST_ISSUER.mint(subject, [OPERATOR_SCOPE])
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def new_customer_id() -> str:
-    return f"cus_{uuid.uuid4().hex[:12]}"
 
 
 @dataclass
@@ -166,29 +162,12 @@ class OrderRequest:
 
 NewOrder = Callable[..., OrderRequest]
 
-PAYMENT_TOKEN = "tok_visa_secret_4242"
-CUSTOMER_NAME = "Ada Lovelace"
-STREET = "12 St James's Square"
+# Two lines, priced by the fake catalog (tests/fakes.py) at 2 x 1250 + 999.
+API_TEST_ITEMS = [{"sku": "sku_mug", "quantity": 2}, {"sku": "sku_poster", "quantity": 1}]
 
 
 def order_body(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "items": [
-            {"sku": "sku_mug", "quantity": 2},
-            {"sku": "sku_poster", "quantity": 1},
-        ],
-        "currency": "EUR",
-        "payment": {"token": PAYMENT_TOKEN},
-        "shipping_address": {
-            "name": CUSTOMER_NAME,
-            "line1": STREET,
-            "city": "London",
-            "postal_code": "SW1Y 4JH",
-            "country": "GB",
-        },
-    }
-    body.update(overrides)
-    return body
+    return orders.order_body(items=[dict(item) for item in API_TEST_ITEMS], **overrides)
 
 
 class JwksHandler(BaseHTTPRequestHandler):

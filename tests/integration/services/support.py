@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import uuid
@@ -10,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 from fastapi import FastAPI
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -19,10 +22,15 @@ from sqlalchemy.pool import NullPool
 from services.inventory.app import create_app as create_inventory
 from services.payments.app import create_app as create_payments
 from services.shipping.app import create_app as create_shipping
+from tests.ports import free_port
 
 POSTGRES_URL = os.environ.get("ORDERSAGA_TEST_POSTGRES_URL")
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+WORKER_TOKEN = "test-worker-token"
+# What the service clients of the tests send unless a test says otherwise.
+WORKER = {"Authorization": f"Bearer {WORKER_TOKEN}"}
+CATALOG_CURRENCY = "EUR"
 CUSTOMER_LIMIT_CENTS = 100_000
 REFUSED_COUNTRIES = ("AQ", "KP")
 # The recipient of every test shipment: no answer may carry them.
@@ -34,7 +42,11 @@ def new_order_id() -> str:
 
 
 def reservation(sku: str, quantity: int = 1, order_id: str | None = None) -> dict[str, Any]:
-    return {"order_id": order_id or new_order_id(), "lines": [{"sku": sku, "quantity": quantity}]}
+    return {
+        "order_id": order_id or new_order_id(),
+        "lines": [{"sku": sku, "quantity": quantity}],
+        "currency": CATALOG_CURRENCY,
+    }
 
 
 def charge(
@@ -133,32 +145,51 @@ class PostgresDatabases:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """Run the app's lifespan (migrations, seeding) and talk to it over ASGI."""
+async def serving(
+    app: FastAPI, *, headers: dict[str, str] | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan (migrations, seeding) and talk to it over ASGI.
+
+    The client sends the workers' credential unless `headers` says otherwise
+    (a request's own Authorization header replaces it)."""
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://service.test"
-        ) as client,
+        asgi_client(app, headers=WORKER if headers is None else headers) as client,
     ):
         yield client
 
 
+def asgi_client(app: FastAPI, *, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+    """Another client of an app already serving: say, one without a credential."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://service.test", headers=headers
+    )
+
+
 def inventory_app(database_url: str) -> FastAPI:
-    return create_inventory(database_url=database_url, admin_token=ADMIN_TOKEN)
+    return create_inventory(
+        database_url=database_url,
+        admin_token=SecretStr(ADMIN_TOKEN),
+        worker_token=SecretStr(WORKER_TOKEN),
+        catalog_currency=CATALOG_CURRENCY,
+    )
 
 
 def payments_app(database_url: str) -> FastAPI:
     return create_payments(
         database_url=database_url,
-        admin_token=ADMIN_TOKEN,
+        admin_token=SecretStr(ADMIN_TOKEN),
+        worker_token=SecretStr(WORKER_TOKEN),
         customer_limit_cents=CUSTOMER_LIMIT_CENTS,
     )
 
 
 def shipping_app(database_url: str) -> FastAPI:
     return create_shipping(
-        database_url=database_url, admin_token=ADMIN_TOKEN, refused_countries=REFUSED_COUNTRIES
+        database_url=database_url,
+        admin_token=SecretStr(ADMIN_TOKEN),
+        worker_token=SecretStr(WORKER_TOKEN),
+        refused_countries=REFUSED_COUNTRIES,
     )
 
 
@@ -182,3 +213,26 @@ class Databases:
         url = await self._postgres.acquire()
         self._cleanup.push_async_callback(self._postgres.release, url)
         return url
+
+
+@contextlib.asynccontextmanager
+async def serving_over_tcp(app: FastAPI) -> AsyncIterator[int]:
+    """Serve the app with uvicorn on a free loopback port, as in production."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    # Signals belong to pytest; uvicorn must not take them over.
+    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(30):
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError(f"server on port {port} exited during start-up")
+            await asyncio.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        await task

@@ -16,6 +16,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi import FastAPI
+from pydantic import SecretStr
 from sqlalchemy import Connection, insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -29,6 +30,7 @@ from services.shipping.app import create_app as create_shipping
 from tests.integration.services.support import (
     ADMIN,
     Databases,
+    asgi_client,
     charge,
     inventory_app,
     new_key,
@@ -55,7 +57,9 @@ class Service:
         return await self.client.post(self.collection, json=self.new_body(), headers=new_key())
 
 
-_SERVICES = {
+_SERVICES: dict[
+    str, tuple[Callable[[str], FastAPI], str, Callable[[], dict[str, Any]], str, str]
+] = {
     # sku_mug is in the catalog every inventory database is seeded with.
     "inventory": (
         inventory_app,
@@ -80,18 +84,36 @@ async def service(request: pytest.FixtureRequest, databases: Databases) -> Async
 # --- building the app -----------------------------------------------------------
 
 
-def test_no_app_is_built_without_an_admin_token_or_with_a_negative_limit() -> None:
+def test_no_app_is_built_without_both_credentials_or_with_a_negative_limit() -> None:
     url = "sqlite+aiosqlite:///never-opened.sqlite3"
-    builders: list[Callable[[], FastAPI]] = [
-        lambda: create_inventory(database_url=url, admin_token=""),
-        lambda: create_payments(database_url=url, admin_token="", customer_limit_cents=1),
-        lambda: create_shipping(database_url=url, admin_token="", refused_countries=()),
-    ]
-    for build in builders:
-        with pytest.raises(ValueError, match="non-empty admin token"):
-            build()
+
+    def builders(admin: str, worker: str) -> list[Callable[[], FastAPI]]:
+        a, w = SecretStr(admin), SecretStr(worker)
+        return [
+            lambda: create_inventory(database_url=url, admin_token=a, worker_token=w),
+            lambda: create_payments(
+                database_url=url, admin_token=a, worker_token=w, customer_limit_cents=1
+            ),
+            lambda: create_shipping(
+                database_url=url, admin_token=a, worker_token=w, refused_countries=()
+            ),
+        ]
+
+    for admin, worker, problem in (
+        ("", "w", "non-empty admin token"),
+        ("a", "", "non-empty worker token"),
+        ("same", "same", "unlike the admin token"),
+    ):
+        for build in builders(admin, worker):
+            with pytest.raises(ValueError, match=problem):
+                build()
     with pytest.raises(ValueError, match="customer_limit_cents must not be negative"):
-        create_payments(database_url=url, admin_token="t", customer_limit_cents=-1)
+        create_payments(
+            database_url=url,
+            admin_token=SecretStr("a"),
+            worker_token=SecretStr("w"),
+            customer_limit_cents=-1,
+        )
 
 
 # --- admin and faults ---------------------------------------------------------
@@ -99,13 +121,18 @@ def test_no_app_is_built_without_an_admin_token_or_with_a_negative_limit() -> No
 
 async def test_admin_endpoints_need_the_token(service: Service) -> None:
     faults = {"error_rate": 1.0, "latency_ms": 0}
-    for headers in ({}, {"Authorization": "Bearer not-the-token"}, {"Authorization": "Bearer"}):
-        put = await service.client.put("/admin/faults", json=faults, headers=headers)
-        delete = await service.client.delete("/admin/faults", headers=headers)
-        for response in (put, delete):
-            assert response.status_code == 401
-            assert response.json()["detail"]["code"] == "UNAUTHORIZED"
-            assert response.headers["WWW-Authenticate"] == "Bearer"
+    async with asgi_client(service.app) as anonymous:
+        for headers in ({}, {"Authorization": "Bearer not-the-token"}, {"Authorization": "Bearer"}):
+            put = await anonymous.put("/admin/faults", json=faults, headers=headers)
+            delete = await anonymous.delete("/admin/faults", headers=headers)
+            for response in (put, delete):
+                assert response.status_code == 401
+                assert response.json()["detail"]["code"] == "UNAUTHORIZED"
+                assert response.headers["WWW-Authenticate"] == "Bearer"
+    # The workers' credential is not an operator's.
+    put = await service.client.put("/admin/faults", json=faults)
+    assert put.status_code == 403
+    assert put.json()["detail"]["code"] == "FORBIDDEN"
     assert (await service.create()).status_code == 201
 
 
@@ -176,6 +203,7 @@ async def test_a_key_held_without_an_answer_is_503_and_runs_nothing(service: Ser
     async with service.app.state.runtime.engine.begin() as connection:
         await connection.execute(
             insert(IDEMPOTENCY_KEYS).values(
+                caller="worker",
                 key=key["Idempotency-Key"],
                 request_fingerprint="0" * 64,
                 created_at=datetime.now(UTC),
@@ -281,7 +309,24 @@ async def test_the_listing_needs_an_order_id(service: Service) -> None:
     response = await service.client.get(service.collection)
 
     assert response.status_code == 422
-    assert isinstance(response.json()["detail"], list)
+    detail = response.json()["detail"]
+    assert detail["code"] == "REQUEST_REJECTED"
+    assert detail["fields"] == [
+        {"loc": ["query", "order_id"], "msg": "Field required", "type": "missing"}
+    ]
+    assert "query.order_id" in detail["message"]
+
+
+async def test_validation_errors_never_echo_the_input(service: Service) -> None:
+    body = service.new_body()
+    body["order_id"] = "secret value with spaces " * 3
+    response = await service.client.post(service.collection, json=body, headers=new_key())
+
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail["code"] == "REQUEST_REJECTED"
+    assert {"loc": ["body", "order_id"]}.items() <= detail["fields"][0].items()
+    assert "secret value" not in response.text
 
 
 async def test_the_migrations_build_the_schema_the_code_describes(service: Service) -> None:

@@ -14,14 +14,21 @@ from tests.integration.services.support import (
     created,
     inventory_app,
     new_key,
+    new_order_id,
     reservation,
     serving,
 )
 
+PRICE_CENTS = 700
 
-async def stocked_sku(inventory: httpx.AsyncClient, available: int) -> str:
+
+async def stocked_sku(
+    inventory: httpx.AsyncClient, available: int, price_cents: int = PRICE_CENTS
+) -> str:
     sku = f"sku_test_{uuid.uuid4().hex[:10]}"
-    response = await inventory.put(f"/products/{sku}", json={"available": available}, headers=ADMIN)
+    response = await inventory.put(
+        f"/products/{sku}", json={"available": available, "price_cents": price_cents}, headers=ADMIN
+    )
     assert response.status_code == 200, response.text
     return sku
 
@@ -51,6 +58,7 @@ async def test_a_short_line_reserves_nothing_and_names_the_sku(
         json={
             "order_id": "ord_short",
             "lines": [{"sku": plenty, "quantity": 5}, {"sku": scarce, "quantity": 3}],
+            "currency": "EUR",
         },
         headers=new_key(),
     )
@@ -88,7 +96,9 @@ async def test_an_unknown_sku_beside_a_short_line_is_unknown_and_takes_nothing(
     ]
 
     response = await inventory.post(
-        "/reservations", json={"order_id": "ord_mixed", "lines": lines}, headers=new_key()
+        "/reservations",
+        json={"order_id": "ord_mixed", "lines": lines, "currency": "EUR"},
+        headers=new_key(),
     )
 
     assert response.status_code == 422, response.text
@@ -103,7 +113,7 @@ async def test_a_refusal_is_replayed_even_after_restocking(inventory: httpx.Asyn
     sku = await stocked_sku(inventory, 1)
     body, key = reservation(sku, quantity=2), new_key()
     refused = await inventory.post("/reservations", json=body, headers=key)
-    await inventory.put(f"/products/{sku}", json={"available": 5}, headers=ADMIN)
+    await inventory.put(f"/products/{sku}", json={"available": 5, "price_cents": 1}, headers=ADMIN)
 
     again = await inventory.post("/reservations", json=body, headers=key)
 
@@ -160,23 +170,28 @@ async def test_bad_reservation_bodies_are_422_not_500(inventory: httpx.AsyncClie
     for body in bodies:
         response = await inventory.post("/reservations", json=body, headers=new_key())
         assert response.status_code == 422, (body, response.text)
-        assert isinstance(response.json()["detail"], list)
+        assert response.json()["detail"]["code"] == "REQUEST_REJECTED"
     malformed = await inventory.post(
         "/reservations",
         content=b'{"order_id": ',
         headers={**new_key(), "Content-Type": "application/json"},
     )
-    assert malformed.status_code == 422
+    assert malformed.status_code == 400
+    assert malformed.json()["detail"]["code"] == "MALFORMED_JSON"
     odd_id = await inventory.post("/reservations/res%00x/release", headers=new_key())
     assert odd_id.status_code == 422
     assert await stock(inventory, sku) == {"sku": sku, "available": 5, "reserved": 0}
 
 
 async def test_restocking_needs_the_admin_token(inventory: httpx.AsyncClient) -> None:
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
+    for headers in ({"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
         response = await inventory.put("/products/sku_mug", json={"available": 1}, headers=headers)
         assert response.status_code == 401
         assert response.json()["detail"]["code"] == "UNAUTHORIZED"
+    # The client's own credential is the workers': not an operator's.
+    response = await inventory.put("/products/sku_mug", json={"available": 1})
+    assert response.status_code == 403
+    assert response.json()["detail"]["code"] == "FORBIDDEN"
     assert (await stock(inventory, "sku_mug"))["available"] == 100
 
 
@@ -196,7 +211,7 @@ async def test_a_repeated_reservation_replays_the_answer_and_reserves_once(
     assert again.json() == first.json()
     assert again.content == first.content
     assert first.json()["state"] == "reserved"
-    assert first.json()["lines"] == [{"sku": sku, "quantity": 3}]
+    assert first.json()["lines"] == [{"sku": sku, "quantity": 3, "unit_price_cents": PRICE_CENTS}]
     assert await stock(inventory, sku) == {"sku": sku, "available": 7, "reserved": 3}
 
 
@@ -221,8 +236,11 @@ async def test_key_order_and_spacing_do_not_make_another_request(
 ) -> None:
     sku = await stocked_sku(inventory, 10)
     key = new_key()
-    compact = f'{{"order_id":"ord_k","lines":[{{"sku":"{sku}","quantity":1}}]}}'
-    spaced = f'{{ "lines": [ {{ "quantity": 1, "sku": "{sku}" }} ], "order_id": "ord_k" }}'
+    compact = f'{{"order_id":"ord_k","lines":[{{"sku":"{sku}","quantity":1}}],"currency":"EUR"}}'
+    spaced = (
+        f'{{ "currency": "EUR", "lines": [ {{ "quantity": 1, "sku": "{sku}" }} ], '
+        '"order_id": "ord_k" }'
+    )
     json_headers = {**key, "Content-Type": "application/json"}
 
     first = await inventory.post("/reservations", content=compact, headers=json_headers)
@@ -324,7 +342,11 @@ async def test_concurrent_multi_line_reservations_in_any_order_neither_oversell_
 
     def crossed(i: int) -> dict[str, Any]:
         lines = [{"sku": first, "quantity": 1}, {"sku": second, "quantity": 1}]
-        return {"order_id": f"ord_{i}", "lines": lines if i % 2 else lines[::-1]}
+        return {
+            "order_id": f"ord_{i}",
+            "lines": lines if i % 2 else lines[::-1],
+            "currency": "EUR",
+        }
 
     responses = await asyncio.gather(
         *(inventory.post("/reservations", json=crossed(i), headers=new_key()) for i in range(12))
@@ -358,7 +380,13 @@ async def test_restocking_keeps_what_is_reserved(inventory: httpx.AsyncClient) -
     response = await inventory.put(f"/products/{sku}", json={"available": 50}, headers=ADMIN)
 
     assert response.status_code == 200
-    assert response.json() == {"sku": sku, "available": 50, "reserved": 4}
+    assert response.json() == {
+        "sku": sku,
+        "price_cents": PRICE_CENTS,
+        "currency": "EUR",
+        "available": 50,
+        "reserved": 4,
+    }
     for bad in ({"available": -1}, {"available": "lots"}, {}):
         refused = await inventory.put(f"/products/{sku}", json=bad, headers=ADMIN)
         assert refused.status_code == 422
@@ -390,12 +418,15 @@ async def test_the_catalog_is_seeded_once_and_a_restart_keeps_the_stock(
 
 async def test_duplicate_lines_of_one_sku_are_merged(inventory: httpx.AsyncClient) -> None:
     sku = await stocked_sku(inventory, 10)
-    body = {"order_id": "ord_dup", "lines": [{"sku": sku, "quantity": 2}] * 3}
+    body = {"order_id": "ord_dup", "lines": [{"sku": sku, "quantity": 2}] * 3, "currency": "EUR"}
 
     response = await inventory.post("/reservations", json=body, headers=new_key())
 
     assert response.status_code == 201
-    assert response.json()["lines"] == [{"sku": sku, "quantity": 6}]
+    assert response.json()["lines"] == [
+        {"sku": sku, "quantity": 6, "unit_price_cents": PRICE_CENTS}
+    ]
+    assert response.json()["total_cents"] == 6 * PRICE_CENTS
     assert await stock(inventory, sku) == {"sku": sku, "available": 4, "reserved": 6}
 
 
@@ -419,3 +450,151 @@ async def test_two_replicas_on_one_database_never_oversell(databases: Databases)
         statuses = [r.status_code for r in responses]
         assert statuses.count(201) == 10 and statuses.count(409) == 20, statuses
         assert await stock(two, sku) == {"sku": sku, "available": 0, "reserved": 10}
+
+
+# --- prices -------------------------------------------------------------------
+
+
+async def test_the_seed_catalogue_is_public_with_its_prices(inventory: httpx.AsyncClient) -> None:
+    response = await inventory.get("/products", headers={"Authorization": ""})
+
+    assert response.status_code == 200
+    items = {item["sku"]: item for item in response.json()["items"]}
+    assert {sku: item["price_cents"] for sku, item in items.items()} == {
+        "sku_hoodie": 4500,
+        "sku_mug": 1250,
+        "sku_poster": 1500,
+        "sku_sticker": 300,
+        "sku_tshirt": 2000,
+    }
+    assert items["sku_mug"] == {
+        "sku": "sku_mug",
+        "price_cents": 1250,
+        "currency": "EUR",
+        "available": 100,
+    }
+
+
+async def test_a_reservation_fixes_the_catalogs_prices(inventory: httpx.AsyncClient) -> None:
+    cheap = await stocked_sku(inventory, 10, price_cents=250)
+    dear = await stocked_sku(inventory, 10, price_cents=9999)
+    order_id = new_order_id()
+    body = {
+        "order_id": order_id,
+        "lines": [{"sku": dear, "quantity": 1}, {"sku": cheap, "quantity": 3}],
+        "currency": "EUR",
+        "expected_total_cents": 3 * 250 + 9999,
+    }
+
+    made = await created(inventory, "/reservations", body)
+    listed = await inventory.get("/reservations", params={"order_id": order_id})
+
+    assert sorted(made["lines"], key=lambda line: line["quantity"]) == [
+        {"sku": dear, "quantity": 1, "unit_price_cents": 9999},
+        {"sku": cheap, "quantity": 3, "unit_price_cents": 250},
+    ]
+    assert (made["total_cents"], made["currency"]) == (10749, "EUR")
+    assert listed.json() == {"items": [made]}
+
+
+async def test_a_price_change_after_reserving_leaves_the_reservation_alone(
+    inventory: httpx.AsyncClient,
+) -> None:
+    sku = await stocked_sku(inventory, 10, price_cents=1000)
+    body, key = reservation(sku, 2), new_key()
+    first = await inventory.post("/reservations", json=body, headers=key)
+
+    repriced = await inventory.put(f"/products/{sku}", json={"price_cents": 5000}, headers=ADMIN)
+    replayed = await inventory.post("/reservations", json=body, headers=key)
+    listed = await inventory.get("/reservations", params={"order_id": body["order_id"]})
+    later = await reserve(inventory, sku, 2)
+
+    assert repriced.status_code == 200
+    assert repriced.json()["price_cents"] == 5000
+    assert repriced.json()["available"] == 8  # the stock was not touched
+    assert first.json()["total_cents"] == replayed.json()["total_cents"] == 2000
+    assert listed.json()["items"][0]["lines"][0]["unit_price_cents"] == 1000
+    assert listed.json()["items"][0]["total_cents"] == 2000
+    assert later["total_cents"] == 10000
+
+
+async def test_another_currency_is_refused_and_reserves_nothing(
+    inventory: httpx.AsyncClient,
+) -> None:
+    sku = await stocked_sku(inventory, 10)
+    body, key = {**reservation(sku, 1), "currency": "USD"}, new_key()
+
+    refused = await inventory.post("/reservations", json=body, headers=key)
+    again = await inventory.post("/reservations", json=body, headers=key)
+
+    assert refused.status_code == 409
+    assert refused.json()["detail"] == {
+        "code": "PRICE_CHANGED",
+        "message": "prices are in EUR, not USD",
+    }
+    assert (again.status_code, again.json()) == (409, refused.json())
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert await stock(inventory, sku) == {"sku": sku, "available": 10, "reserved": 0}
+    listed = await inventory.get("/reservations", params={"order_id": body["order_id"]})
+    assert listed.json() == {"items": []}
+
+
+async def test_an_unexpected_total_is_refused_and_reserves_nothing(
+    inventory: httpx.AsyncClient,
+) -> None:
+    sku = await stocked_sku(inventory, 10, price_cents=1250)
+    body, key = {**reservation(sku, 2), "expected_total_cents": 2000}, new_key()
+
+    refused = await inventory.post("/reservations", json=body, headers=key)
+    again = await inventory.post("/reservations", json=body, headers=key)
+    expected = await inventory.post(
+        "/reservations", json={**body, "expected_total_cents": 2500}, headers=new_key()
+    )
+
+    assert refused.status_code == 409
+    detail = refused.json()["detail"]
+    assert detail["code"] == "PRICE_CHANGED"
+    assert "25.00 EUR" in detail["message"] and "20.00 EUR" in detail["message"]
+    assert (again.status_code, again.json()) == (409, refused.json())
+    assert expected.status_code == 201, expected.text
+    assert await stock(inventory, sku) == {"sku": sku, "available": 8, "reserved": 2}
+    listed = await inventory.get("/reservations", params={"order_id": body["order_id"]})
+    assert [r["total_cents"] for r in listed.json()["items"]] == [2500]
+
+
+async def test_put_product_sets_price_and_or_stock_within_bounds(
+    inventory: httpx.AsyncClient,
+) -> None:
+    sku = f"sku_new_{uuid.uuid4().hex[:8]}"
+    invalid = [
+        {},
+        {"price_cents": 0},
+        {"price_cents": 10_000_001},
+        {"price_cents": 12.5},
+        {"available": -1},
+        {"price_cents": 100, "available": 1, "reserved": 5},
+    ]
+    for body in invalid:
+        response = await inventory.put(f"/products/{sku}", json=body, headers=ADMIN)
+        assert response.status_code == 422, (body, response.text)
+        assert response.json()["detail"]["code"] == "REQUEST_REJECTED"
+    for half in ({"price_cents": 100}, {"available": 5}):
+        response = await inventory.put(f"/products/{sku}", json=half, headers=ADMIN)
+        assert response.status_code == 404, (half, response.text)
+        assert "needs both" in response.json()["detail"]["message"]
+
+    made = await inventory.put(
+        f"/products/{sku}", json={"price_cents": 10_000_000, "available": 5}, headers=ADMIN
+    )
+    restocked = await inventory.put(f"/products/{sku}", json={"available": 7}, headers=ADMIN)
+
+    assert made.status_code == 200
+    assert made.json() == {
+        "sku": sku,
+        "price_cents": 10_000_000,
+        "currency": "EUR",
+        "available": 5,
+        "reserved": 0,
+    }
+    assert restocked.json()["price_cents"] == 10_000_000
+    assert restocked.json()["available"] == 7

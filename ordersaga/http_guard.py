@@ -1,0 +1,285 @@
+"""The edge every HTTP app of ordersaga stands behind: bounded, well-formed
+bodies in, and never a bare 500 or a dropped connection out.
+
+`HttpGuard` is a pure ASGI middleware, shared by the API and the services (so
+it imports neither). For each HTTP request it
+
+- refuses a body over `max_body_bytes`: at once when `Content-Length` says so,
+  or as soon as a streamed body passes it (413 BODY_TOO_LARGE);
+- on POST, PUT and PATCH with a body, requires a JSON media type (415
+  UNSUPPORTED_MEDIA_TYPE) and a body that is JSON a Python app can hold
+  without surprises: valid UTF-8, no lone UTF-16 surrogate (`"\\ud800"` is
+  valid JSON text, but no string with one can be encoded again, so a later
+  `json.dumps(...).encode()` raises), nesting at most `max_json_depth` deep,
+  number literals at most `max_number_digits` long (Python refuses to parse
+  integers past 4300 digits with a ValueError, and far smaller ones are already
+  absurd) and no NaN or Infinity (400 MALFORMED_JSON);
+- answers 500 INTERNAL_ERROR, with the traceback logged, for an exception
+  that escapes the app before it responded. Starlette's own last resort sends
+  its 500 and then re-raises, and the server then closes the connection; this
+  one answers and the keep-alive connection lives on.
+
+Every refusal is `{"detail": {"code": ..., "message": ...}}`, the error shape
+of every ordersaga HTTP app. A small body costs one UTF-8 decode, one
+`json.loads` and one walk over what it parsed.
+
+Add it inside the metrics and access-log middlewares, so they count its answers:
+
+    app.add_middleware(HttpGuard, max_body_bytes=64 * 1024)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+BODY_TOO_LARGE = "BODY_TOO_LARGE"
+UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+MALFORMED_JSON = "MALFORMED_JSON"
+MALFORMED_REQUEST = "MALFORMED_REQUEST"
+INTERNAL_ERROR = "INTERNAL_ERROR"
+
+DEFAULT_MAX_JSON_DEPTH = 32
+DEFAULT_MAX_NUMBER_DIGITS = 40
+# The methods whose bodies must be JSON; a body on any other is only size-capped.
+JSON_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class Refusal(Exception):
+    """A request the guard answers itself, with a status and the error shape."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class _NumberTooLong(ValueError):
+    pass
+
+
+class HttpGuard:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
+        max_number_digits: int = DEFAULT_MAX_NUMBER_DIGITS,
+    ) -> None:
+        if max_body_bytes < 1 or max_json_depth < 1 or max_number_digits < 1:
+            raise ValueError("the guard's limits must be positive")
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_json_depth = max_json_depth
+        self.max_number_digits = max_number_digits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            screened = await self._screen(scope, receive)
+            if screened is None:  # the client went away while sending
+                return
+            await self.app(scope, screened, send_tracked)
+        except Refusal as refusal:
+            await send_error(send, refusal.status, refusal.code, refusal.message)
+        except Exception:
+            if started:
+                raise  # half an answer is out: nothing left but to drop it
+            # A bug: the traceback goes to the log, never to the client.
+            log.exception("unhandled error answering %s %s", scope.get("method"), scope.get("path"))
+            await send_error(
+                send, 500, INTERNAL_ERROR, "the server failed to answer; the error has been logged"
+            )
+
+    async def _screen(self, scope: Scope, receive: Receive) -> Receive | None:
+        """The request's `receive`, its body read and checked when it has one."""
+        headers = _headers(scope.get("headers", ()))
+        declared = _content_length(headers.get(b"content-length"))
+        if declared is not None and declared > self.max_body_bytes:
+            raise self._too_large()
+        method = str(scope.get("method", "")).upper()
+        has_body = (declared or 0) > 0 or b"transfer-encoding" in headers
+        if not has_body and method not in JSON_METHODS:
+            return receive  # the common GET: nothing to read, nothing to check
+        body = await self._read(receive)
+        if body is None:
+            return None
+        if body and method in JSON_METHODS:
+            _require_json_media_type(headers.get(b"content-type"))
+            self.check_json(body)
+        return _replaying(body, receive)
+
+    async def _read(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise self._too_large()
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _too_large(self) -> Refusal:
+        return Refusal(
+            413, BODY_TOO_LARGE, f"the request body is larger than {self.max_body_bytes} bytes"
+        )
+
+    def check_json(self, body: bytes) -> Any:
+        """The parsed body; Refusal (400 MALFORMED_JSON) when it is not JSON we accept."""
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise _malformed(f"the body is not valid UTF-8 (byte {err.start})") from None
+        try:
+            value = json.loads(
+                text,
+                parse_int=self._parse_int,
+                parse_float=self._parse_float,
+                parse_constant=_refuse_constant,
+            )
+        except RecursionError:
+            raise _malformed(f"the body nests deeper than {self.max_json_depth} levels") from None
+        except _NumberTooLong as err:
+            raise _malformed(str(err)) from None
+        except json.JSONDecodeError as err:
+            raise _malformed(f"the body is not valid JSON ({err.msg} at {err.pos})") from None
+        except ValueError as err:
+            raise _malformed(f"the body is not valid JSON ({err})") from None
+        self._check_parsed(value)
+        return value
+
+    def _parse_int(self, literal: str) -> int:
+        self._check_length(literal)
+        return int(literal)
+
+    def _parse_float(self, literal: str) -> float:
+        self._check_length(literal)
+        return float(literal)
+
+    def _check_length(self, literal: str) -> None:
+        if len(literal) > self.max_number_digits:
+            raise _NumberTooLong(
+                f"the body has a number of {len(literal)} characters; "
+                f"at most {self.max_number_digits} are accepted"
+            )
+
+    def _check_parsed(self, value: Any) -> None:
+        """Nesting depth and strings, over the parsed value without recursion."""
+        pending: list[tuple[Any, int]] = [(value, 0)]
+        while pending:
+            item, depth = pending.pop()
+            if isinstance(item, str):
+                _require_encodable(item)
+            elif isinstance(item, dict | list):
+                if depth + 1 > self.max_json_depth:
+                    raise _malformed(f"the body nests deeper than {self.max_json_depth} levels")
+                if isinstance(item, dict):
+                    for key, child in item.items():
+                        _require_encodable(key)
+                        pending.append((child, depth + 1))
+                else:
+                    pending.extend((child, depth + 1) for child in item)
+
+
+def _malformed(message: str) -> Refusal:
+    return Refusal(400, MALFORMED_JSON, message)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _require_encodable(text: str) -> None:
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _malformed("the body has a string with a lone UTF-16 surrogate") from None
+
+
+def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    # ASGI servers give header names in lower case.
+    return {name: value for name, value in raw}
+
+
+def _content_length(value: bytes | None) -> int | None:
+    if value is None:
+        return None
+    # The server has parsed it already; a value it let through that is not a
+    # plain number is still refused rather than guessed at.
+    if not value.isdigit() or len(value) > 18:
+        raise Refusal(400, MALFORMED_REQUEST, "the Content-Length header is not a number")
+    return int(value)
+
+
+def _require_json_media_type(value: bytes | None) -> None:
+    """application/json or application/<anything>+json, in UTF-8 if a charset is named."""
+    media_type, _, parameters = (value or b"").decode("latin-1").partition(";")
+    media_type = media_type.strip().lower()
+    kind, _, subtype = media_type.partition("/")
+    if kind != "application" or not (subtype == "json" or subtype.endswith("+json")):
+        raise Refusal(
+            415,
+            UNSUPPORTED_MEDIA_TYPE,
+            "the body must be JSON (Content-Type: application/json)",
+        )
+    for parameter in parameters.split(";"):
+        name, _, charset = parameter.partition("=")
+        if name.strip().lower() == "charset" and charset.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
+            raise Refusal(415, UNSUPPORTED_MEDIA_TYPE, "a JSON body must be UTF-8")
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app the body already read, then the real one."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if delivered:
+            return await receive()
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+async def send_error(send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps({"detail": {"code": code, "message": message}}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})

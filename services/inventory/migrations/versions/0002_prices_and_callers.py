@@ -1,0 +1,98 @@
+"""Prices: products get a price, reservations fix it per line in a currency;
+idempotency keys belong to the caller that sent them.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2025-02-01
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from services.common.migrations import scope_idempotency_keys_by_caller, unscope_idempotency_keys
+
+revision = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+# Frozen here like any migration: the seed catalog's prices when prices came
+# in. A product the catalog does not know (added by an operator) gets the
+# default price until an operator sets its own.
+CATALOG_PRICES = {
+    "sku_mug": 1250,
+    "sku_tshirt": 2000,
+    "sku_poster": 1500,
+    "sku_sticker": 300,
+    "sku_hoodie": 4500,
+}
+DEFAULT_PRICE_CENTS = 1000
+# The catalog had no prices, so no currency, before this revision; EUR was the
+# default catalog currency when it came.
+EXISTING_RESERVATIONS_CURRENCY = "EUR"
+
+
+def upgrade() -> None:
+    scope_idempotency_keys_by_caller()
+
+    with op.batch_alter_table("products") as batch:
+        batch.add_column(
+            sa.Column(
+                "price_cents",
+                sa.BigInteger(),
+                nullable=False,
+                server_default=str(DEFAULT_PRICE_CENTS),
+            )
+        )
+    products = sa.table("products", sa.column("sku"), sa.column("price_cents"))
+    for sku, price in CATALOG_PRICES.items():
+        op.execute(products.update().where(products.c.sku == sku).values(price_cents=price))
+    with op.batch_alter_table("products") as batch:
+        batch.alter_column("price_cents", server_default=None, existing_type=sa.BigInteger())
+        batch.create_check_constraint(op.f("ck_products_price_positive"), "price_cents > 0")
+
+    with op.batch_alter_table("reservations") as batch:
+        batch.add_column(
+            sa.Column(
+                "currency",
+                sa.String(length=3),
+                nullable=False,
+                server_default=EXISTING_RESERVATIONS_CURRENCY,
+            )
+        )
+    with op.batch_alter_table("reservations") as batch:
+        batch.alter_column("currency", server_default=None, existing_type=sa.String(length=3))
+
+    with op.batch_alter_table("reservation_lines") as batch:
+        batch.add_column(
+            sa.Column(
+                "unit_price_cents",
+                sa.BigInteger(),
+                nullable=False,
+                server_default=str(DEFAULT_PRICE_CENTS),
+            )
+        )
+    # Existing reservations take their products' prices as of now.
+    op.execute(
+        "UPDATE reservation_lines SET unit_price_cents = "
+        "(SELECT price_cents FROM products WHERE products.sku = reservation_lines.sku)"
+    )
+    with op.batch_alter_table("reservation_lines") as batch:
+        batch.alter_column("unit_price_cents", server_default=None, existing_type=sa.BigInteger())
+        batch.create_check_constraint(
+            op.f("ck_reservation_lines_unit_price_positive"), "unit_price_cents > 0"
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("reservation_lines") as batch:
+        batch.drop_constraint(op.f("ck_reservation_lines_unit_price_positive"), type_="check")
+        batch.drop_column("unit_price_cents")
+    with op.batch_alter_table("reservations") as batch:
+        batch.drop_column("currency")
+    with op.batch_alter_table("products") as batch:
+        batch.drop_constraint(op.f("ck_products_price_positive"), type_="check")
+        batch.drop_column("price_cents")
+    unscope_idempotency_keys()

@@ -1,0 +1,176 @@
+"""The HTTP guard on its own, in front of a tiny ASGI app that echoes what it got."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import httpx
+import pytest
+from starlette.types import Receive, Scope, Send
+
+from ordersaga.http_guard import HttpGuard
+
+MAX_BODY = 1024
+
+
+async def echo(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answers 200 with the body it received, or raises when the path says so."""
+    if scope["path"] == "/boom":
+        raise RuntimeError("a bug with a secret in its message: tok_4242")
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+def client(app: Any = echo, **limits: int) -> httpx.AsyncClient:
+    guarded = HttpGuard(app, max_body_bytes=MAX_BODY, **limits)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=guarded), base_url="http://t")
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+def assert_refused(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["detail"]["code"] == code
+    assert isinstance(response.json()["detail"]["message"], str)
+
+
+async def test_a_good_json_body_reaches_the_app_unchanged() -> None:
+    body = json.dumps({"name": "Zoë 😀", "n": [1, 2.5, None, True], "deep": [[[1]]]}).encode()
+    async with client() as http:
+        response = await http.post("/", content=body, headers=JSON)
+    assert response.status_code == 200
+    assert response.content == body
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "application/json; charset=utf-8", "application/problem+json"],
+)
+async def test_json_media_types_are_accepted(content_type: str) -> None:
+    async with client() as http:
+        response = await http.put("/", content=b"{}", headers={"Content-Type": content_type})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Content-Type": "text/plain"}, {"Content-Type": "application/json; charset=latin-1"}],
+    ids=["missing", "text", "latin-1"],
+)
+async def test_a_body_that_is_not_declared_json_is_415(headers: dict[str, str]) -> None:
+    async with client() as http:
+        response = await http.post("/", content=b"{}", headers=headers)
+    assert_refused(response, 415, "UNSUPPORTED_MEDIA_TYPE")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"name": "\xff"}',
+        b'{"name": "\xed\xa0\x80"}',  # a surrogate encoded as if it were UTF-8
+        b'{"name": "\\ud800"}',
+        b'{"\\udfff": 1}',
+        b"[" * 33 + b"]" * 33,
+        b"[" * 100_000,
+        b'{"n": ' + b"9" * 5000 + b"}",
+        b'{"n": ' + b"1" * 41 + b"}",
+        b'{"n": 1.' + b"5" * 60 + b"}",
+        b'{"n": NaN}',
+        b'{"n": Infinity}',
+        b'{"n": ',
+        b"\xef\xbb\xbf{}",
+    ],
+    ids=[
+        "invalid-utf8",
+        "encoded-surrogate",
+        "lone-surrogate",
+        "surrogate-key",
+        "too-deep",
+        "absurdly-deep",
+        "5000-digits",
+        "41-digits",
+        "long-float",
+        "nan",
+        "infinity",
+        "truncated",
+        "bom",
+    ],
+)
+async def test_bodies_that_are_not_plain_json_are_400(body: bytes) -> None:
+    async with client(max_number_digits=40) as http:
+        response = await http.post("/", content=body[:MAX_BODY], headers=JSON)
+    assert_refused(response, 400, "MALFORMED_JSON")
+
+
+async def test_nesting_up_to_the_limit_is_fine() -> None:
+    async with client(max_json_depth=32) as http:
+        response = await http.post("/", content=b"[" * 32 + b"]" * 32, headers=JSON)
+    assert response.status_code == 200
+
+
+async def test_a_declared_oversize_body_is_413_without_reading_it() -> None:
+    async with client() as http:
+        response = await http.post("/", content=b"[" + b"0," * MAX_BODY + b"0]", headers=JSON)
+    assert_refused(response, 413, "BODY_TOO_LARGE")
+
+
+async def test_a_streamed_oversize_body_is_413() -> None:
+    async def chunks() -> Any:
+        for _ in range(3):
+            yield b" " * (MAX_BODY // 2)
+
+    async with client() as http:
+        response = await http.post("/", content=chunks(), headers=JSON)
+    assert "content-length" not in response.request.headers
+    assert_refused(response, 413, "BODY_TOO_LARGE")
+
+
+async def test_a_body_on_a_get_is_size_capped_only() -> None:
+    async with client() as http:
+        small = await http.request("GET", "/", content=b"not json")
+        large = await http.request("GET", "/", content=b"x" * (MAX_BODY + 1))
+    assert small.status_code == 200 and small.content == b"not json"
+    assert_refused(large, 413, "BODY_TOO_LARGE")
+
+
+async def test_bodyless_requests_pass() -> None:
+    async with client() as http:
+        get = await http.get("/")
+        post = await http.post("/")
+    assert (get.status_code, post.status_code) == (200, 200)
+
+
+async def test_an_unhandled_error_is_a_logged_500_that_leaks_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="ordersaga.http_guard"):
+        async with client() as http:
+            response = await http.get("/boom")
+    assert_refused(response, 500, "INTERNAL_ERROR")
+    assert "tok_4242" not in response.text
+    assert any(record.exc_info for record in caplog.records)
+
+
+async def test_an_error_after_the_response_started_is_not_answered_twice() -> None:
+    async def half(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise RuntimeError("midway")
+
+    with pytest.raises(RuntimeError, match="midway"):
+        async with client(half) as http:
+            await http.get("/")
+
+
+def test_limits_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        HttpGuard(echo, max_body_bytes=0)
