@@ -78,6 +78,8 @@ class Principal:
     scopes: frozenset[str]
     is_customer: bool
     is_operator: bool
+    # The token's `exp` (Unix seconds): how long a session built on it may last.
+    expires_at: float | None = None
 
 
 def customer_id_for(subject: str) -> str:
@@ -270,6 +272,7 @@ class TokenVerifier:
             scopes=scopes,
             is_customer=self.customer_scope in scopes,
             is_operator=self.operator_scope in scopes,
+            expires_at=float(claims["exp"]),
         )
 
 

@@ -709,7 +709,7 @@ class DevStack:
         rows = [
             ("API", f"{self.api_url}  (docs {self.api_url}/docs)"),
             ("Temporal Web UI", self.ui_url),
-            ("codec server", f"{self.codec_url}  (operator token; payloads are encrypted)"),
+            ("codec server", f"{self.codec_url}  (operators sign in at {self.codec_url}/login)"),
             ("Temporal", f"{temporal_address(s)}  (namespace {s.temporal_namespace})"),
             *((f"{name} service", url) for name, url in self.service_urls.items()),
             ("admin token", s.admin_token.get_secret_value()),
@@ -719,7 +719,26 @@ class DevStack:
         body = "\n".join(f"  {label.ljust(width)}  {value}" for label, value in rows)
         rule = "=" * 72
         return (
-            f"{rule}\n{BANNER_TITLE} (Ctrl-C to stop)\n{body}\n\n{self._tokens()}\n{rule}"
+            f"{rule}\n{BANNER_TITLE} (Ctrl-C to stop)\n{body}\n\n{self._tokens()}\n\n"
+            f"{self._decrypted_payloads()}\n{rule}"
+        )
+
+    def _decrypted_payloads(self) -> str:
+        """How an operator reads the encrypted payloads in the Web UI and the CLI.
+
+        The dev server's UI has no login, hence no token to pass to the codec
+        server, and `temporal server start-dev` has no flag to make it send
+        credentials: the browser session and the one-time toggle stand in.
+        """
+        return (
+            "  decrypted payloads in the Web UI (operators only):\n"
+            f"    1. open {self.codec_url}/login and paste the operator token above\n"
+            f"    2. once per browser, in {self.ui_url}: the codec icon (top right) >\n"
+            '       "Use my browser setting and ignore Cluster-level setting", endpoint\n'
+            f'       {self.codec_url}, tick "Include cross-origin credentials", Apply\n'
+            "  from the CLI: temporal workflow show --workflow-id ord_... \\\n"
+            f"    --address {temporal_address(self.settings)} --codec-endpoint {self.codec_url} "
+            '--codec-auth "Bearer $OPERATOR_TOKEN"'
         )
 
     def _tokens(self) -> str:

@@ -1,8 +1,11 @@
-"""The codec server: operators only, one namespace, CORS for the Web UI alone."""
+"""The codec server: operators only, one namespace, CORS for the Web UI alone,
+and an operator's browser session that only the Web UI can use."""
 
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,7 +16,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 
 from ordersaga.auth import DevIssuer, StaticKeys, TokenVerifier
 from ordersaga.codec import EncryptionCodec
-from ordersaga.codec_server import create_codec_app
+from ordersaga.codec_server import SESSION_COOKIE, create_codec_app
 from tests.keys import TEST_KEYRING
 
 UI_ORIGIN = "http://127.0.0.1:8233"
@@ -27,8 +30,7 @@ def issuer(tmp_path: Path) -> DevIssuer:
     return DevIssuer.in_data_dir(tmp_path)
 
 
-@pytest.fixture
-async def http(issuer: DevIssuer) -> AsyncIterator[httpx.AsyncClient]:
+def codec_client(issuer: DevIssuer, base_url: str) -> httpx.AsyncClient:
     verifier = TokenVerifier(
         StaticKeys(issuer.jwks()),
         issuer=issuer.issuer,
@@ -42,8 +44,12 @@ async def http(issuer: DevIssuer) -> AsyncIterator[httpx.AsyncClient]:
         namespace="default",
         cors_origins=[UI_ORIGIN, "http://localhost:8233"],
     )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://codec") as client:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
+
+
+@pytest.fixture
+async def http(issuer: DevIssuer) -> AsyncIterator[httpx.AsyncClient]:
+    async with codec_client(issuer, "http://codec") as client:
         yield client
 
 
@@ -197,3 +203,242 @@ async def test_the_web_ui_can_read_a_refusal(http: httpx.AsyncClient) -> None:
     response = await http.post("/decode", content=body("x"), headers={"Origin": UI_ORIGIN})
     assert response.status_code == 401
     assert response.headers["access-control-allow-origin"] == UI_ORIGIN
+
+
+# --- the operator's browser session -------------------------------------------
+
+# What a browser sends with a POST from the codec server's own login page.
+OWN_PAGE = {"Origin": "http://codec", "Sec-Fetch-Site": "same-origin"}
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+TTL_SECONDS = 3600
+
+
+def operator_token(issuer: DevIssuer) -> str:
+    return issuer.mint("ops-1", [OPERATOR_SCOPE], ttl_seconds=TTL_SECONDS)
+
+
+def session(token: str) -> dict[str, str]:
+    return {"Cookie": f"{SESSION_COOKIE}={token}"}
+
+
+def set_cookie(response: httpx.Response) -> dict[str, str]:
+    """The session cookie's Set-Cookie attributes (lower-cased names), {} if none."""
+    for header in response.headers.get_list("set-cookie"):
+        name, _, rest = header.partition("=")
+        if name == SESSION_COOKIE:
+            value, *attributes = rest.split(";")
+            parsed = {"value": value}
+            for attribute in attributes:
+                key, _, val = attribute.strip().partition("=")
+                parsed[key.lower()] = val
+            return parsed
+    return {}
+
+
+async def test_login_page_is_a_self_contained_form(http: httpx.AsyncClient) -> None:
+    response = await http.get("/login")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    page = response.text
+    assert '<form method="post" action="login">' in page and 'name="token"' in page
+    assert not re.search(r"(src|href)=", page), "no outside assets"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert response.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize("as_form", [False, True])
+async def test_an_operator_token_opens_a_session_cookie(
+    http: httpx.AsyncClient, issuer: DevIssuer, as_form: bool
+) -> None:
+    token = operator_token(issuer)
+    if as_form:
+        response = await http.post("/login", content=f"token={token}", headers={**OWN_PAGE, **FORM})
+        assert response.status_code == 303
+        assert response.headers["location"] == "login"
+    else:
+        response = await http.post("/login", json={"token": token}, headers=OWN_PAGE)
+        assert response.status_code == 200
+        assert response.json()["subject"] == "ops-1"
+    cookie = set_cookie(response)
+    assert cookie["value"] == token
+    assert "httponly" in cookie
+    assert cookie["samesite"].lower() == "strict"
+    assert cookie["path"] == "/"
+    assert TTL_SECONDS - 60 <= int(cookie["max-age"]) <= TTL_SECONDS
+    assert "secure" not in cookie  # plain http: a Secure cookie would never come back
+    assert token not in response.text
+
+    signed_in = await http.get("/login", headers=session(token))
+    assert "Signed in as <strong>ops-1</strong>" in signed_in.text
+
+
+async def test_sec_fetch_site_is_decisive_when_sent(
+    http: httpx.AsyncClient, issuer: DevIssuer
+) -> None:
+    # Chromium posts a form with "Origin: null" under some referrer policies.
+    response = await http.post(
+        "/login",
+        json={"token": operator_token(issuer)},
+        headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"},
+    )
+    assert response.status_code == 200
+    assert set_cookie(response)["value"]
+
+
+async def test_the_cookie_is_secure_over_https(issuer: DevIssuer) -> None:
+    async with codec_client(issuer, "https://codec") as http:
+        response = await http.post(
+            "/login",
+            json={"token": operator_token(issuer)},
+            headers={"Origin": "https://codec", "Sec-Fetch-Site": "same-origin"},
+        )
+    assert response.status_code == 200
+    assert "secure" in set_cookie(response)
+
+
+def refused_tokens(issuer: DevIssuer, elsewhere: DevIssuer) -> dict[str, tuple[str, int]]:
+    long_ago = time.time() - 2 * TTL_SECONDS
+    return {
+        "customer": (issuer.mint("cus_1", [CUSTOMER_SCOPE]), 403),
+        "garbage": ("not-a-jwt", 401),
+        "expired": (issuer.mint("ops-1", [OPERATOR_SCOPE], ttl_seconds=60, now=long_ago), 401),
+        "other issuer": (elsewhere.mint("ops-1", [OPERATOR_SCOPE]), 401),
+        "empty": ("", 400),
+    }
+
+
+@pytest.mark.parametrize("kind", ["customer", "garbage", "expired", "other issuer", "empty"])
+@pytest.mark.parametrize("as_form", [False, True])
+async def test_no_session_for_anything_but_a_valid_operator_token(
+    http: httpx.AsyncClient, issuer: DevIssuer, tmp_path: Path, kind: str, as_form: bool
+) -> None:
+    token, status = refused_tokens(issuer, DevIssuer.in_data_dir(tmp_path / "x"))[kind]
+    if as_form:
+        response = await http.post("/login", content=f"token={token}", headers={**OWN_PAGE, **FORM})
+        assert 'class="error"' in response.text and "<form" in response.text
+    else:
+        response = await http.post("/login", json={"token": token}, headers=OWN_PAGE)
+    assert response.status_code == status
+    assert set_cookie(response) == {}
+    assert "set-cookie" not in response.headers
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+        {"Origin": "https://evil.example"},
+        {"Sec-Fetch-Site": "cross-site"},
+        # The Web UI itself has no business signing anyone in.
+        {"Origin": UI_ORIGIN, "Sec-Fetch-Site": "same-site"},
+        {"Origin": "http://codec", "Sec-Fetch-Site": "same-site"},
+        {"Origin": "null"},
+        {"Origin": "http://codec", "Sec-Fetch-Site": "cross-site"},
+        {},  # no browser: it needs no session, it has its bearer token
+    ],
+)
+async def test_login_is_refused_unless_posted_from_its_own_page(
+    http: httpx.AsyncClient, issuer: DevIssuer, headers: dict[str, str]
+) -> None:
+    """Login CSRF: another site must not plant its token in the victim's browser."""
+    token = operator_token(issuer)
+    for content, extra in ((json.dumps({"token": token}), {}), (f"token={token}", FORM)):
+        response = await http.post("/login", content=content, headers={**headers, **extra})
+        assert response.status_code == 403, headers
+        assert set_cookie(response) == {}
+
+
+@pytest.mark.parametrize("origin", [UI_ORIGIN, "http://localhost:8233"])
+async def test_the_web_ui_decodes_with_the_session_cookie(
+    http: httpx.AsyncClient, issuer: DevIssuer, origin: str
+) -> None:
+    encoded = await encrypted_body(http, issuer)
+    response = await http.post(
+        "/decode?preserveStorageRefs=true",
+        content=encoded,
+        headers={**session(operator_token(issuer)), "Origin": origin, "X-Namespace": "default"},
+    )
+    assert response.status_code == 200, response.text
+    parsed = json_format.Parse(response.text, Payloads())
+    assert json.loads(parsed.payloads[0].data) == SECRET
+    assert response.headers["access-control-allow-origin"] == origin
+    assert response.headers["access-control-allow-credentials"] == "true"
+
+
+@pytest.mark.parametrize(
+    "origin", ["https://evil.example", "http://127.0.0.1:9999", "http://codec", "null", None]
+)
+async def test_the_session_cookie_alone_is_refused_from_any_other_origin(
+    http: httpx.AsyncClient, issuer: DevIssuer, origin: str | None
+) -> None:
+    encoded = await encrypted_body(http, issuer)
+    headers = session(operator_token(issuer))
+    if origin is not None:
+        headers["Origin"] = origin
+    for path in ("/decode", "/encode"):
+        response = await http.post(path, content=encoded, headers=headers)
+        assert response.status_code == 403, (path, origin)
+        assert not secrets_in(response) and "payloads" not in response.json()
+
+
+async def test_a_session_is_verified_on_every_request(
+    http: httpx.AsyncClient, issuer: DevIssuer, tmp_path: Path
+) -> None:
+    encoded = await encrypted_body(http, issuer)
+    for kind in ("customer", "garbage", "expired", "other issuer"):
+        token, status = refused_tokens(issuer, DevIssuer.in_data_dir(tmp_path / "x"))[kind]
+        response = await http.post(
+            "/decode", content=encoded, headers={**session(token), "Origin": UI_ORIGIN}
+        )
+        assert response.status_code == status, kind
+        assert not secrets_in(response)
+
+
+async def test_an_authorization_header_wins_over_the_cookie(
+    http: httpx.AsyncClient, issuer: DevIssuer
+) -> None:
+    encoded = await encrypted_body(http, issuer)
+    response = await http.post(
+        "/decode",
+        content=encoded,
+        headers={
+            **session(operator_token(issuer)),
+            "Origin": UI_ORIGIN,
+            "Authorization": "Bearer not-a-jwt",
+        },
+    )
+    assert response.status_code == 401 and not secrets_in(response)
+
+
+async def test_the_bearer_header_needs_no_origin(
+    http: httpx.AsyncClient, issuer: DevIssuer
+) -> None:
+    # The CLI sends no Origin: the header path is what it was before sessions.
+    encoded = await encrypted_body(http, issuer)
+    response = await http.post("/decode", content=encoded, headers=operator(issuer))
+    assert response.status_code == 200
+    assert SECRET in json.loads(json_format.Parse(response.text, Payloads()).payloads[0].data)
+
+
+@pytest.mark.parametrize("as_form", [False, True])
+async def test_logout_clears_the_cookie(
+    http: httpx.AsyncClient, issuer: DevIssuer, as_form: bool
+) -> None:
+    headers = {**OWN_PAGE, **session(operator_token(issuer)), **(FORM if as_form else {})}
+    response = await http.post("/logout", headers=headers)
+    assert response.status_code == (303 if as_form else 204)
+    cookie = set_cookie(response)
+    assert cookie["value"] in ("", '""')
+    assert cookie["max-age"] == "0"
+    assert cookie["path"] == "/"
+
+
+async def test_logout_from_another_site_is_refused(
+    http: httpx.AsyncClient, issuer: DevIssuer
+) -> None:
+    response = await http.post(
+        "/logout",
+        headers={**session(operator_token(issuer)), "Origin": "https://evil.example"},
+    )
+    assert response.status_code == 403
+    assert set_cookie(response) == {}
