@@ -24,6 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
+from ordersaga.auth import DevIssuer
+from tests.orders import order_body
 from tests.ports import free_port
 
 ORDERSAGA = Path(sys.executable).parent / "ordersaga"
@@ -47,6 +49,7 @@ def dev_env(tmp_path: Path) -> dict[str, str]:
             "ORDERSAGA_INVENTORY_PORT": str(free_port()),
             "ORDERSAGA_PAYMENTS_PORT": str(free_port()),
             "ORDERSAGA_SHIPPING_PORT": str(free_port()),
+            "ORDERSAGA_CODEC_SERVER_PORT": str(free_port()),
             "ORDERSAGA_WORKER_GRACE_PERIOD_SECONDS": "3",
         }
     )
@@ -254,7 +257,7 @@ async def test_the_stack_starts_answers_and_stops_cleanly_on_ctrl_c(
     assert stopped_in_order(dev) == [
         "api",
         "worker",
-        "inventory, payments, shipping",
+        "inventory, payments, shipping, codec",
         "temporal",
     ], dev.output
     assert_no_traceback(dev)
@@ -283,17 +286,24 @@ async def test_an_order_in_flight_when_the_stack_stops_completes_after_a_restart
     shipping_url = url(dev_env, "ORDERSAGA_SHIPPING_PORT")
     sku = f"sku_e2e_{uuid.uuid4().hex[:8]}"
 
+    customer = f"cus_{uuid.uuid4().hex[:8]}"
+    # `make dev` is its own issuer; its key lives in the data dir, as for `ordersaga token`.
+    issuer = DevIssuer.in_data_dir(Path(dev_env["ORDERSAGA_DATA_DIR"]))
+    as_customer = {"Authorization": f"Bearer {issuer.mint(customer, ['orders:customer'])}"}
+
     async with httpx.AsyncClient(timeout=10) as http:
 
         async def status_of(order_id: str) -> str:
-            response = await http.get(f"{api_url}/orders/{order_id}")
+            response = await http.get(f"{api_url}/orders/{order_id}", headers=as_customer)
             assert response.status_code == 200, response.text
             return str(response.json()["status"])
 
         async with ordersaga_dev(dev_env, tmp_path) as dev:
             await dev.wait_for(BANNER)
             stock = await http.put(
-                f"{inventory_url}/products/{sku}", json={"available": 10}, headers=ADMIN
+                f"{inventory_url}/products/{sku}",
+                json={"available": 10, "price_cents": 1250},
+                headers=ADMIN,
             )
             assert stock.status_code == 200, stock.text
             # Slow shipping holds create_shipment in flight when the stack stops.
@@ -307,8 +317,8 @@ async def test_an_order_in_flight_when_the_stack_stops_completes_after_a_restart
             assert faults.status_code == 200, faults.text
             placed = await http.post(
                 f"{api_url}/orders",
-                json=order_body(sku),
-                headers={"Idempotency-Key": uuid.uuid4().hex},
+                json=order_body(sku=sku, quantity=2),
+                headers={"Idempotency-Key": uuid.uuid4().hex, **as_customer},
             )
             assert placed.status_code == 202, placed.text
             order_id = placed.json()["order_id"]
@@ -330,23 +340,7 @@ async def test_an_order_in_flight_when_the_stack_stops_completes_after_a_restart
                 return None if status in IN_PROGRESS else status
 
             assert await wait_until(finished, "a final status", within=120) == "COMPLETED"
-            left = await http.get(f"{inventory_url}/stock/{sku}")
+            left = await http.get(f"{inventory_url}/stock/{sku}", headers=ADMIN)
             assert left.json() == {"sku": sku, "available": 8, "reserved": 0}
             assert await again.stop(signal.SIGINT) == 0, again.output
         assert_no_traceback(again)
-
-
-def order_body(sku: str) -> dict[str, Any]:
-    return {
-        "customer_id": f"cus_{uuid.uuid4().hex[:8]}",
-        "items": [{"sku": sku, "quantity": 2, "unit_price_cents": 1250}],
-        "currency": "EUR",
-        "payment": {"token": "tok_visa"},
-        "shipping_address": {
-            "name": "Ada Lovelace",
-            "line1": "12 St James's Square",
-            "city": "London",
-            "postal_code": "SW1Y 4JH",
-            "country": "GB",
-        },
-    }

@@ -27,8 +27,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from ordersaga.settings import Settings
 from tests.e2e.worker_process import WorkerProcess, worker_env, worker_process
-from tests.integration.stack import ADMIN_TOKEN, serving_apps, stack_settings
+from tests.integration.stack import ADMIN_TOKEN, serving_apps, stack_settings, traced_client
+from tests.orders import order_body
 from tests.ports import free_port
+from tests.tokens import as_customer, bearer, new_customer_id, operator_token
 from tests.versioning_support import own_dev_server
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -142,6 +144,8 @@ async def shop_without_payments_worker(client: Client, data_dir: Path) -> AsyncI
     from workers.main import build_workers
 
     settings = stack_settings(client, data_dir, http_read_timeout_seconds=30)
+    # Encrypting, as the worker processes do (tests/keys.py).
+    client = traced_client(client, None)
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(serving_apps(settings, client))
         workers = await stack.enter_async_context(
@@ -150,12 +154,18 @@ async def shop_without_payments_worker(client: Client, data_dir: Path) -> AsyncI
         for worker in workers:
             await stack.enter_async_context(worker)
 
-        def http(port: int) -> httpx.AsyncClient:
-            return httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60)
+        def http(port: int, token: str) -> httpx.AsyncClient:
+            return httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}", timeout=60, headers=bearer(token)
+            )
 
         api, inventory, payments = [
-            await stack.enter_async_context(http(port))
-            for port in (settings.api_port, settings.inventory_port, settings.payments_port)
+            await stack.enter_async_context(http(port, token))
+            for port, token in (
+                (settings.api_port, operator_token()),
+                (settings.inventory_port, ADMIN_TOKEN),
+                (settings.payments_port, ADMIN_TOKEN),
+            )
         ]
         yield Shop(settings, client, api, inventory, payments)
 
@@ -172,23 +182,12 @@ async def shop(
 
 async def place_order(shop: Shop) -> str:
     sku = f"sku_e2e_{uuid.uuid4().hex[:10]}"
-    stocked = await shop.inventory.put(f"/products/{sku}", json={"available": 5}, headers=ADMIN)
+    stocked = await shop.inventory.put(
+        f"/products/{sku}", json={"available": 5, "price_cents": 2500}, headers=ADMIN
+    )
     assert stocked.status_code == 200, stocked.text
-    body = {
-        "customer_id": f"cus_{uuid.uuid4().hex[:8]}",
-        "items": [{"sku": sku, "quantity": 1, "unit_price_cents": 2500}],
-        "currency": "EUR",
-        "payment": {"token": "tok_visa"},
-        "shipping_address": {
-            "name": "Ada Lovelace",
-            "line1": "12 St James's Square",
-            "city": "London",
-            "postal_code": "SW1Y 4JH",
-            "country": "GB",
-        },
-    }
     placed = await shop.api.post(
-        "/orders", json=body, headers={"Idempotency-Key": uuid.uuid4().hex}
+        "/orders", json=order_body(sku=sku), headers=as_customer(new_customer_id())
     )
     assert placed.status_code == 202, placed.text
     return str(placed.json()["order_id"])

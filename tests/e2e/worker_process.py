@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.integration.stack import WORKER_TOKEN
+from tests.keys import TEST_CODEC_KEYS
 from tests.ports import free_port
 
 ORDERSAGA = Path(sys.executable).parent / "ordersaga"
@@ -26,6 +28,10 @@ def worker_env(temporal_address: str, **settings: str) -> dict[str, str]:
         "ORDERSAGA_WORKER_HEALTH_PORT": str(free_port()),
         "ORDERSAGA_WORKER_METRICS_PORT": str(free_port()),
         "ORDERSAGA_LOG_FORMAT": "text",
+        # What production gives every worker: the payload keys and its
+        # credential to the services (the in-process test stack's own).
+        "ORDERSAGA_CODEC_KEYS": TEST_CODEC_KEYS,
+        "ORDERSAGA_WORKER_TOKEN": WORKER_TOKEN,
         "PYTHONUNBUFFERED": "1",
     }
     env |= {f"ORDERSAGA_{name.upper()}": value for name, value in settings.items()}

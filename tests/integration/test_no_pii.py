@@ -87,10 +87,20 @@ def payload_texts(payloads: Iterable[Payload]) -> list[str]:
     return [payload.data.decode("utf-8", errors="replace") for payload in payloads]
 
 
+async def decrypted_texts(client: Client, payloads: Iterable[Payload]) -> list[str]:
+    """Payloads as an operator with the key reads them: summaries, memo and
+    inputs are encrypted like every payload, and must carry no PII even so."""
+    present = [payload for payload in payloads if payload.ByteSize()]
+    codec = client.data_converter.payload_codec
+    assert codec is not None, "the client must have the stack's codec"
+    return payload_texts(await codec.decode(present))
+
+
 async def operator_views(client: Client, order_id: str) -> tuple[list[str], list[str]]:
     """(search attributes, summaries, details and memo) of the order, as Temporal keeps them."""
     handle = client.get_workflow_handle(order_id)
     description = await handle.describe()
+    # Search attributes are never encrypted: what they carry is readable to anyone.
     attributes = payload_texts(
         description.raw_description.workflow_execution_info.search_attributes.indexed_fields.values()
     )
@@ -99,9 +109,11 @@ async def operator_views(client: Client, order_id: str) -> tuple[list[str], list
     assert static_summary, f"{order_id} has no summary"
     summaries = [static_summary, await description.static_details() or ""]
     memo = description.raw_description.workflow_execution_info.memo.fields
-    summaries += payload_texts(memo.values())
+    summaries += await decrypted_texts(client, memo.values())
     async for event in handle.fetch_history_events():
-        summaries += payload_texts([event.user_metadata.summary, event.user_metadata.details])
+        summaries += await decrypted_texts(
+            client, [event.user_metadata.summary, event.user_metadata.details]
+        )
         upserted = event.upsert_workflow_search_attributes_event_attributes
         attributes += payload_texts(upserted.search_attributes.indexed_fields.values())
     return attributes, [text for text in summaries if text]
@@ -110,7 +122,7 @@ async def operator_views(client: Client, order_id: str) -> tuple[list[str], list
 async def history_input(client: Client, order_id: str) -> str:
     async for event in client.get_workflow_handle(order_id).fetch_history_events():
         started = event.workflow_execution_started_event_attributes
-        return "".join(payload_texts(started.input.payloads))
+        return "".join(await decrypted_texts(client, started.input.payloads))
     return ""
 
 
@@ -127,6 +139,8 @@ async def test_no_name_address_or_token_in_logs_spans_search_attributes_or_summa
         ):
             pass
         async with running_stack(client, tmp_path, tracer_providers=tracing.providers) as stack:
+            # The stack's codec: everything below reads payloads as an operator would.
+            client = stack.temporal
             sku = f"sku_pii_{uuid.uuid4().hex[:8]}"
             await stack.stock(sku, 5)
             order_ids = []
