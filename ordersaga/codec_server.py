@@ -40,10 +40,12 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from google.protobuf import json_format
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from temporalio.api.common.v1 import Payload, Payloads
 
 from ordersaga.auth import AuthError, Principal, bearer_token, forbidden, unauthenticated
 from ordersaga.codec import EncryptionCodec, PayloadDecryptionError
+from ordersaga.http_metrics import MetricsMiddleware, RequestMetrics
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +197,10 @@ def create_codec_app(
             allow_headers=["Authorization", "Content-Type", NAMESPACE_HEADER],
             max_age=CORS_MAX_AGE_SECONDS,
         )
+    # Who decrypts how often, and how many are refused: an operator's audit
+    # signal (a run of 401s is someone trying tokens).
+    metrics = RequestMetrics(prefix="codec_", answered_by="the codec server")
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     def presented_token(request: Request) -> str:
         """The caller's token: its Authorization header, else its session cookie.
@@ -357,5 +363,9 @@ def create_codec_app(
     @app.get("/readyz")
     async def readyz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -442,3 +442,16 @@ async def test_logout_from_another_site_is_refused(
     )
     assert response.status_code == 403
     assert set_cookie(response) == {}
+
+
+async def test_metrics_count_decodes_and_refusals_by_status(
+    http: httpx.AsyncClient, issuer: DevIssuer
+) -> None:
+    encoded = await encrypted_body(http, issuer)
+    await http.post("/decode", content=encoded, headers=operator(issuer))
+    await http.post("/decode", content=encoded)
+
+    scrape = (await http.get("/metrics")).text
+
+    assert 'codec_requests_total{method="POST",route="/decode",status="200"} 1.0' in scrape
+    assert 'codec_requests_total{method="POST",route="/decode",status="401"} 1.0' in scrape
