@@ -1,0 +1,51 @@
+"""Bytes no client should send never get a 5xx from the API, and never cost the
+connection: a real `ordersaga api` process, one raw keep-alive connection, a bad
+request and then a good one on it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from tests.fakes import FakeDomainActivities
+from tests.integration.api.support import api_process, bearer, customer_token, order_body
+from tests.raw_http import BAD_REQUESTS, JSON_TYPE, RawConnection
+
+
+@pytest.fixture(scope="module")
+def api_port(
+    temporal_client: Client, jwks_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[int]:
+    data_dir: Path = tmp_path_factory.mktemp("bad-bytes-api")
+    with api_process(
+        temporal_client, jwks_url, data_dir, ORDERSAGA_API_ORDER_RATE_LIMIT="1000/minute"
+    ) as url:
+        yield int(url.rpartition(":")[2])
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_REQUESTS))
+async def test_bad_bytes_get_a_4xx_and_the_connection_lives_on(
+    api_port: int, fakes: FakeDomainActivities, bad: str
+) -> None:
+    body, content_type, expected = BAD_REQUESTS[bad]
+    reader, writer = await asyncio.open_connection("127.0.0.1", api_port)
+    connection = RawConnection(reader, writer, bearer(customer_token("cus_bad_bytes")))
+    try:
+        refused = await connection.request("POST", "/orders", body, content_type)
+        assert refused.status == expected, refused.body
+        detail = refused.json()["detail"]
+        assert detail["code"] in {"MALFORMED_JSON", "UNSUPPORTED_MEDIA_TYPE", "BODY_TOO_LARGE"}
+        assert isinstance(detail["message"], str)
+        assert refused.headers.get("connection") != "close"
+
+        good = json.dumps(order_body()).encode()
+        placed = await connection.request("POST", "/orders", good, JSON_TYPE)
+        assert placed.status == 202, placed.body
+    finally:
+        writer.close()
+        await writer.wait_closed()

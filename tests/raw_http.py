@@ -1,0 +1,75 @@
+"""Bytes no client should send, over one raw HTTP/1.1 keep-alive connection.
+
+The API and every service must answer each with a 4xx in their error shape and
+keep the connection usable for the next, good request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+JSON_TYPE = "application/json"
+OVERSIZE = 64 * 1024 + 1
+
+# name: (body, Content-Type or None, expected status)
+BAD_REQUESTS: dict[str, tuple[bytes, str | None, int]] = {
+    "invalid-utf8": (b'{"order_id": "ord_\xff\xfe"}', JSON_TYPE, 400),
+    "lone-surrogate": (b'{"order_id": "ord_\\ud800", "lines": []}', JSON_TYPE, 400),
+    "deep-nesting": (b'{"order_id": ' + b"[" * 200 + b"]" * 200 + b"}", JSON_TYPE, 400),
+    "5000-digit-number": (b'{"amount_cents": ' + b"7" * 5000 + b"}", JSON_TYPE, 400),
+    "wrong-content-type": (b'{"order_id": "ord_1"}', "text/plain", 415),
+    "missing-content-type": (b'{"order_id": "ord_1"}', None, 415),
+    "oversize": (b'{"pad": "' + b"x" * OVERSIZE + b'"}', JSON_TYPE, 413),
+}
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class RawConnection:
+    """One HTTP/1.1 keep-alive connection, byte for byte under the test's control;
+    `headers` go with every request (credentials), with a fresh Idempotency-Key."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        headers: dict[str, str],
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._headers = headers
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", content_type: str | None = None
+    ) -> Response:
+        head = [
+            f"{method} {path} HTTP/1.1",
+            "Host: ordersaga.test",
+            *(f"{name}: {value}" for name, value in self._headers.items()),
+            f"Idempotency-Key: {uuid.uuid4().hex}",
+            f"Content-Length: {len(body)}",
+        ]
+        if content_type is not None:
+            head.append(f"Content-Type: {content_type}")
+        self._writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        await self._writer.drain()
+        async with asyncio.timeout(10):
+            status_line = await self._reader.readuntil(b"\r\n")
+            headers: dict[str, str] = {}
+            while (line := await self._reader.readuntil(b"\r\n")) != b"\r\n":
+                name, _, value = line.decode("latin-1").partition(":")
+                headers[name.strip().lower()] = value.strip()
+            content = await self._reader.readexactly(int(headers["content-length"]))
+        return Response(int(status_line.split()[1]), headers, content)
