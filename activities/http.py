@@ -50,6 +50,9 @@ def saga_step(step: str, order_id: str) -> Iterator[None]:
     token = context.attach(ctx)
     started = time.perf_counter()
     outcome = "failed"
+    # INFO for what goes as planned (done, or refused by the domain); WARNING
+    # for a fault that Temporal will retry or an operator must look at.
+    level = logging.WARNING
     try:
         with tracer.start_as_current_span(
             f"orders.{step}",
@@ -62,13 +65,19 @@ def saga_step(step: str, order_id: str) -> Iterator[None]:
             try:
                 yield
                 outcome = "completed"
+                level = logging.INFO
             except ApplicationError as err:
                 outcome = err.type or "failed"
+                if err.type in errors.BUSINESS_REFUSALS:
+                    level = logging.INFO
                 raise
             finally:
                 # The workflow decides what a failure means and logs it there;
-                # here it is one event with its outcome and duration.
-                log.info(
+                # here it is one line with its code, attempt and duration (and
+                # the trace id, from the log context). No traceback: an
+                # expected failure is not a bug, and the SDK is told so (BENIGN).
+                log.log(
+                    level,
                     "%s %s",
                     step,
                     outcome,
@@ -216,18 +225,23 @@ class ServiceClient:
             attempt_number(),
             type=code,
             non_retryable=True,
-            # A customer's order refused is an outcome, not a fault: the SDK
-            # then logs it at DEBUG, and the workflow, which handles it, logs it.
-            category=(
-                ApplicationErrorCategory.BENIGN
-                if code in errors.BUSINESS_REFUSALS
-                else ApplicationErrorCategory.UNSPECIFIED
-            ),
+            # An answer the service chose is expected, not a bug: the SDK then
+            # logs it at DEBUG without a traceback; saga_step logged its one
+            # line, and the workflow, which decides what it means, logs that.
+            category=ApplicationErrorCategory.BENIGN,
         )
 
 
 def retryable(message: str, *, error_type: str = errors.SERVICE_UNAVAILABLE) -> ApplicationError:
-    return ApplicationError(message, attempt_number(), type=error_type, non_retryable=False)
+    """A fault Temporal retries with backoff. Expected in a distributed system, so
+    BENIGN: one structured line (saga_step's), not a traceback per attempt."""
+    return ApplicationError(
+        message,
+        attempt_number(),
+        type=error_type,
+        non_retryable=False,
+        category=ApplicationErrorCategory.BENIGN,
+    )
 
 
 def _detail(response: httpx.Response) -> Any:

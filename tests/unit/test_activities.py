@@ -7,12 +7,13 @@ mapping. The integration tests run the same activities against real services.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 
 import httpx
 import pytest
 from pydantic import SecretStr
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.testing import ActivityEnvironment
 
 from activities.http import ServiceClient
@@ -314,3 +315,30 @@ async def test_the_commit_lookup_refused_is_non_retryable_and_an_outage_retryabl
 
     assert (refused.value.type, refused.value.non_retryable) == ("REQUEST_REJECTED", True)
     assert unavailable.value.non_retryable is False
+
+
+@pytest.mark.parametrize(
+    ("handler", "level"),
+    [
+        pytest.param(refusal(402, "PAYMENT_DECLINED"), logging.INFO, id="business-refusal"),
+        pytest.param(refusal(409, "REFUND_REFUSED"), logging.WARNING, id="refusal-for-operators"),
+        pytest.param(lambda _: httpx.Response(503), logging.WARNING, id="retryable-fault"),
+    ],
+)
+async def test_an_expected_failure_is_one_line_without_a_traceback(
+    handler: Handler, level: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Logs are for people: a refusal or a retried fault is one structured line
+    (code, attempt; the trace id comes from the log context), and the SDK is
+    told it is expected (BENIGN), so it adds no traceback of its own."""
+    with caplog.at_level(logging.DEBUG), pytest.raises(ApplicationError) as raised:
+        await ActivityEnvironment().run(
+            PaymentActivities(stub_service(handler)).charge_payment, CHARGE
+        )
+
+    assert raised.value.category is ApplicationErrorCategory.BENIGN
+    (line,) = [record for record in caplog.records if record.name == "activities.http"]
+    assert line.levelno == level
+    assert line.exc_info is None
+    assert line.outcome == raised.value.type
+    assert line.attempt == 1
