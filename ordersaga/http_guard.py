@@ -37,6 +37,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ordersaga.asgi import mark_client_gone
+
 log = logging.getLogger(__name__)
 
 BODY_TOO_LARGE = "BODY_TOO_LARGE"
@@ -96,6 +98,7 @@ class HttpGuard:
         try:
             screened = await self._screen(scope, receive)
             if screened is None:  # the client went away while sending
+                mark_client_gone(scope)
                 return
             await self.app(scope, screened, send_tracked)
         except Refusal as refusal:

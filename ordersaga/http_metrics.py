@@ -55,7 +55,7 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
-        status = ResponseStatus(send)
+        status = ResponseStatus(send, scope)
         started = time.perf_counter()
         try:
             await self._app(scope, receive, status.send)

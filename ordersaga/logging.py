@@ -260,7 +260,7 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = ResponseStatus(send)
+        status = ResponseStatus(send, scope)
         with log_context():
             try:
                 await self.app(scope, receive, status.send)

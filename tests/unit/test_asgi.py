@@ -8,6 +8,7 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from ordersaga.asgi import ResponseStatus
+from ordersaga.http_guard import HttpGuard
 from ordersaga.http_metrics import UNMATCHED_ROUTE, MetricsMiddleware, RequestMetrics
 from ordersaga.logging import AccessLogMiddleware
 
@@ -69,3 +70,39 @@ async def test_the_access_log_shows_an_escaped_exception_as_a_500(
     (line,) = [record for record in caplog.records if record.name == "ordersaga.access"]
     assert line.getMessage() == "POST /orders 500"
     assert line.__dict__["http_status"] == 500
+
+
+async def test_a_client_gone_mid_body_is_a_499_in_metrics_and_log_not_a_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The client hung up while sending its body: nobody to answer, and no server error."""
+    metrics = RequestMetrics(prefix="test_", answered_by="a test app")
+    reached: list[Scope] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        reached.append(scope)
+
+    guarded = HttpGuard(app, max_body_bytes=1024)
+    stack = AccessLogMiddleware(MetricsMiddleware(guarded, metrics=metrics))
+    parts: list[Message] = [
+        {"type": "http.request", "body": b'{"items": [', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> Message:
+        return parts.pop(0)
+
+    async def send(message: Message) -> None:
+        raise AssertionError("nothing is sent to a client that went away")
+
+    scope = {**SCOPE, "headers": [(b"content-type", b"application/json")]}
+    with caplog.at_level(logging.INFO):
+        await stack(scope, receive, send)
+
+    assert reached == []
+    counted = metrics.registry.get_sample_value(
+        "test_requests_total", {"method": "POST", "route": UNMATCHED_ROUTE, "status": "499"}
+    )
+    assert counted == 1
+    (line,) = [r for r in caplog.records if r.name == "ordersaga.access"]
+    assert line.levelno == logging.INFO and line.http_status == 499
