@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 from opentelemetry.trace import TracerProvider
 from temporalio.client import Client
+from temporalio.service import RetryConfig
 
 from api.errors import install_error_handlers
 from api.limits import OrderRateLimit
@@ -58,6 +59,7 @@ def create_app(
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
                 data_converter=data_converter(keyring_from_settings(settings)),
+                retry_config=api_retry_config(settings),
                 interceptors=temporal_interceptors(tracer_provider),
                 lazy=True,
             )
@@ -105,6 +107,19 @@ def create_app(
         app.include_router(dev_issuer_router(DevIssuer.from_settings(settings)))
     _document_catalog_currency(app, settings.catalog_currency)
     return app
+
+
+def api_retry_config(settings: Settings) -> RetryConfig:
+    """The SDK retries a failed call for up to 10 s by default: a request the API
+    already answered 503 could then still start an order seconds later, with
+    no retry from the client. The API's calls retry only within its deadline."""
+    deadline_ms = int(settings.api_temporal_rpc_timeout_seconds * 1000)
+    return RetryConfig(
+        initial_interval_millis=50,
+        max_interval_millis=max(deadline_ms // 2, 50),
+        max_elapsed_time_millis=deadline_ms,
+        max_retries=3,
+    )
 
 
 def _document_catalog_currency(app: FastAPI, currency: str) -> None:

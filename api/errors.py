@@ -108,6 +108,14 @@ class TemporalUnavailable(ApiError):
     code = TEMPORAL_UNAVAILABLE
 
 
+class WorkersUnavailable(ApiError):
+    """Temporal answered, but no worker did: cancels and operator decisions are
+    carried out by the order's workflow, so they wait for a worker."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    code = "WORKERS_UNAVAILABLE"
+
+
 def is_connect_failure(exc: BaseException) -> bool:
     """A lazily connected client that has never reached the server raises a
     bare RuntimeError from the SDK's core bridge, not an RPCError."""

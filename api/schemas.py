@@ -233,6 +233,10 @@ class OrderPublic(BaseModel):
     )
     created_at: datetime | None
     updated_at: datetime | None
+    stale: bool = Field(
+        description="True when no worker answered in time and the order was read from "
+        "the state it last published: its status may have moved on, its steps are not known."
+    )
 
 
 class OrderSummary(BaseModel):

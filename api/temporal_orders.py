@@ -17,13 +17,16 @@ import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio.client import (
     Client,
     RPCTimeoutOrCancelledError,
     WorkflowExecution,
+    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import (
@@ -43,6 +46,7 @@ from api.errors import (
     OrderNotFound,
     TemporalUnavailable,
     TooLate,
+    WorkersUnavailable,
 )
 from api.ids import is_safe_id
 from contracts import task_queues
@@ -56,12 +60,13 @@ from contracts.orders import (
     CancelOrder,
     OperatorAction,
     OperatorActionAccepted,
+    OrderResult,
     OrderStatus,
     OrderView,
     PlaceOrder,
 )
 from contracts.search_attributes import CUSTOMER_ID, ORDER_STATUS
-from workflows.search_attributes import CUSTOMER_ID_KEY, ORDER_STATUS_KEY
+from workflows.search_attributes import CUSTOMER_ID_KEY, ORDER_STATUS_KEY, ORDER_TOTAL_CENTS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +76,20 @@ FINGERPRINT_MEMO = "request_fingerprint"
 # Queries and updates are answered by a worker, not by the server: with every
 # worker down the SDK would wait indefinitely. An HTTP client should not.
 WORKER_ANSWER_DEADLINE = timedelta(seconds=10)
+# A read falls back to the order's last published state after this: reading
+# never waits on a worker (a status query waits for any workflow task in flight).
+READ_QUERY_DEADLINE = timedelta(seconds=1)
 DEFAULT_RPC_TIMEOUT = timedelta(seconds=2)
 
 ResultT = TypeVar("ResultT")
+
+
+@dataclass(frozen=True)
+class OrderRead:
+    view: OrderView
+    # Read from the order's last published state because no worker answered:
+    # its status may already have moved on, and its steps are not known.
+    stale: bool
 
 
 @dataclass(frozen=True)
@@ -167,12 +183,77 @@ class TemporalOrders:
                 description = await handle.describe(rpc_timeout=self._rpc_timeout)
         return description.typed_search_attributes.get(CUSTOMER_ID_KEY)
 
-    async def view(self, order_id: str) -> OrderView:
-        handle = self._client.get_workflow_handle(order_id)
+    async def read(self, order_id: str, *, reader: str | None = None) -> OrderRead:
+        """The order, read without depending on a worker being up.
+
+        The server alone answers describe: it names the order's customer (a
+        customer other than `reader` gets OrderNotFound before anything else is
+        read) and whether it is closed. A closed order is read from its result,
+        where the workflow leaves its final view. An open one is asked through
+        the status query; when no worker answers within READ_QUERY_DEADLINE, it
+        is read from what the workflow last published (its search attributes)
+        and its input, marked possibly stale.
+        """
+        handle = self._client.get_workflow_handle(order_id, result_type=OrderResult)
         with _not_found_as(OrderNotFound(f"no order {order_id}")):
-            async with _worker_deadline():
-                result: OrderView = await handle.query(STATUS_QUERY, result_type=OrderView)
-        return result
+            async with self._server_deadline():
+                description = await handle.describe(rpc_timeout=self._rpc_timeout)
+        if (
+            reader is not None
+            and description.typed_search_attributes.get(CUSTOMER_ID_KEY) != reader
+        ):
+            raise OrderNotFound(f"no order {order_id}")
+        if description.status is WorkflowExecutionStatus.COMPLETED:
+            async with self._server_deadline():
+                result = await handle.result(rpc_timeout=self._rpc_timeout)
+            if result.view is not None:
+                return OrderRead(result.view, stale=False)
+        elif description.status is WorkflowExecutionStatus.RUNNING:
+            try:
+                async with asyncio.timeout(READ_QUERY_DEADLINE.total_seconds()):
+                    view = await handle.query(
+                        STATUS_QUERY, result_type=OrderView, rpc_timeout=READ_QUERY_DEADLINE
+                    )
+                return OrderRead(view, stale=False)
+            except (TimeoutError, RPCTimeoutOrCancelledError, WorkflowQueryFailedError) as err:
+                log.info(
+                    "no worker answered the status query in time (%s); "
+                    "reading the last published state",
+                    type(err).__name__,
+                )
+        return OrderRead(
+            await self._published_state(handle, description),
+            stale=description.status is WorkflowExecutionStatus.RUNNING,
+        )
+
+    async def _published_state(
+        self, handle: WorkflowHandle[Any, Any], description: WorkflowExecutionDescription
+    ) -> OrderView:
+        """What Temporal keeps for the order without a worker: the status, customer
+        and total the workflow last published as search attributes, and the
+        items and currency of its input. Its steps are not known there."""
+        attributes = description.typed_search_attributes
+        placed: PlaceOrder | None = None
+        async with self._server_deadline():
+            async for event in handle.fetch_history_events(rpc_timeout=self._rpc_timeout):
+                started = event.workflow_execution_started_event_attributes
+                (placed,) = await self._client.data_converter.decode(
+                    started.input.payloads, [PlaceOrder]
+                )
+                break
+        if placed is None:
+            raise OrderNotFound(f"no order {handle.id}")
+        status = _order_status(attributes.get(ORDER_STATUS_KEY), description.status)
+        return OrderView(
+            order_id=handle.id,
+            status=status,
+            customer_id=placed.customer_id,
+            items=placed.items,
+            total_cents=attributes.get(ORDER_TOTAL_CENTS_KEY),
+            currency=placed.currency,
+            created_at=description.start_time.isoformat() if description.start_time else "",
+            updated_at=description.close_time.isoformat() if description.close_time else "",
+        )
 
     async def page(
         self,
@@ -281,6 +362,24 @@ class TemporalOrders:
         return execution.name if isinstance(execution, WorkflowExecutionStatus) else "unknown"
 
 
+def _order_status(published: str | None, execution: WorkflowExecutionStatus | None) -> OrderStatus:
+    """The status the workflow last published; for an execution that ended
+    without publishing one (cancelled or terminated through Temporal), what
+    its end means for the order."""
+    if published:
+        with contextlib.suppress(ValueError):
+            return OrderStatus(published)
+    if execution is WorkflowExecutionStatus.CANCELED:
+        return OrderStatus.CANCELLED
+    if execution in (
+        WorkflowExecutionStatus.FAILED,
+        WorkflowExecutionStatus.TERMINATED,
+        WorkflowExecutionStatus.TIMED_OUT,
+    ):
+        return OrderStatus.FAILED
+    return OrderStatus.RECEIVED
+
+
 def visibility_query(*, status: OrderStatus | None, customer_id: str | None) -> str:
     """A visibility filter from validated values only.
 
@@ -357,6 +456,6 @@ async def _worker_deadline() -> AsyncIterator[None]:
     # The SDK turns the cancellation of an update call into its own
     # RPCTimeoutOrCancelledError, so the deadline surfaces as either.
     except (TimeoutError, RPCTimeoutOrCancelledError) as err:
-        raise TemporalUnavailable(
+        raise WorkersUnavailable(
             "no worker answered in time; the order may still be busy, retry later"
         ) from err

@@ -166,11 +166,17 @@ class OrderView:
 
 @dataclass
 class OrderResult:
-    """What the workflow returns when it reaches a terminal status."""
+    """What the workflow returns when it reaches a terminal status.
+
+    view: the order as the status query last showed it, kept in the closed
+    execution's result so that reading a finished order needs no worker.
+    (Orders that finished before it was added have None here.)
+    """
 
     order_id: str
     status: OrderStatus
     failure_reason: str | None = None
+    view: OrderView | None = None
 
 
 @dataclass

@@ -116,8 +116,9 @@ class Settings(BaseSettings):
     # Where rate limits are counted: "memory://" (one process) or a Redis URL
     # ("redis://127.0.0.1:6379") shared by every API replica.
     rate_limit_storage_url: SecretStr = SecretStr("memory://")
-    # Every API call to Temporal answers within this, or the API answers 503.
-    api_temporal_rpc_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    # Every API call to Temporal answers within this, or the API answers 503
+    # (with Retry-After): a client learns of an outage in about a second.
+    api_temporal_rpc_timeout_seconds: float = Field(default=1.0, gt=0, le=60)
 
     # --- Payload encryption and the codec server (ordersaga.codec, issue 14) ---
     # The keyring, "k2:<base64 of 32 bytes>,k1:<base64 of 32 bytes>": the first

@@ -838,7 +838,9 @@ class OrderWorkflow:
                 "duration_ms": round(seconds * 1000),
             },
         )
-        return OrderResult(self._order.order_id, status, self._failure_reason)
+        # The final view goes into the result: a closed order is then read from
+        # what Temporal keeps, with no worker needed (api/temporal_orders.py).
+        return OrderResult(self._order.order_id, status, self._failure_reason, view=self.status())
 
     def _step_finished(
         self,

@@ -185,13 +185,17 @@ async def list_orders(
     summary="Read an order",
 )
 async def get_order(*, order_id: OrderIdDep, caller: ReaderDep, orders: OrdersDep) -> OrderPublic:
-    """The order's current status and every saga step, straight from the workflow.
-    A customer reads only their own orders (another's is 404, as if it did not
-    exist); operators read all, with the full account of any failure."""
-    view = await orders.view(order_id)
-    if not caller.is_operator and view.customer_id != caller.customer_id:
-        raise OrderNotFound(f"no order {order_id}")
-    return public_view(view, for_operator=caller.is_operator)
+    """The order's status, priced items and every saga step. A customer reads
+    only their own orders (another's is 404, as if it did not exist); operators
+    read all, with the full account of any failure.
+
+    Reading never waits on a worker: a finished order is read from what
+    Temporal keeps for it, and an open one whose workers do not answer within a
+    second from its last published state, with `stale: true` (its steps then
+    empty: they are not known there)."""
+    reader = None if caller.is_operator else caller.customer_id
+    read = await orders.read(order_id, reader=reader)
+    return public_view(read.view, for_operator=caller.is_operator, stale=read.stale)
 
 
 @router.post(
@@ -290,7 +294,7 @@ def operator_action(action: OperatorActionRequest | None, caller: Principal) -> 
     return OperatorAction(note=action.note if action else "", operator=caller.subject)
 
 
-def public_view(view: OrderView, *, for_operator: bool) -> OrderPublic:
+def public_view(view: OrderView, *, for_operator: bool, stale: bool = False) -> OrderPublic:
     """The order as the caller may see it. Customers get what happened in
     plain words; stock counts, limits and service internals (the steps' error
     texts, the full failure account, operators' notes) are for operators."""
@@ -332,6 +336,7 @@ def public_view(view: OrderView, *, for_operator: bool) -> OrderPublic:
         else [],
         created_at=_timestamp(view.created_at),
         updated_at=_timestamp(view.updated_at),
+        stale=stale,
     )
 
 
@@ -339,7 +344,8 @@ def _failure_reason(view: OrderView, *, for_operator: bool) -> str | None:
     if view.failure_reason is None or for_operator:
         return view.failure_reason
     if view.status is OrderStatus.CANCELLED:
-        return PUBLIC_REASON_CANCELLED
+        # The customer's own words when they cancelled; nothing internal.
+        return view.failure_reason or PUBLIC_REASON_CANCELLED
     return public_reason(view.failure_code)
 
 

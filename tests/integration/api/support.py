@@ -27,9 +27,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.ids import derive_order_id
 from contracts.search_attributes import CUSTOMER_ID, ORDER_STATUS
 from ordersaga.settings import Settings
+from ordersaga.temporal_config import data_converter
 from tests import orders
 from tests.conftest import register_search_attributes
-from tests.keys import TEST_CODEC_KEYS
+from tests.keys import TEST_CODEC_KEYS, TEST_KEYRING
 from tests.orders import (
     CUSTOMER_NAME as CUSTOMER_NAME,
 )
@@ -101,8 +102,12 @@ async def client_on_new_namespace(server_client: Client) -> Client:
             workflow_execution_retention_period=Duration(seconds=24 * 3600),
         )
     )
+    # Encrypting, as every client and worker in production does; API processes
+    # the tests start get the same keys (TEST_CODEC_KEYS).
     client = await Client.connect(
-        server_client.service_client.config.target_host, namespace=namespace
+        server_client.service_client.config.target_host,
+        namespace=namespace,
+        data_converter=data_converter(TEST_KEYRING),
     )
 
     async def search_attributes_usable() -> bool | None:
