@@ -27,6 +27,11 @@ SECRETS = {
     "POSTGRES_PASSWORD": "fedcba9876543210",
     "GRAFANA_ADMIN_PASSWORD": "a1b2c3d4",
     "ORDERSAGA_CODEC_KEYS": "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+    "ORDERSAGA_WORKER_TOKEN": "worker0123456789abcdef0123456789",
+    "ORDERSAGA_API_PAGE_TOKEN_KEY": "page0123456789abcdef0123456789ab",
+    "ORDERSAGA_AUTH_JWKS_URL": "https://idp.example/.well-known/jwks.json",
+    "ORDERSAGA_AUTH_ISSUER": "https://idp.example/",
+    "ORDERSAGA_AUTH_AUDIENCE": "ordersaga-api",
 }
 SETTINGS_VARIABLES = {env_var_name(field) for field in Settings.model_fields}
 HEALTHY = "service_healthy"
@@ -156,7 +161,7 @@ def test_dependencies_wait_for_health_or_completion() -> None:
     assert _depends_on(services["temporal-schema"]) == {"postgres": HEALTHY}
     assert _depends_on(services["temporal"]) == {"temporal-schema": COMPLETED}
     assert _depends_on(services["temporal-setup"]) == {"temporal": HEALTHY}
-    assert _depends_on(services["api"]) == {"temporal-setup": COMPLETED}
+    assert _depends_on(services["api"]) == {"temporal-setup": COMPLETED, "redis": HEALTHY}
     for service in SERVICES:
         assert _depends_on(services[service]) == {"postgres": HEALTHY}
 
@@ -342,3 +347,14 @@ def test_compose_server_dispatches_as_fast_as_the_embedded_one() -> None:
     dynamic_config = files.load_yaml(files.DEPLOY / "temporal" / "dynamicconfig" / "ordersaga.yaml")
 
     assert dynamic_config[TRANSFER_POLL_RATE_KEY] == [{"value": TRANSFER_POLL_RATE}]
+
+
+def test_the_api_trusts_an_issuer_and_counts_rate_limits_in_redis() -> None:
+    """Compose is production-shaped: no dev issuer, one Redis for every replica."""
+    api = files.environment(files.services()["api"])
+    for variable in ("ORDERSAGA_AUTH_JWKS_URL", "ORDERSAGA_AUTH_ISSUER", "ORDERSAGA_AUTH_AUDIENCE"):
+        assert variable in api
+    assert api["ORDERSAGA_RATE_LIMIT_STORAGE_URL"].startswith("redis://redis:")
+    assert "ORDERSAGA_DEV_MODE" not in api
+    for name in (*SERVICES, *files.worker_services()):
+        assert "ORDERSAGA_WORKER_TOKEN" in files.environment(files.services()[name]), name
