@@ -40,6 +40,7 @@ ROUTES = {
         ("POST", "/reservations/{reservation_id}/release"): WORKER_ONLY,
         ("POST", "/reservations/{reservation_id}/commit"): WORKER_ONLY,
         ("GET", "/reservations"): READERS,
+        ("PUT", "/fences/{order_id}"): WORKER_ONLY,
         ("GET", "/stock/{sku}"): READERS,
         ("PUT", "/products/{sku}"): ADMIN_ONLY,
         ("PUT", "/admin/faults"): ADMIN_ONLY,
@@ -49,6 +50,7 @@ ROUTES = {
         ("POST", "/charges"): WORKER_ONLY,
         ("POST", "/charges/{charge_id}/refund"): WORKER_ONLY,
         ("GET", "/charges"): READERS,
+        ("PUT", "/fences/{order_id}"): WORKER_ONLY,
         ("PUT", "/admin/faults"): ADMIN_ONLY,
         ("DELETE", "/admin/faults"): ADMIN_ONLY,
     },
@@ -56,6 +58,7 @@ ROUTES = {
         ("POST", "/shipments"): WORKER_ONLY,
         ("POST", "/shipments/{shipment_id}/cancel"): WORKER_ONLY,
         ("GET", "/shipments"): READERS,
+        ("PUT", "/fences/{order_id}"): WORKER_ONLY,
         ("PUT", "/admin/faults"): ADMIN_ONLY,
         ("DELETE", "/admin/faults"): ADMIN_ONLY,
     },
@@ -66,6 +69,7 @@ PATH_VALUES = {
     "{charge_id}": "ch_x",
     "{shipment_id}": "shp_x",
     "{sku}": "sku_mug",
+    "{order_id}": "ord_x",
 }
 BODIES: dict[str, Callable[[], dict[str, Any]]] = {
     "/reservations": lambda: reservation("sku_mug"),
