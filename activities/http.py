@@ -47,6 +47,9 @@ def attempt_number() -> int:
 
 # What services.common.deadlines reads: seconds the caller will still wait.
 REQUEST_TIMEOUT_HEADER = "Request-Timeout"
+# How much sooner than its activity attempt an HTTP call gives up.
+TIMEOUT_MARGIN = 0.25
+MIN_READ_SECONDS = 0.1
 
 
 def activity_timeout() -> float | None:
@@ -155,6 +158,27 @@ class ServiceClient:
         ]
         return min(budgets) if budgets else None
 
+    def _timeout(self) -> httpx.Timeout:
+        """The client's timeouts, the read one cut to the attempt's budget less a
+        margin: the call must give up before its attempt does. A local attempt
+        the SDK has already timed out cannot complete any more (the core warns
+        "Tried to complete untracked local activity"), and the step would not
+        learn that this attempt failed from the attempt itself."""
+        configured = self._http.timeout
+        attempt = activity_timeout()
+        if (
+            attempt is None
+            or configured.read is None
+            or configured.read <= attempt - TIMEOUT_MARGIN
+        ):
+            return configured
+        return httpx.Timeout(
+            connect=configured.connect,
+            read=max(attempt - TIMEOUT_MARGIN, MIN_READ_SECONDS),
+            write=configured.write,
+            pool=configured.pool,
+        )
+
     async def _send(
         self,
         method: str,
@@ -170,7 +194,9 @@ class ServiceClient:
             # nothing (services.common.deadlines): no one would learn of it.
             headers[REQUEST_TIMEOUT_HEADER] = f"{budget:.3f}"
         try:
-            response = await self._http.request(method, path, headers=headers, **kwargs)
+            response = await self._http.request(
+                method, path, headers=headers, timeout=self._timeout(), **kwargs
+            )
         except httpx.TimeoutException as err:
             raise retryable(
                 f"{self._service} {method} {path} timed out: {type(err).__name__}"

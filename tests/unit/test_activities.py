@@ -392,6 +392,12 @@ async def test_writes_say_how_long_they_wait_and_reads_do_not() -> None:
         ("POST", "4.000"),
         ("POST", "3.000"),
     ]
+    # The call itself gives up before its attempt does, so a local attempt is
+    # never timed out by the SDK while its call still runs (the cause of
+    # "Tried to complete untracked local activity").
+    read_timeouts = [r.extensions["timeout"]["read"] for r in seen]
+    assert read_timeouts[:3] == [4.0, 4.0, 4.0]
+    assert read_timeouts[3] < 3.0
 
 
 async def test_refused_refund_is_non_retryable() -> None:
