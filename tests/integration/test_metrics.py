@@ -282,12 +282,15 @@ async def test_counters_move_by_exactly_what_the_orders_did(metered: MeteredStac
             ("POST", "/reservations", "201"): 5,
             ("POST", "/reservations/{reservation_id}/commit", "200"): 2,
             ("POST", "/reservations/{reservation_id}/release", "200"): 3,
+            # Every undo fences its order first (late requests are refused).
+            ("PUT", "/fences/{order_id}", "200"): 3,
         },
         "payments": {
             ("POST", "/charges", "201"): 4,
             ("POST", "/charges", "402"): 1,
             ("POST", "/charges/{charge_id}/refund", "200"): 1,
             ("POST", "/charges/{charge_id}/refund", "409"): 1,
+            ("PUT", "/fences/{order_id}", "200"): 2,
         },
         "shipping": {
             ("POST", "/shipments", "201"): 2,
