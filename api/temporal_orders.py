@@ -216,10 +216,22 @@ class TemporalOrders:
                     )
                 return OrderRead(view, stale=False)
             except (TimeoutError, RPCTimeoutOrCancelledError, WorkflowQueryFailedError) as err:
+                # No worker answered in time, or the query failed in the workflow.
                 log.info(
                     "no worker answered the status query in time (%s); "
                     "reading the last published state",
                     type(err).__name__,
+                )
+            except RPCError as err:
+                # The server refuses the query when no worker can answer it: a
+                # workflow task failing (its worker was killed mid-task) is
+                # FAILED_PRECONDITION, as is a queue no poller has been seen on.
+                # Neither means the order is unreadable.
+                if err.status is not RPCStatusCode.FAILED_PRECONDITION:
+                    raise
+                log.info(
+                    "the status query was refused (%s); reading the last published state",
+                    err.message,
                 )
         return OrderRead(
             await self._published_state(handle, description),

@@ -26,6 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 from api import temporal_orders
 from api.app import create_app
 from ordersaga.settings import Settings
+from tests.fakes import FakeDomainActivities
 from tests.integration.api.support import (
     UNKNOWN_ORDER,
     NewOrder,
@@ -336,3 +337,52 @@ async def test_a_finished_order_is_read_whole_without_asking_any_worker(
     assert response.json() == {**finished, "stale": False}
     assert no_workers.queries == 0
     assert seconds < 1.0
+
+
+class QueriesRefused(Interceptor):
+    """The server refuses every query, as it does while the order's workflow
+    task is failing (its worker was killed mid-task)."""
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        class Refusing(OutboundInterceptor):
+            async def query_workflow(self, input: QueryWorkflowInput) -> Any:
+                raise RPCError(
+                    "Unable to query workflow due to Workflow Task in failed state",
+                    RPCStatusCode.FAILED_PRECONDITION,
+                    b"",
+                )
+
+        return Refusing(next)
+
+
+async def test_an_open_order_whose_query_is_refused_reads_as_last_published(
+    api: httpx.AsyncClient,
+    settings: Settings,
+    temporal_client: Client,
+    fakes: FakeDomainActivities,
+    new_order: NewOrder,
+) -> None:
+    """Found by the chaos suite: a refused query (FAILED_PRECONDITION) was a 503."""
+    order = new_order()
+    gate = fakes.hold_calls("charge_payment", order.order_id)
+    order_id = await place_accepted(api, order)
+    await fakes.wait_entered("charge_payment", order_id)
+    refused = Client(
+        temporal_client.service_client,
+        namespace=temporal_client.namespace,
+        data_converter=temporal_client.data_converter,
+        interceptors=[QueriesRefused()],
+    )
+    try:
+        async with asgi_client(
+            create_app(settings, client=refused, verifier=verifier_for_tests())
+        ) as reader:
+            response = await reader.get(f"/orders/{order_id}")
+    finally:
+        gate.set()
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["stale"] is True
+    assert body["total_cents"] == 3499  # published once reserved
+    await wait_for_status(api, order_id, "COMPLETED")
