@@ -1,0 +1,98 @@
+"""The tables: one block per experiment as it finishes, a summary at the end."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ordersaga.chaos.checks import EVIDENCE_LINES, Check
+
+OUTCOMES = ("COMPLETED", "FAILED", "CANCELLED", "NEEDS_ATTENTION")
+PASS, FAIL, NOT_APPLICABLE, KNOWN = "✓", "✗", "-", "✗ known"
+
+
+@dataclass
+class ExperimentResult:
+    number: int
+    key: str
+    title: str
+    fault: str = ""
+    orders: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    checks: list[Check] = field(default_factory=list)
+    seconds: float = 0.0
+    # The harness itself failed: the experiment says nothing about the product.
+    error: str | None = None
+    known_issue: str | None = None
+
+    @property
+    def violated(self) -> list[Check]:
+        return [check for check in self.checks if check.ok is False]
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and not self.violated
+
+    @property
+    def verdict(self) -> str:
+        if self.passed:
+            return PASS
+        return KNOWN if self.known_issue and self.error is None else FAIL
+
+
+def _mark(check: Check) -> str:
+    return {True: PASS, False: FAIL, None: NOT_APPLICABLE}[check.ok]
+
+
+def outcome_counts(outcomes: Counter[str]) -> str:
+    shown = [f"{name} {outcomes[name]}" for name in OUTCOMES if outcomes[name]]
+    shown += [f"{name} {n}" for name, n in outcomes.items() if name not in OUTCOMES]
+    return ", ".join(shown) or "none"
+
+
+def block(result: ExperimentResult) -> str:
+    lines = [
+        f"{result.number:>2}. {result.key}: {result.title}  [{result.verdict}]",
+        f"    fault    {result.fault}",
+        f"    orders   {result.orders}: {outcome_counts(result.outcomes)}  ({result.seconds:.0f}s)",
+    ]
+    if result.error:
+        lines.append(f"    {FAIL} harness error: {result.error}")
+    width = max((len(check.name) for check in result.checks), default=0)
+    for check in result.checks:
+        lines.append(f"    {_mark(check)} {check.name.ljust(width)}  {check.summary}")
+        for line in check.evidence[:EVIDENCE_LINES]:
+            lines.append(f"        {line}")
+        if len(check.evidence) > EVIDENCE_LINES:
+            lines.append(f"        ... and {len(check.evidence) - EVIDENCE_LINES} more")
+    if result.known_issue and not result.passed:
+        lines.append(f"    known product issue: {result.known_issue}")
+    return "\n".join(lines)
+
+
+def summary(results: list[ExperimentResult]) -> str:
+    header = ["experiment", "orders", "COMPL", "FAIL", "CANC", "PARKED", "invariants", ""]
+    rows: list[list[str]] = [header]
+    for r in results:
+        applicable = [check for check in r.checks if check.ok is not None]
+        held = sum(1 for check in applicable if check.ok)
+        rows.append(
+            [
+                f"{r.number}. {r.key}",
+                str(r.orders),
+                *(str(r.outcomes[name]) for name in OUTCOMES),
+                f"{held}/{len(applicable)}",
+                r.verdict,
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    text = []
+    for n, row in enumerate(rows):
+        cells = [
+            cell.ljust(widths[i]) if i in (0, len(row) - 1) else cell.rjust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        text.append("  ".join(cells).rstrip())
+        if n == 0:
+            text.append("  ".join("-" * w for w in widths))
+    return "\n".join(text)
