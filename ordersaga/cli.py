@@ -416,11 +416,15 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         unknown_experiments,
     )
     from ordersaga.chaos.experiments import MATRIX
+    from ordersaga.chaos.known import KNOWN_ISSUES
 
     if args.list:
         for number, experiment in enumerate(MATRIX, start=1):
             quick = "  (in --quick)" if experiment.quick else ""
             print(f"{number:>2}. {experiment.key:<22} {experiment.title}{quick}")
+        print("\nknown product issues (--tolerate ID):")
+        for issue in KNOWN_ISSUES.values():
+            print(f"  {issue.id}: {issue.description}")
         return 0
     only = parse_only(args.only)
     unknown = unknown_experiments(only)
@@ -428,7 +432,14 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--only: unknown {', '.join(unknown)}; `ordersaga chaos --list` names them"
         )
+    tolerate = frozenset(args.tolerate or ())
+    unknown_issues = sorted(tolerate - set(KNOWN_ISSUES))
+    if unknown_issues:
+        raise UsageError(
+            f"--tolerate: unknown {', '.join(unknown_issues)}; `ordersaga chaos --list` names them"
+        )
     options = ChaosOptions(
+        tolerate=tolerate,
         quick=args.quick,
         only=only,
         seed=args.seed,
@@ -624,7 +635,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="the bounded form for CI: fewer orders, shorter faults, a subset of experiments",
     )
     chaos.add_argument("--only", metavar="E1,E2", help="run only these experiments (see --list)")
-    chaos.add_argument("--list", action="store_true", help="list the experiments and exit")
+    chaos.add_argument(
+        "--list", action="store_true", help="list the experiments and known issues, then exit"
+    )
+    chaos.add_argument(
+        "--tolerate",
+        action="append",
+        metavar="ISSUE",
+        help="a known product issue (see --list) whose violations are shown but do not fail "
+        "the run (repeatable; default: none, every violation fails)",
+    )
     chaos.add_argument("--seed", type=int, help="seed of the random choices (default: random)")
     chaos.add_argument(
         "--data-dir",

@@ -64,6 +64,8 @@ class ChaosOptions:
     seed: int | None = None
     data_dir: Path | None = None
     keep_data: bool = False
+    # Known product issues (known.py) whose violations do not fail the run.
+    tolerate: frozenset[str] = frozenset()
 
 
 def chosen(options: ChaosOptions) -> list[tuple[int, Experiment]]:
@@ -94,10 +96,9 @@ async def ensure_up(stack: ChaosStack, ledger: Ledger) -> None:
 
 
 async def run_experiment(
-    number: int, experiment: Experiment, lab: Lab, auditor: Auditor
+    number: int, experiment: Experiment, lab: Lab, auditor: Auditor, tolerate: frozenset[str]
 ) -> ExperimentResult:
-    result = ExperimentResult(number, experiment.key, experiment.title)
-    result.known_issue = experiment.known_issue
+    result = ExperimentResult(number, experiment.key, experiment.title, tolerated=tolerate)
     started = time.monotonic()
     try:
         trial = await experiment.run(lab)
@@ -168,7 +169,7 @@ async def run_matrix(
         out.flush()
         for number, experiment in experiments:
             await ensure_up(stack, ledger)
-            result = await run_experiment(number, experiment, lab, auditor)
+            result = await run_experiment(number, experiment, lab, auditor, options.tolerate)
             results.append(result)
             out.write(block(result) + "\n\n")
             out.flush()

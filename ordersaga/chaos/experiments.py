@@ -183,8 +183,6 @@ class Experiment:
     title: str
     run: Run
     quick: bool
-    # A product issue this experiment is known to expose (see docs/chaos.md).
-    known_issue: str | None = None
 
 
 # --- 1-3, 11: the worker ---------------------------------------------------------

@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ordersaga.chaos.checks import EVIDENCE_LINES, Check
+from ordersaga.chaos.known import KNOWN_ISSUES
 
 OUTCOMES = ("COMPLETED", "FAILED", "CANCELLED", "NEEDS_ATTENTION")
 PASS, FAIL, NOT_APPLICABLE, KNOWN = "✓", "✗", "-", "✗ known"
@@ -23,7 +24,8 @@ class ExperimentResult:
     seconds: float = 0.0
     # The harness itself failed: the experiment says nothing about the product.
     error: str | None = None
-    known_issue: str | None = None
+    # Known issues (known.py) the caller chose to tolerate.
+    tolerated: frozenset[str] = frozenset()
 
     @property
     def violated(self) -> list[Check]:
@@ -33,11 +35,38 @@ class ExperimentResult:
     def passed(self) -> bool:
         return self.error is None and not self.violated
 
+    def known_issues(self) -> set[str]:
+        """The known issues whose evidence appears in this experiment's violations."""
+        return {
+            issue.id
+            for check in self.violated
+            for line in check.evidence
+            for issue in KNOWN_ISSUES.values()
+            if issue.explains(check.name, line)
+        }
+
+    @property
+    def only_tolerated(self) -> bool:
+        """Violated, but every evidence line is a tolerated known issue's."""
+        return (
+            self.error is None
+            and bool(self.violated)
+            and all(
+                any(
+                    KNOWN_ISSUES[issue].explains(check.name, line)
+                    for issue in self.tolerated
+                    if issue in KNOWN_ISSUES
+                )
+                for check in self.violated
+                for line in check.evidence
+            )
+        )
+
     @property
     def verdict(self) -> str:
         if self.passed:
             return PASS
-        return KNOWN if self.known_issue and self.error is None else FAIL
+        return KNOWN if self.only_tolerated else FAIL
 
 
 def _mark(check: Check) -> str:
@@ -65,8 +94,11 @@ def block(result: ExperimentResult) -> str:
             lines.append(f"        {line}")
         if len(check.evidence) > EVIDENCE_LINES:
             lines.append(f"        ... and {len(check.evidence) - EVIDENCE_LINES} more")
-    if result.known_issue and not result.passed:
-        lines.append(f"    known product issue: {result.known_issue}")
+    for issue in sorted(result.known_issues()):
+        tolerated = " (tolerated)" if issue in result.tolerated else ""
+        lines.append(
+            f"    known product issue {issue}{tolerated}: {KNOWN_ISSUES[issue].description}"
+        )
     return "\n".join(lines)
 
 
