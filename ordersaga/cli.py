@@ -449,6 +449,33 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     return run_chaos_command(options, settings)
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    from datetime import UTC, datetime, timedelta
+
+    from ordersaga.audit.command import AuditOptions, parse_since, run_audit
+
+    since = None
+    if args.since is not None:
+        try:
+            since = parse_since(args.since, datetime.now(UTC))
+        except ValueError as error:
+            raise UsageError(f"--since: {error}") from None
+    metrics_file: Path | None = args.metrics_file
+    if metrics_file is not None and not metrics_file.parent.is_dir():
+        raise UsageError(f"--metrics-file: no folder {metrics_file.parent}")
+    keyring = _codec_keyring(settings, "audit")
+    options = AuditOptions(
+        since=since,
+        max_open=timedelta(minutes=args.max_open_minutes),
+        as_json=args.json,
+        metrics_file=metrics_file,
+        fail_on_warnings=args.fail_on_warnings,
+        timeout=timedelta(seconds=args.timeout),
+    )
+    return run_audit(options, settings, keyring)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ordersaga",
@@ -655,6 +682,51 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-data", action="store_true", help="keep the temporary data folder even when clean"
     )
     chaos.set_defaults(handler=cmd_chaos)
+
+    audit = commands.add_parser(
+        "audit",
+        help="reconcile every order's Temporal status with the payments, shipping "
+        "and inventory ledgers",
+        description="Check every order against Temporal and the three ledgers and report "
+        "each discrepancy with its evidence. Reads ORDERSAGA_TEMPORAL_ADDRESS, "
+        "ORDERSAGA_*_URL, ORDERSAGA_ADMIN_TOKEN and ORDERSAGA_CODEC_KEYS. Exit status: "
+        "0 clean, 1 discrepancies found, 2 usage or configuration error, "
+        "3 Temporal or a service unreachable.",
+    )
+    audit.add_argument(
+        "--since",
+        metavar="WHEN",
+        help="check only orders open now or closed since WHEN: a duration back from now "
+        "(30m, 24h, 7d) or an ISO 8601 time (default: every order)",
+    )
+    audit.add_argument(
+        "--max-open-minutes",
+        type=_positive_int,
+        default=15,
+        metavar="N",
+        help="an order open longer than this (and not parked) is stuck (default: 15)",
+    )
+    audit.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    audit.add_argument(
+        "--metrics-file",
+        type=Path,
+        metavar="PATH",
+        help="also write a Prometheus textfile (node exporter's textfile collector), "
+        "e.g. /var/lib/node_exporter/textfile/ordersaga_audit.prom",
+    )
+    audit.add_argument(
+        "--fail-on-warnings",
+        action="store_true",
+        help="exit 1 for warnings too (parked orders), not only for errors",
+    )
+    audit.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=300.0,
+        metavar="SECONDS",
+        help="give up (exit 3) when the audit takes longer (default: 300)",
+    )
+    audit.set_defaults(handler=cmd_audit)
     return parser
 
 

@@ -40,7 +40,7 @@ from contracts import task_queues
 from contracts.search_attributes import SEARCH_ATTRIBUTE_TYPES
 from ordersaga.auth import DEV_AUDIENCE, DEV_ISSUER, DevIssuer
 from ordersaga.binaries import BinaryNotFoundError, temporal_cli
-from ordersaga.ports import free_port
+from ordersaga.ports import free_ports
 from ordersaga.settings import SERVICES, Settings, env_var_name
 
 BANNER_TITLE = "ordersaga dev stack is up"
@@ -586,19 +586,21 @@ def child_env(settings: Settings, data_dir: Path) -> dict[str, str]:
 
 
 def on_free_ports(settings: Settings) -> Settings:
-    """The same settings with every listening port moved to a free one."""
-    ports = {
-        "temporal_address": f"{TEMPORAL_IP}:{free_port()}",
-        "temporal_ui_port": free_port(),
-        "api_port": free_port(),
-        "codec_server_port": free_port(),
-        **{f"{service}_port": free_port() for service in SERVICES},
-    }
+    """The same settings with every listening port moved to a free one (all different)."""
+    names = [
+        "temporal_ui_port",
+        "api_port",
+        "codec_server_port",
+        *(f"{service}_port" for service in SERVICES),
+    ]
     if settings.worker_health_port:
-        ports["worker_health_port"] = free_port()
+        names.append("worker_health_port")
     if settings.worker_metrics_port:
-        ports["worker_metrics_port"] = free_port()
-    return settings.model_copy(update=ports)
+        names.append("worker_metrics_port")
+    temporal, *ports = free_ports(len(names) + 1)
+    update: dict[str, object] = dict(zip(names, ports, strict=True))
+    update["temporal_address"] = f"{TEMPORAL_IP}:{temporal}"
+    return settings.model_copy(update=update)
 
 
 class DevStack:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, TypeVar
+from datetime import datetime
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 from contracts import errors
 
@@ -57,6 +58,15 @@ def new_id(prefix: str) -> str:
 ResourceT = TypeVar("ResourceT")
 
 
+@dataclass(frozen=True)
+class Dated(Generic[ResourceT]):
+    """A resource with when it was made and last changed (UTC): a ledger entry."""
+
+    resource: ResourceT
+    created_at: datetime
+    updated_at: datetime
+
+
 class OrderResources(Protocol[ResourceT]):
     """What a service makes for orders (reservations, charges, shipments), each
     with an id, an order id and a state."""
@@ -70,6 +80,13 @@ class OrderResources(Protocol[ResourceT]):
     async def save_state(self, resource: ResourceT) -> None: ...
 
     async def for_order(self, order_id: str) -> list[ResourceT]: ...
+
+    async def ledger_page(
+        self, *, after: str | None, limit: int, changed_since: datetime | None
+    ) -> list[Dated[ResourceT]]:
+        """Up to `limit` resources by id, after the id `after`, changed at or
+        after `changed_since`: every one, a page at a time, for an audit."""
+        ...
 
 
 async def locked(resources: OrderResources[ResourceT], resource_id: str, kind: str) -> ResourceT:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -12,7 +12,7 @@ from sqlalchemy import Column, MetaData, Row, Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import NAMING_CONVENTION
-from services.common.domain import Line
+from services.common.domain import Dated, Line
 from services.common.idempotency import IDEMPOTENCY_KEYS
 
 
@@ -119,3 +119,34 @@ class SqlOrderResources(ABC, Generic[ResourceT]):
             )
         ).all()
         return await self._from_rows(rows)
+
+    async def ledger_page(
+        self, *, after: str | None, limit: int, changed_since: datetime | None
+    ) -> list[Dated[ResourceT]]:
+        # Keyset pagination on the primary key: a page boundary never skips or
+        # repeats a row, whatever is added or changed between pages.
+        query = select(self.table).order_by(self._id_column).limit(limit)
+        if after is not None:
+            query = query.where(self._id_column > after)
+        if changed_since is not None:
+            query = query.where(self.table.c.updated_at >= as_utc(changed_since))
+        rows = (await self._connection.execute(query)).all()
+        resources = await self._from_rows(rows)
+        return [
+            Dated(resource, as_utc(row.created_at), as_utc(row.updated_at))
+            for resource, row in zip(resources, rows, strict=True)
+        ]
+
+
+def as_utc(moment: datetime) -> datetime:
+    """An aware UTC datetime. SQLite keeps none of the zone, and every time the
+    services write is UTC, so a naive one read back is UTC."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        # A moment within a day of year 1 or 9999 (a caller's bound): past either end.
+        offset = moment.utcoffset()
+        edge = datetime.max if offset is not None and offset < timedelta(0) else datetime.min
+        return edge.replace(tzinfo=UTC)

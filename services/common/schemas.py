@@ -8,6 +8,7 @@ what the API accepts, every service accepts.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Path, Query
@@ -48,6 +49,30 @@ SkuPath = Annotated[
 OrderIdQuery = Annotated[
     str,
     Query(min_length=1, max_length=255, pattern=VISIBLE_ASCII, description="The order's id"),
+]
+
+# The admin ledger listings (GET /admin/ledger, inventory's GET /admin/stock):
+# keyset pages, for a reconciliation audit that reads every row.
+DEFAULT_LEDGER_PAGE = 500
+MAX_LEDGER_PAGE = 1000
+AfterQuery = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=255,
+        pattern=VISIBLE_ASCII,
+        description="Start after this id: the previous page's `next_after`",
+    ),
+]
+LimitQuery = Annotated[
+    int, Query(ge=1, le=MAX_LEDGER_PAGE, description="At most this many rows in the page")
+]
+ChangedSinceQuery = Annotated[
+    datetime | None,
+    Query(
+        description="Only rows made or changed at or after this moment (ISO 8601; "
+        "UTC when it names no zone)"
+    ),
 ]
 
 

@@ -16,6 +16,7 @@ from services.inventory import domain
 from services.inventory.catalog import CATALOG
 from services.inventory.repository import SqlInventoryUnitOfWork
 from services.inventory.routes import (
+    audit_router,
     catalog_router,
     products_router,
     reservations_router,
@@ -34,7 +35,7 @@ SPEC = ServiceSpec(
     description="Products, their prices and stock, and reservations of stock for orders.",
     migrations=Path(__file__).parent / "migrations",
     routers=(reservations_router, stock_router),
-    admin_routers=(products_router,),
+    admin_routers=(products_router, audit_router),
     public_routers=(catalog_router,),
     on_startup=seed_catalog,
 )

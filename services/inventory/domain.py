@@ -78,6 +78,17 @@ class Product:
 
 
 @dataclass(frozen=True)
+class StockHolding:
+    """A product's stock beside what its open reservations hold: `reserved`
+    must equal `held`, the sum of its lines in reservations still reserved."""
+
+    sku: str
+    available: int
+    reserved: int
+    held: int
+
+
+@dataclass(frozen=True)
 class ReservedLine:
     """A line as reserved: at the catalog's unit price when it was reserved."""
 
@@ -128,6 +139,11 @@ class ProductRepository(Protocol):
 
     async def listing(self, limit: int) -> list[Product]:
         """The first `limit` products, by sku."""
+        ...
+
+    async def holdings(self, *, after: str | None, limit: int) -> list[StockHolding]:
+        """Up to `limit` products by sku, after the sku `after`, each with what
+        its reservations hold, read at one moment."""
         ...
 
     async def unknown(self, skus: Sequence[str]) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import Row, Table, insert, select, update
+from sqlalchemy import Row, Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import SqlUnitOfWork, dialect_insert
@@ -16,6 +16,7 @@ from services.inventory.domain import (
     ReservationState,
     ReservedLine,
     Stock,
+    StockHolding,
 )
 from services.inventory.tables import products, reservation_lines, reservations
 
@@ -41,6 +42,28 @@ class SqlProductRepository:
             select(products).order_by(products.c.sku).limit(limit)
         )
         return [_product(row) for row in rows]
+
+    async def holdings(self, *, after: str | None, limit: int) -> list[StockHolding]:
+        # One statement, so the counters and the reservations are one snapshot
+        # on PostgreSQL too (READ COMMITTED gives each statement its own).
+        held = (
+            select(func.coalesce(func.sum(reservation_lines.c.quantity), 0))
+            .select_from(reservation_lines.join(reservations))
+            .where(
+                reservations.c.state == ReservationState.RESERVED.value,
+                reservation_lines.c.sku == products.c.sku,
+            )
+            .scalar_subquery()
+        )
+        query = (
+            select(products.c.sku, products.c.available, products.c.reserved, held.label("held"))
+            .order_by(products.c.sku)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(products.c.sku > after)
+        rows = await self._connection.execute(query)
+        return [StockHolding(row.sku, row.available, row.reserved, int(row.held)) for row in rows]
 
     async def unknown(self, skus: Sequence[str]) -> list[str]:
         known = set(

@@ -12,7 +12,16 @@ from services.common.auth import WorkerOnly, WorkerOrAdmin
 from services.common.errors import FORBIDDEN, UNAUTHORIZED
 from services.common.idempotency import IDEMPOTENT_ERRORS, Idempotency
 from services.common.runtime import service_config, unit_of_work
-from services.common.schemas import IdPath, OrderIdQuery, SkuPath, error_responses
+from services.common.schemas import (
+    DEFAULT_LEDGER_PAGE,
+    AfterQuery,
+    ChangedSinceQuery,
+    IdPath,
+    LimitQuery,
+    OrderIdQuery,
+    SkuPath,
+    error_responses,
+)
 from services.inventory import domain
 from services.inventory.repository import SqlInventoryUnitOfWork
 from services.inventory.schemas import (
@@ -22,8 +31,12 @@ from services.inventory.schemas import (
     ProductPublic,
     ProductUpdate,
     ReservationCreate,
+    ReservationLedgerEntry,
+    ReservationLedgerPublic,
     ReservationPublic,
     ReservationsPublic,
+    StockHoldingPublic,
+    StockHoldingsPublic,
     StockPublic,
 )
 
@@ -174,4 +187,51 @@ async def put_product(
         currency=policy.catalog_currency,
         available=found.available,
         reserved=found.reserved,
+    )
+
+
+# Mounted behind the admin token by the app factory: what a reconciliation
+# audit (`ordersaga audit`) reads, every row a page at a time.
+audit_router = APIRouter(
+    prefix="/admin", tags=["admin"], responses=error_responses(UNAUTHORIZED, FORBIDDEN)
+)
+
+
+@audit_router.get("/ledger", response_model=ReservationLedgerPublic)
+async def reservation_ledger(
+    *,
+    uow: InventoryUoW,
+    after: AfterQuery = None,
+    limit: LimitQuery = DEFAULT_LEDGER_PAGE,
+    changed_since: ChangedSinceQuery = None,
+) -> ReservationLedgerPublic:
+    """Every reservation, a page at a time by id."""
+    async with uow:
+        page = await uow.reservations.ledger_page(
+            after=after, limit=limit, changed_since=changed_since
+        )
+    return ReservationLedgerPublic(
+        items=[
+            ReservationLedgerEntry(
+                **ReservationPublic.model_validate(entry.resource).model_dump(),
+                created_at=entry.created_at,
+                updated_at=entry.updated_at,
+            )
+            for entry in page
+        ],
+        next_after=page[-1].resource.reservation_id if len(page) == limit else None,
+    )
+
+
+@audit_router.get("/stock", response_model=StockHoldingsPublic)
+async def stock_holdings(
+    *, uow: InventoryUoW, after: AfterQuery = None, limit: LimitQuery = DEFAULT_LEDGER_PAGE
+) -> StockHoldingsPublic:
+    """Every product's stock, and what its open reservations hold: `reserved`
+    must equal `held`. Each page is read at one moment."""
+    async with uow:
+        page = await uow.products.holdings(after=after, limit=limit)
+    return StockHoldingsPublic(
+        items=[StockHoldingPublic.model_validate(holding) for holding in page],
+        next_after=page[-1].sku if len(page) == limit else None,
     )

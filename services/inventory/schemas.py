@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -47,6 +48,38 @@ class ReservationPublic(BaseModel):
 
 class ReservationsPublic(BaseModel):
     items: list[ReservationPublic]
+
+
+class ReservationLedgerEntry(ReservationPublic):
+    created_at: datetime
+    updated_at: datetime
+
+
+class ReservationLedgerPublic(BaseModel):
+    """A page of every reservation, by id. `next_after` is the `after` of the
+    next page; null on the last page."""
+
+    items: list[ReservationLedgerEntry]
+    next_after: str | None
+
+
+class StockHoldingPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    sku: str
+    available: int
+    reserved: int
+    held: int = Field(
+        description="The sum of this product's lines in reservations still `reserved`: "
+        "`reserved` must equal it"
+    )
+
+
+class StockHoldingsPublic(BaseModel):
+    """A page of every product by sku; `next_after` as in the ledger."""
+
+    items: list[StockHoldingPublic]
+    next_after: str | None
 
 
 class StockPublic(BaseModel):

@@ -10,13 +10,14 @@ from pydantic import SecretStr
 
 from services.common.app import ServiceSpec, create_service_app
 from services.payments.domain import PaymentPolicy
-from services.payments.routes import charges_router
+from services.payments.routes import charges_router, ledger_router
 
 SPEC = ServiceSpec(
     name="payments",
     description="Charges to customers' cards, and their refunds.",
     migrations=Path(__file__).parent / "migrations",
     routers=(charges_router,),
+    admin_routers=(ledger_router,),
 )
 
 

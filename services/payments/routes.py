@@ -12,10 +12,24 @@ from services.common.auth import WorkerOnly, WorkerOrAdmin
 from services.common.errors import FORBIDDEN, UNAUTHORIZED
 from services.common.idempotency import IDEMPOTENT_ERRORS, Idempotency
 from services.common.runtime import service_config, unit_of_work
-from services.common.schemas import IdPath, OrderIdQuery, error_responses
+from services.common.schemas import (
+    DEFAULT_LEDGER_PAGE,
+    AfterQuery,
+    ChangedSinceQuery,
+    IdPath,
+    LimitQuery,
+    OrderIdQuery,
+    error_responses,
+)
 from services.payments import domain
 from services.payments.repository import SqlPaymentsUnitOfWork
-from services.payments.schemas import ChargeCreate, ChargePublic, ChargesPublic
+from services.payments.schemas import (
+    ChargeCreate,
+    ChargeLedgerEntry,
+    ChargeLedgerPublic,
+    ChargePublic,
+    ChargesPublic,
+)
 
 PaymentsUoW = Annotated[SqlPaymentsUnitOfWork, Depends(unit_of_work(SqlPaymentsUnitOfWork))]
 Policy = Annotated[domain.PaymentPolicy, Depends(service_config(domain.PaymentPolicy))]
@@ -77,3 +91,36 @@ async def list_charges(*, order_id: OrderIdQuery, uow: PaymentsUoW) -> ChargesPu
     async with uow:
         found = await uow.charges.for_order(order_id)
     return ChargesPublic(items=[ChargePublic.model_validate(c) for c in found])
+
+
+# Mounted behind the admin token by the app factory.
+ledger_router = APIRouter(
+    prefix="/admin/ledger",
+    tags=["admin"],
+    responses=error_responses(UNAUTHORIZED, FORBIDDEN),
+)
+
+
+@ledger_router.get("", response_model=ChargeLedgerPublic)
+async def charge_ledger(
+    *,
+    uow: PaymentsUoW,
+    after: AfterQuery = None,
+    limit: LimitQuery = DEFAULT_LEDGER_PAGE,
+    changed_since: ChangedSinceQuery = None,
+) -> ChargeLedgerPublic:
+    """Every charge, a page at a time by id, for a reconciliation audit
+    (`ordersaga audit`): orders Temporal does not know, double charges."""
+    async with uow:
+        page = await uow.charges.ledger_page(after=after, limit=limit, changed_since=changed_since)
+    return ChargeLedgerPublic(
+        items=[
+            ChargeLedgerEntry(
+                **ChargePublic.model_validate(entry.resource).model_dump(),
+                created_at=entry.created_at,
+                updated_at=entry.updated_at,
+            )
+            for entry in page
+        ],
+        next_after=page[-1].resource.charge_id if len(page) == limit else None,
+    )

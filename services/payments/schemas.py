@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -44,3 +45,16 @@ class ChargePublic(BaseModel):
 
 class ChargesPublic(BaseModel):
     items: list[ChargePublic]
+
+
+class ChargeLedgerEntry(ChargePublic):
+    created_at: datetime
+    updated_at: datetime
+
+
+class ChargeLedgerPublic(BaseModel):
+    """A page of every charge, by id. `next_after` is the `after` of the next
+    page; null on the last page."""
+
+    items: list[ChargeLedgerEntry]
+    next_after: str | None

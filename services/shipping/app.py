@@ -11,13 +11,14 @@ from pydantic import SecretStr
 
 from services.common.app import ServiceSpec, create_service_app
 from services.shipping.domain import ShippingPolicy
-from services.shipping.routes import shipments_router
+from services.shipping.routes import ledger_router, shipments_router
 
 SPEC = ServiceSpec(
     name="shipping",
     description="Shipments of orders to customers' addresses.",
     migrations=Path(__file__).parent / "migrations",
     routers=(shipments_router,),
+    admin_routers=(ledger_router,),
 )
 
 

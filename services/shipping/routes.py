@@ -12,10 +12,24 @@ from services.common.auth import WorkerOnly, WorkerOrAdmin
 from services.common.errors import FORBIDDEN, UNAUTHORIZED
 from services.common.idempotency import IDEMPOTENT_ERRORS, Idempotency
 from services.common.runtime import service_config, unit_of_work
-from services.common.schemas import IdPath, OrderIdQuery, error_responses
+from services.common.schemas import (
+    DEFAULT_LEDGER_PAGE,
+    AfterQuery,
+    ChangedSinceQuery,
+    IdPath,
+    LimitQuery,
+    OrderIdQuery,
+    error_responses,
+)
 from services.shipping import domain
 from services.shipping.repository import SqlShippingUnitOfWork
-from services.shipping.schemas import ShipmentCreate, ShipmentPublic, ShipmentsPublic
+from services.shipping.schemas import (
+    ShipmentCreate,
+    ShipmentLedgerEntry,
+    ShipmentLedgerPublic,
+    ShipmentPublic,
+    ShipmentsPublic,
+)
 
 ShippingUoW = Annotated[SqlShippingUnitOfWork, Depends(unit_of_work(SqlShippingUnitOfWork))]
 Policy = Annotated[domain.ShippingPolicy, Depends(service_config(domain.ShippingPolicy))]
@@ -75,3 +89,36 @@ async def list_shipments(*, order_id: OrderIdQuery, uow: ShippingUoW) -> Shipmen
     async with uow:
         found = await uow.shipments.for_order(order_id)
     return ShipmentsPublic(items=[ShipmentPublic.model_validate(s) for s in found])
+
+
+# Mounted behind the admin token by the app factory.
+ledger_router = APIRouter(
+    prefix="/admin/ledger", tags=["admin"], responses=error_responses(UNAUTHORIZED, FORBIDDEN)
+)
+
+
+@ledger_router.get("", response_model=ShipmentLedgerPublic)
+async def shipment_ledger(
+    *,
+    uow: ShippingUoW,
+    after: AfterQuery = None,
+    limit: LimitQuery = DEFAULT_LEDGER_PAGE,
+    changed_since: ChangedSinceQuery = None,
+) -> ShipmentLedgerPublic:
+    """Every shipment (its country, never the address), a page at a time by id,
+    for a reconciliation audit (`ordersaga audit`)."""
+    async with uow:
+        page = await uow.shipments.ledger_page(
+            after=after, limit=limit, changed_since=changed_since
+        )
+    return ShipmentLedgerPublic(
+        items=[
+            ShipmentLedgerEntry(
+                **ShipmentPublic.model_validate(entry.resource).model_dump(),
+                created_at=entry.created_at,
+                updated_at=entry.updated_at,
+            )
+            for entry in page
+        ],
+        next_after=page[-1].resource.shipment_id if len(page) == limit else None,
+    )

@@ -3,6 +3,7 @@ of the address, never the name or street."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
@@ -82,3 +83,16 @@ class ShipmentPublic(BaseModel):
 
 class ShipmentsPublic(BaseModel):
     items: list[ShipmentPublic]
+
+
+class ShipmentLedgerEntry(ShipmentPublic):
+    created_at: datetime
+    updated_at: datetime
+
+
+class ShipmentLedgerPublic(BaseModel):
+    """A page of every shipment, by id. `next_after` is the `after` of the next
+    page; null on the last page."""
+
+    items: list[ShipmentLedgerEntry]
+    next_after: str | None

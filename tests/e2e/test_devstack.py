@@ -26,7 +26,7 @@ import pytest
 
 from ordersaga.auth import DevIssuer
 from tests.orders import order_body
-from tests.ports import free_port
+from tests.ports import free_ports
 
 ORDERSAGA = Path(sys.executable).parent / "ordersaga"
 BANNER = "ordersaga dev stack is up"
@@ -40,16 +40,18 @@ IN_PROGRESS = ("RECEIVED", "RESERVING", "CHARGING", "SHIPPING", "COMPENSATING")
 @pytest.fixture
 def dev_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("ORDERSAGA_")}
+    # All different: ports picked one at a time may repeat.
+    temporal, ui, api, inventory, payments, shipping, codec = free_ports(7)
     env.update(
         {
             "ORDERSAGA_DATA_DIR": str(tmp_path / "data"),
-            "ORDERSAGA_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
-            "ORDERSAGA_TEMPORAL_UI_PORT": str(free_port()),
-            "ORDERSAGA_API_PORT": str(free_port()),
-            "ORDERSAGA_INVENTORY_PORT": str(free_port()),
-            "ORDERSAGA_PAYMENTS_PORT": str(free_port()),
-            "ORDERSAGA_SHIPPING_PORT": str(free_port()),
-            "ORDERSAGA_CODEC_SERVER_PORT": str(free_port()),
+            "ORDERSAGA_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal}",
+            "ORDERSAGA_TEMPORAL_UI_PORT": str(ui),
+            "ORDERSAGA_API_PORT": str(api),
+            "ORDERSAGA_INVENTORY_PORT": str(inventory),
+            "ORDERSAGA_PAYMENTS_PORT": str(payments),
+            "ORDERSAGA_SHIPPING_PORT": str(shipping),
+            "ORDERSAGA_CODEC_SERVER_PORT": str(codec),
             "ORDERSAGA_WORKER_GRACE_PERIOD_SECONDS": "3",
         }
     )

@@ -23,7 +23,7 @@ from temporalio.client import Client
 from ordersaga.settings import Settings
 from ordersaga.temporal_config import data_converter, temporal_interceptors
 from tests.keys import TEST_KEYRING
-from tests.ports import free_port
+from tests.ports import free_ports
 from tests.tokens import bearer, operator_token, verifier_for_tests
 from tests.versioning_support import route_to_unversioned
 
@@ -88,6 +88,7 @@ def traced_client(client: Client, tracer_provider: TracerProvider | None) -> Cli
 
 def stack_settings(client: Client, data_dir: Path, **overrides: Any) -> Settings:
     """Settings of a test stack: free ports, SQLite files in data_dir, the test token."""
+    api, inventory, payments, shipping = free_ports(4)
     return Settings(
         data_dir=data_dir,
         temporal_address=client.service_client.config.target_host,
@@ -95,10 +96,10 @@ def stack_settings(client: Client, data_dir: Path, **overrides: Any) -> Settings
         worker_token=WORKER_TOKEN,  # type: ignore[arg-type]
         api_page_token_key="page-token-key-of-the-stack",  # type: ignore[arg-type]
         api_order_rate_limit="10000/minute",
-        api_port=free_port(),
-        inventory_port=free_port(),
-        payments_port=free_port(),
-        shipping_port=free_port(),
+        api_port=api,
+        inventory_port=inventory,
+        payments_port=payments,
+        shipping_port=shipping,
         **overrides,
     )
 

@@ -1,0 +1,330 @@
+"""Read what the audit checks: orders from Temporal's visibility, rows from the
+services' admin listings (GET /admin/ledger, inventory's GET /admin/stock).
+
+Temporal is read first, the ledgers after. An order closed in Temporal has a
+final ledger, so reading it later cannot make a false finding; an order still
+open is only checked for how long it has been open. A ledger row whose order
+is not in the visibility read (started since, or closed before --since) is
+looked up by id (DescribeWorkflowExecution: consistent, unlike visibility)
+before it is called an orphan.
+
+With --since, only orders open or closed since then are checked, and only rows
+changed since then are listed; an order that started before it gets its whole
+ledger read by order id, so a shipment made before the window still counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import httpx
+from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from contracts.orders import STATUS_QUERY, WORKFLOW_TYPE, OrderStatus, OrderView
+from ordersaga.audit.rules import (
+    Charge,
+    Order,
+    Reservation,
+    Shipment,
+    Snapshot,
+    StockLevel,
+)
+from ordersaga.settings import SERVICES
+from workflows.search_attributes import FAILED_STEP_KEY, ORDER_STATUS_KEY, ORDER_TOTAL_CENTS_KEY
+
+# Rows per page of the services' listings (their maximum is 1000).
+PAGE_SIZE = 500
+# Requests in flight to one service at a time, for the per-order reads.
+SERVICE_CONCURRENCY = 8
+
+
+class AuditUnavailable(Exception):
+    """Temporal or a service could not be read: retry later."""
+
+
+class AuditConfigError(Exception):
+    """A service refused the audit's credential, or lacks its listing: fix the setup."""
+
+
+@dataclass
+class Sources:
+    """Where to read. The clients are the caller's to open and close: the
+    Temporal client with the payload codec (a parked order's reason is an
+    encrypted query result), each service's with the admin credential."""
+
+    temporal: Client
+    inventory: httpx.AsyncClient
+    payments: httpx.AsyncClient
+    shipping: httpx.AsyncClient
+    # How long a worker has to answer a parked order's status query.
+    query_timeout: timedelta = timedelta(seconds=5)
+
+
+async def collect(sources: Sources, *, since: datetime | None) -> Snapshot:
+    taken_at = datetime.now(UTC)
+    orders = await _orders(sources.temporal, since)
+    charges, shipments, reservations, stock = await asyncio.gather(
+        _listing(sources.payments, "payments", "/admin/ledger", _charge, since),
+        _listing(sources.shipping, "shipping", "/admin/ledger", _shipment, since),
+        _listing(sources.inventory, "inventory", "/admin/ledger", _reservation, since),
+        _listing(sources.inventory, "inventory", "/admin/stock", _stock_level, None),
+    )
+    ledger = _Rows(charges, shipments, reservations)
+    # Orders whose rows may predate the listing's window: read them whole.
+    partial = {o.order_id for o in orders.values() if since is not None and o.started_at < since}
+    known_elsewhere: set[str] = set()
+    for order_id in sorted(ledger.order_ids() - orders.keys()):
+        found = await _describe(sources.temporal, order_id)
+        if found is None:
+            continue  # an orphan: the rules say so
+        if found.is_open:
+            known_elsewhere.add(order_id)  # started while we read: in flight
+        else:
+            orders[order_id] = found  # closed before the window, changed in it
+            partial.add(order_id)
+    if partial:
+        ledger = ledger.merged(await _ledgers_of(sources, sorted(partial)))
+    parked = [
+        o for o in orders.values() if o.is_open and o.order_status == OrderStatus.NEEDS_ATTENTION
+    ]
+    for order in parked:
+        orders[order.order_id] = replace(
+            order, parked_reason=await _parked_reason(sources, order.order_id)
+        )
+    return Snapshot(
+        taken_at=taken_at,
+        orders=sorted(orders.values(), key=lambda o: o.order_id),
+        charges=ledger.charges,
+        shipments=ledger.shipments,
+        reservations=ledger.reservations,
+        stock=stock,
+        known_order_ids=frozenset(known_elsewhere),
+    )
+
+
+def visibility_query(since: datetime | None) -> str:
+    """Every order workflow; with `since`, the open ones and those closed since."""
+    query = f"WorkflowType = '{WORKFLOW_TYPE}'"
+    if since is None:
+        return query
+    moment = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{query} AND (ExecutionStatus = 'Running' OR CloseTime >= '{moment}')"
+
+
+# --- Temporal ----------------------------------------------------------------------
+
+
+async def _orders(client: Client, since: datetime | None) -> dict[str, Order]:
+    orders: dict[str, Order] = {}
+    try:
+        async for execution in client.list_workflows(visibility_query(since)):
+            order = _order(execution)
+            # Several runs of one id: the latest is the order.
+            if order.order_id not in orders or orders[order.order_id].started_at < order.started_at:
+                orders[order.order_id] = order
+    except RPCError as error:
+        raise AuditUnavailable(f"Temporal refused to list orders: {error.message}") from None
+    return orders
+
+
+async def _describe(client: Client, order_id: str) -> Order | None:
+    try:
+        description = await client.get_workflow_handle(order_id).describe()
+    except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:
+            return None
+        raise AuditUnavailable(
+            f"Temporal refused to describe {order_id}: {error.message}"
+        ) from None
+    if description.workflow_type != WORKFLOW_TYPE:
+        return None  # not an order: its id merely matches one
+    return _order(description)
+
+
+def _order(execution: WorkflowExecution) -> Order:
+    attributes = execution.typed_search_attributes
+    status = execution.status
+    return Order(
+        order_id=execution.id,
+        execution_status=status.name if isinstance(status, WorkflowExecutionStatus) else "UNKNOWN",
+        order_status=attributes.get(ORDER_STATUS_KEY),
+        started_at=execution.start_time,
+        closed_at=execution.close_time,
+        total_cents=attributes.get(ORDER_TOTAL_CENTS_KEY),
+        failed_step=attributes.get(FAILED_STEP_KEY),
+    )
+
+
+async def _parked_reason(sources: Sources, order_id: str) -> str | None:
+    """The order's failure reason, as its status query tells it; None when no
+    worker answers in time (the audit reads Temporal, not the workers)."""
+    handle = sources.temporal.get_workflow_handle(order_id)
+    try:
+        async with asyncio.timeout(sources.query_timeout.total_seconds()):
+            view = await handle.query(STATUS_QUERY, result_type=OrderView)
+    except (TimeoutError, RPCError, ValueError, TypeError):
+        # ValueError/TypeError: a payload this keyring or converter cannot read.
+        return None
+    reason: str | None = view.failure_reason
+    return reason
+
+
+# --- the services ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Rows:
+    charges: list[Charge]
+    shipments: list[Shipment]
+    reservations: list[Reservation]
+
+    def order_ids(self) -> set[str]:
+        rows: list[Charge | Shipment | Reservation] = [
+            *self.charges,
+            *self.shipments,
+            *self.reservations,
+        ]
+        return {row.order_id for row in rows}
+
+    def merged(self, other: _Rows) -> _Rows:
+        return _Rows(
+            _unique(self.charges, other.charges, key=lambda c: c.charge_id),
+            _unique(self.shipments, other.shipments, key=lambda s: s.shipment_id),
+            _unique(self.reservations, other.reservations, key=lambda r: r.reservation_id),
+        )
+
+
+RowT = TypeVar("RowT")
+
+
+def _unique(
+    first: Iterable[RowT], second: Iterable[RowT], *, key: Callable[[RowT], str]
+) -> list[RowT]:
+    by_id = {key(row): row for row in first}
+    for row in second:
+        by_id.setdefault(key(row), row)
+    return [by_id[row_id] for row_id in sorted(by_id)]
+
+
+async def _listing(
+    client: httpx.AsyncClient,
+    service: str,
+    path: str,
+    parse: Callable[[Mapping[str, Any]], RowT],
+    since: datetime | None,
+) -> list[RowT]:
+    rows: list[RowT] = []
+    after: str | None = None
+    while True:
+        params: dict[str, str | int] = {"limit": PAGE_SIZE}
+        if after is not None:
+            params["after"] = after
+        if since is not None:
+            params["changed_since"] = since.isoformat()
+        page = await _get(client, service, path, params)
+        rows.extend(parse(item) for item in page["items"])
+        after = page["next_after"]
+        if after is None:
+            return rows
+
+
+async def _ledgers_of(sources: Sources, order_ids: Sequence[str]) -> _Rows:
+    """Each order's whole ledger, by the services' per-order reads."""
+    gates = {name: asyncio.Semaphore(SERVICE_CONCURRENCY) for name in SERVICES}
+
+    async def items(
+        client: httpx.AsyncClient, service: str, path: str, order_id: str
+    ) -> list[Mapping[str, Any]]:
+        async with gates[service]:
+            found: list[Mapping[str, Any]] = (
+                await _get(client, service, path, {"order_id": order_id})
+            )["items"]
+        return found
+
+    async def gather(client: httpx.AsyncClient, service: str, path: str) -> list[Mapping[str, Any]]:
+        pages: list[list[Mapping[str, Any]]] = await _all(
+            items(client, service, path, order_id) for order_id in order_ids
+        )
+        return [item for page in pages for item in page]
+
+    charges, shipments, reservations = await asyncio.gather(
+        gather(sources.payments, "payments", "/charges"),
+        gather(sources.shipping, "shipping", "/shipments"),
+        gather(sources.inventory, "inventory", "/reservations"),
+    )
+    return _Rows(
+        [_charge(c) for c in charges],
+        [_shipment(s) for s in shipments],
+        [_reservation(r) for r in reservations],
+    )
+
+
+T = TypeVar("T")
+
+
+async def _all(calls: Iterable[Awaitable[T]]) -> list[T]:
+    return list(await asyncio.gather(*calls))
+
+
+async def _get(
+    client: httpx.AsyncClient, service: str, path: str, params: Mapping[str, str | int]
+) -> dict[str, Any]:
+    where = f"the {service} service ({client.base_url})"
+    try:
+        response = await client.get(path, params=params)
+    except httpx.HTTPError as error:
+        raise AuditUnavailable(f"{where} did not answer: {error or type(error).__name__}") from None
+    if response.status_code in (401, 403):
+        raise AuditConfigError(
+            f"{where} refused the admin credential ({response.status_code}); "
+            "set ORDERSAGA_ADMIN_TOKEN to the services' admin token"
+        )
+    if response.status_code == 404 and path.startswith("/admin/"):
+        raise AuditConfigError(f"{where} has no {path}: it predates the audit, upgrade it")
+    if not response.is_success:
+        raise AuditUnavailable(f"{where} answered {response.status_code} to GET {path}")
+    try:
+        body: dict[str, Any] = response.json()
+    except ValueError:
+        raise AuditUnavailable(f"{where} answered GET {path} with something not JSON") from None
+    return body
+
+
+def _charge(item: Mapping[str, Any]) -> Charge:
+    return Charge(
+        charge_id=item["charge_id"],
+        order_id=item["order_id"],
+        state=item["state"],
+        amount_cents=item["amount_cents"],
+        currency=item["currency"],
+    )
+
+
+def _shipment(item: Mapping[str, Any]) -> Shipment:
+    return Shipment(
+        shipment_id=item["shipment_id"],
+        order_id=item["order_id"],
+        state=item["state"],
+        country=item.get("country", ""),
+    )
+
+
+def _reservation(item: Mapping[str, Any]) -> Reservation:
+    return Reservation(
+        reservation_id=item["reservation_id"],
+        order_id=item["order_id"],
+        state=item["state"],
+        total_cents=item["total_cents"],
+        currency=item["currency"],
+    )
+
+
+def _stock_level(item: Mapping[str, Any]) -> StockLevel:
+    return StockLevel(
+        sku=item["sku"], available=item["available"], reserved=item["reserved"], held=item["held"]
+    )

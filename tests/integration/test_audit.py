@@ -1,0 +1,342 @@
+"""`ordersaga audit` against a real stack: orders placed through the API, then
+discrepancies planted straight into the services' databases, each found alone,
+with its evidence, by the command as an operator runs it (a process of its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from tests import orders
+from tests.integration.stack import ADMIN_TOKEN, Stack, running_stack
+from tests.keys import TEST_CODEC_KEYS
+from tests.ports import free_port
+from tests.tokens import as_customer, new_customer_id
+
+ORDERSAGA = Path(sys.executable).parent / "ordersaga"
+UNIT_PRICE_CENTS = 1500
+
+
+@dataclass
+class Placed:
+    stack: Stack
+    since: datetime
+    sku: str
+    completed: str
+    failed_aq: str
+    declined: str
+
+
+@pytest.fixture(scope="module")
+async def placed(
+    dev_server_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Placed]:
+    """A stack with three orders, each at its end: completed, failed at shipping
+    (AQ), declined card."""
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    async with running_stack(dev_server_env.client, tmp_path_factory.mktemp("audit")) as stack:
+        sku = f"sku_audit_{uuid.uuid4().hex[:8]}"
+        await stack.stock(sku, 10, price_cents=UNIT_PRICE_CENTS)
+        bodies = {
+            "completed": orders.order_body(sku=sku, quantity=3, country="DE"),
+            "failed_aq": orders.order_body(sku=sku, quantity=2, country="AQ"),
+            "declined": orders.order_body(sku=sku, payment_token="tok_chargeDeclined"),
+        }
+        ids = {name: await place(stack, body) for name, body in bodies.items()}
+        expected = {"completed": "COMPLETED", "failed_aq": "FAILED", "declined": "FAILED"}
+        for name, order_id in ids.items():
+            assert await wait_for_end(stack, order_id) == expected[name], name
+        yield Placed(stack, since, sku, **ids)
+
+
+async def place(stack: Stack, body: dict[str, Any]) -> str:
+    response = await stack.api.post("/orders", json=body, headers=as_customer(new_customer_id()))
+    assert response.status_code == 202, response.text
+    return str(response.json()["order_id"])
+
+
+async def wait_for_end(stack: Stack, order_id: str) -> str:
+    async with asyncio.timeout(60):
+        while True:
+            response = await stack.api.get(f"/orders/{order_id}")
+            status = str(response.json()["status"])
+            if status in ("COMPLETED", "FAILED", "CANCELLED"):
+                # The workflow returns just after its last status upsert.
+                description = await stack.temporal.get_workflow_handle(order_id).describe()
+                if description.close_time is not None:
+                    return status
+            await asyncio.sleep(0.1)
+
+
+@dataclass
+class Run:
+    status: int
+    stdout: str
+    stderr: str
+
+    def document(self) -> dict[str, Any]:
+        # 2 or 3: the audit could not run, and stderr says why.
+        assert self.status in (0, 1), (self.status, self.stderr)
+        found: dict[str, Any] = json.loads(self.stdout)
+        return found
+
+    def errors(self) -> list[dict[str, Any]]:
+        return [f for f in self.document()["findings"] if f["severity"] == "error"]
+
+
+def audit_env(stack: Stack, **overrides: str) -> dict[str, str]:
+    settings = stack.settings
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("ORDERSAGA_")}
+    return {
+        **clean,
+        "ORDERSAGA_TEMPORAL_ADDRESS": settings.temporal_address,
+        "ORDERSAGA_TEMPORAL_NAMESPACE": stack.temporal.namespace,
+        "ORDERSAGA_ADMIN_TOKEN": ADMIN_TOKEN,
+        "ORDERSAGA_CODEC_KEYS": TEST_CODEC_KEYS,
+        **{f"ORDERSAGA_{name.upper()}_URL": settings.service_url(name) for name in SERVICES},
+        "ORDERSAGA_LOG_LEVEL": "WARNING",
+        # Two shared cores under a whole test run: slow is not unreachable here.
+        "ORDERSAGA_HTTP_READ_TIMEOUT_SECONDS": "30",
+        **overrides,
+    }
+
+
+SERVICES = ("inventory", "payments", "shipping")
+
+
+async def audit(placed: Placed, *args: str, **env: str) -> Run:
+    """`ordersaga audit` in its own process (the stack serves from this loop,
+    so the loop must keep running meanwhile). --since leaves out the orders of
+    other test modules on the shared Temporal server."""
+    process = await asyncio.create_subprocess_exec(
+        str(ORDERSAGA),
+        "audit",
+        "--since",
+        placed.since.isoformat(),
+        *args,
+        env=audit_env(placed.stack, **env),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(120):
+        stdout, stderr = await process.communicate()
+    assert process.returncode is not None
+    return Run(process.returncode, stdout.decode(), stderr.decode())
+
+
+# --- the databases, written behind the services' backs -------------------------
+
+
+@contextmanager
+def database(placed: Placed, service: str) -> Iterator[sqlite3.Connection]:
+    path = placed.stack.settings.data_dir / f"{service}.sqlite3"
+    with closing(sqlite3.connect(path, timeout=5)) as connection, connection:
+        yield connection
+
+
+def now_text() -> str:
+    # As SQLAlchemy writes a DateTime on SQLite.
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def the_charge(placed: Placed, order_id: str) -> dict[str, Any]:
+    with database(placed, "payments") as db:
+        db.row_factory = sqlite3.Row
+        (row,) = db.execute("SELECT * FROM charges WHERE order_id = ?", (order_id,)).fetchall()
+        return dict(row)
+
+
+# --- clean --------------------------------------------------------------------------
+
+
+async def test_a_clean_system_audits_clean_and_exits_0(placed: Placed, tmp_path: Path) -> None:
+    metrics = tmp_path / "ordersaga_audit.prom"
+
+    table = await audit(placed, "--metrics-file", str(metrics))
+    as_json = await audit(placed, "--json")
+
+    assert table.status == 0, (table.stdout, table.stderr)
+    assert "0 errors" in table.stdout
+    assert as_json.status == 0, as_json.stderr
+    document = as_json.document()
+    assert document["clean"] is True
+    assert as_json.errors() == []
+    assert document["checked"]["orders"] >= 3
+    assert document["checked"]["charges"] == 2  # the declined card charged nothing
+    text = metrics.read_text()
+    assert 'ordersaga_audit_discrepancies{kind="double_charge",severity="error"} 0' in text
+    assert "ordersaga_audit_success 1" in text
+    assert "ordersaga_audit_last_run_timestamp_seconds " in text
+
+
+# --- planted, one at a time ---------------------------------------------------------
+
+
+def flip_refund_back(placed: Placed) -> Callable[[], None]:
+    charge_id = the_charge(placed, placed.failed_aq)["charge_id"]
+    with database(placed, "payments") as db:
+        db.execute("UPDATE charges SET state = 'captured' WHERE charge_id = ?", (charge_id,))
+
+    def undo() -> None:
+        with database(placed, "payments") as db:
+            db.execute("UPDATE charges SET state = 'refunded' WHERE charge_id = ?", (charge_id,))
+
+    return undo
+
+
+def second_charge(placed: Placed) -> Callable[[], None]:
+    first = the_charge(placed, placed.completed)
+    second = {**first, "charge_id": f"ch_planted_{uuid.uuid4().hex}", "state": "refunded"}
+    second.update(created_at=now_text(), updated_at=now_text())
+    insert_charge(placed, second)
+    return delete_charge(placed, second["charge_id"])
+
+
+def orphan_charge(placed: Placed) -> Callable[[], None]:
+    first = the_charge(placed, placed.completed)
+    orphan = {
+        **first,
+        "charge_id": f"ch_orphan_{uuid.uuid4().hex}",
+        "order_id": f"ord_nobody_{uuid.uuid4().hex[:8]}",
+        "created_at": now_text(),
+        "updated_at": now_text(),
+    }
+    insert_charge(placed, orphan)
+    return delete_charge(placed, orphan["charge_id"])
+
+
+def insert_charge(placed: Placed, row: dict[str, Any]) -> None:
+    columns = ", ".join(row)
+    marks = ", ".join("?" for _ in row)
+    with database(placed, "payments") as db:
+        db.execute(f"INSERT INTO charges ({columns}) VALUES ({marks})", tuple(row.values()))
+
+
+def delete_charge(placed: Placed, charge_id: str) -> Callable[[], None]:
+    def undo() -> None:
+        with database(placed, "payments") as db:
+            db.execute("DELETE FROM charges WHERE charge_id = ?", (charge_id,))
+
+    return undo
+
+
+def delete_shipment(placed: Placed) -> Callable[[], None]:
+    with database(placed, "shipping") as db:
+        db.row_factory = sqlite3.Row
+        (shipment,) = db.execute(
+            "SELECT * FROM shipments WHERE order_id = ?", (placed.completed,)
+        ).fetchall()
+        lines = db.execute(
+            "SELECT * FROM shipment_lines WHERE shipment_id = ?", (shipment["shipment_id"],)
+        ).fetchall()
+        db.execute("DELETE FROM shipment_lines WHERE shipment_id = ?", (shipment["shipment_id"],))
+        db.execute("DELETE FROM shipments WHERE shipment_id = ?", (shipment["shipment_id"],))
+    saved, saved_lines = dict(shipment), [dict(line) for line in lines]
+
+    def undo() -> None:
+        with database(placed, "shipping") as db:
+            for table, rows in (("shipments", [saved]), ("shipment_lines", saved_lines)):
+                for row in rows:
+                    db.execute(
+                        f"INSERT INTO {table} ({', '.join(row)}) "
+                        f"VALUES ({', '.join('?' for _ in row)})",
+                        tuple(row.values()),
+                    )
+
+    return undo
+
+
+def bump_reserved(placed: Placed) -> Callable[[], None]:
+    with database(placed, "inventory") as db:
+        db.execute("UPDATE products SET reserved = reserved + 2 WHERE sku = ?", (placed.sku,))
+
+    def undo() -> None:
+        with database(placed, "inventory") as db:
+            db.execute("UPDATE products SET reserved = reserved - 2 WHERE sku = ?", (placed.sku,))
+
+    return undo
+
+
+PLANTS: dict[str, Callable[[Placed], Callable[[], None]]] = {
+    "charge_not_refunded": flip_refund_back,
+    "double_charge": second_charge,
+    "completed_shipment_mismatch": delete_shipment,
+    "stock_mismatch": bump_reserved,
+    "orphan_charge": orphan_charge,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PLANTS))
+async def test_a_planted_discrepancy_is_found_alone_with_its_evidence(
+    placed: Placed, kind: str
+) -> None:
+    undo = PLANTS[kind](placed)
+    try:
+        as_json = await audit(placed, "--json")
+        table = await audit(placed)
+    finally:
+        undo()
+
+    assert as_json.status == 1, (as_json.stdout, as_json.stderr)
+    (finding,) = as_json.errors()
+    assert finding["kind"] == kind
+    assert as_json.document()["clean"] is False
+    evidence = finding["evidence"]
+    if kind == "charge_not_refunded":
+        assert finding["order_id"] == placed.failed_aq
+        assert evidence["charge"]["state"] == "captured"
+        assert evidence["order"]["order_status"] == "FAILED"
+    elif kind == "double_charge":
+        assert finding["order_id"] == placed.completed
+        assert sorted(c["state"] for c in evidence["charges"]) == ["captured", "refunded"]
+    elif kind == "completed_shipment_mismatch":
+        assert finding["order_id"] == placed.completed
+        assert evidence["shipments"] == []
+    elif kind == "stock_mismatch":
+        assert finding["subject"] == placed.sku
+        assert evidence["difference"] == 2
+    else:
+        assert finding["order_id"].startswith("ord_nobody_")
+        assert evidence["charge"]["amount_cents"] == 3 * UNIT_PRICE_CENTS
+    assert table.status == 1
+    assert kind in table.stdout and finding["subject"] in table.stdout
+    # Undone: clean again.
+    assert (await audit(placed, "--json")).errors() == []
+
+
+# --- could not run ------------------------------------------------------------------
+
+
+async def test_an_unreachable_service_exits_3_with_one_line(placed: Placed, tmp_path: Path) -> None:
+    metrics = tmp_path / "audit.prom"
+    down = f"http://127.0.0.1:{free_port()}"
+
+    result = await audit(placed, "--metrics-file", str(metrics), ORDERSAGA_PAYMENTS_URL=down)
+
+    assert result.status == 3, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "payments service" in result.stderr and down in result.stderr
+    assert "ordersaga_audit_success 0" in metrics.read_text()
+
+
+async def test_a_refused_admin_token_exits_2(placed: Placed) -> None:
+    result = await audit(placed, ORDERSAGA_ADMIN_TOKEN="not-the-admin-token")
+
+    assert result.status == 2, (result.stdout, result.stderr)
+    assert result.stderr.count("\n") == 1
+    assert "ORDERSAGA_ADMIN_TOKEN" in result.stderr
