@@ -324,7 +324,10 @@ class Auditor:
                 self._seen.add(key)
                 new.append(finding)
         warnings = len(findings) - len(errors)
-        summary = f"exit {code}, {report.get('checked', '?')} checked"
+        checked = report.get("checked")
+        if isinstance(checked, dict):
+            checked = ", ".join(f"{n} {what}" for what, n in checked.items())
+        summary = f"exit {code}, checked {checked}"
         if warnings:
             summary += f", {warnings} warning(s)"
         if errors and not new:
