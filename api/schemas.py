@@ -30,38 +30,10 @@ from contracts.orders import (
     PlaceOrder,
     StepState,
 )
+from ordersaga.fields import City, PostalCode, Sku, Text
 
-Sku = Annotated[
-    str, StringConstraints(pattern=fields.SKU_PATTERN, max_length=fields.SKU_MAX_LENGTH)
-]
-# The same rules the services hold their fields to (contracts.fields): what the
-# API accepts, they accept. Whitespace around text is stripped, as they do.
-Text = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True,
-        min_length=1,
-        max_length=fields.TEXT_MAX_LENGTH,
-        pattern=fields.TEXT_PATTERN,
-    ),
-]
-City = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True,
-        min_length=1,
-        max_length=fields.CITY_MAX_LENGTH,
-        pattern=fields.TEXT_PATTERN,
-    ),
-]
-PostalCode = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True,
-        max_length=fields.POSTAL_CODE_MAX_LENGTH,
-        pattern=fields.POSTAL_CODE_PATTERN,
-    ),
-]
+# The same types the services check their fields with (ordersaga.fields):
+# what the API accepts, they accept.
 
 
 def _integral_float_as_int(value: object) -> object:

@@ -473,7 +473,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
         fail_on_warnings=args.fail_on_warnings,
         timeout=timedelta(seconds=args.timeout),
     )
-    return run_audit(options, settings, keyring)
+    from ordersaga.eventloop import exit_without_finalizing
+
+    exit_without_finalizing(run_audit(options, settings, keyring))
 
 
 def build_parser() -> argparse.ArgumentParser:

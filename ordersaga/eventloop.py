@@ -11,8 +11,11 @@ Where uvloop is not installed (Windows) the standard loop runs instead.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import os
+import sys
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 T = TypeVar("T")
 
@@ -30,3 +33,18 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     """`asyncio.run`, on the loop `loop_factory` picks."""
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(main)
+
+
+def exit_without_finalizing(code: int) -> NoReturn:
+    """End a process that used a Temporal client now, with everything but
+    interpreter teardown (the worker, and tools such as `ordersaga audit`).
+
+    After a clean stop the SDK core's threads can still call into Python
+    while the interpreter finalizes, which aborts the process (SIGABRT, exit
+    134) instead of exiting `code` (temporalio/sdk-python#300). The atexit
+    handlers (span exporters, logging) run first; only the teardown is skipped.
+    """
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -15,15 +15,12 @@ can exit 0.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import logging
-import os
 import signal
-import sys
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
@@ -37,6 +34,7 @@ from activities.payments import PaymentActivities
 from activities.shipping import ShippingActivities
 from contracts import task_queues
 from ordersaga.codec import keyring_from_settings
+from ordersaga.eventloop import exit_without_finalizing as exit_without_finalizing
 from ordersaga.settings import MissingSecretError, Settings
 from ordersaga.temporal_config import data_converter, temporal_interceptors, workflow_runner
 from workers.health import ProbePortError, WorkerHealth, serving_probes
@@ -315,15 +313,3 @@ async def _serve(
         await asyncio.gather(*running, return_exceptions=True)
 
 
-def exit_without_finalizing(code: int) -> NoReturn:
-    """End the worker process now, with everything but interpreter teardown.
-
-    After a clean stop the SDK core's threads can still call into Python
-    while the interpreter finalizes, which aborts the process (SIGABRT, exit
-    134) instead of exiting `code` (temporalio/sdk-python#300). The atexit
-    handlers (span exporters, logging) run first; only the teardown is skipped.
-    """
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)

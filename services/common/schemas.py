@@ -15,6 +15,8 @@ from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from contracts import fields
+from ordersaga.fields import Sku as Sku
+from ordersaga.fields import Text as Text
 from services.common.domain import Line
 from services.common.errors import HTTP_STATUS
 
@@ -22,20 +24,6 @@ VISIBLE_ASCII = r"^[\x21-\x7E]+$"
 
 # Ids made by callers (order, customer): visible ASCII, as in a URL or a log line.
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=VISIBLE_ASCII)]
-Sku = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=fields.SKU_MAX_LENGTH, pattern=fields.SKU_PATTERN),
-]
-# Free text from people (names, streets): any characters but control characters.
-Text = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True,
-        min_length=1,
-        max_length=fields.TEXT_MAX_LENGTH,
-        pattern=fields.TEXT_PATTERN,
-    ),
-]
 Quantity = Annotated[int, Field(gt=0, le=fields.MAX_QUANTITY_PER_LINE)]
 # fields.CURRENCY_PATTERN in either case: the API sends upper case, and a lower
 # case code from another caller is taken as the same currency.

@@ -10,31 +10,14 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from contracts import fields
 from contracts.orders import Address
-from services.common.schemas import Identifier, Lines, Text
+from ordersaga.fields import City, PostalCode, Text
+from services.common.schemas import Identifier, Lines
 from services.shipping.domain import ShipmentState
 
 # fields.COUNTRY_PATTERN in either case: the API sends upper case, and a lower
 # case one from another caller is taken as the same country.
 CountryCode = Annotated[
     str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z]{2}$")
-]
-PostalCode = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True,
-        min_length=1,
-        max_length=fields.POSTAL_CODE_MAX_LENGTH,
-        pattern=fields.POSTAL_CODE_PATTERN,
-    ),
-]
-City = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True,
-        min_length=1,
-        max_length=fields.CITY_MAX_LENGTH,
-        pattern=fields.TEXT_PATTERN,
-    ),
 ]
 # A second address line may be left empty.
 OptionalText = Annotated[
