@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import cast
 
+import pytest
+
 from ordersaga.chaos.checks import (
     Check,
     Settled,
@@ -20,6 +22,7 @@ from ordersaga.chaos.known import KNOWN_ISSUES
 from ordersaga.chaos.report import ExperimentResult, block, summary
 from ordersaga.chaos.shop import Answer, CancelAnswer, Placed, Shop
 from ordersaga.chaos.stack import TEMPORAL, WORKERS, ChaosStack, Outages
+from ordersaga.cli import main
 
 
 def _placed(key: str, *order_ids: str, customer: str = "cus_a") -> Placed:
@@ -184,3 +187,16 @@ def test_a_known_issue_fails_the_run_unless_tolerated_by_name() -> None:
     assert f"known product issue {issue} (tolerated)" in block(tolerated)
     # Anything the known issue does not explain still fails.
     assert not mixed.only_tolerated and mixed.verdict == "✗"
+
+
+def test_the_command_lists_experiments_and_refuses_unknown_names(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["chaos", "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "service-hang" in listed and "read-503-on-refused-query" in listed
+
+    assert main(["chaos", "--only", "worker-kill,nope"]) == 2
+    assert "--only: unknown nope" in capsys.readouterr().err
+    assert main(["chaos", "--tolerate", "nope"]) == 2
+    assert "--tolerate: unknown nope" in capsys.readouterr().err
