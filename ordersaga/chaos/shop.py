@@ -40,6 +40,7 @@ class Answer:
     status: int | None
     code: str | None = None
     error: str | None = None
+    message: str | None = None
 
 
 @dataclass
@@ -80,15 +81,21 @@ def order_body(sku: str, quantity: int) -> dict[str, Any]:
     }
 
 
-def _code(response: httpx.Response) -> str | None:
+def _error_of(response: httpx.Response) -> tuple[str | None, str | None]:
+    """The (code, message) of the API's one error body shape, if it is one."""
+    if response.status_code < 400:
+        return None, None
     try:
         detail = response.json().get("detail")
-    except ValueError:
-        return None
+    except (ValueError, AttributeError):
+        return None, None
     if isinstance(detail, dict):
-        code = detail.get("code")
-        return str(code) if code is not None else None
-    return None
+        code, message = detail.get("code"), detail.get("message")
+        return (
+            str(code) if code is not None else None,
+            str(message) if message is not None else None,
+        )
+    return None, None
 
 
 class Shop:
@@ -127,7 +134,10 @@ class Shop:
                 self.answers.append(Answer(at, method, path, None, error=repr(error)))
             return None
         if record:
-            self.answers.append(Answer(at, method, path, response.status_code, _code(response)))
+            code, message = _error_of(response)
+            self.answers.append(
+                Answer(at, method, path, response.status_code, code, message=message)
+            )
         return response
 
     async def place(self, placed: Placed, give_up_seconds: float = GIVE_UP_SECONDS) -> Placed:

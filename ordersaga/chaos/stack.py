@@ -66,6 +66,11 @@ class Outages:
                 return True
         return False
 
+    def back_since(self, name: str, at: float) -> float | None:
+        """Seconds since `name` last came back, at `at` (None: never down before)."""
+        ends = [end for _, end in self.windows.get(name, []) if end is not None and end <= at]
+        return at - max(ends) if ends else None
+
 
 class ChaosStack:
     def __init__(

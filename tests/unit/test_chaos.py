@@ -57,29 +57,37 @@ def test_an_outage_covers_its_window_and_the_grace_after_it() -> None:
     assert not outages.was_down("payments", 15.0)
 
 
+LATE = "Temporal did not answer in time; retry later with the same Idempotency-Key"
+REFUSED = "Temporal did not answer (FAILED_PRECONDITION); retry later"
+
+
 def test_a_5xx_counts_unless_temporal_or_every_worker_was_down() -> None:
     outages = Outages()
     outages.windows[TEMPORAL] = [(10.0, 20.0)]
     outages.windows[WORKERS] = [(30.0, 40.0)]
     answers = [
         Answer(5.0, "POST", "/orders", 202),
-        Answer(15.0, "POST", "/orders", 503, "TEMPORAL_UNAVAILABLE"),
+        Answer(15.0, "POST", "/orders", 503, "TEMPORAL_UNAVAILABLE", message=LATE),
+        # Within the grace after Temporal came back, but Temporal answered: a refusal.
+        Answer(21.0, "GET", "/orders/x", 503, "TEMPORAL_UNAVAILABLE", message=REFUSED),
+        Answer(21.5, "GET", "/orders/y", 503, "TEMPORAL_UNAVAILABLE", message=LATE),
         Answer(35.0, "POST", "/orders/x/cancel", 503, "WORKERS_UNAVAILABLE"),
-        Answer(35.0, "POST", "/orders", 500, "INTERNAL"),
-        Answer(50.0, "GET", "/orders/x", 503, "TEMPORAL_UNAVAILABLE"),
-        Answer(51.0, "GET", "/orders/y", None, error="ReadTimeout()"),
+        Answer(35.0, "POST", "/orders", 500, "INTERNAL_ERROR", message="internal error"),
+        Answer(50.0, "GET", "/orders/z", 503, "TEMPORAL_UNAVAILABLE", message=LATE),
+        Answer(51.0, "GET", "/orders/w", None, error="ReadTimeout()"),
     ]
     fakes = _Fakes(answers, outages)
 
-    check = check_no_5xx(cast(Shop, fakes), cast(ChaosStack, fakes), since=0.0, grace=0.0)
+    check = check_no_5xx(cast(Shop, fakes), cast(ChaosStack, fakes), since=0.0, grace=2.0)
 
     assert check.ok is False
     assert check.evidence == [
-        "POST /orders -> 500 INTERNAL",
-        "GET /orders/x -> 503 TEMPORAL_UNAVAILABLE",
-        "GET /orders/y -> ReadTimeout()",
+        f"GET /orders/x -> 503 TEMPORAL_UNAVAILABLE: {REFUSED} (1.0s after Temporal came back)",
+        "POST /orders -> 500 INTERNAL_ERROR: internal error (15.0s after Temporal came back)",
+        f"GET /orders/z -> 503 TEMPORAL_UNAVAILABLE: {LATE} (30.0s after Temporal came back)",
+        "GET /orders/w -> no answer: ReadTimeout()",
     ]
-    assert "2 503s" in check.summary
+    assert "3 503s" in check.summary
 
 
 def test_cancel_answers_must_agree_with_the_final_status() -> None:
@@ -164,7 +172,7 @@ def test_the_tables_show_each_invariant_with_its_evidence() -> None:
 
 
 NO_5XX = "no 5xx while Temporal up"
-KNOWN_READ_503 = "GET /orders/ord_abc -> 503 TEMPORAL_UNAVAILABLE"
+KNOWN_READ_503 = f"GET /orders/ord_abc -> 503 TEMPORAL_UNAVAILABLE: {REFUSED}"
 
 
 def _violated(evidence: list[str], tolerate: frozenset[str]) -> ExperimentResult:
@@ -179,7 +187,8 @@ def test_a_known_issue_fails_the_run_unless_tolerated_by_name() -> None:
 
     plain = _violated([KNOWN_READ_503], frozenset())
     tolerated = _violated([KNOWN_READ_503], frozenset({issue}))
-    mixed = _violated([KNOWN_READ_503, "POST /orders -> 500 INTERNAL"], frozenset({issue}))
+    late = f"GET /orders/ord_abc -> 503 TEMPORAL_UNAVAILABLE: {LATE}"
+    mixed = _violated([KNOWN_READ_503, late], frozenset({issue}))
 
     assert plain.known_issues() == {issue} and not plain.only_tolerated
     assert plain.verdict == "✗"
@@ -187,6 +196,8 @@ def test_a_known_issue_fails_the_run_unless_tolerated_by_name() -> None:
     assert f"known product issue {issue} (tolerated)" in block(tolerated)
     # Anything the known issue does not explain still fails.
     assert not mixed.only_tolerated and mixed.verdict == "✗"
+    both = _violated([KNOWN_READ_503, late], frozenset({issue, "deadline-503-under-load"}))
+    assert both.only_tolerated
 
 
 def test_the_command_lists_experiments_and_refuses_unknown_names(
