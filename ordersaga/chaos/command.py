@@ -57,6 +57,7 @@ ORDER_RATE_LIMIT = "100000/minute"
 # Temporal could not be reached or did not answer within the API's 1 s deadline
 # is still "Temporal down" this long after (docs/chaos.md).
 RECONNECT_GRACE_SECONDS = 5.0
+API_KEEPALIVE_SECONDS = 2.0
 
 
 @dataclass
@@ -154,7 +155,14 @@ async def run_matrix(
             httpx.AsyncClient(
                 base_url=stack.api_url,
                 timeout=30.0,
-                limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
+                # Idle connections are dropped before the API's keep-alive timeout
+                # (uvicorn's 5 s) closes them: reusing one the server is closing
+                # fails a request unanswered, which would read as a lost answer.
+                limits=httpx.Limits(
+                    max_connections=256,
+                    max_keepalive_connections=256,
+                    keepalive_expiry=API_KEEPALIVE_SECONDS,
+                ),
             )
         )
         ledger = Ledger(services)
