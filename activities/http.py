@@ -1,9 +1,15 @@
 """Calling a domain service and turning its answer into Temporal's terms.
 
 A business refusal becomes a non-retryable ApplicationError whose type is the
-service's stable error code. 5xx answers, timeouts and connection errors become
-retryable ApplicationErrors, so Temporal retries them with backoff. Both carry
-the attempt number, so the workflow can record how many attempts a step took.
+service's stable error code; so does ORDER_FENCED, a forward request refused
+because its order's compensation has already run in the service (it took no
+effect, so there is nothing more to undo). 5xx answers, timeouts and
+connection errors become retryable ApplicationErrors, so Temporal retries them
+with backoff. Both carry the attempt number, so the workflow can record how
+many attempts a step took.
+
+Every write tells the service how long it will wait for the answer
+(`Request-Timeout`), so a service that gets to it later commits nothing.
 
 Each step's call is traced as a span named after the step (`orders.<step>`),
 inside Temporal's RunActivity span, with the HTTP client span below it; the
@@ -18,6 +24,7 @@ import logging
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from opentelemetry import baggage, context, trace
@@ -36,6 +43,27 @@ tracer = trace.get_tracer(__name__)
 
 def attempt_number() -> int:
     return activity.info().attempt if activity.in_activity() else 1
+
+
+# What services.common.deadlines reads: seconds the caller will still wait.
+REQUEST_TIMEOUT_HEADER = "Request-Timeout"
+# How much sooner than its activity attempt an HTTP call gives up.
+TIMEOUT_MARGIN = 0.25
+MIN_READ_SECONDS = 0.1
+
+
+def activity_timeout() -> float | None:
+    """Seconds an attempt of the running activity may take (start-to-close).
+
+    The whole timeout, not what is left of it: what is left would compare the
+    server's clock (when the attempt started) with this worker's, so clock
+    skew could shrink it to nothing. A call made later in the attempt is
+    allowed a little more than it has, which errs towards letting it through.
+    """
+    if not activity.in_activity():
+        return None
+    timeout = activity.info().start_to_close_timeout
+    return timeout.total_seconds() if timeout is not None else None
 
 
 @contextlib.contextmanager
@@ -122,6 +150,35 @@ class ServiceClient:
     async def get(self, path: str, *, params: dict[str, str] | None = None) -> httpx.Response:
         return await self._send("GET", path, params=params)
 
+    def _wait_budget(self) -> float | None:
+        """How long this call will wait for its answer: the read timeout, or
+        less when the activity attempt times out sooner (a local attempt does)."""
+        budgets = [
+            budget for budget in (self._http.timeout.read, activity_timeout()) if budget is not None
+        ]
+        return min(budgets) if budgets else None
+
+    def _timeout(self) -> httpx.Timeout:
+        """The client's timeouts, the read one cut to the attempt's budget less a
+        margin: the call must give up before its attempt does. A local attempt
+        the SDK has already timed out cannot complete any more (the core warns
+        "Tried to complete untracked local activity"), and the step would not
+        learn that this attempt failed from the attempt itself."""
+        configured = self._http.timeout
+        attempt = activity_timeout()
+        if (
+            attempt is None
+            or configured.read is None
+            or configured.read <= attempt - TIMEOUT_MARGIN
+        ):
+            return configured
+        return httpx.Timeout(
+            connect=configured.connect,
+            read=max(attempt - TIMEOUT_MARGIN, MIN_READ_SECONDS),
+            write=configured.write,
+            pool=configured.pool,
+        )
+
     async def _send(
         self,
         method: str,
@@ -131,8 +188,15 @@ class ServiceClient:
         **kwargs: Any,
     ) -> httpx.Response:
         headers = {**(headers or {}), "Authorization": f"Bearer {self._token.get_secret_value()}"}
+        budget = self._wait_budget()
+        if method != "GET" and budget is not None:
+            # A write the service gets to after this has passed commits
+            # nothing (services.common.deadlines): no one would learn of it.
+            headers[REQUEST_TIMEOUT_HEADER] = f"{budget:.3f}"
         try:
-            response = await self._http.request(method, path, headers=headers, **kwargs)
+            response = await self._http.request(
+                method, path, headers=headers, timeout=self._timeout(), **kwargs
+            )
         except httpx.TimeoutException as err:
             raise retryable(
                 f"{self._service} {method} {path} timed out: {type(err).__name__}"
@@ -178,11 +242,17 @@ class ServiceClient:
     ) -> StepOutcome:
         """A compensation: undo the resource the forward step made.
 
-        Without a resource id the forward step failed ambiguously (it may have
-        taken effect), so look the order's resources up; finding none means
-        there is nothing to undo. Undoing twice is harmless: the services treat
-        an already released/refunded/cancelled resource as done.
+        First the order is fenced in the service: from then on no forward
+        request for it takes effect there, however late it lands (a call this
+        order gave up on may still be running in the service). Then, without
+        a resource id, the forward step failed ambiguously (it may have taken
+        effect), so look the order's resources up: the look-up runs after the
+        fence, so it sees every effect that will ever exist, and finding none
+        means there is nothing to undo. Undoing twice is harmless: the
+        services treat an already released/refunded/cancelled resource as
+        done, and fencing twice fences once.
         """
+        await self.fence(order_id)
         if resource_id is not None:
             resource_ids = [resource_id]
         else:
@@ -195,6 +265,19 @@ class ServiceClient:
             key = idempotency_key if len(resource_ids) == 1 else f"{idempotency_key}:{rid}"
             await self.act(collection, rid, action, idempotency_key=key)
         return StepOutcome(resource_id=resource_ids[0], attempt=attempt_number())
+
+    async def fence(self, order_id: str) -> None:
+        """`PUT /fences/{order_id}`: no forward request for the order takes effect after this."""
+        response = await self._send("PUT", f"/fences/{quote(order_id, safe='')}")
+        if response.status_code == 404:
+            # Only a service from before fences has no such route: the
+            # compensation waits (retried) until the service is upgraded.
+            raise retryable(
+                f"{self._service} cannot fence orders yet (404); deploy the services "
+                "before the workers"
+            )
+        if response.status_code != 200:
+            raise self.refusal(response)
 
     async def list_for_order(self, collection: str, order_id: str) -> list[dict[str, Any]]:
         """`GET /{collection}?order_id=`: what the service holds for the order."""

@@ -13,12 +13,21 @@ PRICE_CHANGED = "PRICE_CHANGED"
 # releasing a reservation that was already committed.
 INVALID_STATE = "INVALID_STATE"
 IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+# A forward request for an order whose compensation has already run in that
+# service: the order gave up on the step, so the request took no effect. Not a
+# business refusal (the customer's order was not refused for it; it had ended
+# already), and nothing to undo.
+ORDER_FENCED = "ORDER_FENCED"
 NOT_FOUND = "NOT_FOUND"
 # Any other 4xx: the request itself is wrong, so retrying cannot help.
 REQUEST_REJECTED = "REQUEST_REJECTED"
 # 5xx, timeouts, refused connections: retried by Temporal.
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 INJECTED_FAULT = "INJECTED_FAULT"
+# The request reached the service, or got through it, after its caller had
+# stopped waiting (the Request-Timeout it sent): nothing was committed, and a
+# retry under the same key runs it again. Retryable like any lost answer.
+DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
 
 # Refusals by a domain: the order cannot go on, compensate at once.
 BUSINESS_REFUSALS = frozenset(
@@ -33,6 +42,7 @@ NON_RETRYABLE = frozenset(
         INVALID_STATE,
         IDEMPOTENCY_KEY_REUSED,
         REQUEST_REJECTED,
+        ORDER_FENCED,
     }
 )
 

@@ -311,5 +311,3 @@ async def _serve(
         )
         await asyncio.gather(*(worker.shutdown() for worker in workers))
         await asyncio.gather(*running, return_exceptions=True)
-
-

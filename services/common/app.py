@@ -24,7 +24,9 @@ from services.common import health
 from services.common.admin import faults_router
 from services.common.auth import AdminOnly, authenticate
 from services.common.db import create_engine
+from services.common.deadlines import ArrivalTime
 from services.common.errors import install_error_handlers
+from services.common.fences import fences_router
 from services.common.idempotency import document_idempotency_key
 from services.common.metrics import HttpMetrics, MetricsMiddleware
 from services.common.migrations import upgrade_to_head
@@ -104,6 +106,8 @@ def create_service_app(
     app.add_middleware(HttpGuard, max_body_bytes=max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
     app.add_middleware(AccessLogMiddleware)
+    # Outermost: a request's deadline counts from its arrival (services.common.deadlines).
+    app.add_middleware(ArrivalTime)
     instrument_fastapi(app, tracer_provider)
     app.include_router(health.router)
     app.include_router(faults_router, responses=edge_responses())
@@ -112,8 +116,9 @@ def create_service_app(
     for router in spec.public_routers:
         app.include_router(router, responses=edge_responses())
     # Authenticated before faults apply: a stranger learns nothing, not even
-    # that faults are on. Each route then admits its own callers.
-    for router in spec.routers:
+    # that faults are on. Each route then admits its own callers. Every
+    # service fences orders whose compensation has run (services.common.fences).
+    for router in (*spec.routers, fences_router):
         app.include_router(
             router,
             dependencies=[Depends(authenticate), Depends(inject_faults)],

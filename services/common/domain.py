@@ -33,6 +33,38 @@ class InvalidState(DomainError):
     code = errors.INVALID_STATE
 
 
+class OrderFenced(DomainError):
+    code = errors.ORDER_FENCED
+
+
+class Fences(Protocol):
+    """Which orders have given up on this service (services.common.fences)."""
+
+    async def admit(self, order_id: str) -> bool:
+        """Let a forward request for the order through, and keep the order from
+        being fenced until the unit of work ends; False when it is fenced."""
+        ...
+
+    async def fence(self, order_id: str) -> datetime:
+        """Fence the order for good; when it was first fenced."""
+        ...
+
+
+async def admit(fences: Fences, order_id: str) -> None:
+    """The gate of every forward request: refuse with ORDER_FENCED once the
+    order's compensation has run here.
+
+    Call it first, in the unit of work that makes the effect: the effect then
+    commits before any fence for the order can, so the compensation (which
+    fences first and looks the order's resources up after) finds it.
+    """
+    if not await fences.admit(order_id):
+        raise OrderFenced(
+            f"order {order_id} has given up on this service (its compensation has run); "
+            "this request took no effect"
+        )
+
+
 @dataclass(frozen=True)
 class Line:
     sku: str

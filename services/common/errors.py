@@ -38,11 +38,13 @@ HTTP_STATUS: Mapping[str, int] = {
     errors.INVALID_STATE: 409,
     errors.REFUND_REFUSED: 409,
     errors.PRICE_CHANGED: 409,
+    errors.ORDER_FENCED: 409,
     errors.UNKNOWN_SKU: 422,
     errors.ADDRESS_UNDELIVERABLE: 422,
     errors.IDEMPOTENCY_KEY_REUSED: 422,
     errors.INJECTED_FAULT: 503,
     errors.SERVICE_UNAVAILABLE: 503,
+    errors.DEADLINE_EXCEEDED: 504,
 }
 
 

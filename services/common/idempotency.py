@@ -7,6 +7,10 @@ that answer again and changes nothing, and a different request under a used key
 is refused. Business refusals are answers too and are replayed; injected faults
 and unexpected errors roll everything back, so a retry really runs again.
 
+A request whose caller said how long it would wait (services.common.deadlines)
+commits nothing once that time is up, not even its answer: the caller is gone,
+and its retry runs the request again.
+
 Keys belong to the caller that sent them: the store is keyed by (caller, key),
 so no caller can claim a key ahead of another (say `ord_X:release_inventory`,
 to turn the saga's compensation into a replay of its own answer) nor read the
@@ -30,6 +34,7 @@ from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table,
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import errors
+from services.common import deadlines
 from services.common.auth import AuthenticatedCaller
 from services.common.db import NAMING_CONVENTION, SqlUnitOfWork, dialect_insert
 from services.common.domain import DomainError
@@ -40,7 +45,12 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 VALID_KEY_PATTERN = r"^[\x21-\x7E]{1,255}$"
 _VALID_KEY = re.compile(VALID_KEY_PATTERN)
 # The codes any idempotent POST may answer with besides its own (for OpenAPI).
-IDEMPOTENT_ERRORS = (errors.REQUEST_REJECTED, errors.IDEMPOTENCY_KEY_REUSED, errors.INJECTED_FAULT)
+IDEMPOTENT_ERRORS = (
+    errors.REQUEST_REJECTED,
+    errors.IDEMPOTENCY_KEY_REUSED,
+    errors.INJECTED_FAULT,
+    errors.DEADLINE_EXCEEDED,
+)
 
 # Each service copies this table into its own metadata (Table.to_metadata);
 # the statements below address it by name, which is the same in every database.
@@ -146,6 +156,8 @@ class IdempotentRequest:
     caller: str
     key: str
     fingerprint: str
+    # time.monotonic() when the caller stops waiting (None: it did not say).
+    deadline: float | None = None
 
     async def run(
         self,
@@ -164,6 +176,7 @@ class IdempotentRequest:
         effect had done so far (a reservation's first lines, say) while the
         refusal itself is still stored in the same transaction.
         """
+        deadlines.check(self.deadline)
         async with uow.writing() as tx:
             store = IdempotencyStore(tx.connection)
             if not await store.claim(self.caller, self.key, self.fingerprint):
@@ -175,6 +188,9 @@ class IdempotentRequest:
             except DomainError as refusal:
                 status, body = domain_error_reply(refusal)
             await store.complete(self.caller, self.key, status, body)
+            # Last thing before the commit: waiting for a lock or the write
+            # lock counts too. Raising here rolls back the effect and the key.
+            deadlines.check(self.deadline)
             await tx.commit()
         return JSONResponse(body, status_code=status)
 
@@ -216,7 +232,10 @@ async def idempotent_request(
         )
     body = await request.body()
     return IdempotentRequest(
-        caller.value, key, request_fingerprint(request.method, request.url.path, body)
+        caller.value,
+        key,
+        request_fingerprint(request.method, request.url.path, body),
+        deadlines.deadline_of(request),
     )
 
 

@@ -145,3 +145,19 @@ def unscope_idempotency_keys() -> None:
         batch.drop_constraint("pk_idempotency_keys", type_="primary")
         batch.drop_column("caller")
         batch.create_primary_key("pk_idempotency_keys", ["key"])
+
+
+def create_order_fences_table() -> None:
+    """Version 1 of services.common.fences.ORDER_FENCES, for each service's
+    third revision (frozen, like every migration)."""
+    op.create_table(
+        "order_fences",
+        sa.Column("order_id", sa.String(length=255), nullable=False),
+        sa.Column("fenced_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("order_id", name=op.f("pk_order_fences")),
+    )
+
+
+def drop_order_fences_table() -> None:
+    op.drop_table("order_fences")

@@ -13,13 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import NAMING_CONVENTION
 from services.common.domain import Dated, Line
+from services.common.fences import ORDER_FENCES
 from services.common.idempotency import IDEMPOTENCY_KEYS
 
 
 def service_metadata() -> MetaData:
-    """A service's MetaData, with the shared idempotency table already in it."""
+    """A service's MetaData, with the shared idempotency and fence tables already in it."""
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     IDEMPOTENCY_KEYS.to_metadata(metadata)
+    ORDER_FENCES.to_metadata(metadata)
     return metadata
 
 

@@ -24,10 +24,12 @@ from contracts import errors
 from contracts.orders import format_money
 from services.common.domain import (
     DomainError,
+    Fences,
     InvalidState,
     Line,
     NotFound,
     OrderResources,
+    admit,
     locked,
     merge_lines,
     new_id,
@@ -182,6 +184,9 @@ class InventoryUnitOfWork(Protocol):
     @property
     def reservations(self) -> OrderResources[Reservation]: ...
 
+    @property
+    def fences(self) -> Fences: ...
+
 
 async def reserve(
     uow: InventoryUnitOfWork,
@@ -196,8 +201,10 @@ async def reserve(
 
     An unknown or short line refuses the whole reservation, and so does a
     currency other than the catalog's or a total other than the expected one
-    (the caller rolls back the lines already taken).
+    (the caller rolls back the lines already taken). Nothing is reserved for
+    an order whose release has run here (ORDER_FENCED).
     """
+    await admit(uow.fences, order_id)
     if currency != policy.catalog_currency:
         raise PriceChanged(f"prices are in {policy.catalog_currency}, not {currency}")
     reserved: list[ReservedLine] = []
@@ -243,7 +250,15 @@ async def release(uow: InventoryUnitOfWork, reservation_id: str) -> Reservation:
 
 
 async def commit(uow: InventoryUnitOfWork, reservation_id: str) -> Reservation:
-    """The goods leave the warehouse. Committing twice commits once."""
+    """The goods leave the warehouse. Committing twice commits once.
+
+    Not once the order's release has begun (ORDER_FENCED): its compensation
+    may have looked the reservation up before this commit and be about to
+    release it, which a commit in between would turn into a refusal.
+    """
+    reservation = await locked(uow.reservations, reservation_id, "reservation")
+    if reservation.state is ReservationState.RESERVED:
+        await admit(uow.fences, reservation.order_id)
     return await _settle(uow, reservation_id, Reservation.commit, uow.products.ship)
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import Row, Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import SqlUnitOfWork, dialect_insert
+from services.common.fences import SqlFences
 from services.common.repository import SqlOrderResources
 from services.inventory.domain import (
     Product,
@@ -199,7 +200,9 @@ class SqlReservationRepository(SqlOrderResources[Reservation]):
 class SqlInventoryUnitOfWork(SqlUnitOfWork):
     products: SqlProductRepository
     reservations: SqlReservationRepository
+    fences: SqlFences
 
     def _bind(self, connection: AsyncConnection) -> None:
         self.products = SqlProductRepository(connection)
         self.reservations = SqlReservationRepository(connection)
+        self.fences = SqlFences(connection)

@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from contracts import errors
-from services.common.domain import DomainError, OrderResources, locked, new_id
+from services.common.domain import DomainError, Fences, OrderResources, admit, locked, new_id
 
 DECLINED_TOKEN = "tok_chargeDeclined"
 REFUND_REFUSED_TOKEN = "tok_refundFail"
@@ -78,6 +78,9 @@ class PaymentsUnitOfWork(Protocol):
     @property
     def exposure(self) -> ExposureRepository: ...
 
+    @property
+    def fences(self) -> Fences: ...
+
 
 async def charge(
     uow: PaymentsUnitOfWork,
@@ -89,7 +92,8 @@ async def charge(
     payment_token: str,
     policy: PaymentPolicy,
 ) -> Charge:
-    """Capture the amount, or refuse with PAYMENT_DECLINED."""
+    """Capture the amount, or refuse with PAYMENT_DECLINED (or ORDER_FENCED)."""
+    await admit(uow.fences, order_id)
     if payment_token == DECLINED_TOKEN:
         raise PaymentDeclined("the card issuer declined the charge")
     if not await uow.exposure.add_within_limit(

@@ -9,6 +9,7 @@ from sqlalchemy import Row, Table, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import SqlUnitOfWork, dialect_insert
+from services.common.fences import SqlFences
 from services.common.repository import SqlOrderResources
 from services.payments.domain import Charge, ChargeState
 from services.payments.tables import charges, customer_exposure
@@ -77,7 +78,9 @@ class SqlExposureRepository:
 class SqlPaymentsUnitOfWork(SqlUnitOfWork):
     charges: SqlChargeRepository
     exposure: SqlExposureRepository
+    fences: SqlFences
 
     def _bind(self, connection: AsyncConnection) -> None:
         self.charges = SqlChargeRepository(connection)
         self.exposure = SqlExposureRepository(connection)
+        self.fences = SqlFences(connection)

@@ -18,8 +18,10 @@ from contracts import errors
 from contracts.orders import Address
 from services.common.domain import (
     DomainError,
+    Fences,
     Line,
     OrderResources,
+    admit,
     locked,
     merge_lines,
     new_id,
@@ -68,6 +70,9 @@ class ShippingUnitOfWork(Protocol):
     @property
     def shipments(self) -> OrderResources[Shipment]: ...
 
+    @property
+    def fences(self) -> Fences: ...
+
 
 async def create_shipment(
     uow: ShippingUnitOfWork,
@@ -77,6 +82,8 @@ async def create_shipment(
     address: Address,
     policy: ShippingPolicy,
 ) -> Shipment:
+    """Ship the lines, or refuse with ADDRESS_UNDELIVERABLE (or ORDER_FENCED)."""
+    await admit(uow.fences, order_id)
     if address.country in policy.refused_countries:
         raise AddressUndeliverable(f"we do not ship to country {address.country}")
     shipment = Shipment(

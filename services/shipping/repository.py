@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.orders import Address
 from services.common.db import SqlUnitOfWork
+from services.common.fences import SqlFences
 from services.common.repository import LineStore, SqlOrderResources
 from services.shipping.domain import Shipment, ShipmentState
 from services.shipping.tables import shipment_lines, shipments
@@ -63,6 +64,8 @@ class SqlShipmentRepository(SqlOrderResources[Shipment]):
 
 class SqlShippingUnitOfWork(SqlUnitOfWork):
     shipments: SqlShipmentRepository
+    fences: SqlFences
 
     def _bind(self, connection: AsyncConnection) -> None:
         self.shipments = SqlShipmentRepository(connection)
+        self.fences = SqlFences(connection)

@@ -170,15 +170,20 @@ async def running_stack(
     data_dir: Path,
     *,
     tracer_providers: Mapping[str, TracerProvider] | None = None,
+    **settings_overrides: Any,
 ) -> AsyncIterator[Stack]:
     """With `tracer_providers` (role -> provider: api, inventory, payments,
     shipping), every role traces as in its own process: the API and the
     services to their provider, the worker (Temporal client, activities, httpx)
-    to the global one. Without, the given client is used as it is."""
+    to the global one. Without, the given client is used as it is.
+    `settings_overrides` change the stack's settings (say, the workers' HTTP
+    timeouts)."""
     from workers.main import build_workers
     from workers.versioning import deployment_name
 
-    settings = stack_settings(client, data_dir, http_read_timeout_seconds=10)
+    settings = stack_settings(
+        client, data_dir, **{"http_read_timeout_seconds": 10, **settings_overrides}
+    )
     providers = dict(tracer_providers or {})
     # Every client and worker encrypts, as in production (tests/keys.py).
     api_client = traced_client(client, providers.get("api"))

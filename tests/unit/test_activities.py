@@ -6,9 +6,12 @@ mapping. The integration tests run the same activities against real services.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -19,15 +22,19 @@ from temporalio.testing import ActivityEnvironment
 from activities.http import ServiceClient
 from activities.inventory import InventoryActivities
 from activities.payments import PaymentActivities
+from activities.shipping import ShippingActivities
+from contracts import errors
 from contracts.activities import (
+    CancelShipmentInput,
     ChargePaymentInput,
     CommitReservationInput,
+    CreateShipmentInput,
     FindCommittedReservationInput,
     RefundPaymentInput,
     ReleaseInventoryInput,
     ReserveInventoryInput,
 )
-from contracts.orders import OrderLine, PricedLine
+from contracts.orders import Address, OrderLine, PricedLine
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -117,7 +124,7 @@ async def test_every_request_carries_the_workers_credential() -> None:
         ReleaseInventoryInput("ord_1", None, "ord_1:release_inventory"),
     )
 
-    assert [r.method for r in seen] == ["GET", "POST"]
+    assert [r.method for r in seen] == ["PUT", "GET", "POST"]
     assert {r.headers["Authorization"] for r in seen} == {"Bearer the-workers-credential"}
 
 
@@ -223,25 +230,178 @@ async def test_compensation_without_an_id_looks_the_order_up_and_undoes_it() -> 
 
     assert outcome.resource_id == "ch_7"
     assert not outcome.nothing_to_undo
+    # Fenced first: the look-up then sees every charge the order will ever have.
     assert [(r.method, r.url.path) for r in seen] == [
+        ("PUT", "/fences/ord_1"),
         ("GET", "/charges"),
         ("POST", "/charges/ch_7/refund"),
     ]
-    assert seen[0].url.params["order_id"] == "ord_1"
+    assert seen[1].url.params["order_id"] == "ord_1"
 
 
-async def test_compensation_with_nothing_to_undo_succeeds() -> None:
-    client = stub_service(lambda _: httpx.Response(200, json={"items": []}))
+async def test_compensation_with_nothing_to_undo_fences_and_succeeds() -> None:
+    seen: list[httpx.Request] = []
+    client = stub_service(lambda _: httpx.Response(200, json={"items": []}), seen)
     outcome = await ActivityEnvironment().run(
         InventoryActivities(client).release_inventory,
         ReleaseInventoryInput("ord_1", None, "ord_1:release_inventory"),
     )
     assert outcome.nothing_to_undo
     assert outcome.resource_id is None
+    assert [(r.method, r.url.path) for r in seen] == [
+        ("PUT", "/fences/ord_1"),
+        ("GET", "/reservations"),
+    ]
+
+
+async def test_compensation_with_an_id_fences_then_undoes_it() -> None:
+    seen: list[httpx.Request] = []
+    client = stub_service(fenced_then(lambda _: httpx.Response(200, json={})), seen)
+    outcome = await ActivityEnvironment().run(
+        ShippingActivities(client).cancel_shipment,
+        CancelShipmentInput("ord_1", "shp_3", "ord_1:cancel_shipment"),
+    )
+    assert outcome.resource_id == "shp_3"
+    assert [(r.method, r.url.path) for r in seen] == [
+        ("PUT", "/fences/ord_1"),
+        ("POST", "/shipments/shp_3/cancel"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "fence",
+    [
+        # A service from before fences: wait (retried) until it is upgraded.
+        lambda _: httpx.Response(404, json={"detail": {"code": "NOT_FOUND", "message": "x"}}),
+        lambda _: httpx.Response(503, json={"detail": {"code": "INJECTED_FAULT", "message": "x"}}),
+    ],
+    ids=["no-fences-yet", "unavailable"],
+)
+async def test_a_fence_that_fails_is_retried_and_nothing_is_undone_before_it(
+    fence: Handler,
+) -> None:
+    seen: list[httpx.Request] = []
+    client = stub_service(fence, seen)
+    with pytest.raises(ApplicationError) as raised:
+        await ActivityEnvironment().run(
+            PaymentActivities(client).refund_payment,
+            RefundPaymentInput("ord_1", None, "ord_1:refund_payment"),
+        )
+    assert raised.value.non_retryable is False
+    assert [r.method for r in seen] == ["PUT"]
+
+
+def fenced_then(handler: Handler) -> Handler:
+    """A service that fences whatever it is asked to, and answers the rest with `handler`."""
+
+    def service(request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT" and request.url.path.startswith("/fences/"):
+            order_id = request.url.path.rsplit("/", 1)[1]
+            return httpx.Response(
+                200, json={"order_id": order_id, "fenced_at": "2025-03-01T00:00:00Z"}
+            )
+        return handler(request)
+
+    return service
+
+
+FORWARD_STEPS = [
+    pytest.param(lambda c: InventoryActivities(c).reserve_inventory, RESERVE, id="reserve"),
+    pytest.param(lambda c: PaymentActivities(c).charge_payment, CHARGE, id="charge"),
+    pytest.param(
+        lambda c: ShippingActivities(c).create_shipment,
+        CreateShipmentInput(
+            "ord_1",
+            [OrderLine("sku_mug", 2)],
+            Address("A", "1 Street", "Berlin", "10115", "DE"),
+            "ord_1:create_shipment",
+        ),
+        id="ship",
+    ),
+    pytest.param(
+        lambda c: InventoryActivities(c).commit_reservation,
+        CommitReservationInput("ord_1", "res_9", "ord_1:commit_reservation"),
+        id="commit",
+    ),
+]
+
+
+@pytest.mark.parametrize(("step", "request_"), FORWARD_STEPS)
+async def test_a_fenced_forward_step_is_a_non_retryable_order_fenced_error(
+    step: Callable[[ServiceClient], Any], request_: Any
+) -> None:
+    client = stub_service(refusal(409, "ORDER_FENCED"))
+    with pytest.raises(ApplicationError) as raised:
+        await ActivityEnvironment().run(step(client), request_)
+    assert (raised.value.type, raised.value.non_retryable) == (errors.ORDER_FENCED, True)
+    # An answer the service chose: BENIGN to the SDK (no traceback); saga_step's
+    # own line for it is a WARNING, since a live order meeting a fence is
+    # worth a look (test_an_expected_failure_is_one_line_without_a_traceback).
+    assert raised.value.category is ApplicationErrorCategory.BENIGN
+    assert raised.value.details == (1,)
+
+
+def test_order_fenced_is_non_retryable_and_no_business_refusal() -> None:
+    assert errors.ORDER_FENCED in errors.NON_RETRYABLE
+    assert errors.ORDER_FENCED not in errors.BUSINESS_REFUSALS
+    assert errors.DEADLINE_EXCEEDED not in errors.NON_RETRYABLE
+
+
+async def test_a_missed_deadline_is_retryable() -> None:
+    client = stub_service(refusal(504, "DEADLINE_EXCEEDED"))
+    with pytest.raises(ApplicationError) as raised:
+        await ActivityEnvironment().run(PaymentActivities(client).charge_payment, CHARGE)
+    assert (raised.value.type, raised.value.non_retryable) == (errors.DEADLINE_EXCEEDED, False)
+
+
+async def test_writes_say_how_long_they_wait_and_reads_do_not() -> None:
+    seen: list[httpx.Request] = []
+
+    def service(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json={"items": [{"reservation_id": "res_9"}]})
+        return httpx.Response(200, json={"reservation_id": "res_9", "state": "released"})
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return service(request)
+
+    http = httpx.AsyncClient(
+        base_url="http://stub",
+        transport=httpx.MockTransport(record),
+        timeout=httpx.Timeout(5.0, read=4.0),
+    )
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, start_to_close_timeout=timedelta(seconds=30))
+    client = ServiceClient(http, "stub", token=WORKER_TOKEN)
+    await env.run(
+        InventoryActivities(client).release_inventory,
+        ReleaseInventoryInput("ord_1", None, "ord_1:release_inventory"),
+    )
+    # A local attempt's timeout is shorter than the read timeout: it bounds the wait.
+    local = ActivityEnvironment()
+    local.info = dataclasses.replace(local.info, start_to_close_timeout=timedelta(seconds=3))
+    await local.run(
+        InventoryActivities(client).commit_reservation,
+        CommitReservationInput("ord_1", "res_9", "ord_1:commit_reservation"),
+    )
+
+    assert [(r.method, r.headers.get("Request-Timeout")) for r in seen] == [
+        ("PUT", "4.000"),
+        ("GET", None),
+        ("POST", "4.000"),
+        ("POST", "3.000"),
+    ]
+    # The call itself gives up before its attempt does, so a local attempt is
+    # never timed out by the SDK while its call still runs (the cause of
+    # "Tried to complete untracked local activity").
+    read_timeouts = [r.extensions["timeout"]["read"] for r in seen]
+    assert read_timeouts[:3] == [4.0, 4.0, 4.0]
+    assert read_timeouts[3] < 3.0
 
 
 async def test_refused_refund_is_non_retryable() -> None:
-    client = stub_service(refusal(409, "REFUND_REFUSED"))
+    client = stub_service(fenced_then(refusal(409, "REFUND_REFUSED")))
     with pytest.raises(ApplicationError) as raised:
         await ActivityEnvironment().run(
             PaymentActivities(client).refund_payment,

@@ -526,6 +526,24 @@ async def test_payment_declined_releases_the_stock(saga: SagaHarness) -> None:
     assert release.idempotency_key == f"{view.order_id}:release_inventory"
 
 
+async def test_a_fenced_charge_did_nothing_so_only_the_stock_is_released(
+    saga: SagaHarness,
+) -> None:
+    """ORDER_FENCED is a refusal like a decline: the service made no charge, so
+    there is no refund to run (the workflow needs no case of its own for it)."""
+    saga.fakes.fail_always["charge_payment"] = refusal(errors.ORDER_FENCED)
+    handle = await saga.start(sample_order())
+
+    result = await handle.result()
+
+    assert result.status is OrderStatus.FAILED
+    view = await saga.view(handle)
+    assert view.failure_code == errors.ORDER_FENCED
+    assert step_states(view)["charge_payment"] is StepState.FAILED
+    assert view.steps[1].attempts == 1
+    assert saga.fakes.compensations_run() == ["release_inventory"]
+
+
 async def test_undeliverable_address_refunds_then_releases(saga: SagaHarness) -> None:
     saga.fakes.fail_always["create_shipment"] = refusal("ADDRESS_UNDELIVERABLE")
     handle = await saga.start(sample_order())

@@ -40,6 +40,7 @@ ROUTES = {
         ("POST", "/reservations/{reservation_id}/release"): WORKER_ONLY,
         ("POST", "/reservations/{reservation_id}/commit"): WORKER_ONLY,
         ("GET", "/reservations"): READERS,
+        ("PUT", "/fences/{order_id}"): WORKER_ONLY,
         ("GET", "/stock/{sku}"): READERS,
         ("PUT", "/products/{sku}"): ADMIN_ONLY,
         ("GET", "/admin/ledger"): ADMIN_ONLY,
@@ -52,6 +53,7 @@ ROUTES = {
         ("POST", "/charges/{charge_id}/refund"): WORKER_ONLY,
         ("GET", "/charges"): READERS,
         ("GET", "/admin/ledger"): ADMIN_ONLY,
+        ("PUT", "/fences/{order_id}"): WORKER_ONLY,
         ("PUT", "/admin/faults"): ADMIN_ONLY,
         ("DELETE", "/admin/faults"): ADMIN_ONLY,
     },
@@ -60,6 +62,7 @@ ROUTES = {
         ("POST", "/shipments/{shipment_id}/cancel"): WORKER_ONLY,
         ("GET", "/shipments"): READERS,
         ("GET", "/admin/ledger"): ADMIN_ONLY,
+        ("PUT", "/fences/{order_id}"): WORKER_ONLY,
         ("PUT", "/admin/faults"): ADMIN_ONLY,
         ("DELETE", "/admin/faults"): ADMIN_ONLY,
     },
@@ -70,6 +73,7 @@ PATH_VALUES = {
     "{charge_id}": "ch_x",
     "{shipment_id}": "shp_x",
     "{sku}": "sku_mug",
+    "{order_id}": "ord_x",
 }
 BODIES: dict[str, Callable[[], dict[str, Any]]] = {
     "/reservations": lambda: reservation("sku_mug"),

@@ -1,0 +1,129 @@
+"""Fences: once an order's compensation has run in a service, no forward request
+for that order takes effect there any more, however late it lands.
+
+A forward request the caller gave up on (its HTTP call timed out, its activity
+ran out of retries) can still be running in the service, held up by a slow
+database or a stall. Its order meanwhile compensates: it looks the order's
+resources up, finds none yet, and ends FAILED; then the request commits a
+charge or a shipment nobody will undo. Looking up is a one-off check that a
+late write overtakes.
+
+So the compensation first fences the order (`PUT /fences/{order_id}`), then
+looks up and undoes. Every forward request passes the order's gate in the
+transaction that makes its effect (services.common.domain.admit), and the two
+are serialised on one row per order:
+
+- the gate inserts the order's row if it is missing (ON CONFLICT DO NOTHING)
+  and reads it FOR SHARE; the fence inserts it fenced, or sets `fenced_at` on
+  the existing row (ON CONFLICT DO UPDATE). On PostgreSQL whichever comes
+  second waits for the first to commit (on the unique index, or on the row
+  lock) and then sees what it committed (READ COMMITTED: each statement reads
+  the latest commits; a locked row is re-read after the wait). On SQLite every
+  write transaction holds the database's write lock from BEGIN IMMEDIATE
+  (services.common.db), so they never overlap at all.
+- A forward request that got through the gate first has committed its effect
+  before the fence commits, so the compensation's look-up, which starts after
+  the fence, finds it and undoes it. One that comes after the fence is refused
+  with 409 ORDER_FENCED, in the transaction that would have made the effect.
+
+Fences are per order, not per caller: only the workers may send forward
+requests or fences (and both name the order in the request), whereas
+idempotency keys are per caller because callers choose them. A row is also
+written for every order that makes a forward request, unfenced: it is the
+thing the gate and the fence lock, one small row per order and service.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+from sqlalchemy import Column, DateTime, MetaData, String, Table, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contracts import errors
+from services.common.auth import WorkerOnly
+from services.common.db import NAMING_CONVENTION, dialect_insert, transaction
+from services.common.errors import FORBIDDEN, UNAUTHORIZED
+from services.common.runtime import Engine
+from services.common.schemas import IdPath, error_responses
+
+# Each service copies this table into its own metadata, as the idempotency table.
+ORDER_FENCES = Table(
+    "order_fences",
+    MetaData(naming_convention=NAMING_CONVENTION),
+    Column("order_id", String(255), primary_key=True),
+    # Set once, by the order's first compensation here; empty while only
+    # forward requests have passed the gate.
+    Column("fenced_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
+class SqlFences:
+    """services.common.domain.Fences on the order_fences table."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def admit(self, order_id: str) -> bool:
+        await self._connection.execute(
+            dialect_insert(self._connection, ORDER_FENCES)
+            .values(order_id=order_id, fenced_at=None, created_at=datetime.now(UTC))
+            .on_conflict_do_nothing(index_elements=[ORDER_FENCES.c.order_id])
+        )
+        # FOR SHARE (nothing on SQLite, whose writers are serialised anyway):
+        # concurrent forward requests of the order pass together, a fence
+        # waits until they have committed.
+        fenced_at = (
+            await self._connection.execute(
+                select(ORDER_FENCES.c.fenced_at)
+                .where(ORDER_FENCES.c.order_id == order_id)
+                .with_for_update(read=True)
+            )
+        ).scalar_one()
+        return fenced_at is None
+
+    async def fence(self, order_id: str) -> datetime:
+        now = datetime.now(UTC)
+        insert = dialect_insert(self._connection, ORDER_FENCES).values(
+            order_id=order_id, fenced_at=now, created_at=now
+        )
+        fenced_at: datetime = (
+            await self._connection.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[ORDER_FENCES.c.order_id],
+                    # Fencing twice fences once: the first time stays.
+                    set_={"fenced_at": func.coalesce(ORDER_FENCES.c.fenced_at, now)},
+                ).returning(ORDER_FENCES.c.fenced_at)
+            )
+        ).scalar_one()
+        # SQLite keeps no time zone; every time written here is UTC.
+        return fenced_at if fenced_at.tzinfo else fenced_at.replace(tzinfo=UTC)
+
+
+class FencePublic(BaseModel):
+    order_id: str
+    fenced_at: datetime
+
+
+# Mounted with the domain's routes: authenticated, and faults apply.
+fences_router = APIRouter(
+    prefix="/fences", tags=["fences"], responses=error_responses(UNAUTHORIZED, FORBIDDEN)
+)
+
+
+@fences_router.put(
+    "/{order_id}",
+    response_model=FencePublic,
+    dependencies=[WorkerOnly],
+    responses=error_responses(errors.INJECTED_FAULT, errors.SERVICE_UNAVAILABLE),
+)
+async def fence_order(*, order_id: IdPath, engine: Engine) -> FencePublic:
+    """The order's compensation has begun: from now on no forward request for
+    it takes effect here (409 ORDER_FENCED). Call it before looking up what to
+    undo. Fencing twice fences once, so no Idempotency-Key is needed."""
+    async with transaction(engine, write=True) as connection:
+        fenced_at = await SqlFences(connection).fence(order_id)
+    return FencePublic(order_id=order_id, fenced_at=fenced_at)

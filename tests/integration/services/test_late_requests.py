@@ -1,0 +1,395 @@
+"""A forward request that lands after its order gave up on it leaves no effect.
+
+The compensation of an ambiguous step fences the order (PUT /fences/{order_id}),
+then looks its resources up and undoes them, as activities.http does. Whatever
+the interleaving with a forward request of the same order, the end is "nothing
+made" or "made and undone", never "made and left live". Each test runs on all
+three services, on SQLite and (when configured) PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import random
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from services.common.idempotency import IdempotencyStore
+from tests.integration.services.support import (
+    ADMIN,
+    Databases,
+    charge,
+    inventory_app,
+    listed,
+    new_key,
+    payments_app,
+    reservation,
+    serving,
+    shipment,
+    shipping_app,
+)
+
+
+@dataclass
+class Service:
+    name: str
+    app: FastAPI
+    client: httpx.AsyncClient
+    collection: str
+    new_body: Callable[..., dict[str, Any]]
+    id_field: str
+    action: str
+    # A resource's state once made, and once undone.
+    live: str
+    undone: str
+
+    # One body per order: a retry must send the same request again.
+    bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def body(self, order_id: str) -> dict[str, Any]:
+        return self.bodies.setdefault(order_id, self.new_body(order_id=order_id))
+
+    async def forward(self, order_id: str, key: dict[str, str]) -> httpx.Response:
+        return await self.client.post(self.collection, json=self.body(order_id), headers=key)
+
+    async def compensate(self, order_id: str) -> list[str]:
+        """What the compensation activity does: fence, look up, undo each."""
+        fenced = await self.client.put(f"/fences/{order_id}")
+        assert fenced.status_code == 200, fenced.text
+        found = [
+            item[self.id_field] for item in await listed(self.client, self.collection, order_id)
+        ]
+        for resource_id in found:
+            undone = await self.client.post(
+                f"{self.collection}/{resource_id}/{self.action}", headers=new_key()
+            )
+            assert undone.status_code == 200, undone.text
+        return found
+
+    async def states(self, order_id: str) -> list[str]:
+        return [item["state"] for item in await listed(self.client, self.collection, order_id)]
+
+    async def set_latency(self, milliseconds: int) -> None:
+        response = await self.client.put(
+            "/admin/faults", json={"error_rate": 0.0, "latency_ms": milliseconds}, headers=ADMIN
+        )
+        assert response.status_code == 200, response.text
+
+
+_SERVICES: dict[
+    str, tuple[Callable[[str], FastAPI], str, Callable[..., dict[str, Any]], str, str, str, str]
+] = {
+    # sku_mug is in the catalog every inventory database is seeded with.
+    "inventory": (
+        inventory_app,
+        "/reservations",
+        functools.partial(reservation, "sku_mug"),
+        "reservation_id",
+        "release",
+        "reserved",
+        "released",
+    ),
+    "payments": (payments_app, "/charges", charge, "charge_id", "refund", "captured", "refunded"),
+    "shipping": (
+        shipping_app,
+        "/shipments",
+        shipment,
+        "shipment_id",
+        "cancel",
+        "created",
+        "cancelled",
+    ),
+}
+
+
+@pytest.fixture(params=sorted(_SERVICES))
+async def service(request: pytest.FixtureRequest, databases: Databases) -> AsyncIterator[Service]:
+    make_app, *rest = _SERVICES[request.param]
+    app = make_app(await databases.new(request.param))
+    async with serving(app) as client:
+        yield Service(request.param, app, client, *rest)  # type: ignore[arg-type]
+
+
+def new_order_id() -> str:
+    return f"ord_late_{random.getrandbits(48):012x}"
+
+
+def refused_as_fenced(response: httpx.Response) -> bool:
+    return response.status_code == 409 and response.json()["detail"]["code"] == "ORDER_FENCED"
+
+
+@dataclass
+class Held:
+    """A forward request stopped after its effect, before its commit."""
+
+    key: str
+    reached: asyncio.Event
+    release: asyncio.Event
+
+
+@contextlib.contextmanager
+def holding(monkeypatch: pytest.MonkeyPatch, key: str) -> Iterator[Held]:
+    """Hold the request under `key` inside its transaction, effect made and not
+    committed (its locks held), until the test releases it."""
+    held = Held(key, asyncio.Event(), asyncio.Event())
+    complete = IdempotencyStore.complete
+
+    async def complete_when_released(
+        store: IdempotencyStore, caller: str, key: str, status_code: int, body: Any
+    ) -> None:
+        if key == held.key:
+            held.reached.set()
+            await held.release.wait()
+        await complete(store, caller, key, status_code, body)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(IdempotencyStore, "complete", complete_when_released)
+        yield held
+
+
+# --- (a) the fence first ----------------------------------------------------------
+
+
+async def test_a_forward_request_after_the_fence_is_refused_and_makes_nothing(
+    service: Service,
+) -> None:
+    order_id, key = new_order_id(), new_key()
+    assert await service.compensate(order_id) == []
+
+    late = await service.forward(order_id, key)
+    again = await service.forward(order_id, key)
+
+    assert refused_as_fenced(late), late.text
+    assert "Idempotent-Replayed" not in late.headers
+    # The refusal is the answer for that key from now on.
+    assert refused_as_fenced(again) and again.headers["Idempotent-Replayed"] == "true"
+    assert await service.states(order_id) == []
+
+
+async def test_another_order_is_not_fenced(service: Service) -> None:
+    await service.compensate(new_order_id())
+
+    other = await service.forward(new_order_id(), new_key())
+
+    assert other.status_code == 201, other.text
+
+
+async def test_fencing_twice_fences_once(service: Service) -> None:
+    order_id = new_order_id()
+    first = await service.client.put(f"/fences/{order_id}")
+    second = await service.client.put(f"/fences/{order_id}")
+
+    assert first.status_code == second.status_code == 200
+    assert first.json() == second.json()
+    assert first.json()["order_id"] == order_id
+
+
+# --- (b) the forward request first ------------------------------------------------
+
+
+async def test_a_forward_request_before_the_fence_is_found_and_undone(service: Service) -> None:
+    order_id, key = new_order_id(), new_key()
+    made = await service.forward(order_id, key)
+    assert made.status_code == 201, made.text
+
+    found = await service.compensate(order_id)
+    retried = await service.forward(order_id, key)
+
+    assert found == [made.json()[service.id_field]]
+    assert await service.states(order_id) == [service.undone]
+    # A retry of the request that did take effect gets its own answer, not the
+    # fence's refusal: it happened (and has been undone since).
+    assert retried.status_code == 201
+    assert retried.headers["Idempotent-Replayed"] == "true"
+    assert retried.json()[service.id_field] == made.json()[service.id_field]
+
+
+# --- (c) both at once ------------------------------------------------------------
+
+
+async def test_a_fence_waits_for_a_forward_request_inside_its_transaction(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forward request passed the gate and made its effect; the fence must
+    wait for its commit, and the look-up after the fence then finds it."""
+    order_id, key = new_order_id(), new_key()
+    with holding(monkeypatch, key["Idempotency-Key"]) as held:
+        forward = asyncio.create_task(service.forward(order_id, key))
+        await asyncio.wait_for(held.reached.wait(), 10)
+        compensation = asyncio.create_task(service.compensate(order_id))
+        await asyncio.sleep(0.3)
+        assert not compensation.done(), "the fence did not wait for the forward request"
+        held.release.set()
+        made = await forward
+        found = await compensation
+
+    assert made.status_code == 201, made.text
+    assert found == [made.json()[service.id_field]]
+    assert await service.states(order_id) == [service.undone]
+
+
+async def test_a_forward_request_held_before_its_transaction_lands_fenced(
+    service: Service,
+) -> None:
+    """The issue's case: the request is held up (here by injected latency) past
+    the compensation's look-up, which finds nothing, then lands."""
+    order_id = new_order_id()
+    await service.set_latency(600)
+    forward = asyncio.create_task(service.forward(order_id, new_key()))
+    await asyncio.sleep(0.1)  # it is in the service, waiting
+    await service.client.delete("/admin/faults", headers=ADMIN)
+
+    found = await service.compensate(order_id)
+    late = await forward
+
+    assert found == []
+    assert refused_as_fenced(late), late.text
+    assert await service.states(order_id) == []
+
+
+async def test_in_every_interleaving_the_effect_is_never_left_live(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forward requests (one per order, each held inside its transaction for a
+    random while) race their orders' compensations, started at random."""
+    complete = IdempotencyStore.complete
+    rng = random.Random(15)
+
+    async def complete_slowly(
+        store: IdempotencyStore, caller: str, key: str, status_code: int, body: Any
+    ) -> None:
+        await asyncio.sleep(rng.uniform(0, 0.03))
+        await complete(store, caller, key, status_code, body)
+
+    monkeypatch.setattr(IdempotencyStore, "complete", complete_slowly)
+
+    async def race(order_id: str) -> tuple[httpx.Response, list[str]]:
+        async def compensate_later() -> list[str]:
+            await asyncio.sleep(rng.uniform(0, 0.03))
+            return await service.compensate(order_id)
+
+        return await asyncio.gather(service.forward(order_id, new_key()), compensate_later())
+
+    orders = [new_order_id() for _ in range(12)]
+    outcomes = await asyncio.gather(*(race(order_id) for order_id in orders))
+
+    for order_id, (forward, found) in zip(orders, outcomes, strict=True):
+        states = await service.states(order_id)
+        if forward.status_code == 201:
+            assert found == [forward.json()[service.id_field]], order_id
+            assert states == [service.undone], order_id
+        else:
+            assert refused_as_fenced(forward), forward.text
+            assert (found, states) == ([], []), order_id
+
+
+# --- inventory: the stock, and the commit ------------------------------------------
+
+
+async def test_a_late_reservation_takes_no_stock(databases: Databases) -> None:
+    async with serving(inventory_app(await databases.new("inventory"))) as inventory:
+        before = (await inventory.get("/stock/sku_mug")).json()
+        order_id = new_order_id()
+        assert (await inventory.put(f"/fences/{order_id}")).status_code == 200
+
+        late = await inventory.post(
+            "/reservations", json=reservation("sku_mug", 3, order_id), headers=new_key()
+        )
+
+        assert refused_as_fenced(late), late.text
+        assert (await inventory.get("/stock/sku_mug")).json() == before
+
+
+async def test_a_commit_after_the_fence_is_refused_and_the_release_goes_ahead(
+    databases: Databases,
+) -> None:
+    """A commit held up past the order's cancel would otherwise turn the
+    release into a refusal (INVALID_STATE) and park the order."""
+    async with serving(inventory_app(await databases.new("inventory"))) as inventory:
+        order_id = new_order_id()
+        made = await inventory.post(
+            "/reservations", json=reservation("sku_mug", 1, order_id), headers=new_key()
+        )
+        reservation_id = made.json()["reservation_id"]
+        assert (await inventory.put(f"/fences/{order_id}")).status_code == 200
+
+        commit = await inventory.post(f"/reservations/{reservation_id}/commit", headers=new_key())
+        release = await inventory.post(f"/reservations/{reservation_id}/release", headers=new_key())
+
+        assert refused_as_fenced(commit), commit.text
+        assert release.status_code == 200, release.text
+        assert release.json()["state"] == "released"
+
+
+# --- deadlines ------------------------------------------------------------------
+
+
+async def test_a_request_past_its_deadline_commits_nothing_and_its_retry_runs(
+    service: Service,
+) -> None:
+    order_id, key = new_order_id(), new_key()
+    await service.set_latency(400)
+
+    late = await service.client.post(
+        service.collection,
+        json=service.body(order_id),
+        headers={**key, "Request-Timeout": "0.2"},
+    )
+    await service.client.delete("/admin/faults", headers=ADMIN)
+    assert late.status_code == 504, late.text
+    assert late.json()["detail"]["code"] == "DEADLINE_EXCEEDED"
+    assert await service.states(order_id) == []
+
+    retried = await service.client.post(
+        service.collection, json=service.body(order_id), headers={**key, "Request-Timeout": "5"}
+    )
+
+    assert retried.status_code == 201, retried.text
+    assert "Idempotent-Replayed" not in retried.headers
+    assert await service.states(order_id) == [service.live]
+
+
+async def test_a_request_whose_deadline_passes_inside_its_transaction_rolls_back(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Waiting inside the transaction (for a lock, say) counts: the check is the
+    last thing before the commit, and the effect and the key roll back."""
+    order_id, key = new_order_id(), new_key()
+    with holding(monkeypatch, key["Idempotency-Key"]) as held:
+        forward = asyncio.create_task(
+            service.client.post(
+                service.collection,
+                json=service.body(order_id),
+                headers={**key, "Request-Timeout": "0.2"},
+            )
+        )
+        await asyncio.wait_for(held.reached.wait(), 10)
+        await asyncio.sleep(0.3)
+        held.release.set()
+        late = await forward
+
+    assert late.status_code == 504, late.text
+    assert await service.states(order_id) == []
+    retried = await service.forward(order_id, key)
+    assert retried.status_code == 201, retried.text
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan", "inf", ""])
+async def test_a_malformed_deadline_is_400(service: Service, value: str) -> None:
+    order_id = new_order_id()
+    response = await service.client.post(
+        service.collection,
+        json=service.body(order_id),
+        headers={**new_key(), "Request-Timeout": value},
+    )
+
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"]["code"] == "REQUEST_REJECTED"
+    assert await service.states(order_id) == []

@@ -1,0 +1,146 @@
+"""Issue 15: a service hangs, then recovers. Every forward call times out on the
+workers' side, the order gives up and compensates (finding nothing), and only
+then do the calls still running in the service land. They must leave nothing:
+no captured charge, no live shipment, no stock held.
+
+The whole stack in one process (tests/integration/stack.py), with a short HTTP
+read timeout so the order runs out of retries in seconds. Each case runs twice:
+as shipped, and with the workers sending no Request-Timeout, so the fence
+alone is what stops the late requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from activities.http import ServiceClient
+from tests import orders
+from tests.integration.stack import Stack, running_stack
+from tests.tokens import as_customer, new_customer_id
+
+STOCK = 10
+UNIT_PRICE_CENTS = 1500
+# Far below the service's hang, so every attempt times out on the workers' side.
+READ_TIMEOUT_SECONDS = 0.5
+# Longer than the forward step's whole retry budget (about 10 s at this read
+# timeout) and the compensation's look-up: every request held in the service
+# lands after the order has given up and compensated.
+HANG_MS = 14_000
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    dev_server_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
+    data_dir: Path = tmp_path_factory.mktemp("late-requests")
+    async with running_stack(
+        dev_server_env.client, data_dir, http_read_timeout_seconds=READ_TIMEOUT_SECONDS
+    ) as running:
+        yield running
+
+
+@pytest.fixture(params=["with-deadlines", "fence-only"])
+def deadlines(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    if request.param == "fence-only":
+        # No Request-Timeout: the services cannot tell the calls were abandoned.
+        monkeypatch.setattr(ServiceClient, "_wait_budget", lambda _self: None)
+    yield str(request.param)
+
+
+@pytest.fixture
+async def sku(stack: Stack) -> str:
+    name = f"sku_late_{uuid.uuid4().hex[:10]}"
+    await stack.stock(name, STOCK, price_cents=UNIT_PRICE_CENTS)
+    return name
+
+
+async def items(client: httpx.AsyncClient, path: str, order_id: str) -> list[dict[str, Any]]:
+    response = await client.get(path, params={"order_id": order_id})
+    assert response.status_code == 200, response.text
+    found: list[dict[str, Any]] = response.json()["items"]
+    return found
+
+
+async def status_of(stack: Stack, order_id: str) -> dict[str, Any]:
+    response = await stack.api.get(f"/orders/{order_id}")
+    assert response.status_code == 200, response.text
+    order: dict[str, Any] = response.json()
+    return order
+
+
+async def wait_for(stack: Stack, order_id: str, *statuses: str, within: float) -> dict[str, Any]:
+    async with asyncio.timeout(within):
+        while True:
+            order = await status_of(stack, order_id)
+            if order["status"] in statuses:
+                return order
+            await asyncio.sleep(0.1)
+
+
+async def hang_then_recover(stack: Stack, service: httpx.AsyncClient, sku: str) -> str:
+    """Place an order while `service` hangs; once the order has given up on the
+    step and is compensating, the service recovers; return when the order has
+    ended and every request that was held in the service has landed."""
+    hang = await service.put(
+        "/admin/faults", json={"error_rate": 0, "latency_ms": HANG_MS}, headers=stack.admin
+    )
+    assert hang.status_code == 200, hang.text
+    try:
+        response = await stack.api.post(
+            "/orders",
+            json=orders.order_body(sku=sku, quantity=2, country="DE"),
+            headers=as_customer(new_customer_id()),
+        )
+        assert response.status_code == 202, response.text
+        order_id = str(response.json()["order_id"])
+        await wait_for(stack, order_id, "COMPENSATING", within=60)
+    finally:
+        recovered_at = time.monotonic()
+        await service.delete("/admin/faults", headers=stack.admin)
+    order = await wait_for(stack, order_id, "FAILED", "NEEDS_ATTENTION", within=60)
+    assert order["status"] == "FAILED", order
+    # Every held request arrived before the recovery and sleeps HANG_MS from
+    # its arrival: all have landed (and done whatever they do) after this.
+    await asyncio.sleep(max(0.0, recovered_at + HANG_MS / 1000 + 1.5 - time.monotonic()))
+    return order_id
+
+
+async def test_a_charge_landing_after_the_order_failed_captures_nothing(
+    stack: Stack, sku: str, deadlines: str
+) -> None:
+    order_id = await hang_then_recover(stack, stack.payments, sku)
+
+    order = await status_of(stack, order_id)
+    steps = {step["name"]: step["state"] for step in order["steps"]}
+    assert steps["charge_payment"] == "compensated"
+    charges = await items(stack.payments, "/charges", order_id)
+    assert [c for c in charges if c["state"] == "captured"] == [], charges
+    stock = (await stack.inventory.get(f"/stock/{sku}")).json()
+    assert (stock["available"], stock["reserved"]) == (STOCK, 0)
+    reservations = await items(stack.inventory, "/reservations", order_id)
+    assert [r["state"] for r in reservations] == ["released"]
+
+
+async def test_a_shipment_landing_after_the_order_failed_ships_nothing(
+    stack: Stack, sku: str, deadlines: str
+) -> None:
+    order_id = await hang_then_recover(stack, stack.shipping, sku)
+
+    order = await status_of(stack, order_id)
+    steps = {step["name"]: step["state"] for step in order["steps"]}
+    assert steps["create_shipment"] == "compensated"
+    shipments = await items(stack.shipping, "/shipments", order_id)
+    assert [s for s in shipments if s["state"] != "cancelled"] == [], shipments
+    charges = await items(stack.payments, "/charges", order_id)
+    assert [c["state"] for c in charges] == ["refunded"]
+    stock = (await stack.inventory.get(f"/stock/{sku}")).json()
+    assert (stock["available"], stock["reserved"]) == (STOCK, 0)
