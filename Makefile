@@ -11,12 +11,14 @@ DATA_DIR ?= $(or $(ORDERSAGA_DATA_DIR),.ordersaga)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test bench lint format clean reset-data check-python
+.PHONY: help install dev test bench chaos chaos-quick lint format clean reset-data check-python
 
 help:
 	@echo "make dev         run Temporal, the services, the worker and the API (Ctrl-C stops)"
 	@echo "make test        run every test (unit, workflow, replay, integration, e2e)"
 	@echo "make bench       benchmark the saga against bare Temporal (own stack on free ports)"
+	@echo "make chaos       the fault matrix: kill/hang components under load, check invariants"
+	@echo "make chaos-quick its bounded form, as CI runs it (about 2 minutes)"
 	@echo "make lint        ruff check, ruff format --check, mypy --strict"
 	@echo "make format      apply ruff's fixes and formatting"
 	@echo "make install     create $(VENV) and install the project with its dev tools"
@@ -67,6 +69,17 @@ BENCH_ARGS ?=
 bench: $(STAMP)
 	$(COMPILE_WORKFLOW_CODE)
 	$(BIN)/ordersaga bench --output-dir bench-results $(BENCH_ARGS)
+
+# Its own stack of separate processes on free ports with a fresh data dir, like
+# the bench. CHAOS_ARGS passes flags through, e.g. CHAOS_ARGS='--only temporal-kill'.
+CHAOS_ARGS ?=
+chaos: $(STAMP)
+	$(COMPILE_WORKFLOW_CODE)
+	$(BIN)/ordersaga chaos $(CHAOS_ARGS)
+
+chaos-quick: $(STAMP)
+	$(COMPILE_WORKFLOW_CODE)
+	$(BIN)/ordersaga chaos --quick $(CHAOS_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

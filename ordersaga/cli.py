@@ -406,6 +406,49 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_bench_command(options, settings)
 
 
+def cmd_chaos(args: argparse.Namespace) -> int:
+    # A stack of its own, in dev mode: its own issuer and keys in its data dir.
+    settings = load_settings(dev_mode=True)
+    from ordersaga.chaos.command import (
+        ChaosOptions,
+        parse_only,
+        run_chaos_command,
+        unknown_experiments,
+    )
+    from ordersaga.chaos.experiments import MATRIX
+    from ordersaga.chaos.known import KNOWN_ISSUES
+
+    if args.list:
+        for number, experiment in enumerate(MATRIX, start=1):
+            quick = "  (in --quick)" if experiment.quick else ""
+            print(f"{number:>2}. {experiment.key:<22} {experiment.title}{quick}")
+        print("\nknown product issues (--tolerate ID):")
+        for issue in KNOWN_ISSUES.values():
+            print(f"  {issue.id}: {issue.description}")
+        return 0
+    only = parse_only(args.only)
+    unknown = unknown_experiments(only)
+    if unknown:
+        raise UsageError(
+            f"--only: unknown {', '.join(unknown)}; `ordersaga chaos --list` names them"
+        )
+    tolerate = frozenset(args.tolerate or ())
+    unknown_issues = sorted(tolerate - set(KNOWN_ISSUES))
+    if unknown_issues:
+        raise UsageError(
+            f"--tolerate: unknown {', '.join(unknown_issues)}; `ordersaga chaos --list` names them"
+        )
+    options = ChaosOptions(
+        tolerate=tolerate,
+        quick=args.quick,
+        only=only,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        keep_data=args.keep_data,
+    )
+    return run_chaos_command(options, settings)
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     settings = load_settings()
     from datetime import UTC, datetime, timedelta
@@ -607,6 +650,40 @@ def build_parser() -> argparse.ArgumentParser:
         bench.add_argument(f"--{name}-url", help=f"with --api-url: its {name} service")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
     bench.set_defaults(handler=cmd_bench)
+
+    chaos = commands.add_parser(
+        "chaos",
+        help="run the fault matrix against a stack of separate processes (starts its own)",
+        description="Kill and hang the components of a stack of its own (free ports, fresh "
+        "data dir) while orders are in flight, then check the saga's invariants: a table "
+        "per experiment, exit 1 on any violation.",
+    )
+    chaos.add_argument(
+        "--quick",
+        action="store_true",
+        help="the bounded form for CI: fewer orders, shorter faults, a subset of experiments",
+    )
+    chaos.add_argument("--only", metavar="E1,E2", help="run only these experiments (see --list)")
+    chaos.add_argument(
+        "--list", action="store_true", help="list the experiments and known issues, then exit"
+    )
+    chaos.add_argument(
+        "--tolerate",
+        action="append",
+        metavar="ISSUE",
+        help="a known product issue (see --list) whose violations are shown but do not fail "
+        "the run (repeatable; default: none, every violation fails)",
+    )
+    chaos.add_argument("--seed", type=int, help="seed of the random choices (default: random)")
+    chaos.add_argument(
+        "--data-dir",
+        type=Path,
+        help="data folder of the stack (default: a new temporary one, removed when clean)",
+    )
+    chaos.add_argument(
+        "--keep-data", action="store_true", help="keep the temporary data folder even when clean"
+    )
+    chaos.set_defaults(handler=cmd_chaos)
 
     audit = commands.add_parser(
         "audit",

@@ -1,0 +1,59 @@
+"""`ordersaga chaos --quick` as CI runs it: the bounded fault matrix (kill the
+worker, kill Temporal, a service hanging past the retry budget, duplicate
+submissions, an oversell race, random cancels) against a stack of separate
+processes of its own, every invariant holding (the one known, reported issue
+tolerated by name). About 100 s on two cores."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from ordersaga.chaos.experiments import MATRIX
+
+ORDERSAGA = Path(sys.executable).parent / "ordersaga"
+RUN_TIMEOUT = 400.0
+
+
+def _clean_env() -> dict[str, str]:
+    # The stack picks free ports and a data dir itself; a developer's ORDERSAGA_* must not leak in.
+    return {k: v for k, v in os.environ.items() if not k.upper().startswith("ORDERSAGA_")}
+
+
+@pytest.mark.timeout(RUN_TIMEOUT + 30)
+async def test_the_bounded_fault_matrix_holds_every_invariant(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        str(ORDERSAGA),
+        "chaos",
+        "--quick",
+        # Reported, decision or fix pending (ordersaga/chaos/known.py, docs/chaos.md):
+        # shown as "✗ known" with their evidence; any other violation still fails.
+        "--tolerate",
+        "read-503-on-refused-query",
+        "--tolerate",
+        "deadline-503-under-load",
+        "--data-dir",
+        str(tmp_path / "chaos"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=_clean_env(),
+    )
+    try:
+        async with asyncio.timeout(RUN_TIMEOUT):
+            raw, _ = await process.communicate()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    out = raw.decode(errors="replace")
+    # The whole report on failure: which invariant broke, with its evidence.
+    assert process.returncode == 0, out
+    quick = [experiment.key for experiment in MATRIX if experiment.quick]
+    for key in quick:
+        # Held every invariant, or was violated only by the tolerated known issue.
+        assert re.search(rf"^\s*\d+\. {key}\s.*(✓|✗ known)$", out, re.MULTILINE), out
