@@ -31,10 +31,8 @@ async def test_the_bounded_fault_matrix_holds_every_invariant(tmp_path: Path) ->
         str(ORDERSAGA),
         "chaos",
         "--quick",
-        # Reported, decision or fix pending (ordersaga/chaos/known.py, docs/chaos.md):
-        # shown as "✗ known" with their evidence; any other violation still fails.
-        "--tolerate",
-        "read-503-on-refused-query",
+        # A decided trade-off (ordersaga/chaos/known.py, docs/chaos.md): shown as
+        # "✗ known" with its evidence; any other violation still fails.
         "--tolerate",
         "deadline-503-under-load",
         "--data-dir",
