@@ -11,11 +11,12 @@ DATA_DIR ?= $(or $(ORDERSAGA_DATA_DIR),.ordersaga)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test bench chaos chaos-quick lint format clean reset-data check-python
+.PHONY: help install dev test test-fast bench chaos chaos-quick lint format clean reset-data check-python
 
 help:
 	@echo "make dev         run Temporal, the services, the worker and the API (Ctrl-C stops)"
 	@echo "make test        run every test (unit, workflow, replay, integration, e2e)"
+	@echo "make test-fast   unit, workflow and replay tests only (no servers; under a minute)"
 	@echo "make bench       benchmark the saga against bare Temporal (own stack on free ports)"
 	@echo "make chaos       the fault matrix: kill/hang components under load, check invariants"
 	@echo "make chaos-quick its bounded form, as CI runs it (about 2 minutes)"
@@ -62,6 +63,12 @@ dev: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Unit, workflow (time-skipping test server) and replay-gate tests: no Temporal
+# dev server, no services; under a minute.
+FAST_TESTS = tests/unit tests/workflows tests/replay/test_replay.py tests/replay/test_redaction.py
+test-fast: $(STAMP)
+	$(BIN)/pytest $(FAST_TESTS) $(PYTEST_ARGS)
 
 # The dev extra holds the bench extra's packages. BENCH_ARGS passes flags through,
 # e.g. make bench BENCH_ARGS='--orders 500 --concurrency 32'.
