@@ -164,11 +164,13 @@ def cmd_service(args: argparse.Namespace) -> int:
 def _codec_keyring(settings: Settings, role: str) -> Keyring:
     """The payload keyring, or a one-line refusal: no component talks to Temporal
     without it, since whatever it wrote would be readable by anyone with access
-    to Temporal."""
-    from ordersaga.codec import keyring_from_settings
+    to Temporal. The benchmark's switch that turns the codec off is refused here
+    outside dev mode too (ordersaga.codec.payload_keyring)."""
+    from ordersaga.codec import keyring_from_settings, payload_keyring
     from ordersaga.settings import MissingSecretError
 
     try:
+        payload_keyring(settings)
         return keyring_from_settings(settings)
     except (MissingSecretError, ValueError) as error:
         raise UsageError(f"refusing to start the {role}: {error}") from None
