@@ -25,7 +25,7 @@ from api.middleware import DropInboundBaggage
 from api.routes import ops, orders
 from api.routes.dev_issuer import dev_issuer_router
 from ordersaga.auth import DevIssuer, TokenVerifier
-from ordersaga.codec import keyring_from_settings
+from ordersaga.codec import payload_keyring
 from ordersaga.http_guard import HttpGuard
 from ordersaga.logging import AccessLogMiddleware
 from ordersaga.settings import Settings
@@ -55,10 +55,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.temporal_client is None:
+            keyring = payload_keyring(settings)
+            if keyring is None:
+                log.warning("payload codec OFF (benchmark, dev mode): payloads are not encrypted")
             app.state.temporal_client = await Client.connect(
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
-                data_converter=data_converter(keyring_from_settings(settings)),
+                data_converter=data_converter(keyring),
                 retry_config=api_retry_config(settings),
                 interceptors=temporal_interceptors(tracer_provider),
                 lazy=True,

@@ -164,11 +164,13 @@ def cmd_service(args: argparse.Namespace) -> int:
 def _codec_keyring(settings: Settings, role: str) -> Keyring:
     """The payload keyring, or a one-line refusal: no component talks to Temporal
     without it, since whatever it wrote would be readable by anyone with access
-    to Temporal."""
-    from ordersaga.codec import keyring_from_settings
+    to Temporal. The benchmark's switch that turns the codec off is refused here
+    outside dev mode too (ordersaga.codec.payload_keyring)."""
+    from ordersaga.codec import keyring_from_settings, payload_keyring
     from ordersaga.settings import MissingSecretError
 
     try:
+        payload_keyring(settings)
         return keyring_from_settings(settings)
     except (MissingSecretError, ValueError) as error:
         raise UsageError(f"refusing to start the {role}: {error}") from None
@@ -361,7 +363,12 @@ def _positive_float(text: str) -> float:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     settings = load_settings(dev_mode=True) if args.api_url is None else load_settings()
-    from ordersaga.bench.runner import ALL_SCENARIOS, DEFAULT_SCENARIOS, BenchOptions
+    from ordersaga.bench.runner import (
+        ALL_SCENARIOS,
+        DEFAULT_SCENARIOS,
+        EMBEDDED_ONLY_SCENARIOS,
+        BenchOptions,
+    )
 
     requested = DEFAULT_SCENARIOS if args.scenarios is None else args.scenarios.split(",")
     scenarios = tuple(dict.fromkeys(s.strip() for s in requested if s.strip()))
@@ -371,6 +378,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
             f"--scenarios: unknown {', '.join(unknown) or '(none given)'}; "
             f"choose from {', '.join(ALL_SCENARIOS)}"
         )
+    if args.api_url is not None:
+        # A running stack cannot be restarted without the codec: by default
+        # those scenarios are left out, and asking for one is an error.
+        embedded_only = [s for s in scenarios if s in EMBEDDED_ONLY_SCENARIOS]
+        if embedded_only and args.scenarios is not None:
+            raise UsageError(
+                f"--scenarios: {', '.join(embedded_only)} needs the benchmark's own "
+                "embedded stacks; leave out --api-url"
+            )
+        scenarios = tuple(s for s in scenarios if s not in EMBEDDED_ONLY_SCENARIOS)
     remote = {
         "--temporal-address": args.temporal_address,
         **{f"--{name}-url": getattr(args, f"{name}_url") for name in SERVICES},

@@ -124,6 +124,31 @@ def keyring_from_settings(settings: Settings) -> Keyring:
     return Keyring(DEV_KEY_ID, {DEV_KEY_ID: bytes.fromhex(secret)})
 
 
+def payload_keyring(settings: Settings) -> Keyring | None:
+    """What every Temporal client and worker of the saga encrypts with: the keyring,
+    or None (no codec) when ORDERSAGA_CODEC_DISABLED_FOR_BENCHMARK is set in dev mode,
+    which only `ordersaga bench` does, to measure the codec's cost.
+
+    Outside dev mode that setting raises CodecDisabledOutsideDevModeError (settings
+    validation refuses it already; this holds for settings built without
+    validation too). A missing keyring raises as keyring_from_settings does.
+    """
+    if settings.codec_disabled_for_benchmark:
+        if not settings.dev_mode:
+            raise CodecDisabledOutsideDevModeError()
+        return None
+    return keyring_from_settings(settings)
+
+
+class CodecDisabledOutsideDevModeError(ValueError):
+    def __init__(self) -> None:
+        from ordersaga.settings import CODEC_DISABLED_OUTSIDE_DEV_MODE, env_var_name
+
+        super().__init__(
+            f"{env_var_name('codec_disabled_for_benchmark')}: {CODEC_DISABLED_OUTSIDE_DEV_MODE}"
+        )
+
+
 # --- whole histories (the replay gate's files) --------------------------------
 
 _ENCODING_B64 = base64.b64encode(ENCODING).decode()

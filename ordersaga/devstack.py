@@ -577,6 +577,11 @@ def child_env(settings: Settings, data_dir: Path) -> dict[str, str]:
                 "text" if settings.log_format == "auto" else settings.log_format
             ),
             "PYTHONUNBUFFERED": "1",
+            # Only the benchmark's second stack turns it on (ordersaga.bench.runner);
+            # said explicitly either way: the children follow these settings.
+            env_var_name("codec_disabled_for_benchmark"): (
+                "true" if settings.codec_disabled_for_benchmark else "false"
+            ),
         }
     )
     # One build id across restarts (unless one is set): a dev who commits and

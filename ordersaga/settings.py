@@ -21,6 +21,13 @@ LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 SERVICES = ("inventory", "payments", "shipping")
 
 
+# One line, after the variable's name: why a component will not start with it.
+CODEC_DISABLED_OUTSIDE_DEV_MODE = (
+    "refused outside dev mode: it turns payload encryption off and is for "
+    "`ordersaga bench` only; unset it"
+)
+
+
 class MissingSecretError(ValueError):
     """A secret that production must be given is missing."""
 
@@ -134,6 +141,11 @@ class Settings(BaseSettings):
     # Browser origins (the Temporal Web UI) allowed to call it, comma-separated.
     # Empty: none, but in dev mode the local Web UI (127.0.0.1 and localhost).
     codec_server_cors_origins: Annotated[list[str], NoDecode] = []
+    # For `ordersaga bench` only: its second embedded stack runs without the codec
+    # (docs/performance.md), to measure what encryption costs. Refused outside dev
+    # mode by every component (below, and ordersaga.codec.payload_keyring), so
+    # production payloads are always encrypted. Deliberately not in the README.
+    codec_disabled_for_benchmark: bool = False
 
     @field_validator("codec_keys")
     @classmethod
@@ -155,6 +167,13 @@ class Settings(BaseSettings):
         from ordersaga.keyring import Keyring
 
         Keyring.parse(keys.get_secret_value(), value)
+        return value
+
+    @field_validator("codec_disabled_for_benchmark")
+    @classmethod
+    def _codec_off_only_in_dev_mode(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and not info.data.get("dev_mode", False):
+            raise ValueError(CODEC_DISABLED_OUTSIDE_DEV_MODE)
         return value
 
     @field_validator("codec_server_cors_origins", mode="before")

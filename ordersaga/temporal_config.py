@@ -15,15 +15,19 @@ from ordersaga.codec import EncryptionCodec
 from ordersaga.keyring import Keyring
 
 
-def data_converter(keyring: Keyring) -> DataConverter:
+def data_converter(keyring: Keyring | None) -> DataConverter:
     """The JSON/dataclass converter, every payload encrypted under `keyring`.
 
     Failures too: their message and stack trace move into an encrypted payload
     (the server keeps only "Encoded failure"), since an error from a domain
     service may quote the order it failed on.
+
+    `keyring=None` is the same converter without the codec: for the benchmark's
+    comparison only, as ordersaga.codec.payload_keyring returns None in dev mode
+    and nowhere else.
     """
     return DataConverter(
-        payload_codec=EncryptionCodec(keyring),
+        payload_codec=EncryptionCodec(keyring) if keyring is not None else None,
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
 

@@ -33,7 +33,7 @@ from activities.inventory import InventoryActivities
 from activities.payments import PaymentActivities
 from activities.shipping import ShippingActivities
 from contracts import task_queues
-from ordersaga.codec import keyring_from_settings
+from ordersaga.codec import payload_keyring
 from ordersaga.eventloop import exit_without_finalizing as exit_without_finalizing
 from ordersaga.settings import MissingSecretError, Settings
 from ordersaga.temporal_config import data_converter, temporal_interceptors, workflow_runner
@@ -193,7 +193,10 @@ async def connect_when_reachable(
     A worker started before its server (compose, Kubernetes, `make dev`) should
     wait rather than crash-loop. Returns None when asked to stop meanwhile.
     """
-    converter = data_converter(keyring_from_settings(settings))
+    keyring = payload_keyring(settings)
+    if keyring is None:
+        log.warning("payload codec OFF (benchmark, dev mode): payloads are not encrypted")
+    converter = data_converter(keyring)
     delay = 0.5
     while not stop.is_set():
         try:

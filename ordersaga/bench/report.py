@@ -11,11 +11,18 @@ from ordersaga.bench.runner import (
     BASELINE_COMPENSATION,
     BASELINE_HAPPY,
     BASELINE_OUT_OF_THE_BOX,
+    NO_CODEC_SUFFIX,
     SAGA_COMPENSATION,
     SAGA_HAPPY,
+    SAGA_HAPPY_NO_CODEC,
 )
 
 SAGA_RATIO_TARGET = 0.85
+# The encryption issue: the codec may cost at most 5 % of the orders per second.
+CODEC_RATIO_TARGET = 0.95
+# Whose CPU per order the codec's cost is reported for (the processes that
+# encrypt and decrypt), and the Temporal server, which stores the bigger payloads.
+CODEC_COMPONENTS = ("worker", "api", "temporal")
 OUT_OF_THE_BOX_RATIO_TARGET = 2.0
 SUBMIT_P99_TARGET_MS = 50.0
 
@@ -48,6 +55,7 @@ def ratios(scenarios: Mapping[str, Any]) -> dict[str, Any]:
             BASELINE_COMPENSATION,
             SAGA_RATIO_TARGET,
         ),
+        ("saga_happy_vs_no_codec", SAGA_HAPPY, SAGA_HAPPY_NO_CODEC, CODEC_RATIO_TARGET),
         (
             "embedded_vs_out_of_the_box",
             BASELINE_HAPPY,
@@ -68,6 +76,60 @@ def ratios(scenarios: Mapping[str, Any]) -> dict[str, Any]:
                 "met": p99 is not None and p99 <= SUBMIT_P99_TARGET_MS,
             }
     return found
+
+
+def codec_cost(scenarios: Mapping[str, Any]) -> dict[str, Any] | None:
+    """saga-happy against saga-happy-no-codec (closed loop, medians): the orders/s
+    ratio with its target, and the CPU per order of the processes concerned with
+    the codec and without it. None unless both ran."""
+    ratio = _ratio(scenarios, SAGA_HAPPY, SAGA_HAPPY_NO_CODEC, CODEC_RATIO_TARGET)
+    if ratio is None:
+        return None
+    with_codec = scenarios[SAGA_HAPPY]["closed"]["median"]
+    without = scenarios[SAGA_HAPPY_NO_CODEC]["closed"]["median"]
+    cpu: dict[str, dict[str, float]] = {}
+    pairs = [(c, c + NO_CODEC_SUFFIX) for c in CODEC_COMPONENTS]
+    for component, plain in pairs:
+        a = with_codec["cpu_seconds_per_order"].get(component)
+        b = without["cpu_seconds_per_order"].get(plain)
+        if a is not None and b is not None:
+            cpu[component] = {
+                "with_codec_ms": a * 1000,
+                "without_codec_ms": b * 1000,
+                "difference_ms": (a - b) * 1000,
+            }
+    if cpu:
+        a = sum(with_codec["cpu_seconds_per_order"].values()) * 1000
+        b = sum(without["cpu_seconds_per_order"].values()) * 1000
+        cpu["all components"] = {"with_codec_ms": a, "without_codec_ms": b, "difference_ms": a - b}
+    return {
+        "of": ratio["of"],
+        "orders_per_second": {
+            "with_codec": with_codec["orders_per_second"],
+            "without_codec": without["orders_per_second"],
+        },
+        "ratio": ratio["value"],
+        "target": ratio["target"],
+        "met": ratio["met"],
+        "cpu_ms_per_order": cpu,
+    }
+
+
+def _codec_lines(cost: Mapping[str, Any]) -> list[str]:
+    rates = cost["orders_per_second"]
+    verdict = "met" if cost["met"] else "NOT met"
+    lines = [
+        "the codec's cost (saga-happy with it / saga-happy-no-codec without, closed loop, medians)",
+        f"  orders/s: {rates['with_codec']:.1f} / {rates['without_codec']:.1f} = "
+        f"{cost['ratio']:.3f} (target >= {cost['target']:.2f}) {verdict}",
+    ]
+    for component, ms in cost["cpu_ms_per_order"].items():
+        difference = round(ms["difference_ms"], 1) or 0.0  # never "-0.0"
+        lines.append(
+            f"  {component} CPU/order: {ms['with_codec_ms']:.1f} ms with, "
+            f"{ms['without_codec_ms']:.1f} ms without, {difference:+.1f} ms"
+        )
+    return lines
 
 
 def _ms(value: float | None) -> str:
@@ -118,16 +180,21 @@ def table(report: Mapping[str, Any]) -> str:
                 f"  {key}: {ratio['value']:.2f} (target >= {ratio['target']:.2f}) {verdict}"
                 f"  [{ratio['of']}]"
             )
+    if report.get("codec_cost") is not None:
+        lines.append("")
+        lines += _codec_lines(report["codec_cost"])
     v = report["verification"]
     lines.append("")
     if v["nothing_lost"]:
+        stocks = [v[key] for key in ("stock", "stock_no_codec_stack") if key in v]
         lines.append(
             f"nothing lost: {v['orders_terminal_as_expected']}/{v['orders_submitted']} orders "
             "reached their expected terminal status"
             + (
                 f"; charges, shipments, reservations of {v['saga_orders_checked_against_services']}"
-                f" saga orders and the stock of {v['stock']['sku']} add up"
-                if "stock" in v
+                f" saga orders and the stock of {stocks[0]['sku']} add up"
+                + (" in both stacks" if len(stocks) > 1 else "")
+                if stocks
                 else ""
             )
         )

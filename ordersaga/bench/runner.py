@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import io
 import itertools
 import os
 import secrets
@@ -14,13 +15,18 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import httpx
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+from temporalio.api.workflowservice.v1 import (
+    DescribeNamespaceRequest,
+    GetWorkflowExecutionHistoryRequest,
+)
 from temporalio.client import Client
 from temporalio.converter import DataConverter
+from temporalio.service import RPCError
 
 from ordersaga.auth import DevIssuer
 from ordersaga.bench.baseline import (
@@ -38,6 +44,7 @@ from ordersaga.bench.scenarios import (
     send_retrying,
 )
 from ordersaga.binaries import temporal_cli
+from ordersaga.codec import ENCODING as ENCRYPTED_ENCODING
 from ordersaga.codec import keyring_from_settings
 from ordersaga.devstack import (
     TEMPORAL_IP,
@@ -58,18 +65,30 @@ BASELINE_HAPPY = "baseline-happy"
 BASELINE_COMPENSATION = "baseline-compensation"
 SAGA_HAPPY = "saga-happy"
 SAGA_COMPENSATION = "saga-compensation"
+# saga-happy's orders on a second embedded stack whose processes run without the
+# payload codec (ORDERSAGA_CODEC_DISABLED_FOR_BENCHMARK): the codec's cost.
+SAGA_HAPPY_NO_CODEC = "saga-happy-no-codec"
 BASELINE_OUT_OF_THE_BOX = "baseline-happy-out-of-the-box"
 BASELINE_LOCAL = "baseline-happy-local-activities"
 DEFAULT_SCENARIOS = (
     BASELINE_HAPPY,
     BASELINE_COMPENSATION,
     SAGA_HAPPY,
+    SAGA_HAPPY_NO_CODEC,
     SAGA_COMPENSATION,
     BASELINE_OUT_OF_THE_BOX,
 )
 ALL_SCENARIOS = (*DEFAULT_SCENARIOS, BASELINE_LOCAL)
-SAGA_SCENARIOS = (SAGA_HAPPY, SAGA_COMPENSATION)
+# Which saga scenarios run on which stack; the ledger check follows.
+CODEC_STACK_SCENARIOS = (SAGA_HAPPY, SAGA_COMPENSATION)
+NO_CODEC_STACK_SCENARIOS = (SAGA_HAPPY_NO_CODEC,)
+SAGA_SCENARIOS = (*CODEC_STACK_SCENARIOS, *NO_CODEC_STACK_SCENARIOS)
+HAPPY_SAGA_SCENARIOS = (SAGA_HAPPY, SAGA_HAPPY_NO_CODEC)
+# Only the embedded stacks can be started without the codec.
+EMBEDDED_ONLY_SCENARIOS = NO_CODEC_STACK_SCENARIOS
 STACK_COMPONENTS = ("temporal", *SERVICES, "worker", "api")
+# The no-codec stack's processes, as measured: "worker-no-codec" and so on.
+NO_CODEC_SUFFIX = "-no-codec"
 LOAD_GENERATOR = "bench"
 # The ledger check asks the services this many questions at once.
 VERIFY_CONCURRENCY = 16
@@ -105,8 +124,39 @@ class Target:
     components: dict[str, int]
     # Whose tokens the API accepts: the stack's dev issuer.
     issuer: DevIssuer
-    # The stack's payload keys: the saga's results are encrypted.
-    keyring: Keyring
+    # The stack's payload keys: the saga's results are encrypted. None: the
+    # no-codec stack, whose payloads are not.
+    keyring: Keyring | None
+
+
+@dataclass
+class Ledger:
+    """Which saga orders went to which stack's services, and the stock set there."""
+
+    key: str  # of its stock figures in the report's verification
+    services: Mapping[str, httpx.AsyncClient]
+    scenarios: tuple[str, ...]
+    initial_stock: int
+
+
+class _Tagged(io.TextIOBase):
+    """The no-codec stack's lines in the shared log, each tagged, so its
+    "[temporal]" never passes for the other stack's."""
+
+    def __init__(self, stream: TextIO, tag: str) -> None:
+        self._stream = stream
+        self._tag = tag
+
+    def write(self, text: str) -> int:
+        lines = text.splitlines(keepends=True)
+        self._stream.write("".join(f"{self._tag} {line}" for line in lines))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return False
 
 
 # --- child processes ----------------------------------------------------------
@@ -293,9 +343,16 @@ class Bench:
     # --- set-up ---------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def target(self, log: TextIO) -> AsyncIterator[Target]:
+    async def target(self, log: TextIO, *, codec: bool = True) -> AsyncIterator[Target]:
+        """The system under test; `codec=False`: a second embedded stack of its
+        own, every process of it running without the payload codec."""
         options = self.options
         if options.api_url is not None:
+            if not codec:
+                raise BenchError(
+                    f"{', '.join(EMBEDDED_ONLY_SCENARIOS)} need(s) the embedded stacks, "
+                    "not --api-url"
+                )
             settings = self.settings
             yield Target(
                 api_url=options.api_url.rstrip("/"),
@@ -312,16 +369,25 @@ class Bench:
             return
         settings = on_free_ports(self.settings)
         data_dir = self.data_dir / "embedded"
+        suffix = ""
+        if not codec:
+            # Dev mode, which the embedded stack always is, is where it is allowed.
+            settings = settings.model_copy(update={"codec_disabled_for_benchmark": True})
+            data_dir = self.data_dir / "embedded-no-codec"
+            suffix = NO_CODEC_SUFFIX
+            log = cast(TextIO, _Tagged(log, "no-codec"))
         async with embedded_stack(settings, data_dir, log) as stack:
             yield Target(
                 api_url=stack.api_url,
                 temporal_address=temporal_address(settings),
                 service_urls=stack.service_urls,
-                components={c.name: c.pid for c in stack.children if c.pid is not None},
+                components={c.name + suffix: c.pid for c in stack.children if c.pid is not None},
                 issuer=DevIssuer.in_data_dir(data_dir),
                 keyring=keyring_from_settings(
                     settings.model_copy(update={"dev_mode": True, "data_dir": data_dir})
-                ),
+                )
+                if codec
+                else None,
             )
 
     def planned_orders(self, name: str) -> int:
@@ -338,6 +404,14 @@ class Bench:
         async with contextlib.AsyncExitStack() as stack:
             target = await stack.enter_async_context(self.target(log))
             components = dict(target.components)
+            plain: Target | None = None
+            if any(name in options.scenarios for name in NO_CODEC_STACK_SCENARIOS):
+                # A whole second stack rather than a second worker and API on the
+                # first: a like-for-like comparison needs every process of the
+                # saga (the API too) without the codec, and their own Temporal
+                # server, whose history of codec-less payloads is what it writes.
+                plain = await stack.enter_async_context(self.target(log, codec=False))
+                components.update(plain.components)
             components[LOAD_GENERATOR] = os.getpid()
 
             async def stop_children() -> None:
@@ -391,37 +465,28 @@ class Bench:
                 )
                 components["baseline-worker-oob"] = children[-1].pid or 0
 
-            api = await stack.enter_async_context(
-                httpx.AsyncClient(
-                    base_url=target.api_url,
-                    timeout=30.0,
-                    limits=httpx.Limits(max_connections=512, max_keepalive_connections=512),
+            sides = [
+                await self._saga_side(stack, target, namespace, "stock", CODEC_STACK_SCENARIOS)
+            ]
+            if plain is not None:
+                sides.append(
+                    await self._saga_side(
+                        stack, plain, namespace, "stock_no_codec_stack", NO_CODEC_STACK_SCENARIOS
+                    )
                 )
-            )
-            # The ledger check reads the services as an operator (the admin credential).
-            admin = {"Authorization": f"Bearer {self.settings.admin_token.get_secret_value()}"}
-            services = {
-                name: await stack.enter_async_context(
-                    httpx.AsyncClient(base_url=url, timeout=30.0, headers=admin)
-                )
-                for name, url in target.service_urls.items()
-            }
-            saga_client = await Client.connect(
-                target.temporal_address,
-                namespace=namespace,
-                data_converter=data_converter(target.keyring),
-            )
-            self._define_scenarios(client, saga_client, oob_client, api, target.issuer)
-            initial_stock = self.planned_orders(SAGA_HAPPY) + self.planned_orders(SAGA_COMPENSATION)
-            if any(name in options.scenarios for name in SAGA_SCENARIOS):
-                await self._set_stock(services["inventory"], initial_stock)
+            self._define_scenarios(client, oob_client, sides)
+            for side in sides:
+                if any(name in options.scenarios for name in side.ledger.scenarios):
+                    await self._set_stock(
+                        side.ledger.services["inventory"], side.ledger.initial_stock
+                    )
 
             meter = UsageMeter(components, without_children=frozenset({LOAD_GENERATOR}))
             total = sum(self.planned_orders(name) for name in options.scenarios)
             with Progress(total, options.progress) as progress:
                 figures = await self._measure(meter, progress)
                 progress.describe("checking the ledger")
-                verification = await self._verify(services, initial_stock)
+                verification = await self._verify([side.ledger for side in sides])
         return {
             "started_at": started_at.isoformat(timespec="seconds"),
             "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -431,16 +496,42 @@ class Bench:
             "verification": verification,
         }
 
-    def _define_scenarios(
+    async def _saga_side(
         self,
-        client: Client,
-        saga_client: Client,
-        oob: Client | None,
-        api: httpx.AsyncClient,
-        issuer: DevIssuer,
-    ) -> None:
+        stack: contextlib.AsyncExitStack,
+        target: Target,
+        namespace: str,
+        key: str,
+        scenarios: tuple[str, ...],
+    ) -> SagaSide:
+        api = await stack.enter_async_context(
+            httpx.AsyncClient(
+                base_url=target.api_url,
+                timeout=30.0,
+                limits=httpx.Limits(max_connections=512, max_keepalive_connections=512),
+            )
+        )
+        # The ledger check reads the services as an operator (the admin credential).
+        admin = {"Authorization": f"Bearer {self.settings.admin_token.get_secret_value()}"}
+        services = {
+            name: await stack.enter_async_context(
+                httpx.AsyncClient(base_url=url, timeout=30.0, headers=admin)
+            )
+            for name, url in target.service_urls.items()
+        }
+        # Reads results as the stack's own processes write them: encrypted, or not.
+        client = await Client.connect(
+            target.temporal_address,
+            namespace=namespace,
+            data_converter=data_converter(target.keyring),
+        )
+        initial_stock = sum(self.planned_orders(name) for name in scenarios)
+        return SagaSide(api, client, target.issuer, Ledger(key, services, scenarios, initial_stock))
+
+    def _define_scenarios(self, client: Client, oob: Client | None, sides: list[SagaSide]) -> None:
         tag = self.run_tag
         baseline = ("temporal", "baseline-worker", LOAD_GENERATOR)
+        api, saga_client, issuer = sides[0].api, sides[0].client, sides[0].issuer
         defined: dict[str, tuple[Scenario, tuple[str, ...]]] = {
             BASELINE_HAPPY: (
                 BaselineScenario(BASELINE_HAPPY, client, HAPPY_PATH_ACTIVITIES, tag),
@@ -475,6 +566,20 @@ class Bench:
                 (*STACK_COMPONENTS, LOAD_GENERATOR),
             ),
         }
+        if len(sides) > 1:
+            plain = sides[1]
+            defined[SAGA_HAPPY_NO_CODEC] = (
+                SagaScenario(
+                    SAGA_HAPPY_NO_CODEC,
+                    plain.api,
+                    plain.client,
+                    self.sku,
+                    tag,
+                    undeliverable=False,
+                    issuer=plain.issuer,
+                ),
+                (*(c + NO_CODEC_SUFFIX for c in STACK_COMPONENTS), LOAD_GENERATOR),
+            )
         if oob is not None:
             defined[BASELINE_OUT_OF_THE_BOX] = (
                 BaselineScenario(BASELINE_OUT_OF_THE_BOX, oob, HAPPY_PATH_ACTIVITIES, tag),
@@ -551,9 +656,7 @@ class Bench:
 
     # --- nothing lost ---------------------------------------------------------
 
-    async def _verify(
-        self, services: Mapping[str, httpx.AsyncClient], initial_stock: int
-    ) -> dict[str, Any]:
+    async def _verify(self, ledgers: Sequence[Ledger]) -> dict[str, Any]:
         problems: list[str] = []
         submitted = terminal_ok = 0
         saga_orders: dict[str, str] = {}
@@ -573,16 +676,58 @@ class Bench:
                     )
                 if result.scenario in SAGA_SCENARIOS:
                     saga_orders[sample.order_id] = result.scenario
-        ledger = await self._check_ledger(services, saga_orders, initial_stock, problems)
+        stocks: dict[str, Any] = {}
+        for ledger in ledgers:
+            orders = {o: s for o, s in saga_orders.items() if s in ledger.scenarios}
+            stock = await self._check_ledger(
+                ledger.services, orders, ledger.initial_stock, problems
+            )
+            if stock is not None:
+                stocks[ledger.key] = stock
+        encodings = await self._check_encodings(problems)
         return {
             "nothing_lost": not problems,
             "orders_submitted": submitted,
             "orders_terminal_as_expected": terminal_ok,
             "saga_orders_checked_against_services": len(saga_orders),
-            **ledger,
+            **stocks,
+            "payload_encoding": encodings,
             "problems": problems[:50],
             "problem_count": len(problems),
         }
+
+    async def _check_encodings(self, problems: list[str]) -> dict[str, str]:
+        """How each saga scenario's last order's input sits in Temporal: encrypted
+        on the codec stack, plain on the other. A comparison of two stacks that
+        both encrypt (or neither) would measure nothing; it fails the run."""
+        found: dict[str, str] = {}
+        for name in SAGA_SCENARIOS:
+            scenario = self.scenarios.get(name)
+            if not isinstance(scenario, SagaScenario) or not scenario.submitted:
+                continue
+            order_id = scenario.submitted[-1]
+            try:
+                history = await scenario.client.workflow_service.get_workflow_execution_history(
+                    GetWorkflowExecutionHistoryRequest(
+                        namespace=scenario.client.namespace,
+                        execution=WorkflowExecution(workflow_id=order_id),
+                        maximum_page_size=1,
+                    )
+                )
+                started = history.history.events[0].workflow_execution_started_event_attributes
+                metadata = started.input.payloads[0].metadata
+            except (RPCError, IndexError) as error:
+                problems.append(f"{name}: the input of {order_id} could not be read: {error!r}")
+                continue
+            encoding = metadata.get("encoding", b"").decode(errors="replace")
+            found[name] = encoding
+            encrypted = encoding == ENCRYPTED_ENCODING.decode()
+            if encrypted != (name not in NO_CODEC_STACK_SCENARIOS):
+                problems.append(
+                    f"{name}: {order_id}'s input is stored as {encoding!r}, expected "
+                    + ("plain" if encrypted else ENCRYPTED_ENCODING.decode())
+                )
+        return found
 
     async def _check_ledger(
         self,
@@ -590,9 +735,9 @@ class Bench:
         orders: Mapping[str, str],
         initial_stock: int,
         problems: list[str],
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | None:
         if not orders:
-            return {}
+            return None
         gate = asyncio.Semaphore(VERIFY_CONCURRENCY)
 
         async def items(service: str, collection: str, order_id: str) -> list[dict[str, Any]]:
@@ -607,7 +752,7 @@ class Bench:
             return found
 
         async def check(order_id: str, scenario: str) -> None:
-            happy = scenario == SAGA_HAPPY
+            happy = scenario in HAPPY_SAGA_SCENARIOS
             try:
                 charges, shipments, reservations = await asyncio.gather(
                     items("payments", "charges", order_id),
@@ -632,26 +777,34 @@ class Bench:
                 )
 
         await asyncio.gather(*(check(order_id, scenario) for order_id, scenario in orders.items()))
-        shipped = sum(1 for scenario in orders.values() if scenario == SAGA_HAPPY)
+        shipped = sum(1 for scenario in orders.values() if scenario in HAPPY_SAGA_SCENARIOS)
         try:
             response = await services["inventory"].get(f"/stock/{self.sku}")
             response.raise_for_status()
             stock = response.json()
         except (httpx.HTTPError, ValueError) as error:
             problems.append(f"stock of {self.sku} could not be read: {error!r}")
-            return {}
+            return None
         expected = {"available": initial_stock - shipped, "reserved": 0}
         actual = {"available": stock["available"], "reserved": stock["reserved"]}
         if actual != expected:
             problems.append(f"stock of {self.sku}: {actual}, expected {expected}")
         return {
-            "stock": {
-                "sku": self.sku,
-                "initial": initial_stock,
-                "expected": expected,
-                "actual": actual,
-            }
+            "sku": self.sku,
+            "initial": initial_stock,
+            "expected": expected,
+            "actual": actual,
         }
+
+
+@dataclass
+class SagaSide:
+    """One embedded stack as the saga scenarios and the ledger check reach it."""
+
+    api: httpx.AsyncClient
+    client: Client
+    issuer: DevIssuer
+    ledger: Ledger
 
 
 class BenchError(Exception):

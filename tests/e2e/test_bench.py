@@ -16,6 +16,7 @@ from ordersaga.bench.runner import (
     BASELINE_HAPPY,
     DEFAULT_SCENARIOS,
     SAGA_HAPPY,
+    SAGA_HAPPY_NO_CODEC,
     Bench,
     BenchOptions,
 )
@@ -59,6 +60,10 @@ async def _bench(*args: str, limit_seconds: float = RUN_TIMEOUT) -> tuple[int, s
         (["--concurrency", "many"], "--concurrency: expected a whole number"),
         (["--scenarios", "saga-happy,nope"], "unknown nope"),
         (["--temporal-address", "127.0.0.1:1"], "give --api-url too"),
+        (
+            ["--api-url", "http://127.0.0.1:1", "--scenarios", "saga-happy,saga-happy-no-codec"],
+            "saga-happy-no-codec needs the benchmark's own embedded stacks",
+        ),
     ],
 )
 async def test_bad_flags_exit_2_with_a_message(args: list[str], message: str) -> None:
@@ -93,7 +98,7 @@ async def test_a_lost_or_wrong_order_fails_the_verdict(tmp_path: Path) -> None:
         )
     )
 
-    verdict = await bench._verify({}, initial_stock=0)
+    verdict = await bench._verify([])
 
     assert verdict["nothing_lost"] is False
     assert verdict["orders_submitted"] == 2
@@ -140,15 +145,38 @@ async def test_a_small_run_reports_every_figure_and_loses_nothing(tmp_path: Path
     assert {"temporal", "worker", "api", "inventory", "payments", "shipping"} <= set(
         saga["components"]
     )
+    # The same orders on the second stack, every process of it without the codec.
+    plain = report["scenarios"][SAGA_HAPPY_NO_CODEC]
+    stack = set(saga["components"]) - {"bench"}
+    assert set(plain["components"]) == {f"{c}-no-codec" for c in stack} | {"bench"}
     assert set(report["ratios"]) >= {
         "saga_happy_vs_baseline",
         "saga_compensation_vs_baseline",
+        "saga_happy_vs_no_codec",
         "embedded_vs_out_of_the_box",
     }
+    codec = report["codec_cost"]
+    assert codec["target"] == 0.95
+    assert codec["ratio"] == pytest.approx(
+        saga["closed"]["median"]["orders_per_second"]
+        / plain["closed"]["median"]["orders_per_second"]
+    )
+    assert {"worker", "api"} <= set(codec["cpu_ms_per_order"])
+    worker = codec["cpu_ms_per_order"]["worker"]
+    assert worker["difference_ms"] == pytest.approx(
+        worker["with_codec_ms"] - worker["without_codec_ms"]
+    )
+    assert "the codec's cost" in out
+    assert "worker CPU/order:" in out and "api CPU/order:" in out
     verdict = report["verification"]
     assert verdict["nothing_lost"] is True
-    # 5 scenarios x (2 warm-up + 3 closed + 3 open) orders.
-    assert verdict["orders_submitted"] == verdict["orders_terminal_as_expected"] == 40
-    assert verdict["saga_orders_checked_against_services"] == 16
+    # 6 scenarios x (2 warm-up + 3 closed + 3 open) orders.
+    assert verdict["orders_submitted"] == verdict["orders_terminal_as_expected"] == 48
+    assert verdict["saga_orders_checked_against_services"] == 24
     assert verdict["stock"]["actual"] == verdict["stock"]["expected"]
+    assert verdict["stock_no_codec_stack"]["actual"] == verdict["stock_no_codec_stack"]["expected"]
+    assert verdict["stock_no_codec_stack"]["initial"] == 8
+    # The comparison is real: one stack stored its payloads encrypted, the other not.
+    assert verdict["payload_encoding"][SAGA_HAPPY] == "binary/encrypted"
+    assert verdict["payload_encoding"][SAGA_HAPPY_NO_CODEC] == "json/plain"
     assert (out_dir / "bench.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
