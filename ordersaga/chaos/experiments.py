@@ -145,13 +145,17 @@ class Lab:
 
         return asyncio.create_task(all_of(), name="chaos-load")
 
+    @property
+    def standard_stock(self) -> int:
+        """What a standard load's SKU is stocked with: more than its orders take."""
+        return 2 * self.sizes.orders + 10
+
     async def standard_load(
         self, experiment: str, spread: float | None = None
     ) -> tuple[asyncio.Task[list[Placed]], str, float]:
-        """(the load under way, its SKU and initial stock, how long it takes to submit)."""
+        """(the load under way, its SKU, how long it takes to submit)."""
         s = self.sizes
-        units = 2 * s.orders + 10
-        sku = await self.stocked_sku(experiment, units)
+        sku = await self.stocked_sku(experiment, self.standard_stock)
         spread = s.spread if spread is None else spread
         load = self.start_load(self.orders(experiment, sku, s.orders, s.customers), spread)
         return load, sku, spread
@@ -199,7 +203,7 @@ async def worker_killed_once(lab: Lab) -> Trial:
     return Trial(
         placed,
         cleared,
-        {sku: 2 * lab.sizes.orders + 10},
+        {sku: lab.standard_stock},
         fault=f"SIGKILL worker, {lab.sizes.worker_down:.0f}s down",
     )
 
@@ -241,7 +245,7 @@ async def one_of_two_workers_killed(lab: Lab) -> Trial:
     return Trial(
         placed,
         cleared,
-        {sku: 2 * lab.sizes.orders + 10},
+        {sku: lab.standard_stock},
         fault="2 workers, SIGKILL one, the other carries on",
         after=restore,
     )
@@ -257,7 +261,7 @@ async def worker_terminated(lab: Lab) -> Trial:
     return Trial(
         placed,
         cleared,
-        {sku: 2 * lab.sizes.orders + 10},
+        {sku: lab.standard_stock},
         fault=f"SIGTERM worker (drained in {took:.1f}s), restarted",
     )
 
@@ -277,7 +281,7 @@ async def temporal_killed(lab: Lab) -> Trial:
     return Trial(
         placed,
         cleared,
-        {sku: 2 * lab.sizes.orders + 10},
+        {sku: lab.standard_stock},
         fault=f"SIGKILL Temporal, {lab.sizes.temporal_down:.0f}s down, "
         f"ready {cleared - started:.1f}s after restart",
     )
@@ -297,7 +301,7 @@ async def service_killed(lab: Lab) -> Trial:
     return Trial(
         placed,
         cleared,
-        {sku: 2 * lab.sizes.orders + 10},
+        {sku: lab.standard_stock},
         fault=f"SIGKILL payments, {lab.sizes.service_down:.0f}s down",
     )
 
@@ -315,7 +319,7 @@ async def service_hangs(lab: Lab) -> Trial:
     return Trial(
         placed,
         cleared,
-        {sku: 2 * lab.sizes.orders + 10},
+        {sku: lab.standard_stock},
         fault=f"payments answers after {latency_ms / 1000:.0f}s (read timeout "
         f"{lab.read_timeout:.0f}s) for {hang:.0f}s, past the {budget:.0f}s retry budget",
     )
@@ -331,7 +335,7 @@ async def service_flaky_and_slow(lab: Lab) -> Trial:
     return Trial(
         placed,
         cleared,
-        {sku: 2 * lab.sizes.orders + 10},
+        {sku: lab.standard_stock},
         fault=f"payments 50% errors + 3.5s latency (local attempt "
         f"{LOCAL_ATTEMPT_TIMEOUT.total_seconds():.0f}s) for {lab.sizes.flaky_seconds:.0f}s",
     )
