@@ -8,8 +8,9 @@ what the API accepts, every service accepts.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -17,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from contracts import fields
 from ordersaga.fields import Sku as Sku
 from ordersaga.fields import Text as Text
-from services.common.domain import Line
+from services.common.domain import Dated, Line
 from services.common.errors import HTTP_STATUS
 
 VISIBLE_ASCII = r"^[\x21-\x7E]+$"
@@ -126,3 +127,28 @@ def edge_responses() -> dict[int | str, dict[str, Any]]:
         415: {"model": ErrorPublic, "description": "UNSUPPORTED_MEDIA_TYPE"},
         422: {"model": ValidationErrorPublic, "description": "REQUEST_REJECTED (fields)"},
     }
+
+
+EntryT = TypeVar("EntryT", bound=BaseModel)
+
+
+def ledger_entries(
+    page: Sequence[Dated[Any]], public: type[BaseModel], entry: type[EntryT]
+) -> list[EntryT]:
+    """A ledger page's resources in their public shape, each with when it was
+    made and last changed."""
+    return [
+        entry(
+            **public.model_validate(dated.resource).model_dump(),
+            created_at=dated.created_at,
+            updated_at=dated.updated_at,
+        )
+        for dated in page
+    ]
+
+
+def next_after(
+    page: Sequence[Dated[Any]], limit: int, resource_id: Callable[[Any], str]
+) -> str | None:
+    """The `after` of the next page: the last id of a full page, None after the last."""
+    return resource_id(page[-1].resource) if len(page) == limit else None

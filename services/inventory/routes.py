@@ -21,6 +21,8 @@ from services.common.schemas import (
     OrderIdQuery,
     SkuPath,
     error_responses,
+    ledger_entries,
+    next_after,
 )
 from services.inventory import domain
 from services.inventory.repository import SqlInventoryUnitOfWork
@@ -211,15 +213,8 @@ async def reservation_ledger(
             after=after, limit=limit, changed_since=changed_since
         )
     return ReservationLedgerPublic(
-        items=[
-            ReservationLedgerEntry(
-                **ReservationPublic.model_validate(entry.resource).model_dump(),
-                created_at=entry.created_at,
-                updated_at=entry.updated_at,
-            )
-            for entry in page
-        ],
-        next_after=page[-1].resource.reservation_id if len(page) == limit else None,
+        items=ledger_entries(page, ReservationPublic, ReservationLedgerEntry),
+        next_after=next_after(page, limit, lambda resource: resource.reservation_id),
     )
 
 

@@ -20,6 +20,8 @@ from services.common.schemas import (
     LimitQuery,
     OrderIdQuery,
     error_responses,
+    ledger_entries,
+    next_after,
 )
 from services.payments import domain
 from services.payments.repository import SqlPaymentsUnitOfWork
@@ -114,13 +116,6 @@ async def charge_ledger(
     async with uow:
         page = await uow.charges.ledger_page(after=after, limit=limit, changed_since=changed_since)
     return ChargeLedgerPublic(
-        items=[
-            ChargeLedgerEntry(
-                **ChargePublic.model_validate(entry.resource).model_dump(),
-                created_at=entry.created_at,
-                updated_at=entry.updated_at,
-            )
-            for entry in page
-        ],
-        next_after=page[-1].resource.charge_id if len(page) == limit else None,
+        items=ledger_entries(page, ChargePublic, ChargeLedgerEntry),
+        next_after=next_after(page, limit, lambda resource: resource.charge_id),
     )

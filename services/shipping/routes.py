@@ -20,6 +20,8 @@ from services.common.schemas import (
     LimitQuery,
     OrderIdQuery,
     error_responses,
+    ledger_entries,
+    next_after,
 )
 from services.shipping import domain
 from services.shipping.repository import SqlShippingUnitOfWork
@@ -112,13 +114,6 @@ async def shipment_ledger(
             after=after, limit=limit, changed_since=changed_since
         )
     return ShipmentLedgerPublic(
-        items=[
-            ShipmentLedgerEntry(
-                **ShipmentPublic.model_validate(entry.resource).model_dump(),
-                created_at=entry.created_at,
-                updated_at=entry.updated_at,
-            )
-            for entry in page
-        ],
-        next_after=page[-1].resource.shipment_id if len(page) == limit else None,
+        items=ledger_entries(page, ShipmentPublic, ShipmentLedgerEntry),
+        next_after=next_after(page, limit, lambda resource: resource.shipment_id),
     )
