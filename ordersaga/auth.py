@@ -81,6 +81,12 @@ class Principal:
     # The token's `exp` (Unix seconds): how long a session built on it may last.
     expires_at: float | None = None
 
+    @property
+    def safe_subject(self) -> str:
+        """The subject as it may go into logs, views and histories: itself when it
+        is a plain id, else its stable hash (a subject may be an e-mail address)."""
+        return self.customer_id
+
 
 def customer_id_for(subject: str) -> str:
     if _SAFE_ID.fullmatch(subject):

@@ -335,7 +335,7 @@ def create_codec_app(
             samesite="strict",
         )
         response.headers["Cache-Control"] = "no-store"
-        log.info("codec server: operator %s opened a browser session", principal.subject)
+        log.info("codec server: operator %s opened a browser session", principal.safe_subject)
         return response
 
     @app.post("/logout")

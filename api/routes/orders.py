@@ -291,7 +291,7 @@ async def _require_own_order(orders: TemporalOrders, order_id: str, caller: Prin
 
 
 def operator_action(action: OperatorActionRequest | None, caller: Principal) -> OperatorAction:
-    return OperatorAction(note=action.note if action else "", operator=caller.subject)
+    return OperatorAction(note=action.note if action else "", operator=caller.safe_subject)
 
 
 def public_view(view: OrderView, *, for_operator: bool, stale: bool = False) -> OrderPublic:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from ordersaga.auth import customer_id_for
 from tests.fakes import FakeDomainActivities
 from tests.integration.api.support import (
     TEST_OPERATOR,
@@ -15,6 +16,7 @@ from tests.integration.api.support import (
     bearer,
     customer_token,
     new_customer_id,
+    operator_token,
     place_accepted,
     wait_for_status,
 )
@@ -250,3 +252,24 @@ async def test_operator_resolve_is_202_and_unwinding_carries_on(
         "resolve",
         "refunded by hand",
     )
+
+
+async def test_an_operator_known_by_e_mail_is_recorded_by_a_hash_of_it(
+    api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
+) -> None:
+    """A provider's subject may be an e-mail address: it never reaches the
+    order's view, its history or a log line as such."""
+    order_id = await needs_attention(api, fakes, new_order())
+
+    response = await api.post(
+        f"/orders/{order_id}/compensation/resolve",
+        json={"note": "refunded by hand"},
+        headers=bearer(operator_token("grace@example.com")),
+    )
+
+    assert response.status_code == 202, response.text
+    body = await wait_for_status(api, order_id, "FAILED")
+    (record,) = body["operator_actions"]
+    assert record["operator"] == customer_id_for("grace@example.com")
+    assert record["operator"].startswith("sub_")
+    assert "grace@example.com" not in str(body)
