@@ -16,7 +16,6 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from api.ids import IDEMPOTENCY_KEY_HEADER, idempotency_key_problem
@@ -160,16 +159,6 @@ async def _rpc_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _query_failed(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, WorkflowQueryFailedError)
-    log.warning("status query failed: %s", exc.message)
-    return _error(
-        status.HTTP_503_SERVICE_UNAVAILABLE,
-        "STATUS_UNAVAILABLE",
-        "the order's status cannot be read right now; retry later",
-    )
-
-
 async def _runtime_error(request: Request, exc: Exception) -> JSONResponse:
     if is_connect_failure(exc):
         log.warning("temporal unreachable: %s", exc)
@@ -235,7 +224,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(AuthError, _auth_error)
     app.add_exception_handler(RPCError, _rpc_error)
-    app.add_exception_handler(WorkflowQueryFailedError, _query_failed)
     app.add_exception_handler(RuntimeError, _runtime_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
