@@ -20,7 +20,7 @@ help:
 	@echo "make bench       benchmark the saga against bare Temporal (own stack on free ports)"
 	@echo "make chaos       the fault matrix: kill/hang components under load, check invariants"
 	@echo "make chaos-quick its bounded form, as CI runs it (about 2 minutes)"
-	@echo "make lint        ruff check, ruff format --check, mypy --strict"
+	@echo "make lint        ruff check, ruff format --check, mypy --strict, the import layers"
 	@echo "make format      apply ruff's fixes and formatting"
 	@echo "make install     create $(VENV) and install the project with its dev tools"
 	@echo "make clean       remove $(VENV) (keeps the data in $(DATA_DIR))"
@@ -92,6 +92,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -24,14 +24,14 @@ from api.metrics import ApiMetrics, MetricsMiddleware
 from api.middleware import DropInboundBaggage
 from api.routes import ops, orders
 from api.routes.dev_issuer import dev_issuer_router
-from ordersaga.auth import DevIssuer, TokenVerifier
-from ordersaga.codec import payload_keyring
-from ordersaga.http_guard import HttpGuard
-from ordersaga.logging import AccessLogMiddleware
-from ordersaga.settings import Settings
-from ordersaga.telemetry import instrument_fastapi
-from ordersaga.temporal_config import data_converter, temporal_interceptors
-from ordersaga.version import package_version
+from ordersaga.runtime.auth import DevIssuer, TokenVerifier
+from ordersaga.runtime.codec import payload_keyring
+from ordersaga.runtime.http_guard import HttpGuard
+from ordersaga.runtime.logging import AccessLogMiddleware
+from ordersaga.runtime.settings import Settings
+from ordersaga.runtime.telemetry import instrument_fastapi
+from ordersaga.runtime.temporal_config import data_converter, temporal_interceptors
+from ordersaga.runtime.version import package_version
 
 log = logging.getLogger(__name__)
 

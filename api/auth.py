@@ -20,8 +20,8 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import Forbidden, Unauthenticated
-from ordersaga.auth import AuthError, Principal, TokenVerifier
-from ordersaga.logging import bind_log_fields
+from ordersaga.runtime.auth import AuthError, Principal, TokenVerifier
+from ordersaga.runtime.logging import bind_log_fields
 
 # auto_error=False: a missing header gets our error body, not FastAPI's.
 _bearer = HTTPBearer(

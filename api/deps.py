@@ -22,7 +22,7 @@ from api.ids import (
 from api.limits import OrderRateLimit
 from api.metrics import ApiMetrics
 from api.temporal_orders import TemporalOrders
-from ordersaga.logging import bind_log_fields
+from ordersaga.runtime.logging import bind_log_fields
 
 
 # Every dependency here is `async def` although none awaits anything: FastAPI

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
 from api.ids import IDEMPOTENCY_KEY_HEADER, idempotency_key_problem
-from ordersaga.auth import AuthError
+from ordersaga.runtime.auth import AuthError
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """Prometheus metrics of the API: `ordersaga_api_requests_total` and
-`ordersaga_api_request_duration_seconds` (ordersaga.http_metrics)."""
+`ordersaga_api_request_duration_seconds` (ordersaga.runtime.http_metrics)."""
 
 from __future__ import annotations
 
-from ordersaga.http_metrics import MetricsMiddleware, RequestMetrics
+from ordersaga.runtime.http_metrics import MetricsMiddleware, RequestMetrics
 
 __all__ = ["ApiMetrics", "MetricsMiddleware"]
 

@@ -30,9 +30,9 @@ from contracts.orders import (
     PlaceOrder,
     StepState,
 )
-from ordersaga.fields import City, PostalCode, Sku, Text
+from ordersaga.runtime.fields import City, PostalCode, Sku, Text
 
-# The same types the services check their fields with (ordersaga.fields):
+# The same types the services check their fields with (ordersaga.runtime.fields):
 # what the API accepts, they accept.
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import SettingsError
 
-from ordersaga.settings import (
+from ordersaga.runtime.settings import (
     SERVICES,
     MissingSecretError,
     Settings,
@@ -27,7 +27,7 @@ from ordersaga.settings import (
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from ordersaga.keyring import Keyring
+    from ordersaga.runtime.keyring import Keyring
 
 # Configuration the process cannot run with: fixed by the operator, not by retrying.
 EXIT_USAGE = 2
@@ -50,7 +50,7 @@ class _VersionAction(argparse.Action):
         values: object,
         option_string: str | None = None,
     ) -> NoReturn:
-        from ordersaga.version import version_string
+        from ordersaga.runtime.version import version_string
 
         print(version_string())
         parser.exit()
@@ -67,7 +67,7 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 def _setup_logging(settings: Settings) -> None:
-    from ordersaga.logging import configure_logging
+    from ordersaga.runtime.logging import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
 
@@ -76,7 +76,7 @@ def _setup_telemetry(settings: Settings, role: str) -> None:
     """Logs, and the tracer provider of the process role (service.name
     ordersaga-<role>), before any app, engine or Temporal client exists."""
     _setup_logging(settings)
-    from ordersaga.telemetry import TelemetryConfigError, configure_tracing
+    from ordersaga.runtime.telemetry import TelemetryConfigError, configure_tracing
 
     try:
         configure_tracing(role)
@@ -94,7 +94,7 @@ def _serve_http(app: FastAPI, host: str, port: int, settings: Settings) -> None:
         port=port,
         log_config=None,
         log_level=settings.log_level.lower(),
-        # ordersaga.logging's AccessLogMiddleware logs each request, with its
+        # ordersaga.runtime.logging's AccessLogMiddleware logs each request, with its
         # duration and the order it belongs to.
         access_log=False,
         timeout_graceful_shutdown=settings.http_shutdown_timeout_seconds,
@@ -165,9 +165,9 @@ def _codec_keyring(settings: Settings, role: str) -> Keyring:
     """The payload keyring, or a one-line refusal: no component talks to Temporal
     without it, since whatever it wrote would be readable by anyone with access
     to Temporal. The benchmark's switch that turns the codec off is refused here
-    outside dev mode too (ordersaga.codec.payload_keyring)."""
-    from ordersaga.codec import keyring_from_settings, payload_keyring
-    from ordersaga.settings import MissingSecretError
+    outside dev mode too (ordersaga.runtime.codec.payload_keyring)."""
+    from ordersaga.runtime.codec import keyring_from_settings, payload_keyring
+    from ordersaga.runtime.settings import MissingSecretError
 
     try:
         payload_keyring(settings)
@@ -198,7 +198,7 @@ def cmd_token(args: argparse.Namespace) -> int:
             "ORDERSAGA_AUTH_JWKS_URL is set: tokens come from that provider, not from "
             "`ordersaga token` (a dev-only issuer)"
         )
-    from ordersaga.auth import DevIssuer, customer_id_for
+    from ordersaga.runtime.auth import DevIssuer, customer_id_for
 
     if args.operator is not None:
         subject, scope = args.operator, settings.auth_operator_scope
@@ -223,13 +223,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
             raise UsageError(f"--queues: {error}") from None
     _codec_keyring(settings, "worker")
     _setup_telemetry(settings, "worker")
-    from ordersaga.logging import structured_temporal_loggers
+    from ordersaga.runtime.logging import structured_temporal_loggers
 
     structured_temporal_loggers()
     from workers.main import WorkerStartupError, exit_without_finalizing, run_worker
 
     try:
-        from ordersaga import eventloop
+        from ordersaga.runtime import eventloop
 
         eventloop.run(run_worker(settings, queues))
     except WorkerStartupError as error:
@@ -240,15 +240,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_codec_server(args: argparse.Namespace) -> int:
     settings = load_settings()
     keyring = _codec_keyring(settings, "codec server")
-    from ordersaga.auth import TokenVerifier
+    from ordersaga.runtime.auth import TokenVerifier
 
     try:
         verifier = TokenVerifier.from_settings(settings)
     except ValueError as error:
         raise UsageError(f"refusing to start the codec server: {error}") from None
     _setup_telemetry(settings, "codec-server")
-    from ordersaga.codec import EncryptionCodec
     from ordersaga.codec_server import create_codec_app
+    from ordersaga.runtime.codec import EncryptionCodec
 
     app = create_codec_app(
         codec=EncryptionCodec(keyring),
@@ -490,7 +490,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         fail_on_warnings=args.fail_on_warnings,
         timeout=timedelta(seconds=args.timeout),
     )
-    from ordersaga.eventloop import exit_without_finalizing
+    from ordersaga.runtime.eventloop import exit_without_finalizing
 
     exit_without_finalizing(run_audit(options, settings, keyring))
 

@@ -43,9 +43,9 @@ from google.protobuf import json_format
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from temporalio.api.common.v1 import Payload, Payloads
 
-from ordersaga.auth import AuthError, Principal, bearer_token, forbidden, unauthenticated
-from ordersaga.codec import EncryptionCodec, PayloadDecryptionError
-from ordersaga.http_metrics import MetricsMiddleware, RequestMetrics
+from ordersaga.runtime.auth import AuthError, Principal, bearer_token, forbidden, unauthenticated
+from ordersaga.runtime.codec import EncryptionCodec, PayloadDecryptionError
+from ordersaga.runtime.http_metrics import MetricsMiddleware, RequestMetrics
 
 log = logging.getLogger(__name__)
 

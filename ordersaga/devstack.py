@@ -38,10 +38,10 @@ from temporalio.client import Client
 
 from contracts import task_queues
 from contracts.search_attributes import SEARCH_ATTRIBUTE_TYPES
-from ordersaga.auth import DEV_AUDIENCE, DEV_ISSUER, DevIssuer
 from ordersaga.binaries import BinaryNotFoundError, temporal_cli
 from ordersaga.ports import free_ports
-from ordersaga.settings import SERVICES, Settings, env_var_name
+from ordersaga.runtime.auth import DEV_AUDIENCE, DEV_ISSUER, DevIssuer
+from ordersaga.runtime.settings import SERVICES, Settings, env_var_name
 
 BANNER_TITLE = "ordersaga dev stack is up"
 # Who the banner's ready-made tokens are for.
@@ -535,7 +535,7 @@ def temporal_argv(binary: Path, settings: Settings, data_dir: Path) -> list[str]
         "warn",
         # The UI would otherwise fetch a news feed from the internet.
         "--ui-disable-news-fetch",
-        # Payloads are encrypted (ordersaga.codec); the UI asks the codec server.
+        # Payloads are encrypted (ordersaga.runtime.codec); the UI asks the codec server.
         "--ui-codec-endpoint",
         codec_endpoint(settings),
     ]

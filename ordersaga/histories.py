@@ -34,11 +34,11 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.service import RPCError
 
 from contracts.orders import OrderStatus
-from ordersaga.auth import DevIssuer
-from ordersaga.codec import EncryptionCodec, decrypt_history_json, keyring_from_settings
-from ordersaga.keyring import Keyring
-from ordersaga.settings import Settings
-from ordersaga.temporal_config import data_converter, temporal_interceptors
+from ordersaga.runtime.auth import DevIssuer
+from ordersaga.runtime.codec import EncryptionCodec, decrypt_history_json, keyring_from_settings
+from ordersaga.runtime.keyring import Keyring
+from ordersaga.runtime.settings import Settings
+from ordersaga.runtime.temporal_config import data_converter, temporal_interceptors
 from workflows.order import LOCAL_ATTEMPT_TIMEOUT
 
 # Written into every folder `record` creates; the replay test reads it to know
@@ -521,7 +521,7 @@ SCENARIO_NAMES = tuple(scenario.name for scenario in SCENARIOS)
 
 
 def default_label() -> str:
-    from ordersaga.version import git_commit, package_version
+    from ordersaga.runtime.version import git_commit, package_version
 
     commit = git_commit()
     return f"v{package_version()}" + (f"-{commit}" if commit else "")
@@ -536,7 +536,7 @@ def check_label(label: str) -> str:
 
 
 def manifest_text(label: str, rows: Sequence[tuple[Scenario, str, int]]) -> str:
-    from ordersaga.version import version_string
+    from ordersaga.runtime.version import version_string
 
     lines = [
         f"# Recording {label}",

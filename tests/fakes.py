@@ -31,7 +31,7 @@ from contracts.activities import (
     StepOutcome,
 )
 from contracts.orders import PricedLine, order_total_cents
-from ordersaga.temporal_config import workflow_runner
+from ordersaga.runtime.temporal_config import workflow_runner
 from workers.unversioned import UnversionedOrderWorkflow
 
 COMPENSATIONS = ("release_inventory", "refund_payment", "cancel_shipment")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ordersaga.keyring import Keyring, format_keyring
+from ordersaga.runtime.keyring import Keyring, format_keyring
 
 TEST_KEY_ID = "test"
 TEST_KEYRING = Keyring(TEST_KEY_ID, {TEST_KEY_ID: bytes(range(32))})

@@ -11,7 +11,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ordersaga.auth import DevIssuer, KeySource, StaticKeys, TokenVerifier
+from ordersaga.runtime.auth import DevIssuer, KeySource, StaticKeys, TokenVerifier
 
 TEST_ISSUER = DevIssuer(
     ec.generate_private_key(ec.SECP256R1()),

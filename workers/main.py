@@ -33,10 +33,10 @@ from activities.inventory import InventoryActivities
 from activities.payments import PaymentActivities
 from activities.shipping import ShippingActivities
 from contracts import task_queues
-from ordersaga.codec import payload_keyring
-from ordersaga.eventloop import exit_without_finalizing as exit_without_finalizing
-from ordersaga.settings import MissingSecretError, Settings
-from ordersaga.temporal_config import data_converter, temporal_interceptors, workflow_runner
+from ordersaga.runtime.codec import payload_keyring
+from ordersaga.runtime.eventloop import exit_without_finalizing as exit_without_finalizing
+from ordersaga.runtime.settings import MissingSecretError, Settings
+from ordersaga.runtime.temporal_config import data_converter, temporal_interceptors, workflow_runner
 from workers.health import ProbePortError, WorkerHealth, serving_probes
 from workers.runtime import worker_runtime
 from workers.unversioned import UnversionedOrderWorkflow

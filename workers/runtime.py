@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from ordersaga.settings import Settings
+from ordersaga.runtime.settings import Settings
 from workflows.metrics import HISTOGRAM_BUCKETS
 
 

@@ -28,8 +28,8 @@ from temporalio.common import WorkerDeploymentVersion
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import WorkerDeploymentConfig
 
-from ordersaga.settings import Settings
-from ordersaga.version import commit, package_version
+from ordersaga.runtime.settings import Settings
+from ordersaga.runtime.version import commit, package_version
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The dev issuer's public keys, served by the API in dev mode only.
 
-`make dev` is its own token issuer (ordersaga.auth.DevIssuer): anyone testing
+`make dev` is its own token issuer (ordersaga.runtime.auth.DevIssuer): anyone testing
 against it can check its tokens with this JWKS, as they would a real
 provider's. Outside dev mode the API trusts a configured provider and serves
 no keys.
@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from ordersaga.auth import DevIssuer
+from ordersaga.runtime.auth import DevIssuer
 
 JWKS_PATH = "/.well-known/jwks.json"
 

@@ -37,8 +37,8 @@ from api.schemas import (
 from api.temporal_orders import TemporalOrders
 from contracts.errors import PUBLIC_REASON_CANCELLED, public_reason
 from contracts.orders import CancelOrder, OperatorAction, OrderStatus, OrderView
-from ordersaga.auth import Principal
-from ordersaga.logging import bind_log_fields
+from ordersaga.runtime.auth import Principal
+from ordersaga.runtime.logging import bind_log_fields
 from workflows.search_attributes import CUSTOMER_ID_KEY, ORDER_STATUS_KEY, ORDER_TOTAL_CENTS_KEY
 
 router = APIRouter(prefix="/orders", tags=["orders"])

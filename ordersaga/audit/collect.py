@@ -34,7 +34,7 @@ from ordersaga.audit.rules import (
     Snapshot,
     StockLevel,
 )
-from ordersaga.settings import SERVICES
+from ordersaga.runtime.settings import SERVICES
 from workflows.search_attributes import FAILED_STEP_KEY, ORDER_STATUS_KEY, ORDER_TOTAL_CENTS_KEY
 
 # Rows per page of the services' listings (their maximum is 1000).

@@ -29,8 +29,8 @@ from ordersaga.audit.report import (
     write_metrics_file,
 )
 from ordersaga.audit.rules import Policy, check
-from ordersaga.keyring import Keyring
-from ordersaga.settings import Settings
+from ordersaga.runtime.keyring import Keyring
+from ordersaga.runtime.settings import Settings
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
@@ -110,7 +110,7 @@ async def _audit(options: AuditOptions, settings: Settings, keyring: Keyring) ->
 async def _connected_audit(
     options: AuditOptions, settings: Settings, keyring: Keyring
 ) -> AuditReport:
-    from ordersaga.temporal_config import data_converter
+    from ordersaga.runtime.temporal_config import data_converter
 
     address = settings.temporal_address
     try:

@@ -10,7 +10,6 @@ import signal
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from ordersaga import eventloop
 from ordersaga.bench.baseline import (
     ACTIVITY_QUEUE,
     WORKFLOW_QUEUE,
@@ -18,6 +17,7 @@ from ordersaga.bench.baseline import (
     LocalActivityBaselineWorkflow,
     noop,
 )
+from ordersaga.runtime import eventloop
 
 
 async def serve(address: str, namespace: str, max_concurrent: int) -> None:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ordersaga.settings import Settings, env_var_name
+from ordersaga.runtime.settings import Settings, env_var_name
 
 # The children's own logs go to a file beside the report; warnings and errors
 # are what matters there, and per-request INFO lines would cost CPU under load.

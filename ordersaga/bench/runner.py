@@ -28,7 +28,6 @@ from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError
 
-from ordersaga.auth import DevIssuer
 from ordersaga.bench.baseline import (
     ACTIVITY_QUEUE,
     COMPENSATION_PATH_ACTIVITIES,
@@ -44,8 +43,6 @@ from ordersaga.bench.scenarios import (
     send_retrying,
 )
 from ordersaga.binaries import temporal_cli
-from ordersaga.codec import ENCODING as ENCRYPTED_ENCODING
-from ordersaga.codec import keyring_from_settings
 from ordersaga.devstack import (
     TEMPORAL_IP,
     Child,
@@ -56,10 +53,13 @@ from ordersaga.devstack import (
     on_free_ports,
     temporal_address,
 )
-from ordersaga.keyring import Keyring
 from ordersaga.ports import free_port
-from ordersaga.settings import SERVICES, Settings
-from ordersaga.temporal_config import data_converter
+from ordersaga.runtime.auth import DevIssuer
+from ordersaga.runtime.codec import ENCODING as ENCRYPTED_ENCODING
+from ordersaga.runtime.codec import keyring_from_settings
+from ordersaga.runtime.keyring import Keyring
+from ordersaga.runtime.settings import SERVICES, Settings
+from ordersaga.runtime.temporal_config import data_converter
 
 BASELINE_HAPPY = "baseline-happy"
 BASELINE_COMPENSATION = "baseline-compensation"
@@ -421,7 +421,7 @@ class Bench:
             stack.push_async_callback(stop_children)
             # The baseline is bare Temporal: its worker (baseline_worker.py) and this
             # client use the SDK's default converter, no codec. The saga's own
-            # processes encrypt (ordersaga.temporal_config.data_converter), so the
+            # processes encrypt (ordersaga.runtime.temporal_config.data_converter), so the
             # saga's figures include the codec's cost and the baseline's do not.
             client = await Client.connect(
                 target.temporal_address, namespace=namespace, data_converter=DataConverter.default

@@ -9,7 +9,6 @@ import httpx
 from temporalio.client import Client
 
 from contracts.orders import OrderResult, OrderStatus
-from ordersaga.auth import DevIssuer
 from ordersaga.bench.baseline import (
     WORKFLOW_QUEUE,
     BaselineInput,
@@ -17,6 +16,7 @@ from ordersaga.bench.baseline import (
     BaselineWorkflow,
     LocalActivityBaselineWorkflow,
 )
+from ordersaga.runtime.auth import DevIssuer
 
 # The catalog price the bench sets for its own SKU: every charge must be it.
 UNIT_PRICE_CENTS = 100

@@ -21,7 +21,6 @@ from typing import TextIO
 
 import httpx
 
-from ordersaga.auth import DevIssuer
 from ordersaga.chaos.checks import (
     Auditor,
     check_cancels,
@@ -44,7 +43,8 @@ from ordersaga.chaos.report import ExperimentResult, block, summary
 from ordersaga.chaos.shop import Ledger, Shop
 from ordersaga.chaos.stack import ChaosStack, chaos_stack
 from ordersaga.devstack import on_free_ports
-from ordersaga.settings import Settings, env_var_name
+from ordersaga.runtime.auth import DevIssuer
+from ordersaga.runtime.settings import Settings, env_var_name
 
 LOG_NAME = "stack.log"
 # Children log warnings and errors only: per-request lines cost CPU under load.

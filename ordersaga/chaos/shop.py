@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from ordersaga.auth import DevIssuer
+from ordersaga.runtime.auth import DevIssuer
 
 CUSTOMER_SCOPE = "orders:customer"
 OPERATOR_SCOPE = "orders:operator"

@@ -32,7 +32,7 @@ from ordersaga.devstack import (
     temporal_address,
 )
 from ordersaga.ports import free_port
-from ordersaga.settings import Settings, env_var_name
+from ordersaga.runtime.settings import Settings, env_var_name
 
 TEMPORAL = "temporal"
 WORKER = "worker"

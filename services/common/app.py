@@ -17,9 +17,9 @@ from opentelemetry.trace import TracerProvider
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ordersaga.http_guard import HttpGuard
-from ordersaga.logging import AccessLogMiddleware
-from ordersaga.telemetry import instrument_engine, instrument_fastapi
+from ordersaga.runtime.http_guard import HttpGuard
+from ordersaga.runtime.logging import AccessLogMiddleware
+from ordersaga.runtime.telemetry import instrument_engine, instrument_fastapi
 from services.common import health
 from services.common.admin import faults_router
 from services.common.auth import AdminOnly, authenticate

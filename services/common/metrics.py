@@ -1,9 +1,9 @@
 """Prometheus metrics of a domain service: `http_requests_total` and
-`http_request_duration_seconds` (ordersaga.http_metrics)."""
+`http_request_duration_seconds` (ordersaga.runtime.http_metrics)."""
 
 from __future__ import annotations
 
-from ordersaga.http_metrics import MetricsMiddleware, RequestMetrics
+from ordersaga.runtime.http_metrics import MetricsMiddleware, RequestMetrics
 
 __all__ = ["HttpMetrics", "MetricsMiddleware"]
 

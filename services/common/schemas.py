@@ -16,8 +16,8 @@ from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from contracts import fields
-from ordersaga.fields import Sku as Sku
-from ordersaga.fields import Text as Text
+from ordersaga.runtime.fields import Sku as Sku
+from ordersaga.runtime.fields import Text as Text
 from services.common.domain import Dated, Line
 from services.common.errors import HTTP_STATUS
 

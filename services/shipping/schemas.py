@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from contracts import fields
 from contracts.orders import Address
-from ordersaga.fields import City, PostalCode, Text
+from ordersaga.runtime.fields import City, PostalCode, Text
 from services.common.schemas import Identifier, Lines
 from services.shipping.domain import ShipmentState
 

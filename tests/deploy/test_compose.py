@@ -18,8 +18,8 @@ from contracts import task_queues
 from contracts.search_attributes import SEARCH_ATTRIBUTE_TYPES
 from ordersaga.binaries import temporal_cli
 from ordersaga.devstack import TRANSFER_POLL_RATE, TRANSFER_POLL_RATE_KEY
-from ordersaga.settings import SERVICES, Settings, env_var_name
-from ordersaga.version import COMMIT_ENV_VAR
+from ordersaga.runtime.settings import SERVICES, Settings, env_var_name
+from ordersaga.runtime.version import COMMIT_ENV_VAR
 from tests.deploy import files
 
 SECRETS = {

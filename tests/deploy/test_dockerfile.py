@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ordersaga.version import COMMIT_ENV_VAR
+from ordersaga.runtime.version import COMMIT_ENV_VAR
 from tests.deploy import files
 
 
@@ -102,7 +102,7 @@ def test_version_and_commit_are_baked_in_and_checked_at_build() -> None:
     assert any(
         i.keyword == "RUN" and f'test -n "${{{COMMIT_ENV_VAR}}}"' in i.arguments for i in builder
     )
-    # ...the image carries it for `ordersaga --version` (ordersaga/version.py)...
+    # ...the image carries it for `ordersaga --version` (ordersaga/runtime/version.py)...
     env = " ".join(i.arguments for i in runtime if i.keyword == "ENV")
     assert f"{COMMIT_ENV_VAR}=${{{COMMIT_ENV_VAR}}}" in env
     # ...and the build runs it, so an image that cannot start fails to build.

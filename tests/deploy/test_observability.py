@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from api.metrics import ApiMetrics
 from contracts import task_queues
-from ordersaga.settings import SERVICES, Settings
+from ordersaga.runtime.settings import SERVICES, Settings
 from services.common.metrics import HttpMetrics
 from tests.deploy import files
 from workflows import metrics as saga_metrics

@@ -20,7 +20,7 @@ from ordersaga.bench.runner import (
     Bench,
     BenchOptions,
 )
-from ordersaga.settings import Settings
+from ordersaga.runtime.settings import Settings
 
 ORDERSAGA = Path(sys.executable).parent / "ordersaga"
 RUN_TIMEOUT = 280.0

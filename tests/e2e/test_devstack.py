@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ordersaga.auth import DevIssuer
+from ordersaga.runtime.auth import DevIssuer
 from tests.orders import order_body
 from tests.ports import free_ports
 

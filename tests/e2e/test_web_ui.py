@@ -30,8 +30,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts.orders import OrderResult, format_money
 from ordersaga.binaries import temporal_cli
-from ordersaga.codec import EncryptionCodec
 from ordersaga.codec_server import create_codec_app
+from ordersaga.runtime.codec import EncryptionCodec
 from tests.integration.stack import Stack, running_stack, serve
 from tests.keys import TEST_KEYRING
 from tests.orders import PAYMENT_TOKEN, STREET, order_body

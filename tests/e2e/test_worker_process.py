@@ -25,7 +25,7 @@ from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from ordersaga.settings import Settings
+from ordersaga.runtime.settings import Settings
 from tests.e2e.worker_process import WorkerProcess, worker_env, worker_process
 from tests.integration.stack import ADMIN_TOKEN, serving_apps, stack_settings, traced_client
 from tests.orders import order_body

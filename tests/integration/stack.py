@@ -20,8 +20,8 @@ from opentelemetry.trace import TracerProvider
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from ordersaga.settings import Settings
-from ordersaga.temporal_config import data_converter, temporal_interceptors
+from ordersaga.runtime.settings import Settings
+from ordersaga.runtime.temporal_config import data_converter, temporal_interceptors
 from tests.keys import TEST_KEYRING
 from tests.ports import free_ports
 from tests.tokens import bearer, operator_token, verifier_for_tests

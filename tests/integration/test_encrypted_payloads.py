@@ -24,15 +24,15 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
 from contracts.orders import Address, OrderLine, PaymentDetails, PlaceOrder
-from ordersaga.codec import (
+from ordersaga.runtime.codec import (
     ENCODING,
     KEY_ID_KEY,
     EncryptionCodec,
     UnknownKeyError,
     decrypt_history_json,
 )
-from ordersaga.keyring import Keyring
-from ordersaga.temporal_config import data_converter, workflow_runner
+from ordersaga.runtime.keyring import Keyring
+from ordersaga.runtime.temporal_config import data_converter, workflow_runner
 from tests.integration.codec_workflow import CodecProbeWorkflow, charge, ship
 from tests.keys import TEST_KEYRING
 

@@ -24,7 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts.orders import OrderResult
 from ordersaga.binaries import temporal_cli
-from ordersaga.settings import Settings
+from ordersaga.runtime.settings import Settings
 from tests import orders
 from tests.integration.stack import Stack, running_stack
 from tests.ports import free_port

@@ -27,7 +27,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from ordersaga.logging import CHATTY_LOGGERS, build_handler, quiet_chatty_loggers
+from ordersaga.runtime.logging import CHATTY_LOGGERS, build_handler, quiet_chatty_loggers
 from tests import orders
 from tests.integration.stack import running_stack
 from tests.integration.tracing_support import session_tracing

@@ -25,7 +25,7 @@ from temporalio.worker import Worker
 
 from contracts import task_queues
 from ordersaga.binaries import temporal_cli
-from ordersaga.settings import Settings
+from ordersaga.runtime.settings import Settings
 from tests.integration.stack import ADMIN_TOKEN, serving_apps, stack_settings, traced_client
 from tests.orders import order_body
 from tests.tokens import as_customer, bearer, new_customer_id, operator_token

@@ -2,7 +2,7 @@
 
 OpenTelemetry allows one global tracer provider per process, so the worker's
 (the global one: the Temporal interceptor, the activities, their httpx
-clients) is installed once for the session, through ordersaga.telemetry like
+clients) is installed once for the session, through ordersaga.runtime.telemetry like
 a real worker's. Its processor keeps spans only while a test records, so the
 other tests in the session run as if tracing exported nowhere.
 """
@@ -19,8 +19,8 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from ordersaga.settings import SERVICES
-from ordersaga.telemetry import build_tracer_provider, configure_tracing
+from ordersaga.runtime.settings import SERVICES
+from ordersaga.runtime.telemetry import build_tracer_provider, configure_tracing
 
 
 class RecordingGate(SpanProcessor):

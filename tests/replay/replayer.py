@@ -10,7 +10,7 @@ from typing import Any
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from ordersaga.temporal_config import data_converter, temporal_interceptors, workflow_runner
+from ordersaga.runtime.temporal_config import data_converter, temporal_interceptors, workflow_runner
 from tests.keys import TEST_KEYRING
 from workflows.order import OrderWorkflow
 

@@ -7,10 +7,10 @@ import logging
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
-from ordersaga.asgi import ResponseStatus
-from ordersaga.http_guard import HttpGuard
-from ordersaga.http_metrics import UNMATCHED_ROUTE, MetricsMiddleware, RequestMetrics
-from ordersaga.logging import AccessLogMiddleware
+from ordersaga.runtime.asgi import ResponseStatus
+from ordersaga.runtime.http_guard import HttpGuard
+from ordersaga.runtime.http_metrics import UNMATCHED_ROUTE, MetricsMiddleware, RequestMetrics
+from ordersaga.runtime.logging import AccessLogMiddleware
 
 SCOPE: Scope = {"type": "http", "method": "POST", "path": "/orders"}
 

@@ -11,7 +11,7 @@ import pytest
 from temporalio.api.common.v1 import Payload
 
 from ordersaga.cli import main
-from ordersaga.codec import (
+from ordersaga.runtime.codec import (
     ENCODING,
     KEY_ID_KEY,
     EncryptionCodec,
@@ -20,9 +20,9 @@ from ordersaga.codec import (
     decrypt_history_json,
     keyring_from_settings,
 )
-from ordersaga.keyring import DEV_KEY_ID, Keyring, KeyringError, format_keyring
-from ordersaga.settings import MissingSecretError, Settings
-from ordersaga.temporal_config import data_converter
+from ordersaga.runtime.keyring import DEV_KEY_ID, Keyring, KeyringError, format_keyring
+from ordersaga.runtime.settings import MissingSecretError, Settings
+from ordersaga.runtime.temporal_config import data_converter
 
 KEY_A = bytes(range(32))
 KEY_B = bytes(range(32, 64))

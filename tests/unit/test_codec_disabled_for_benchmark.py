@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from ordersaga.codec import (
+from ordersaga.devstack import child_env
+from ordersaga.runtime.codec import (
     CodecDisabledOutsideDevModeError,
     EncryptionCodec,
     payload_keyring,
 )
-from ordersaga.devstack import child_env
-from ordersaga.settings import Settings, describe_validation_error
-from ordersaga.temporal_config import data_converter
+from ordersaga.runtime.settings import Settings, describe_validation_error
+from ordersaga.runtime.temporal_config import data_converter
 
 VARIABLE = "ORDERSAGA_CODEC_DISABLED_FOR_BENCHMARK"
 ORDERSAGA = Path(sys.executable).parent / "ordersaga"

@@ -14,9 +14,9 @@ import pytest
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
-from ordersaga.auth import DevIssuer, StaticKeys, TokenVerifier
-from ordersaga.codec import EncryptionCodec
 from ordersaga.codec_server import SESSION_COOKIE, create_codec_app
+from ordersaga.runtime.auth import DevIssuer, StaticKeys, TokenVerifier
+from ordersaga.runtime.codec import EncryptionCodec
 from tests.keys import TEST_KEYRING
 
 UI_ORIGIN = "http://127.0.0.1:8233"

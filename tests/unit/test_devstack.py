@@ -40,7 +40,7 @@ from ordersaga.devstack import (
     port_problem,
     temporal_argv,
 )
-from ordersaga.settings import Settings
+from ordersaga.runtime.settings import Settings
 from tests.ports import free_port
 
 

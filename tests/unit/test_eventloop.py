@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from ordersaga import eventloop
+from ordersaga.runtime import eventloop
 
 
 async def running_loop_module() -> str:

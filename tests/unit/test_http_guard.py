@@ -10,7 +10,7 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from ordersaga.http_guard import HttpGuard
+from ordersaga.runtime.http_guard import HttpGuard
 
 MAX_BODY = 1024
 
@@ -153,7 +153,7 @@ async def test_bodyless_requests_pass() -> None:
 async def test_an_unhandled_error_is_a_logged_500_that_leaks_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="ordersaga.http_guard"):
+    with caplog.at_level(logging.ERROR, logger="ordersaga.runtime.http_guard"):
         async with client() as http:
             response = await http.get("/boom")
     assert_refused(response, 500, "INTERNAL_ERROR")

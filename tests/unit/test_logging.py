@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from temporalio import activity, workflow
 from temporalio.testing import ActivityEnvironment
 
-from ordersaga.logging import (
+from ordersaga.runtime.logging import (
     AccessLogMiddleware,
     bind_log_fields,
     build_handler,

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from contracts import task_queues
-from ordersaga.settings import (
+from ordersaga.runtime.settings import (
     DEV_ADMIN_TOKEN,
     Settings,
     describe_validation_error,

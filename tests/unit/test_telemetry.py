@@ -20,7 +20,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from ordersaga.telemetry import (
+from ordersaga.runtime.telemetry import (
     TelemetryConfigError,
     build_tracer_provider,
     exporter_names,
@@ -116,7 +116,7 @@ def test_without_an_exporter_spans_are_not_recorded_but_ids_still_join_logs() ->
 
 _CHILD = """
 from opentelemetry import trace
-from ordersaga.telemetry import configure_tracing
+from ordersaga.runtime.telemetry import configure_tracing
 provider = configure_tracing("worker")
 with trace.get_tracer("check").start_as_current_span("orders.check_span"):
     pass

@@ -17,7 +17,7 @@ from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.workflow import _Definition
 
 from ordersaga.devstack import child_env
-from ordersaga.settings import Settings
+from ordersaga.runtime.settings import Settings
 from workers.health import ProbePortError, WorkerHealth, listening_socket, probe_app
 from workers.unversioned import UnversionedOrderWorkflow
 from workers.versioning import build_id, default_build_id, deployment_config, deployment_name

@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from contracts import task_queues
-from ordersaga.settings import Settings
+from ordersaga.runtime.settings import Settings
 from tests.fakes import FakeDomainActivities, fake_domain_workers
 from tests.integration.api.support import (
     TEST_ISSUER,

@@ -26,8 +26,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.ids import derive_order_id
 from contracts.search_attributes import CUSTOMER_ID, ORDER_STATUS
-from ordersaga.settings import Settings
-from ordersaga.temporal_config import data_converter
+from ordersaga.runtime.settings import Settings
+from ordersaga.runtime.temporal_config import data_converter
 from tests import orders
 from tests.conftest import register_search_attributes
 from tests.keys import TEST_CODEC_KEYS, TEST_KEYRING

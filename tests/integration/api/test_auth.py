@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from temporalio.client import Client
 
 from api.app import create_app
-from ordersaga.auth import DevIssuer, RemoteJwks, TokenVerifier
-from ordersaga.settings import Settings
+from ordersaga.runtime.auth import DevIssuer, RemoteJwks, TokenVerifier
+from ordersaga.runtime.settings import Settings
 from tests.fakes import FakeDomainActivities
 from tests.integration.api.support import (
     CUSTOMER_SCOPE,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from ordersaga.auth import customer_id_for
+from ordersaga.runtime.auth import customer_id_for
 from tests.fakes import FakeDomainActivities
 from tests.integration.api.support import (
     TEST_OPERATOR,

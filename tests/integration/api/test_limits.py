@@ -19,7 +19,7 @@ from temporalio.client import Client
 from api.app import create_app
 from api.limits import OrderRateLimit
 from api.temporal_orders import encode_page_token, visibility_query
-from ordersaga.settings import Settings
+from ordersaga.runtime.settings import Settings
 from tests.fakes import FakeDomainActivities
 from tests.integration.api.support import (
     NewOrder,

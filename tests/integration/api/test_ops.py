@@ -25,7 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api import temporal_orders
 from api.app import create_app
-from ordersaga.settings import Settings
+from ordersaga.runtime.settings import Settings
 from tests.fakes import FakeDomainActivities
 from tests.integration.api.support import (
     UNKNOWN_ORDER,

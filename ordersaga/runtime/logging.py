@@ -34,7 +34,7 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ordersaga.asgi import ResponseStatus
+from ordersaga.runtime.asgi import ResponseStatus
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 TEXT_DATE_FORMAT = "%H:%M:%S"

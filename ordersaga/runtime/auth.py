@@ -33,8 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from contracts.fields import SAFE_ID_PATTERN
-from ordersaga.dev_secrets import read_or_create
-from ordersaga.settings import Settings
+from ordersaga.runtime.dev_secrets import read_or_create
+from ordersaga.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 

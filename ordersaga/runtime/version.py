@@ -9,7 +9,8 @@ from pathlib import Path
 
 # A Docker build has no .git; it bakes the commit in through this variable.
 COMMIT_ENV_VAR = "ORDERSAGA_GIT_COMMIT"
-SOURCE_ROOT = Path(__file__).resolve().parent.parent
+# ordersaga/runtime/version.py -> the source tree's top level.
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def package_version() -> str:

@@ -12,7 +12,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ordersaga.asgi import ResponseStatus
+from ordersaga.runtime.asgi import ResponseStatus
 
 # Requests no route matched share one label, for the same reason.
 UNMATCHED_ROUTE = "<unmatched>"

@@ -34,10 +34,10 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
-from ordersaga.keyring import DEV_KEY_ID, Keyring
+from ordersaga.runtime.keyring import DEV_KEY_ID, Keyring
 
 if TYPE_CHECKING:
-    from ordersaga.settings import Settings
+    from ordersaga.runtime.settings import Settings
 
 ENCODING = b"binary/encrypted"
 ENCODING_KEY = "encoding"
@@ -118,7 +118,7 @@ def keyring_from_settings(settings: Settings) -> Keyring:
     configured = settings.codec_keys
     if configured is not None and configured.get_secret_value().strip():
         return Keyring.parse(configured.get_secret_value(), settings.codec_current_key_id)
-    # 32 random bytes as hex, made once (ordersaga.dev_secrets) and shared by every
+    # 32 random bytes as hex, made once (ordersaga.runtime.dev_secrets) and shared by every
     # process of the dev stack and every restart.
     secret = settings.dev_secret("codec_keys", None)
     return Keyring(DEV_KEY_ID, {DEV_KEY_ID: bytes.fromhex(secret)})
@@ -142,7 +142,7 @@ def payload_keyring(settings: Settings) -> Keyring | None:
 
 class CodecDisabledOutsideDevModeError(ValueError):
     def __init__(self) -> None:
-        from ordersaga.settings import CODEC_DISABLED_OUTSIDE_DEV_MODE, env_var_name
+        from ordersaga.runtime.settings import CODEC_DISABLED_OUTSIDE_DEV_MODE, env_var_name
 
         super().__init__(
             f"{env_var_name('codec_disabled_for_benchmark')}: {CODEC_DISABLED_OUTSIDE_DEV_MODE}"

@@ -37,7 +37,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ordersaga.asgi import mark_client_gone
+from ordersaga.runtime.asgi import mark_client_gone
 
 log = logging.getLogger(__name__)
 

@@ -95,14 +95,14 @@ class Settings(BaseSettings):
 
     admin_token: SecretStr = SecretStr(DEV_ADMIN_TOKEN)
     # The workers' credential to the services (Authorization: Bearer). Required
-    # outside dev mode; dev mode makes one up in data_dir (ordersaga.dev_secrets).
+    # outside dev mode; dev mode makes one up in data_dir (ordersaga.runtime.dev_secrets).
     worker_token: SecretStr | None = None
     # Prices in the catalog are in this currency; an order in another is refused.
     catalog_currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
 
     # Customers and operators authenticate with OAuth 2.0 bearer JWTs from any
     # OIDC provider: its JWKS URL, issuer and this API's audience. Required
-    # outside dev mode; dev mode is its own issuer (ordersaga.auth.DevIssuer).
+    # outside dev mode; dev mode is its own issuer (ordersaga.runtime.auth.DevIssuer).
     auth_jwks_url: str | None = None
     auth_issuer: str | None = None
     auth_audience: str | None = None
@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     # chaos suite's duplicate and oversell bursts got 503s from a healthy server).
     api_temporal_rpc_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
 
-    # --- Payload encryption and the codec server (ordersaga.codec, issue 14) ---
+    # --- Payload encryption and the codec server (ordersaga.runtime.codec, issue 14) ---
     # The keyring, "k2:<base64 of 32 bytes>,k1:<base64 of 32 bytes>": the first
     # key (or codec_current_key_id) encrypts, every key decrypts. Required by
     # every Temporal client outside dev mode; dev mode makes one key up in data_dir.
@@ -143,7 +143,7 @@ class Settings(BaseSettings):
     codec_server_cors_origins: Annotated[list[str], NoDecode] = []
     # For `ordersaga bench` only: its second embedded stack runs without the codec
     # (docs/performance.md), to measure what encryption costs. Refused outside dev
-    # mode by every component (below, and ordersaga.codec.payload_keyring), so
+    # mode by every component (below, and ordersaga.runtime.codec.payload_keyring), so
     # production payloads are always encrypted. Deliberately not in the README.
     codec_disabled_for_benchmark: bool = False
 
@@ -151,7 +151,7 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_keyring(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and value.get_secret_value().strip():
-            from ordersaga.keyring import Keyring
+            from ordersaga.runtime.keyring import Keyring
 
             Keyring.parse(value.get_secret_value())  # KeyringError is a ValueError
         return value
@@ -164,7 +164,7 @@ class Settings(BaseSettings):
         keys = info.data.get("codec_keys")
         if keys is None or not keys.get_secret_value().strip():
             raise ValueError(f"set, but {env_var_name('codec_keys')} is not")
-        from ordersaga.keyring import Keyring
+        from ordersaga.runtime.keyring import Keyring
 
         Keyring.parse(keys.get_secret_value(), value)
         return value
@@ -212,7 +212,7 @@ class Settings(BaseSettings):
     # f"{worker_deployment_name}-{queue}", so each queue rolls out on its own.
     worker_versioning: bool = True
     worker_deployment_name: str = Field(default="ordersaga", min_length=1)
-    # Defaults to the package version plus the git commit (see ordersaga.version).
+    # Defaults to the package version plus the git commit (see ordersaga.runtime.version).
     worker_build_id: str | None = None
     # Bootstrap only: make this build current when its deployment has no current
     # version yet (a first deploy). Later rollouts are explicit operator commands.
@@ -312,7 +312,7 @@ class Settings(BaseSettings):
             raise MissingSecretError(
                 f"{env_var_name(name)} is not set; it is required outside dev mode"
             )
-        from ordersaga.dev_secrets import read_or_create_text
+        from ordersaga.runtime.dev_secrets import read_or_create_text
 
         return read_or_create_text(self.data_dir, name)
 

@@ -1,7 +1,7 @@
 """The payload encryption keyring: key ids and their AES-256 keys, as settings give them.
 
 Standard library only, so settings can validate a keyring at start-up without
-importing the cryptography stack. The codec itself is ordersaga.codec.
+importing the cryptography stack. The codec itself is ordersaga.runtime.codec.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from ordersaga.codec import EncryptionCodec
-from ordersaga.keyring import Keyring
+from ordersaga.runtime.codec import EncryptionCodec
+from ordersaga.runtime.keyring import Keyring
 
 
 def data_converter(keyring: Keyring | None) -> DataConverter:
@@ -23,7 +23,7 @@ def data_converter(keyring: Keyring | None) -> DataConverter:
     service may quote the order it failed on.
 
     `keyring=None` is the same converter without the codec: for the benchmark's
-    comparison only, as ordersaga.codec.payload_keyring returns None in dev mode
+    comparison only, as ordersaga.runtime.codec.payload_keyring returns None in dev mode
     and nowhere else.
     """
     return DataConverter(
