@@ -39,7 +39,7 @@ from ordersaga.runtime.codec import EncryptionCodec, decrypt_history_json, keyri
 from ordersaga.runtime.keyring import Keyring
 from ordersaga.runtime.settings import Settings
 from ordersaga.runtime.temporal_config import data_converter, temporal_interceptors
-from workflows.order import LOCAL_ATTEMPT_TIMEOUT
+from workflows.runner import LOCAL_ATTEMPT_TIMEOUT
 
 # Written into every folder `record` creates; the replay test reads it to know
 # which scenarios that recording must contain.

@@ -18,7 +18,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Interceptor, Worker
 
-from contracts import errors, task_queues
+from contracts import errors
 from contracts.activities import (
     CancelShipmentInput,
     ChargePaymentInput,
@@ -33,13 +33,11 @@ from contracts.activities import (
 from contracts.orders import PricedLine, order_total_cents
 from ordersaga.runtime.temporal_config import workflow_runner
 from workers.unversioned import UnversionedOrderWorkflow
+from workflows.steps import STEPS, calls_by_queue
 
-COMPENSATIONS = ("release_inventory", "refund_payment", "cancel_shipment")
-UNDOES = {
-    "release_inventory": "reserve_inventory",
-    "refund_payment": "charge_payment",
-    "cancel_shipment": "create_shipment",
-}
+# From the saga's step table, so the fakes stand in for exactly what it calls.
+UNDOES = {step.undo.name: step.do.name for step in STEPS}
+COMPENSATIONS = tuple(UNDOES)
 CREATED_IDS = {
     "reserve_inventory": "res_fake",
     "charge_payment": "ch_fake",
@@ -224,6 +222,14 @@ class FakeDomainActivities:
             self.cancel_shipment,
         ]
 
+    def activities_named(self, names: set[str]) -> list[Callable[..., Any]]:
+        """The fakes of these activities, for a domain queue's worker."""
+        # Each fake's method is named as its activity (tests/unit/test_steps.py).
+        fakes = {fake.__name__: fake for fake in self.all_activities()}
+        if missing := names - fakes.keys():
+            raise LookupError(f"the step table calls activities with no fake: {sorted(missing)}")
+        return [fakes[name] for name in sorted(names)]
+
     @activity.defn(name="reserve_inventory")
     async def reserve_inventory(self, request: ReserveInventoryInput) -> StepOutcome:
         outcome = await self._call("reserve_inventory", request, CREATED_IDS["reserve_inventory"])
@@ -313,25 +319,9 @@ async def fake_domain_workers(
             no_remote_activities=True,
             interceptors=interceptors,
         ),
-        Worker(
-            client,
-            task_queue=task_queues.INVENTORY,
-            activities=[
-                fakes.reserve_inventory,
-                fakes.release_inventory,
-                fakes.commit_reservation,
-                fakes.find_committed_reservation,
-            ],
-        ),
-        Worker(
-            client,
-            task_queue=task_queues.PAYMENTS,
-            activities=[fakes.charge_payment, fakes.refund_payment],
-        ),
-        Worker(
-            client,
-            task_queue=task_queues.SHIPPING,
-            activities=[fakes.create_shipment, fakes.cancel_shipment],
+        *(
+            Worker(client, task_queue=queue, activities=fakes.activities_named(names))
+            for queue, names in sorted(calls_by_queue().items())
         ),
     ]
     async with contextlib.AsyncExitStack() as stack:

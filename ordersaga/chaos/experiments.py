@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from ordersaga.chaos.checks import Check, Trial
 from ordersaga.chaos.shop import PARKED, TERMINAL, CancelAnswer, Ledger, Placed, Shop, order_body
 from ordersaga.chaos.stack import TEMPORAL, WORKER, ChaosStack
-from workflows.order import FORWARD_RETRY_POLICY, LOCAL_ATTEMPT_TIMEOUT
+from workflows.runner import LOCAL_ATTEMPT_TIMEOUT
+from workflows.steps import FORWARD_RETRY_POLICY
 
 PRICE_CENTS = 250
 # The activities' HTTP read timeout in the chaos stack: below the default so the

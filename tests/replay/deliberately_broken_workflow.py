@@ -2,9 +2,10 @@
 
 - DeliberatelyReorderedOrderWorkflow charges before it reserves, so replaying
   any committed history with it must fail: proof that the gate bites.
-- DeliberatelyUnpatchedOrderWorkflow makes the FailedStep change without its
-  `workflow.patched` guard, so replaying a history recorded before that change,
-  in which a step failed, must fail: proof that the patch is needed.
+- DeliberatelyUnpatchedOrderWorkflow makes the undo-all-before-parking change
+  without its `workflow.patched` guard, so replaying a history recorded before
+  that change, in which an undo was refused, must fail: proof that the patch
+  is needed.
 
 They live under tests/, which is not part of the installed package, and no
 worker registers them (workers register OrderWorkflow by class), so neither
@@ -15,9 +16,10 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from contracts.orders import WORKFLOW_TYPE, OrderResult, OrderStatus, PlaceOrder, StepName
+from contracts.orders import WORKFLOW_TYPE, OrderResult, OrderStatus, PlaceOrder
+from workflows.compensation import UntilDone
 from workflows.order import OrderWorkflow
-from workflows.search_attributes import FAILED_STEP_KEY
+from workflows.steps import CHARGE, RESERVE, SHIP
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -29,18 +31,25 @@ class DeliberatelyReorderedOrderWorkflow(OrderWorkflow):
 
     async def _fulfil(self) -> OrderResult:
         # The "refactoring" under test: charge first, then reserve.
-        await self._forward(StepName.CHARGE_PAYMENT, OrderStatus.CHARGING, self._charge)
-        await self._forward(StepName.RESERVE_INVENTORY, OrderStatus.RESERVING, self._reserve)
-        await self._forward(StepName.CREATE_SHIPMENT, OrderStatus.SHIPPING, self._ship)
-        return self._finish(OrderStatus.COMPLETED)
+        for step in (CHARGE, RESERVE, SHIP):
+            await self._forward(step)
+        return self._state.finish(OrderStatus.COMPLETED)
+
+
+class _UnguardedUntilDone(UntilDone):
+    def _undo_all_before_parking(self) -> bool:
+        # The change as first written, without `if workflow.patched(...)`: a
+        # refused undo waits until the others have run, whatever the history says.
+        return True
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
 class DeliberatelyUnpatchedOrderWorkflow(OrderWorkflow):
+    @workflow.init
+    def __init__(self, order: PlaceOrder) -> None:
+        super().__init__(order)
+        self._until_done = _UnguardedUntilDone(self._state, self._runner)
+
     @workflow.run
     async def run(self, order: PlaceOrder) -> OrderResult:
         return await super().run(order)
-
-    def _mark_failed_step(self, step: StepName) -> None:
-        # The change as first written, without `if workflow.patched(...)`.
-        workflow.upsert_search_attributes([FAILED_STEP_KEY.value_set(step.value)])

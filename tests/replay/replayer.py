@@ -15,10 +15,12 @@ from tests.keys import TEST_KEYRING
 from workflows.order import OrderWorkflow
 
 HISTORIES_DIR = Path(__file__).parent / "histories"
-# Recorded with the code from before the FailedStep patch, and with it
-# (docs/changing-workflows.md).
-PRE_PATCH_RECORDING = HISTORIES_DIR / "v0.1.0-a70646f"
-POST_PATCH_RECORDING = HISTORIES_DIR / "v0.1.0-failed-step"
+# The oldest recording still in the gate: before the undo-all-before-parking
+# and catalog-prices patches, so it takes their old paths; the newest takes
+# their new ones (docs/changing-workflows.md). Older recordings were retired
+# with the patches they needed.
+OLDEST_RECORDING = HISTORIES_DIR / "v0.1.0-local-commit"
+NEWEST_RECORDING = HISTORIES_DIR / "v0.2.0-catalog-prices"
 
 
 def history_files() -> list[Path]:
@@ -42,14 +44,19 @@ def history_events(path: Path) -> list[dict[str, Any]]:
 
 def patch_ids(path: Path) -> list[str]:
     """The ids of the `workflow.patched` markers a history recorded."""
-    ids: list[str] = []
+    return [marker["id"] for marker in patch_markers(path)]
+
+
+def patch_markers(path: Path) -> list[dict[str, Any]]:
+    """The patch markers a history recorded: {"id": ..., "deprecated": ...} each."""
+    markers: list[dict[str, Any]] = []
     for event in history_events(path):
         if event["eventType"] != "EVENT_TYPE_MARKER_RECORDED":
             continue
         details = event["markerRecordedEventAttributes"]["details"]
         for payload in details.get("patch-data", {}).get("payloads", []):
-            ids.append(json.loads(base64.b64decode(payload["data"]))["id"])
-    return ids
+            markers.append(json.loads(base64.b64decode(payload["data"])))
+    return markers
 
 
 def upserted_search_attributes(path: Path) -> set[str]:

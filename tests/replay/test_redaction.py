@@ -15,7 +15,7 @@ from ordersaga.histories import (
     history_file_name,
     redact_history_json,
 )
-from tests.replay.replayer import PRE_PATCH_RECORDING, load_history, replayer
+from tests.replay.replayer import OLDEST_RECORDING, load_history, replayer
 
 # Written by `ordersaga histories record` into every order it places.
 RECORDED_PERSONAL_DATA = ("Replay Recorder", "1 Test Street", "Berlin", "10115", "tok_visa")
@@ -40,7 +40,9 @@ def payload_texts(history_json: str) -> list[str]:
 
 @pytest.fixture
 def recorded() -> str:
-    return (PRE_PATCH_RECORDING / "happy_path.json").read_text()
+    # A charge retried on the payments queue: the token is in the order's input
+    # and in the queued charge's input.
+    return (OLDEST_RECORDING / "transient_retries.json").read_text()
 
 
 def test_the_recorded_history_does_hold_personal_data(recorded: str) -> None:
@@ -55,6 +57,7 @@ def test_redaction_removes_addresses_and_tokens_but_keeps_the_country(recorded: 
     for value in RECORDED_PERSONAL_DATA:
         assert value not in joined
     assert f'"line1":"{REDACTED}"' in joined
+    assert f'"payment":{{"token":"{REDACTED}"}}' in joined
     assert f'"payment_token":"{REDACTED}"' in joined
     assert '"country":"DE"' in joined
     assert '"customer_id":"cus_replay"' in joined  # an id, not personal data

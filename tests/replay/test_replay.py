@@ -19,14 +19,14 @@ from ordersaga.histories import RECORDING_MANIFEST, SCENARIO_NAMES
 from tests.replay.deliberately_broken_workflow import DeliberatelyReorderedOrderWorkflow
 from tests.replay.replayer import (
     HISTORIES_DIR,
-    PRE_PATCH_RECORDING,
+    OLDEST_RECORDING,
     history_files,
     history_id,
     load_history,
     replayer,
 )
 
-# The paths issue 3 requires the gate to cover, all in the pre-patch recording.
+# The paths issue 3 requires the gate to cover, all in its oldest recording.
 REQUIRED_PATHS = {
     "happy_path",
     "out_of_stock",
@@ -66,8 +66,8 @@ def test_every_recording_holds_every_history_it_lists() -> None:
 
 
 def test_the_gate_covers_every_scenario() -> None:
-    pre_patch = {path.stem for path in PRE_PATCH_RECORDING.glob("*.json")}
-    assert pre_patch >= REQUIRED_PATHS, f"missing: {sorted(REQUIRED_PATHS - pre_patch)}"
+    oldest = {path.stem for path in OLDEST_RECORDING.glob("*.json")}
+    assert oldest >= REQUIRED_PATHS, f"missing: {sorted(REQUIRED_PATHS - oldest)}"
     recorded = {path.stem for recording in recordings() for path in recording.glob("*.json")}
     assert recorded >= set(SCENARIO_NAMES), f"never recorded: {set(SCENARIO_NAMES) - recorded}"
 

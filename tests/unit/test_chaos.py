@@ -137,10 +137,10 @@ def test_an_order_not_final_in_time_or_never_accepted_is_reported() -> None:
 
 
 def test_the_retry_budget_adds_the_local_attempt_every_queued_one_and_the_backoff() -> None:
-    # 3 s local (its own timeout) + 5 x 4 s + 1 + 2 + 4 + 8 s backoff.
-    assert retry_budget_seconds(4.0) == 38.0
+    # 0.5 s local (its own timeout) + 5 x 4 s + 1 + 2 + 4 + 8 s backoff.
+    assert retry_budget_seconds(4.0) == 35.5
     # A read timeout below the local attempt's bounds it.
-    assert retry_budget_seconds(1.0) == 21.0
+    assert retry_budget_seconds(0.25) == 16.5
 
 
 def test_the_quick_form_covers_the_experiments_ci_must_run() -> None:

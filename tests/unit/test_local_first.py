@@ -1,4 +1,4 @@
-"""The pure rules of local-first attempts (workflows/order.py)."""
+"""The pure rules of local-first attempts (workflows/runner.py)."""
 
 from __future__ import annotations
 
@@ -11,19 +11,14 @@ from temporalio.exceptions import (
     TimeoutType,
 )
 
-from workflows.order import (
-    FORWARD_RETRY_POLICY,
-    UNTIL_DONE_RETRY_POLICY,
+from workflows.runner import (
     after_local_attempt,
     as_activity_error,
     attempts_of,
     describe_failure,
     is_refusal,
 )
-
-
-async def reserve_inventory() -> None:
-    """Stands in for the activity method, for its name."""
+from workflows.steps import FORWARD_RETRY_POLICY, RESERVE, UNTIL_DONE_RETRY_POLICY
 
 
 def test_the_local_attempt_takes_one_from_a_bounded_budget() -> None:
@@ -46,7 +41,7 @@ def test_a_budget_of_one_still_leaves_the_queue_one_attempt() -> None:
 def test_a_local_refusal_is_wrapped_and_still_a_refusal() -> None:
     raw = ApplicationError("no stock", 1, type="OUT_OF_STOCK", non_retryable=True)
 
-    wrapped = as_activity_error(raw, reserve_inventory)
+    wrapped = as_activity_error(raw, RESERVE.do)
 
     assert isinstance(wrapped, ActivityError)
     assert wrapped.cause is raw
@@ -57,7 +52,7 @@ def test_a_local_refusal_is_wrapped_and_still_a_refusal() -> None:
 def test_a_local_timeout_is_wrapped_and_not_a_refusal() -> None:
     raw = TimeoutError("timed out", type=TimeoutType.START_TO_CLOSE, last_heartbeat_details=[])
 
-    wrapped = as_activity_error(raw, reserve_inventory)
+    wrapped = as_activity_error(raw, RESERVE.do)
 
     assert not is_refusal(wrapped)
     assert describe_failure(wrapped) == "timed out (START_TO_CLOSE)"

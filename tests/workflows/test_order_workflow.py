@@ -43,8 +43,8 @@ from contracts.orders import (
 )
 from tests.fakes import FakeDomainActivities, fake_domain_workers, refusal, transient
 from tests.workflows.conftest import SagaHarness, sample_order
-from workflows.order import FORWARD_STEP_MAX_ATTEMPTS
 from workflows.search_attributes import ORDER_STATUS_KEY, ORDER_TOTAL_CENTS_KEY
+from workflows.steps import FORWARD_STEP_MAX_ATTEMPTS
 
 FORWARD = ("reserve_inventory", "charge_payment", "create_shipment", "commit_reservation")
 
