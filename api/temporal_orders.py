@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from temporalio.api.enums.v1 import PendingWorkflowTaskState
 from temporalio.client import (
     Client,
     RPCTimeoutOrCancelledError,
@@ -190,9 +191,11 @@ class TemporalOrders:
         customer other than `reader` gets OrderNotFound before anything else is
         read) and whether it is closed. A closed order is read from its result,
         where the workflow leaves its final view. An open one is asked through
-        the status query; when no worker answers within READ_QUERY_DEADLINE, it
-        is read from what the workflow last published (its search attributes)
-        and its input, marked possibly stale.
+        the status query, unless a worker is running one of its workflow tasks
+        (a query would wait for that task, as long as a slow local attempt
+        holds it); then, or when no worker answers within READ_QUERY_DEADLINE,
+        it is read from what the workflow last published (its search
+        attributes) and its input, marked possibly stale.
         """
         handle = self._client.get_workflow_handle(order_id, result_type=OrderResult)
         with _not_found_as(OrderNotFound(f"no order {order_id}")):
@@ -208,6 +211,8 @@ class TemporalOrders:
                 result = await handle.result(rpc_timeout=self._rpc_timeout)
             if result.view is not None:
                 return OrderRead(result.view, stale=False)
+        elif description.status is WorkflowExecutionStatus.RUNNING and _task_in_flight(description):
+            log.debug("a workflow task is in flight; reading the last published state")
         elif description.status is WorkflowExecutionStatus.RUNNING:
             try:
                 async with asyncio.timeout(READ_QUERY_DEADLINE.total_seconds()):
@@ -247,7 +252,9 @@ class TemporalOrders:
         attributes = description.typed_search_attributes
         placed: PlaceOrder | None = None
         async with self._server_deadline():
-            async for event in handle.fetch_history_events(rpc_timeout=self._rpc_timeout):
+            async for event in handle.fetch_history_events(
+                page_size=1, rpc_timeout=self._rpc_timeout
+            ):
                 started = event.workflow_execution_started_event_attributes
                 (placed,) = await self._client.data_converter.decode(
                     started.input.payloads, [PlaceOrder]
@@ -471,3 +478,9 @@ async def _worker_deadline() -> AsyncIterator[None]:
         raise WorkersUnavailable(
             "no worker answered in time; the order may still be busy, retry later"
         ) from err
+
+
+def _task_in_flight(description: WorkflowExecutionDescription) -> bool:
+    """Whether a worker is running one of the order's workflow tasks right now."""
+    pending = description.raw_description.pending_workflow_task
+    return pending.state == PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED

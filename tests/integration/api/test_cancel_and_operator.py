@@ -3,6 +3,8 @@ Failure paths first."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -20,6 +22,7 @@ from tests.integration.api.support import (
     place_accepted,
     wait_for_status,
 )
+from workflows.runner import LOCAL_ATTEMPT_TIMEOUT
 
 OPERATOR_ACTIONS = ["compensation/retry", "compensation/resolve"]
 
@@ -163,6 +166,51 @@ async def test_cancel_before_shipping_is_202_and_the_order_ends_cancelled(
     ]
     late = await api.post(f"/orders/{order_id}/cancel", headers=order.auth)
     assert late.status_code == 409
+
+
+# A healthy but slow call: over the local attempt's budget, so it goes on on
+# the domain's queue. (Before the budget was cut from 3 s, such a call held
+# the task to its end, the order completed, and the cancel got 409.)
+SLOW_CALL_SECONDS = 3 * LOCAL_ATTEMPT_TIMEOUT.total_seconds()
+assert SLOW_CALL_SECONDS < 3.0
+
+
+@pytest.mark.parametrize(
+    ("step", "undone"),
+    [
+        ("reserve_inventory", ["release_inventory"]),
+        ("charge_payment", ["refund_payment", "release_inventory"]),
+        ("create_shipment", ["cancel_shipment", "refund_payment", "release_inventory"]),
+    ],
+)
+async def test_cancel_while_a_local_attempt_is_slow_is_accepted_and_the_order_ends_cancelled(
+    api: httpx.AsyncClient,
+    fakes: FakeDomainActivities,
+    new_order: NewOrder,
+    step: str,
+    undone: list[str],
+) -> None:
+    # The step's first attempt, in the workflow's own task, is slow: it lands
+    # a while after the cancel was sent. The cancel is decided by the contract
+    # (accepted until the shipment exists), not by when that call returns: the
+    # attempt gives way to the domain's queue, the task ends, the cancel is
+    # taken, and the step is undone with the others once it lands.
+    order = new_order()
+    gate = fakes.hold_calls(step, order.order_id, on_queue=False)
+    order_id = await place_accepted(api, order)
+    await fakes.wait_entered(step, order_id)
+    lands = asyncio.get_running_loop().call_later(SLOW_CALL_SECONDS, gate.set)
+
+    response = await api.post(f"/orders/{order_id}/cancel", headers=order.auth)
+
+    assert response.status_code == 202, response.text
+    await asyncio.sleep(SLOW_CALL_SECONDS)
+    lands.cancel()
+    gate.set()
+    body = await wait_for_status(api, order_id, "CANCELLED")
+    assert body["steps"][[s["name"] for s in body["steps"]].index(step)]["state"] == "compensated"
+    assert fakes.calls_for(order_id)[-len(undone) :] == undone
+    assert "commit_reservation" not in fakes.calls_for(order_id)
 
 
 async def test_cancel_without_a_body_uses_the_default_reason(

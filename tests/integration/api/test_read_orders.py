@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from datetime import datetime
 from typing import Any
@@ -97,26 +96,32 @@ async def test_refused_order_shows_the_failed_step_and_the_reason(
     assert fakes.calls_for(order_id)[-2:] == ["refund_payment", "release_inventory"]
 
 
-async def test_reading_an_order_while_a_local_step_runs_waits_for_it_then_answers(
+async def test_reading_an_order_while_a_local_step_runs_answers_at_once_from_what_it_published(
     api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
 ) -> None:
-    # A step's local attempt holds the workflow task; the status query is
-    # answered once it ends (an earlier prototype answered 503 here).
+    # A step's local attempt holds the workflow task, and a status query would
+    # wait for it. The read does not: it answers from the order's last
+    # published state, marked possibly stale, while the attempt still runs.
     order = new_order()
     gate = fakes.hold_calls("charge_payment", order.order_id, on_queue=False)
     order_id = await place_accepted(api, order)
     await fakes.wait_entered("charge_payment", order_id)
 
-    reading = asyncio.create_task(api.get(f"/orders/{order_id}"))
-    await asyncio.sleep(0.5)
-    waited = not reading.done()
-    gate.set()
-    response = await reading
+    response = await api.get(f"/orders/{order_id}")
+    still_local = fakes.calls_for(order_id).count("charge_payment") == 1
 
-    assert waited
     assert response.status_code == 200, response.text
-    assert response.json()["status"] in ("SHIPPING", "COMPLETED")
+    assert still_local, "the read came after the local attempt gave way to the queue"
+    body = response.json()
+    assert body["stale"] is True
+    assert body["status"] == "RECEIVED"  # what the API published when it started the order
+    ordered = [(line["sku"], line["quantity"]) for line in body["items"]]
+    assert ordered == [(line["sku"], line["quantity"]) for line in order.body["items"]]
+
+    gate.set()
     await wait_for_status(api, order_id, "COMPLETED")
+    finished = await api.get(f"/orders/{order_id}")
+    assert finished.json()["stale"] is False
 
 
 # --- listing ---------------------------------------------------------------------
