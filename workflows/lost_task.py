@@ -37,7 +37,7 @@ T = TypeVar("T")
 Shield = Callable[[Awaitable[T]], Awaitable[T]]
 
 
-async def committed_unseen(state: OrderState, shield: Shield[str | None]) -> str | None:
+async def reservation_committed_unseen(state: OrderState, shield: Shield[str | None]) -> str | None:
     """The order's committed reservation, when a task this run never saw committed it."""
     if state.steps[StepName.COMMIT_RESERVATION].state is not StepState.PENDING:
         return None

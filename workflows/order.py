@@ -45,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
         StepState,
     )
     from workflows.compensation import UntilDone
-    from workflows.lost_task import committed_unseen, undo_unseen_steps
+    from workflows.lost_task import reservation_committed_unseen, undo_unseen_steps
     from workflows.runner import (
         LocalFirstRunner,
         attempts_of,
@@ -102,7 +102,7 @@ class OrderWorkflow:
         try:
             result = await self._fulfil()
         except asyncio.CancelledError:
-            reservation_id = await committed_unseen(state, self._shield.through)
+            reservation_id = await reservation_committed_unseen(state, self._shield.through)
             if reservation_id is None:
                 # Cancelled through Temporal itself (Web UI, CLI): the same unwinding
                 # as a customer cancel, then end the execution as cancelled.
@@ -224,7 +224,7 @@ class OrderWorkflow:
             # the commit; the commit waits while this asks (_fulfil).
             self._cancels_being_checked += 1
             try:
-                committed = await committed_unseen(self._state, self._shield.through)
+                committed = await reservation_committed_unseen(self._state, self._shield.through)
             finally:
                 self._cancels_being_checked -= 1
             if committed is not None:
