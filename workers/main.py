@@ -18,22 +18,22 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
+from temporalio import activity
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
 from activities.http import ServiceClient
-from activities.inventory import InventoryActivities
-from activities.payments import PaymentActivities
-from activities.shipping import ShippingActivities
 from contracts import task_queues
+from contracts.domains import DOMAINS, DomainConfigError, Registry
 from ordersaga.runtime.codec import payload_keyring
+from ordersaga.runtime.domains import resolve
 from ordersaga.runtime.eventloop import exit_without_finalizing as exit_without_finalizing
 from ordersaga.runtime.settings import MissingSecretError, Settings
 from ordersaga.runtime.temporal_config import data_converter, temporal_interceptors, workflow_runner
@@ -52,16 +52,12 @@ from workflows.order import OrderWorkflow
 
 log = logging.getLogger(__name__)
 
-_SERVICE_OF_QUEUE = {
-    task_queues.INVENTORY: "inventory",
-    task_queues.PAYMENTS: "payments",
-    task_queues.SHIPPING: "shipping",
-}
 
-
-def service_http_client(settings: Settings, service: str) -> httpx.AsyncClient:
+def service_http_client(
+    settings: Settings, service: str, domains: Registry = DOMAINS
+) -> httpx.AsyncClient:
     return httpx.AsyncClient(
-        base_url=settings.service_url(service),
+        base_url=settings.service_url(service, domains),
         timeout=httpx.Timeout(
             connect=settings.http_connect_timeout_seconds,
             read=settings.http_read_timeout_seconds,
@@ -75,22 +71,21 @@ def service_http_client(settings: Settings, service: str) -> httpx.AsyncClient:
     )
 
 
-def activities_for(queue: str, client: ServiceClient) -> list[Any]:
-    if queue == task_queues.INVENTORY:
-        inventory = InventoryActivities(client)
-        return [
-            inventory.reserve_inventory,
-            inventory.release_inventory,
-            inventory.commit_reservation,
-            inventory.find_committed_reservation,
-        ]
-    if queue == task_queues.PAYMENTS:
-        payments = PaymentActivities(client)
-        return [payments.charge_payment, payments.refund_payment]
-    if queue == task_queues.SHIPPING:
-        shipping = ShippingActivities(client)
-        return [shipping.create_shipment, shipping.cancel_shipment]
-    raise ValueError(f"no activities on task queue {queue!r}")
+def activities_for(
+    queue: str, client: ServiceClient, domains: Registry = DOMAINS
+) -> list[Callable[..., Any]]:
+    """Every activity method of the activities class of the domain on `queue`,
+    bound to an instance calling its service through `client`."""
+    domain = domains.serving(queue)
+    instance = resolve(domain, "activities")(client)
+    methods = [getattr(instance, name) for name in dir(instance) if not name.startswith("_")]
+    # temporalio has no public test for "is an activity"; its Worker checks this way.
+    found = [m for m in methods if activity._Definition.from_callable(m) is not None]
+    if not found:
+        raise DomainConfigError(
+            f"domain {domain.name!r}: {domain.activities} has no @activity.defn methods"
+        )
+    return found
 
 
 @contextlib.asynccontextmanager
@@ -100,6 +95,7 @@ async def build_workers(
     queues: Sequence[str],
     *,
     versions_settled: asyncio.Event | None = None,
+    domains: Registry = DOMAINS,
 ) -> AsyncIterator[list[Worker]]:
     """Workers for the given queues, with their HTTP clients open while in use.
 
@@ -118,18 +114,23 @@ async def build_workers(
         workers: list[Worker] = []
         clients: dict[str, ServiceClient] = {}
 
-        async def client_of(service: str) -> ServiceClient:
+        async def client_of(queue: str) -> ServiceClient:
+            service = domains.serving(queue).name
             if service not in clients:
-                http = await stack.enter_async_context(service_http_client(settings, service))
+                http = await stack.enter_async_context(
+                    service_http_client(settings, service, domains)
+                )
                 clients[service] = ServiceClient(http, service, token=worker_token)
             return clients[service]
 
         for queue in queues:
             if queue == task_queues.ORDERS:
                 local_activities = [
-                    activity
-                    for domain_queue, service in _SERVICE_OF_QUEUE.items()
-                    for activity in activities_for(domain_queue, await client_of(service))
+                    local_activity
+                    for domain in domains
+                    for local_activity in activities_for(
+                        domain.task_queue, await client_of(domain.task_queue), domains
+                    )
                 ]
                 workers.append(
                     Worker(
@@ -152,12 +153,11 @@ async def build_workers(
                     )
                 )
                 continue
-            service_client = await client_of(_SERVICE_OF_QUEUE[queue])
             workers.append(
                 Worker(
                     client,
                     task_queue=queue,
-                    activities=activities_for(queue, service_client),
+                    activities=activities_for(queue, await client_of(queue), domains),
                     max_concurrent_activities=settings.worker_max_concurrent_activities,
                     graceful_shutdown_timeout=grace,
                     deployment_config=deployment_config(settings, queue),
