@@ -3,7 +3,7 @@
 Each service gets one pooled HTTP client per process (keep-alive connections,
 bounded pool), shared by every activity that calls it. The orders queue's
 worker runs the workflow and, as local activities, every step's first attempt
-(workflows/order.py), so it calls all three services; each domain queue's
+(workflows/order.py), so it calls every domain's service; each domain queue's
 worker runs the attempts handed over to that domain. Each queue
 is its own Worker Deployment (workers/versioning.py). The process serves probes
 (/healthz, /readyz; workers/health.py) and the SDK's Prometheus endpoint. On
@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -31,7 +31,7 @@ from temporalio.worker import Worker
 
 from activities.http import ServiceClient
 from contracts import task_queues
-from contracts.domains import DOMAINS, DomainConfigError, Registry
+from contracts.domains import DOMAINS, Domain, DomainConfigError, Registry
 from ordersaga.runtime.codec import payload_keyring
 from ordersaga.runtime.domains import resolve
 from ordersaga.runtime.eventloop import exit_without_finalizing as exit_without_finalizing
@@ -71,12 +71,9 @@ def service_http_client(
     )
 
 
-def activities_for(
-    queue: str, client: ServiceClient, domains: Registry = DOMAINS
-) -> list[Callable[..., Any]]:
-    """Every activity method of the activities class of the domain on `queue`,
-    bound to an instance calling its service through `client`."""
-    domain = domains.serving(queue)
+def activities_for(domain: Domain, client: ServiceClient) -> list[Callable[..., Any]]:
+    """Every activity method of the domain's activities class, bound to an
+    instance that calls its service through `client`."""
     instance = resolve(domain, "activities")(client)
     methods = [getattr(instance, name) for name in dir(instance) if not name.startswith("_")]
     # temporalio has no public test for "is an activity"; its Worker checks this way.
@@ -86,6 +83,17 @@ def activities_for(
             f"domain {domain.name!r}: {domain.activities} has no @activity.defn methods"
         )
     return found
+
+
+async def queue_activities(
+    queue: str,
+    client_of: Callable[[Domain], Awaitable[ServiceClient]],
+    domains: Registry = DOMAINS,
+) -> list[Callable[..., Any]]:
+    """What a worker on `queue` registers: its domain's activities, or on the
+    orders queue every domain's, each step's first attempt running locally."""
+    served = list(domains) if queue == task_queues.ORDERS else [domains.serving(queue)]
+    return [found for domain in served for found in activities_for(domain, await client_of(domain))]
 
 
 @contextlib.asynccontextmanager
@@ -114,24 +122,17 @@ async def build_workers(
         workers: list[Worker] = []
         clients: dict[str, ServiceClient] = {}
 
-        async def client_of(queue: str) -> ServiceClient:
-            service = domains.serving(queue).name
-            if service not in clients:
+        async def client_of(domain: Domain) -> ServiceClient:
+            if domain.name not in clients:
                 http = await stack.enter_async_context(
-                    service_http_client(settings, service, domains)
+                    service_http_client(settings, domain.name, domains)
                 )
-                clients[service] = ServiceClient(http, service, token=worker_token)
-            return clients[service]
+                clients[domain.name] = ServiceClient(http, domain.name, token=worker_token)
+            return clients[domain.name]
 
         for queue in queues:
+            activities = await queue_activities(queue, client_of, domains)
             if queue == task_queues.ORDERS:
-                local_activities = [
-                    local_activity
-                    for domain in domains
-                    for local_activity in activities_for(
-                        domain.task_queue, await client_of(domain.task_queue), domains
-                    )
-                ]
                 workers.append(
                     Worker(
                         client,
@@ -142,7 +143,7 @@ async def build_workers(
                             else UnversionedOrderWorkflow
                         ],
                         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
-                        activities=local_activities,
+                        activities=activities,
                         # Only local attempts: nothing is ever scheduled on this queue.
                         no_remote_activities=True,
                         max_concurrent_local_activities=settings.worker_max_concurrent_activities,
@@ -157,7 +158,7 @@ async def build_workers(
                 Worker(
                     client,
                     task_queue=queue,
-                    activities=activities_for(queue, await client_of(queue), domains),
+                    activities=activities,
                     max_concurrent_activities=settings.worker_max_concurrent_activities,
                     graceful_shutdown_timeout=grace,
                     deployment_config=deployment_config(settings, queue),
