@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -116,12 +117,21 @@ def service_app(
     ]
     if missing:
         raise DomainConfigError(f"domain {name!r}: app_settings name no setting {missing[0]!r}")
-    app = create_app(
-        database_url=settings.database_url(name, domains),
-        admin_token=settings.admin_token,
-        worker_token=worker_token,
+    arguments = {
+        "database_url": settings.database_url(name, domains),
+        "admin_token": settings.admin_token,
+        "worker_token": worker_token,
         **{keyword: getattr(settings, field) for keyword, field in domain.app_settings.items()},
-    )
+    }
+    try:
+        # Checked first: a TypeError from inside the factory is not the registry's.
+        inspect.signature(create_app).bind(**arguments)
+    except TypeError as error:
+        raise DomainConfigError(
+            f"domain {name!r}: {domain.app} cannot take the arguments {', '.join(arguments)}: "
+            f"{error}"
+        ) from None
+    app = create_app(**arguments)
     if not isinstance(app, FastAPI):
         raise DomainConfigError(f"domain {name!r}: {domain.app} returned no FastAPI app")
     return app
