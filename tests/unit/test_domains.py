@@ -7,6 +7,7 @@ app factory), is added by one registry line below; the worker, the settings,
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -126,6 +127,16 @@ def test_every_real_domain_resolves_and_has_its_own_settings() -> None:
             assert f"{domain.name}_{setting}" in Settings.model_fields
         assert set(domain.app_settings.values()) <= set(Settings.model_fields)
     assert DOMAINS.task_queues == ("orders", "inventory", "payments", "shipping")
+
+
+def test_every_real_domain_service_is_in_the_independence_contract() -> None:
+    """pyproject.toml cannot read the registry: a new service must be named there
+    by hand, or nothing stops it importing another service."""
+    config = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    contracts = config["tool"]["importlinter"]["contracts"]
+    [independence] = [c for c in contracts if c["type"] == "independence"]
+    packages = {domain.app.partition(":")[0].rpartition(".")[0] for domain in DOMAINS}
+    assert packages <= set(independence["modules"]), "name them in pyproject.toml"
 
 
 def test_a_real_domain_is_configured_by_its_variables(monkeypatch: pytest.MonkeyPatch) -> None:
