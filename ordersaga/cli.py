@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import SettingsError
 
+from contracts.domains import DOMAINS, DomainConfigError, Registry
+from ordersaga.runtime.domains import resolve
 from ordersaga.runtime.settings import (
     SERVICES,
     MissingSecretError,
@@ -101,35 +104,37 @@ def _serve_http(app: FastAPI, host: str, port: int, settings: Settings) -> None:
     )
 
 
-def _service_app(name: str, settings: Settings, worker_token: SecretStr) -> FastAPI:
-    admin_token = settings.admin_token
-    database_url = settings.database_url(name)
-    if name == "inventory":
-        from services.inventory.app import create_app as create_inventory
+def service_app(
+    name: str, settings: Settings, worker_token: SecretStr, domains: Registry = DOMAINS
+) -> FastAPI:
+    """The domain's service app, from its registry entry's factory and settings."""
+    from fastapi import FastAPI
 
-        return create_inventory(
-            database_url=database_url,
-            admin_token=admin_token,
-            worker_token=worker_token,
-            catalog_currency=settings.catalog_currency,
-        )
-    if name == "payments":
-        from services.payments.app import create_app as create_payments
-
-        return create_payments(
-            database_url=database_url,
-            admin_token=admin_token,
-            worker_token=worker_token,
-            customer_limit_cents=settings.payments_customer_limit_cents,
-        )
-    from services.shipping.app import create_app as create_shipping
-
-    return create_shipping(
-        database_url=database_url,
-        admin_token=admin_token,
-        worker_token=worker_token,
-        refused_countries=settings.shipping_refused_countries,
-    )
+    domain = domains.named(name)
+    create_app = resolve(domain, "app")
+    missing = [
+        field for field in domain.app_settings.values() if field not in Settings.model_fields
+    ]
+    if missing:
+        raise DomainConfigError(f"domain {name!r}: app_settings name no setting {missing[0]!r}")
+    arguments = {
+        "database_url": settings.database_url(name, domains),
+        "admin_token": settings.admin_token,
+        "worker_token": worker_token,
+        **{keyword: getattr(settings, field) for keyword, field in domain.app_settings.items()},
+    }
+    try:
+        # Checked first: a TypeError from inside the factory is not the registry's.
+        inspect.signature(create_app).bind(**arguments)
+    except TypeError as error:
+        raise DomainConfigError(
+            f"domain {name!r}: {domain.app} cannot take the arguments {', '.join(arguments)}: "
+            f"{error}"
+        ) from None
+    app = create_app(**arguments)
+    if not isinstance(app, FastAPI):
+        raise DomainConfigError(f"domain {name!r}: {domain.app} returned no FastAPI app")
+    return app
 
 
 def cmd_service(args: argparse.Namespace) -> int:
@@ -148,16 +153,15 @@ def cmd_service(args: argparse.Namespace) -> int:
             f"refusing to start the {name} service: ORDERSAGA_WORKER_TOKEN is the admin "
             "token; give the workers a credential of their own"
         )
-    if getattr(settings, f"{name}_database_url") is None:
+    if settings.configured_database_url(name) is None:
         # The default SQLite file lives there; SQLite creates files, not folders.
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     _setup_telemetry(settings, name)
-    _serve_http(
-        _service_app(name, settings, worker_token),
-        settings.service_host,
-        settings.service_port(name),
-        settings,
-    )
+    try:
+        app = service_app(name, settings, worker_token)
+    except DomainConfigError as error:
+        raise UsageError(f"cannot start the {name} service: {error}") from None
+    _serve_http(app, settings.service_host, settings.service_port(name), settings)
     return 0
 
 
@@ -232,7 +236,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         from ordersaga.runtime import eventloop
 
         eventloop.run(run_worker(settings, queues))
-    except WorkerStartupError as error:
+    except (WorkerStartupError, DomainConfigError) as error:
         raise UsageError(str(error)) from None
     exit_without_finalizing(0)
 

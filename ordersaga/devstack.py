@@ -1,7 +1,7 @@
 """`ordersaga dev`: the whole system on one machine with nothing but Python.
 
 Starts, as child processes and in dependency order, the Temporal dev server
-(SQLite file), the three services (SQLite files), one worker serving every task
+(SQLite file), every domain's service (SQLite files), one worker serving every task
 queue and the API; each must pass a readiness check before the next stage
 starts. Output is prefixed per process. Ctrl-C / SIGTERM stops them in reverse
 order so in-flight work drains: the API first, then the worker (which gets its
@@ -37,11 +37,12 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, Describe
 from temporalio.client import Client
 
 from contracts import task_queues
+from contracts.domains import DOMAINS, Registry
 from contracts.search_attributes import SEARCH_ATTRIBUTE_TYPES
 from ordersaga.binaries import BinaryNotFoundError, temporal_cli
 from ordersaga.ports import free_ports
 from ordersaga.runtime.auth import DEV_AUDIENCE, DEV_ISSUER, DevIssuer
-from ordersaga.runtime.settings import SERVICES, Settings, env_var_name
+from ordersaga.runtime.settings import Settings, env_var_name
 
 BANNER_TITLE = "ordersaga dev stack is up"
 # Who the banner's ready-made tokens are for.
@@ -374,7 +375,7 @@ class Listener:
     variable: str
 
 
-def listeners(settings: Settings) -> list[Listener]:
+def listeners(settings: Settings, domains: Registry = DOMAINS) -> list[Listener]:
     return [
         Listener("Temporal", TEMPORAL_IP, settings.temporal_port, env_var_name("temporal_address")),
         Listener(
@@ -385,12 +386,12 @@ def listeners(settings: Settings) -> list[Listener]:
         ),
         *(
             Listener(
-                f"the {name} service",
+                f"the {domain.name} service",
                 settings.service_host,
-                settings.service_port(name),
-                env_var_name(f"{name}_port"),
+                settings.service_port(domain.name, domains),
+                env_var_name(f"{domain.name}_port"),
             )
-            for name in SERVICES
+            for domain in domains
         ),
         Listener("the API", settings.api_host, settings.api_port, env_var_name("api_port")),
         Listener(
@@ -550,7 +551,7 @@ _LISTEN_SETTINGS = (
     "api_host",
     "api_port",
     "service_host",
-    *(f"{service}_port" for service in SERVICES),
+    *(f"{domain.name}_port" for domain in DOMAINS),
     "worker_listen_host",
     "worker_health_port",
     "worker_metrics_port",
@@ -563,7 +564,7 @@ _LISTEN_SETTINGS = (
 def child_env(settings: Settings, data_dir: Path) -> dict[str, str]:
     # The worker must call this stack's own services, never ones a URL in the
     # caller's shell points at (it would send the dev stack's orders elsewhere).
-    own_services = {env_var_name(f"{service}_url") for service in SERVICES}
+    own_services = {env_var_name(f"{domain.name}_url") for domain in DOMAINS}
     env = {name: value for name, value in os.environ.items() if name not in own_services}
     env.update({env_var_name(name): str(getattr(settings, name)) for name in _LISTEN_SETTINGS})
     env.update(
@@ -596,7 +597,7 @@ def on_free_ports(settings: Settings) -> Settings:
         "temporal_ui_port",
         "api_port",
         "codec_server_port",
-        *(f"{service}_port" for service in SERVICES),
+        *(f"{domain.name}_port" for domain in DOMAINS),
     ]
     if settings.worker_health_port:
         names.append("worker_health_port")
@@ -615,6 +616,7 @@ class DevStack:
         data_dir: Path,
         http: httpx.AsyncClient,
         console_stream: TextIO = sys.stdout,
+        domains: Registry = DOMAINS,
     ) -> None:
         self.settings = settings
         self.data_dir = data_dir
@@ -623,7 +625,10 @@ class DevStack:
         self.api_url = http_url(settings.api_host, settings.api_port)
         self.codec_url = codec_endpoint(settings)
         self.service_urls = {
-            name: http_url(settings.service_host, settings.service_port(name)) for name in SERVICES
+            domain.name: http_url(
+                settings.service_host, settings.service_port(domain.name, domains)
+            )
+            for domain in domains
         }
         self.temporal = TemporalProbes(
             temporal_address(settings),
@@ -641,7 +646,7 @@ class DevStack:
             return ChildSpec(name, argv, probe, ready_timeout=ready, stop_timeout=stop, **options)
 
         # One worker serves every queue here, whatever ORDERSAGA_WORKER_QUEUES says.
-        all_queues = list(task_queues.ALL_QUEUES)
+        all_queues = list(domains.task_queues)
         self.stages: list[list[ChildSpec]] = [
             [
                 spec(
@@ -656,9 +661,11 @@ class DevStack:
             [
                 *(
                     spec(
-                        name, _cli("service", name), http_ready_probe(http, self.service_urls[name])
+                        domain.name,
+                        _cli("service", domain.name),
+                        http_ready_probe(http, self.service_urls[domain.name]),
                     )
-                    for name in SERVICES
+                    for domain in domains
                 ),
                 spec("codec", _cli("codec-server"), http_ready_probe(http, self.codec_url)),
             ],

@@ -3,7 +3,7 @@
 Each service gets one pooled HTTP client per process (keep-alive connections,
 bounded pool), shared by every activity that calls it. The orders queue's
 worker runs the workflow and, as local activities, every step's first attempt
-(workflows/order.py), so it calls all three services; each domain queue's
+(workflows/order.py), so it calls every domain's service; each domain queue's
 worker runs the attempts handed over to that domain. Each queue
 is its own Worker Deployment (workers/versioning.py). The process serves probes
 (/healthz, /readyz; workers/health.py) and the SDK's Prometheus endpoint. On
@@ -18,22 +18,22 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
+from temporalio import activity
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
 from activities.http import ServiceClient
-from activities.inventory import InventoryActivities
-from activities.payments import PaymentActivities
-from activities.shipping import ShippingActivities
 from contracts import task_queues
+from contracts.domains import DOMAINS, Domain, DomainConfigError, Registry
 from ordersaga.runtime.codec import payload_keyring
+from ordersaga.runtime.domains import resolve
 from ordersaga.runtime.eventloop import exit_without_finalizing as exit_without_finalizing
 from ordersaga.runtime.settings import MissingSecretError, Settings
 from ordersaga.runtime.temporal_config import data_converter, temporal_interceptors, workflow_runner
@@ -52,16 +52,12 @@ from workflows.order import OrderWorkflow
 
 log = logging.getLogger(__name__)
 
-_SERVICE_OF_QUEUE = {
-    task_queues.INVENTORY: "inventory",
-    task_queues.PAYMENTS: "payments",
-    task_queues.SHIPPING: "shipping",
-}
 
-
-def service_http_client(settings: Settings, service: str) -> httpx.AsyncClient:
+def service_http_client(
+    settings: Settings, service: str, domains: Registry = DOMAINS
+) -> httpx.AsyncClient:
     return httpx.AsyncClient(
-        base_url=settings.service_url(service),
+        base_url=settings.service_url(service, domains),
         timeout=httpx.Timeout(
             connect=settings.http_connect_timeout_seconds,
             read=settings.http_read_timeout_seconds,
@@ -75,22 +71,29 @@ def service_http_client(settings: Settings, service: str) -> httpx.AsyncClient:
     )
 
 
-def activities_for(queue: str, client: ServiceClient) -> list[Any]:
-    if queue == task_queues.INVENTORY:
-        inventory = InventoryActivities(client)
-        return [
-            inventory.reserve_inventory,
-            inventory.release_inventory,
-            inventory.commit_reservation,
-            inventory.find_committed_reservation,
-        ]
-    if queue == task_queues.PAYMENTS:
-        payments = PaymentActivities(client)
-        return [payments.charge_payment, payments.refund_payment]
-    if queue == task_queues.SHIPPING:
-        shipping = ShippingActivities(client)
-        return [shipping.create_shipment, shipping.cancel_shipment]
-    raise ValueError(f"no activities on task queue {queue!r}")
+def activities_for(domain: Domain, client: ServiceClient) -> list[Callable[..., Any]]:
+    """Every activity method of the domain's activities class, bound to an
+    instance that calls its service through `client`."""
+    instance = resolve(domain, "activities")(client)
+    methods = [getattr(instance, name) for name in dir(instance) if not name.startswith("_")]
+    # temporalio has no public test for "is an activity"; its Worker checks this way.
+    found = [m for m in methods if activity._Definition.from_callable(m) is not None]
+    if not found:
+        raise DomainConfigError(
+            f"domain {domain.name!r}: {domain.activities} has no @activity.defn methods"
+        )
+    return found
+
+
+async def queue_activities(
+    queue: str,
+    client_of: Callable[[Domain], Awaitable[ServiceClient]],
+    domains: Registry = DOMAINS,
+) -> list[Callable[..., Any]]:
+    """What a worker on `queue` registers: its domain's activities, or on the
+    orders queue every domain's, each step's first attempt running locally."""
+    served = list(domains) if queue == task_queues.ORDERS else [domains.serving(queue)]
+    return [found for domain in served for found in activities_for(domain, await client_of(domain))]
 
 
 @contextlib.asynccontextmanager
@@ -100,6 +103,7 @@ async def build_workers(
     queues: Sequence[str],
     *,
     versions_settled: asyncio.Event | None = None,
+    domains: Registry = DOMAINS,
 ) -> AsyncIterator[list[Worker]]:
     """Workers for the given queues, with their HTTP clients open while in use.
 
@@ -118,19 +122,17 @@ async def build_workers(
         workers: list[Worker] = []
         clients: dict[str, ServiceClient] = {}
 
-        async def client_of(service: str) -> ServiceClient:
-            if service not in clients:
-                http = await stack.enter_async_context(service_http_client(settings, service))
-                clients[service] = ServiceClient(http, service, token=worker_token)
-            return clients[service]
+        async def client_of(domain: Domain) -> ServiceClient:
+            if domain.name not in clients:
+                http = await stack.enter_async_context(
+                    service_http_client(settings, domain.name, domains)
+                )
+                clients[domain.name] = ServiceClient(http, domain.name, token=worker_token)
+            return clients[domain.name]
 
         for queue in queues:
+            activities = await queue_activities(queue, client_of, domains)
             if queue == task_queues.ORDERS:
-                local_activities = [
-                    activity
-                    for domain_queue, service in _SERVICE_OF_QUEUE.items()
-                    for activity in activities_for(domain_queue, await client_of(service))
-                ]
                 workers.append(
                     Worker(
                         client,
@@ -141,7 +143,7 @@ async def build_workers(
                             else UnversionedOrderWorkflow
                         ],
                         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
-                        activities=local_activities,
+                        activities=activities,
                         # Only local attempts: nothing is ever scheduled on this queue.
                         no_remote_activities=True,
                         max_concurrent_local_activities=settings.worker_max_concurrent_activities,
@@ -152,12 +154,11 @@ async def build_workers(
                     )
                 )
                 continue
-            service_client = await client_of(_SERVICE_OF_QUEUE[queue])
             workers.append(
                 Worker(
                     client,
                     task_queue=queue,
-                    activities=activities_for(queue, service_client),
+                    activities=activities,
                     max_concurrent_activities=settings.worker_max_concurrent_activities,
                     graceful_shutdown_timeout=grace,
                     deployment_config=deployment_config(settings, queue),

@@ -44,7 +44,7 @@ from ordersaga.chaos.shop import Ledger, Shop
 from ordersaga.chaos.stack import ChaosStack, chaos_stack
 from ordersaga.devstack import on_free_ports
 from ordersaga.runtime.auth import DevIssuer
-from ordersaga.runtime.settings import Settings, env_var_name
+from ordersaga.runtime.settings import SERVICES, Settings, env_var_name
 
 LOG_NAME = "stack.log"
 # Children log warnings and errors only: per-request lines cost CPU under load.
@@ -91,7 +91,7 @@ def stack_env() -> dict[str, str]:
 
 async def ensure_up(stack: ChaosStack, ledger: Ledger) -> None:
     """Whatever a failed experiment left down is started again, every fault cleared."""
-    for name in ("temporal", "inventory", "payments", "shipping", "worker", "api"):
+    for name in ("temporal", *SERVICES, "worker", "api"):
         if not stack.running(name):
             await stack.start_child(name)
     for service in ledger.services:

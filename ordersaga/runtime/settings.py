@@ -7,18 +7,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from contracts import task_queues
+from contracts.domains import DOMAINS, Registry
 
 DEV_ADMIN_TOKEN = "dev-admin-token"
 ENV_PREFIX = "ORDERSAGA_"
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
-# The domain services, each with its own port, URL and database settings below.
-SERVICES = ("inventory", "payments", "shipping")
+# The domain services' names (contracts.domains), each with its own port, URL
+# and database settings below.
+SERVICES = DOMAINS.names
 
 
 # One line, after the variable's name: why a component will not start with it.
@@ -32,14 +40,14 @@ class MissingSecretError(ValueError):
     """A secret that production must be given is missing."""
 
 
-def parse_queues(value: str | Iterable[str]) -> list[str]:
+def parse_queues(value: str | Iterable[str], domains: Registry = DOMAINS) -> list[str]:
     """Task queue names from `a,b,c` (or a list); ValueError names any unknown one."""
     raw = value.split(",") if isinstance(value, str) else list(value)
     queues = list(dict.fromkeys(q.strip() for q in raw if q.strip()))
-    choices = ", ".join(task_queues.ALL_QUEUES)
+    choices = ", ".join(domains.task_queues)
     if not queues:
         raise ValueError(f"no task queue given; choose from {choices}")
-    unknown = [q for q in queues if q not in task_queues.ALL_QUEUES]
+    unknown = [q for q in queues if q not in domains.task_queues]
     if unknown:
         raise ValueError(f"unknown task queue(s) {', '.join(unknown)}; choose from {choices}")
     return queues
@@ -62,7 +70,29 @@ def describe_validation_error(error: ValidationError) -> list[str]:
     return lines
 
 
-class Settings(BaseSettings):
+def _per_domain_fields(domains: Registry) -> type[BaseSettings]:
+    """ORDERSAGA_<DOMAIN>_PORT, _URL and _DATABASE_URL for every domain of the
+    registry, so a new domain is configured like the others without a line here."""
+    fields: dict[str, Any] = {}
+    for domain in domains:
+        fields[f"{domain.name}_port"] = (int, Field(default=domain.default_port, ge=1, le=65535))
+        # Where activities reach the service; defaults to service_host and the port above.
+        fields[f"{domain.name}_url"] = (str | None, None)
+        # A SQLAlchemy async URL; defaults to a SQLite file under data_dir.
+        # Secret: a production URL carries the database password.
+        fields[f"{domain.name}_database_url"] = (SecretStr | None, None)
+    return create_model("DomainSettings", __base__=BaseSettings, **fields)
+
+
+if TYPE_CHECKING:
+    # mypy cannot see generated fields; they are read through the methods
+    # service_port, service_url and database_url below.
+    _DomainSettings = BaseSettings
+else:
+    _DomainSettings = _per_domain_fields(DOMAINS)
+
+
+class Settings(_DomainSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     # Dev mode allows the well-known admin token; `ordersaga dev` turns it on.
@@ -79,19 +109,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
 
+    # Where the domain services listen; each domain's port, URL and database
+    # come from the registry (_per_domain_fields above).
     service_host: str = "127.0.0.1"
-    inventory_port: int = Field(default=8001, ge=1, le=65535)
-    payments_port: int = Field(default=8002, ge=1, le=65535)
-    shipping_port: int = Field(default=8003, ge=1, le=65535)
-    # Where activities reach the services; default to the local ports above.
-    inventory_url: str | None = None
-    payments_url: str | None = None
-    shipping_url: str | None = None
-    # SQLAlchemy async URLs; default to SQLite files under data_dir. Secret:
-    # a production URL carries the database password.
-    inventory_database_url: SecretStr | None = None
-    payments_database_url: SecretStr | None = None
-    shipping_database_url: SecretStr | None = None
 
     admin_token: SecretStr = SecretStr(DEV_ADMIN_TOKEN)
     # The workers' credential to the services (Authorization: Bearer). Required
@@ -198,7 +218,7 @@ class Settings(BaseSettings):
     # How long an HTTP server (API, services) lets in-flight requests finish on SIGTERM.
     http_shutdown_timeout_seconds: int = Field(default=5, ge=0)
 
-    worker_queues: Annotated[list[str], NoDecode] = list(task_queues.ALL_QUEUES)
+    worker_queues: Annotated[list[str], NoDecode] = list(DOMAINS.task_queues)
     worker_grace_period_seconds: float = Field(default=10.0, ge=0)
     worker_max_concurrent_activities: int = Field(default=100, ge=1)
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
@@ -276,30 +296,32 @@ class Settings(BaseSettings):
     def temporal_port(self) -> int:
         return int(self.temporal_address.rpartition(":")[2])
 
-    def service_url(self, service: str) -> str:
-        explicit = {
-            "inventory": self.inventory_url,
-            "payments": self.payments_url,
-            "shipping": self.shipping_url,
-        }[service]
-        return explicit or f"http://{self.service_host}:{self.service_port(service)}"
+    def _domain_setting(self, service: str, setting: str, domains: Registry) -> Any:
+        """The domain's own field, e.g. payments_port; None for a domain that has
+        none (one of a registry other than DOMAINS, as in tests)."""
+        domains.named(service)  # UnknownDomainError for a name no registry knows
+        name = f"{service}_{setting}"
+        return getattr(self, name) if name in _DomainSettings.model_fields else None
 
-    def service_port(self, service: str) -> int:
-        return {
-            "inventory": self.inventory_port,
-            "payments": self.payments_port,
-            "shipping": self.shipping_port,
-        }[service]
+    def service_url(self, service: str, domains: Registry = DOMAINS) -> str:
+        explicit: str | None = self._domain_setting(service, "url", domains)
+        return explicit or f"http://{self.service_host}:{self.service_port(service, domains)}"
 
-    def database_url(self, service: str) -> str:
-        explicit = {
-            "inventory": self.inventory_database_url,
-            "payments": self.payments_database_url,
-            "shipping": self.shipping_database_url,
-        }[service]
+    def service_port(self, service: str, domains: Registry = DOMAINS) -> int:
+        configured: int | None = self._domain_setting(service, "port", domains)
+        return domains.named(service).default_port if configured is None else configured
+
+    def configured_database_url(self, service: str, domains: Registry = DOMAINS) -> str | None:
+        """The database URL set for the service, or None for its default SQLite file."""
+        explicit: SecretStr | None = self._domain_setting(service, "database_url", domains)
         if explicit is not None and explicit.get_secret_value():
             return explicit.get_secret_value()
-        return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.sqlite3').resolve()}"
+        return None
+
+    def database_url(self, service: str, domains: Registry = DOMAINS) -> str:
+        return self.configured_database_url(service, domains) or (
+            f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.sqlite3').resolve()}"
+        )
 
     def dev_secret(self, name: str, configured: SecretStr | None) -> str:
         """A secret from settings, or in dev mode the one dev mode keeps in data_dir.

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from contracts import task_queues
+from contracts.domains import DOMAINS
 from contracts.search_attributes import SEARCH_ATTRIBUTE_TYPES
 from ordersaga.binaries import temporal_cli
 from ordersaga.devstack import TRANSFER_POLL_RATE, TRANSFER_POLL_RATE_KEY
@@ -168,7 +169,7 @@ def test_dependencies_wait_for_health_or_completion() -> None:
 
 def test_one_worker_service_per_task_queue() -> None:
     workers = files.worker_services()
-    assert set(workers) == {f"worker-{q}" for q in task_queues.ALL_QUEUES}
+    assert set(workers) == {f"worker-{q}" for q in DOMAINS.task_queues}
     for name, worker in workers.items():
         queue = name.removeprefix("worker-")
         env = files.environment(worker)

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from api.metrics import ApiMetrics
-from contracts import task_queues
+from contracts.domains import DOMAINS
 from ordersaga.runtime.settings import SERVICES, Settings
 from services.common.metrics import HttpMetrics
 from tests.deploy import files
@@ -219,7 +219,7 @@ def test_prometheus_finds_every_worker_replica() -> None:
     """DNS service discovery: each replica of a scaled worker service is a target."""
     jobs = _jobs()
     metrics_port = Settings.model_fields["worker_metrics_port"].default
-    for queue in task_queues.ALL_QUEUES:
+    for queue in DOMAINS.task_queues:
         name = f"worker-{queue}"
         worker_env = files.environment(files.services()[name])
         assert int(worker_env["ORDERSAGA_WORKER_METRICS_PORT"]) == metrics_port

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from ordersaga.runtime.settings import SERVICES
 from tests import orders
 from tests.integration.stack import ADMIN_TOKEN, Stack, running_stack
 from tests.keys import TEST_CODEC_KEYS
@@ -113,9 +114,6 @@ def audit_env(stack: Stack, **overrides: str) -> dict[str, str]:
         "ORDERSAGA_HTTP_READ_TIMEOUT_SECONDS": "30",
         **overrides,
     }
-
-
-SERVICES = ("inventory", "payments", "shipping")
 
 
 async def audit(placed: Placed, *args: str, **env: str) -> Run:

@@ -24,6 +24,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from contracts import task_queues
+from contracts.domains import DOMAINS
 from ordersaga.binaries import temporal_cli
 from ordersaga.runtime.settings import Settings
 from tests.integration.stack import ADMIN_TOKEN, serving_apps, stack_settings, traced_client
@@ -40,7 +41,7 @@ from workers.versioning import (
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 DEPLOYMENT = "shop"
-QUEUES = list(task_queues.ALL_QUEUES)
+QUEUES = list(DOMAINS.task_queues)
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "NEEDS_ATTENTION")
 
 

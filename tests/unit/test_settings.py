@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from contracts import task_queues
+from contracts.domains import DOMAINS
 from ordersaga.runtime.settings import (
     DEV_ADMIN_TOKEN,
     Settings,
@@ -181,7 +181,7 @@ def test_defaults_run_everything_locally_on_the_documented_ports() -> None:
     assert settings.service_url("payments") == "http://127.0.0.1:8002"
     assert settings.admin_token.get_secret_value() == DEV_ADMIN_TOKEN
     assert settings.shipping_refused_countries == ["AQ"]
-    assert settings.worker_queues == list(task_queues.ALL_QUEUES)
+    assert settings.worker_queues == list(DOMAINS.task_queues)
     assert settings.worker_grace_period_seconds > 0
 
 
