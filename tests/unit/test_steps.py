@@ -7,8 +7,11 @@ from typing import Any
 from temporalio import activity
 
 from contracts import task_queues
+from contracts.domains import Domain
 from contracts.orders import COMPENSATION_FOR, StepName
+from contracts.task_queues import ORDERS
 from tests.fakes import FakeDomainActivities
+from workers.main import queue_activities
 from workflows.steps import COMMIT, STEPS, calls_by_queue
 
 
@@ -53,3 +56,15 @@ def test_the_fakes_stand_in_for_every_call_under_its_name() -> None:
     for names in calls_by_queue().values():
         for fake in fakes.activities_named(names):
             assert registered_name(fake) == fake.__name__
+
+
+async def test_every_queue_s_workers_register_what_the_table_calls_there() -> None:
+    async def no_client(domain: Domain) -> Any:
+        return None  # activities are only registered here, never called
+
+    for queue, names in calls_by_queue().items():
+        registered = {registered_name(fn) for fn in await queue_activities(queue, no_client)}
+        assert names <= registered, f"{queue}: the table calls {sorted(names - registered)}"
+        # The orders worker runs every call's first attempt locally.
+        local = {registered_name(fn) for fn in await queue_activities(ORDERS, no_client)}
+        assert names <= local
