@@ -14,6 +14,9 @@ temporalio is passed through, as in `workflows/order.py`.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
@@ -25,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         CommitReservationInput,
         CreateShipmentInput,
         ReserveInventoryInput,
+        StepOutcome,
         idempotency_key,
     )
     from contracts.orders import PlaceOrder, StepName
@@ -35,12 +39,24 @@ WORKFLOW_TYPE = "BenchSameWorkWorkflow"
 STEPS = 4
 
 
+async def _local_attempt(
+    method: Callable[[Any, Any], Awaitable[StepOutcome]], request: Any
+) -> StepOutcome:
+    """One attempt in the worker, with the options of the saga's local attempts."""
+    return await workflow.execute_local_activity_method(
+        method,
+        request,
+        start_to_close_timeout=LOCAL_ATTEMPT_TIMEOUT,
+        retry_policy=ONE_LOCAL_ATTEMPT,
+    )
+
+
 @workflow.defn(name=WORKFLOW_TYPE)
 class SameWorkWorkflow:
     @workflow.run
     async def run(self, order: PlaceOrder) -> BaselineResult:
         order_id = order.order_id
-        reserved = await workflow.execute_local_activity_method(
+        reserved = await _local_attempt(
             InventoryActivities.reserve_inventory,
             ReserveInventoryInput(
                 order_id,
@@ -48,12 +64,10 @@ class SameWorkWorkflow:
                 idempotency_key(order_id, StepName.RESERVE_INVENTORY.value),
                 currency=order.currency,
             ),
-            start_to_close_timeout=LOCAL_ATTEMPT_TIMEOUT,
-            retry_policy=ONE_LOCAL_ATTEMPT,
         )
         # Inventory always answers a reservation with its id and priced total.
         assert reserved.resource_id is not None and reserved.total_cents is not None
-        await workflow.execute_local_activity_method(
+        await _local_attempt(
             PaymentActivities.charge_payment,
             ChargePaymentInput(
                 order_id,
@@ -63,10 +77,8 @@ class SameWorkWorkflow:
                 order.payment.token,
                 idempotency_key(order_id, StepName.CHARGE_PAYMENT.value),
             ),
-            start_to_close_timeout=LOCAL_ATTEMPT_TIMEOUT,
-            retry_policy=ONE_LOCAL_ATTEMPT,
         )
-        await workflow.execute_local_activity_method(
+        await _local_attempt(
             ShippingActivities.create_shipment,
             CreateShipmentInput(
                 order_id,
@@ -74,17 +86,13 @@ class SameWorkWorkflow:
                 order.shipping_address,
                 idempotency_key(order_id, StepName.CREATE_SHIPMENT.value),
             ),
-            start_to_close_timeout=LOCAL_ATTEMPT_TIMEOUT,
-            retry_policy=ONE_LOCAL_ATTEMPT,
         )
-        await workflow.execute_local_activity_method(
+        await _local_attempt(
             InventoryActivities.commit_reservation,
             CommitReservationInput(
                 order_id,
                 reserved.resource_id,
                 idempotency_key(order_id, StepName.COMMIT_RESERVATION.value),
             ),
-            start_to_close_timeout=LOCAL_ATTEMPT_TIMEOUT,
-            retry_policy=ONE_LOCAL_ATTEMPT,
         )
         return BaselineResult(steps_done=STEPS)
