@@ -132,8 +132,8 @@ LOAD_GENERATOR = "bench"
 POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 # In the open loop of a saga scenario, each order's customer reads it once, at
 # a random moment this long after its 202: an order at half the maximum rate
-# takes about 70-130 ms from start to finish, so reads land on orders in
-# flight and just finished (the report counts which).
+# takes about 70-130 ms from start to finish, so reads are sent while it is in
+# flight or just after (the report counts the answers that found it in flight).
 READ_WITHIN_SECONDS = 0.1
 # The ledger check asks the services this many questions at once.
 VERIFY_CONCURRENCY = 16
