@@ -1,6 +1,8 @@
 """`ordersaga bench`: what an order costs, next to what Temporal itself costs.
 
-The baseline (a bare workflow of no-op activities, see `baseline`) and the saga
-through the HTTP API run interleaved on the same Temporal server; the ratio
-between them is the overhead ordersaga adds on top of Temporal's own ceiling.
+The baselines (bare workflows of no-op activities, see `baseline`, and one
+making the saga's own service calls, see `same_work`) and the saga through the
+HTTP API run interleaved on the same Temporal server; the ratios between them
+are the overhead ordersaga adds on top of Temporal's own ceiling. The report
+prints every target with its verdict (`report.targets`).
 """

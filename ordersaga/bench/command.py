@@ -45,7 +45,15 @@ def machine() -> dict[str, Any]:
 
 
 def run_bench_command(options: Any, settings: Settings) -> int:
-    from ordersaga.bench.report import codec_cost, ratios, table, write_chart, write_json
+    from ordersaga.bench.report import (
+        codec_cost,
+        cpu_per_request,
+        ratios,
+        table,
+        targets,
+        write_chart,
+        write_json,
+    )
     from ordersaga.bench.runner import Bench, BenchError
     from ordersaga.binaries import BinaryNotFoundError
     from ordersaga.devstack import ChildFailed, DevStackError
@@ -79,6 +87,8 @@ def run_bench_command(options: Any, settings: Settings) -> int:
     }
     report["ratios"] = ratios(report["scenarios"])
     report["codec_cost"] = codec_cost(report["scenarios"])
+    report["cpu_per_request"] = cpu_per_request(report["scenarios"])
+    report["targets"] = targets(report)
     json_path, chart_path = output_dir / JSON_NAME, output_dir / CHART_NAME
     write_json(report, json_path)
     write_chart(report, chart_path)

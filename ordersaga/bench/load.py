@@ -10,11 +10,15 @@ polling an order's status would.
 from __future__ import annotations
 
 import asyncio
+import random
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, cast
+
+from contracts.orders import TERMINAL_STATUSES
+from ordersaga.bench.scenarios import Answer
 
 # An order not terminal within this long counts as lost.
 TERMINAL_TIMEOUT_SECONDS = 120.0
@@ -31,6 +35,33 @@ class Scenario(Protocol):
         """The order's terminal status."""
 
 
+class Readable(Scenario, Protocol):
+    async def read(self, order_id: str) -> Answer:
+        """`GET /orders/{id}` as the order's customer."""
+
+
+@dataclass
+class Read:
+    """One `GET /orders/{id}` (or another customer request) and what it answered."""
+
+    seconds: float
+    answer: Answer | None
+    error: str | None = None
+
+    @property
+    def in_flight(self) -> bool:
+        """It saw the order not yet finished."""
+        return (
+            self.answer is not None
+            and self.answer.order_status is not None
+            and self.answer.order_status not in TERMINAL_STATUSES
+        )
+
+    @property
+    def ok(self) -> bool:
+        return self.answer is not None and self.answer.status_code == 200
+
+
 @dataclass
 class OrderSample:
     order_id: str | None
@@ -38,6 +69,10 @@ class OrderSample:
     terminal_seconds: float | None
     status: str | None
     error: str | None = None
+    # Where an order's outcome depends on what the bench did to it (a cancel),
+    # the status it must reach; None: the scenario's.
+    expected_status: str | None = None
+    reads: list[Read] = field(default_factory=list)
 
 
 @dataclass
@@ -67,24 +102,67 @@ def percentiles_ms(values: Sequence[float]) -> dict[str, float | None]:
     return {"p50": cuts[49] * 1000, "p95": cuts[94] * 1000, "p99": cuts[98] * 1000}
 
 
+def read_figures(reads: Sequence[Read]) -> dict[str, Any]:
+    """Latencies of the answered reads (200), and how many saw the order in flight."""
+    answered = [read for read in reads if read.ok]
+    seconds = [read.seconds for read in answered]
+    return {
+        "count": len(reads),
+        "errors": len(reads) - len(answered),
+        "latency_ms": {**percentiles_ms(seconds), "max": max(seconds) * 1000 if seconds else None},
+        "in_flight": sum(1 for read in answered if read.in_flight),
+        "stale": sum(1 for read in answered if read.answer is not None and read.answer.stale),
+    }
+
+
+async def timed(request: Awaitable[Answer]) -> Read:
+    """A customer's request to the API (not yet started), timed and recorded."""
+    began = time.perf_counter()
+    try:
+        answer = await request
+    except Exception as error:  # recorded and reported, like an order's
+        return Read(time.perf_counter() - began, None, f"{type(error).__name__}: {error}"[:300])
+    return Read(time.perf_counter() - began, answer)
+
+
+async def read_at_random(scenario: Readable, order_id: str, within: float) -> Read:
+    await asyncio.sleep(random.uniform(0.0, within))
+    return await timed(scenario.read(order_id))
+
+
 async def _one_order(
-    scenario: Scenario, sequence: int, started: float, on_done: Callable[[], None]
+    scenario: Scenario,
+    sequence: int,
+    started: float,
+    on_done: Callable[[], None],
+    read_within: float | None = None,
 ) -> OrderSample:
     """`started` is when the order was due: an open loop that falls behind shows it
-    in the latencies instead of hiding it (no coordinated omission)."""
+    in the latencies instead of hiding it (no coordinated omission). With
+    `read_within`, the order's customer reads it once at a random moment that
+    long after its acceptance, while the order runs on."""
     order_id: str | None = None
+    read: asyncio.Task[Read] | None = None
     try:
         order_id = await scenario.submit(sequence)
         submitted = time.perf_counter()
+        if read_within is not None:
+            read = asyncio.create_task(
+                read_at_random(cast(Readable, scenario), order_id, read_within)
+            )
         async with asyncio.timeout(TERMINAL_TIMEOUT_SECONDS):
             status = await scenario.wait_terminal(order_id)
+        terminal = time.perf_counter()
+        reads = [await read] if read is not None else []
         return OrderSample(
-            order_id, submitted - started, time.perf_counter() - started, status, None
+            order_id, submitted - started, terminal - started, status, None, reads=reads
         )
     except Exception as error:  # recorded and reported: a bench run never crashes on one order
         reason = f"{type(error).__name__}: {error}"[:300]
         return OrderSample(order_id, time.perf_counter() - started, None, None, reason)
     finally:
+        if read is not None and not read.done():
+            read.cancel()  # the order is already recorded as lost
         on_done()
 
 
@@ -119,6 +197,7 @@ async def open_loop(
     rate: float,
     next_sequence: Callable[[], int],
     on_done: Callable[[], None],
+    read_within: float | None = None,
 ) -> RunResult:
     began = time.perf_counter()
     tasks: list[asyncio.Task[OrderSample]] = []
@@ -127,7 +206,9 @@ async def open_loop(
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(_one_order(scenario, next_sequence(), due, on_done)))
+        tasks.append(
+            asyncio.create_task(_one_order(scenario, next_sequence(), due, on_done, read_within))
+        )
     samples = list(await asyncio.gather(*tasks))
     elapsed = time.perf_counter() - began
     return RunResult(scenario.name, "open", rate, elapsed, samples)

@@ -10,14 +10,24 @@ from typing import Any
 from ordersaga.bench.runner import (
     BASELINE_COMPENSATION,
     BASELINE_HAPPY,
+    BASELINE_LOCAL,
     BASELINE_OUT_OF_THE_BOX,
+    BASELINE_SAME_WORK,
     NO_CODEC_SUFFIX,
+    POSTGRES_SUFFIX,
     SAGA_COMPENSATION,
     SAGA_HAPPY,
     SAGA_HAPPY_NO_CODEC,
+    SAGA_HAPPY_POSTGRES,
+    SAGA_SLOW_STEP,
 )
+from ordersaga.bench.slow_step import READ_P99_TARGET_MS as SLOW_STEP_READ_P99_TARGET_MS
 
 SAGA_RATIO_TARGET = 0.85
+# The saga's own overhead: against a bare workflow making the same service calls.
+SAME_WORK_RATIO_TARGET = 0.9
+# The whole system against bare Temporal with local activities that do nothing.
+LOCAL_ACTIVITIES_RATIO_TARGET = 0.65
 # The encryption issue: the codec may cost at most 5 % of the orders per second.
 CODEC_RATIO_TARGET = 0.95
 # Whose CPU per order the codec's cost is reported for (the processes that
@@ -25,6 +35,16 @@ CODEC_RATIO_TARGET = 0.95
 CODEC_COMPONENTS = ("worker", "api", "temporal")
 OUT_OF_THE_BOX_RATIO_TARGET = 2.0
 SUBMIT_P99_TARGET_MS = 50.0
+READ_P99_TARGET_MS = 50.0
+CPU_PER_REQUEST_TARGET_MS = 2.0
+# Requests a happy order makes to each service: reserve and commit, charge, ship.
+REQUESTS_PER_HAPPY_ORDER = {"inventory": 2, "payments": 1, "shipping": 1}
+# Whose service CPU per request is reported, and the suffix of its stack's processes.
+CPU_PER_REQUEST_SCENARIOS = ((SAGA_HAPPY, ""), (SAGA_HAPPY_POSTGRES, POSTGRES_SUFFIX))
+# The unit of a target met or not as a whole (1.0 or 0.0).
+YES_NO = "yes/no"
+# The verification's stock figures, one per stack that held saga orders.
+STOCK_KEYS = ("stock", "stock_no_codec_stack", "stock_postgres_stack")
 
 
 def _closed_rate(scenarios: Mapping[str, Any], name: str) -> float | None:
@@ -55,6 +75,13 @@ def ratios(scenarios: Mapping[str, Any]) -> dict[str, Any]:
             BASELINE_COMPENSATION,
             SAGA_RATIO_TARGET,
         ),
+        ("saga_happy_vs_same_work", SAGA_HAPPY, BASELINE_SAME_WORK, SAME_WORK_RATIO_TARGET),
+        (
+            "saga_happy_vs_local_activities",
+            SAGA_HAPPY,
+            BASELINE_LOCAL,
+            LOCAL_ACTIVITIES_RATIO_TARGET,
+        ),
         ("saga_happy_vs_no_codec", SAGA_HAPPY, SAGA_HAPPY_NO_CODEC, CODEC_RATIO_TARGET),
         (
             "embedded_vs_out_of_the_box",
@@ -67,15 +94,134 @@ def ratios(scenarios: Mapping[str, Any]) -> dict[str, Any]:
         if ratio is not None:
             found[key] = ratio
     for name in (SAGA_HAPPY, SAGA_COMPENSATION):
-        if name in scenarios:
-            p99 = scenarios[name]["open"]["median"]["submit_latency_ms"]["p99"]
-            found[f"{name}_submit_p99_ms_at_open_rate"] = {
-                "of": f"{name} open loop at {scenarios[name]['open']['median']['load']:.1f}/s",
+        if name not in scenarios:
+            continue
+        opened = scenarios[name]["open"]["median"]
+        for what, latencies, target in (
+            ("submit", opened["submit_latency_ms"], SUBMIT_P99_TARGET_MS),
+            ("read", opened["reads"]["latency_ms"], READ_P99_TARGET_MS),
+        ):
+            p99 = latencies["p99"]
+            found[f"{name}_{what}_p99_ms_at_open_rate"] = {
+                "of": f"{name} open loop at {opened['load']:.1f}/s",
                 "value": p99,
-                "target": SUBMIT_P99_TARGET_MS,
-                "met": p99 is not None and p99 <= SUBMIT_P99_TARGET_MS,
+                "target": target,
+                "met": p99 is not None and p99 <= target,
             }
     return found
+
+
+def cpu_per_request(scenarios: Mapping[str, Any]) -> dict[str, Any]:
+    """ms of each service's CPU per request it served, from a happy scenario's
+    closed-loop CPU per order and the requests a happy order makes."""
+    found: dict[str, Any] = {}
+    for name, suffix in CPU_PER_REQUEST_SCENARIOS:
+        if name not in scenarios:
+            continue
+        per_order = scenarios[name]["closed"]["median"]["cpu_seconds_per_order"]
+        for service, requests in REQUESTS_PER_HAPPY_ORDER.items():
+            seconds = per_order.get(service + suffix)
+            if seconds is None:
+                continue
+            value = seconds * 1000 / requests
+            found[f"{name}_{service}_cpu_ms_per_request"] = {
+                "of": f"{service}{suffix} in {name}, {requests} request(s) per order",
+                "value": value,
+                "target": CPU_PER_REQUEST_TARGET_MS,
+                "met": value <= CPU_PER_REQUEST_TARGET_MS,
+            }
+    return found
+
+
+def _target(
+    what: str, value: float | None, unit: str, op: str, threshold: float, of: str
+) -> dict[str, Any]:
+    met = value is not None and (value >= threshold if op == ">=" else value <= threshold)
+    return {
+        "target": what,
+        "value": value,
+        "unit": unit,
+        "op": op,
+        "threshold": threshold,
+        "met": met,
+        "of": of,
+    }
+
+
+_RATIO_NAMES = {
+    "saga_happy_vs_same_work": "saga-happy / baseline-same-work (orders/s)",
+    "saga_happy_vs_local_activities": "saga-happy / baseline-happy-local-activities",
+    "saga_happy_vs_baseline": "saga-happy / baseline-happy",
+    "saga_compensation_vs_baseline": "saga-compensation / baseline-compensation",
+    "saga_happy_vs_no_codec": "saga-happy / saga-happy-no-codec (the codec)",
+    "embedded_vs_out_of_the_box": "embedded / out-of-the-box (baseline-happy)",
+}
+
+
+def targets(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every figure that has a target, with the target and whether it was met,
+    in the order `make bench` prints them."""
+    found_ratios: Mapping[str, Any] = report["ratios"]
+    rows = [
+        _target(name, ratio["value"], "", ">=", ratio["target"], ratio["of"])
+        for key, name in _RATIO_NAMES.items()
+        if (ratio := found_ratios.get(key)) is not None
+    ]
+    for key, cpu in report["cpu_per_request"].items():
+        rows.append(_target(cpu["of"], cpu["value"], "ms CPU/request", "<=", cpu["target"], key))
+    for what in ("read", "submit"):
+        for name in (SAGA_HAPPY, SAGA_COMPENSATION):
+            latency = found_ratios.get(f"{name}_{what}_p99_ms_at_open_rate")
+            if latency is not None:
+                label = "GET /orders/{id}" if what == "read" else "POST /orders"
+                rows.append(
+                    _target(
+                        f"{label} p99, {name}, half the maximum rate",
+                        latency["value"],
+                        "ms",
+                        "<=",
+                        latency["target"],
+                        latency["of"],
+                    )
+                )
+    slow = report.get("slow_step")
+    if slow is not None:
+        reads, cancels = slow["reads"], slow["cancels"]
+        rows.append(
+            _target(
+                "GET /orders/{id} p99 while a step is slow",
+                reads["latency_ms"]["p99"],
+                "ms",
+                "<=",
+                SLOW_STEP_READ_P99_TARGET_MS,
+                f"{SAGA_SLOW_STEP}: {reads['count']} reads, max "
+                f"{_ms(reads['latency_ms']['max'])} ms",
+            )
+        )
+        sent = cancels["sent"]
+        rows.append(
+            _target(
+                "cancels while a step is in flight: share ended CANCELLED",
+                cancels["accepted_then_cancelled"] / sent if sent else None,
+                "",
+                ">=",
+                1.0,
+                f"{SAGA_SLOW_STEP}: {cancels['accepted_then_cancelled']} of {sent}",
+            )
+        )
+    verification = report["verification"]
+    rows.append(
+        _target(
+            "nothing lost",
+            1.0 if verification["nothing_lost"] else 0.0,
+            YES_NO,
+            ">=",
+            1.0,
+            f"{verification['orders_terminal_as_expected']}/{verification['orders_submitted']} "
+            "orders as expected, ledgers checked",
+        )
+    )
+    return rows
 
 
 def codec_cost(scenarios: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -136,6 +282,43 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _target_line(row: Mapping[str, Any]) -> str:
+    value = row["value"]
+    if value is None:
+        measured, verdict = "-", "not measured"
+    else:
+        measured = f"{value:.2f}" if not row["unit"] else f"{value:.1f}"
+        verdict = "met" if row["met"] else "NOT met"
+    unit = f" {row['unit']}" if row["unit"] else ""
+    threshold = f"{row['op']} {row['threshold']:g}{unit}"
+    if row["unit"] == YES_NO:
+        measured, threshold = ("yes" if value else "no"), "yes"
+    return f"  {row['target']:<66}{measured:>8}  {threshold:<26}{verdict:<9} [{row['of']}]"
+
+
+def _slow_step_lines(slow: Mapping[str, Any]) -> list[str]:
+    lines = [
+        f"{SAGA_SLOW_STEP}: each step's service slowed by {slow['latency_ms']} ms in turn; "
+        "reads at 1/4, 1/2, 3/4 of the slowed call, cancels at 1/2; latencies in ms"
+    ]
+    for step, figures in (*slow["steps"].items(), ("all steps", slow)):
+        reads, cancels = figures["reads"], figures["cancels"]
+        latency = reads["latency_ms"]
+        seen = ", ".join(f"{status} {n}" for status, n in sorted(reads["statuses_seen"].items()))
+        answers = ", ".join(f"{code}: {n}" for code, n in sorted(cancels["answers"].items()))
+        ended = ", ".join(f"{status} {n}" for status, n in sorted(cancels["accepted_then"].items()))
+        lines.append(
+            f"  {step}: GET p50 {_ms(latency['p50'])} p99 {_ms(latency['p99'])} "
+            f"max {_ms(latency['max'])} ({reads['count']} reads, {reads['stale']} stale, "
+            f"{reads['errors']} failed; saw {seen or 'nothing'}); "
+            f"cancels {cancels['sent']} ({answers or 'none'}), "
+            f"accepted ones ended {ended or '-'}"
+        )
+    for refusal, count in sorted(slow["cancels"]["refusals"].items()):
+        lines.append(f"  refused cancels ({count}): {refusal}")
+    return lines
+
+
 def table(report: Mapping[str, Any]) -> str:
     scenarios: Mapping[str, Any] = report["scenarios"]
     lines = [
@@ -166,34 +349,46 @@ def table(report: Mapping[str, Any]) -> str:
         if parts:
             total = sum(m["cpu_seconds_per_order"].values()) * 1000
             lines.append(f"  {name}: {', '.join(parts)}  (total {total:.1f} ms CPU/order)")
+    reading = [(name, sc["open"]["median"]) for name, sc in scenarios.items()]
+    reading = [(name, m) for name, m in reading if m["reads"]["count"]]
+    if reading:
+        lines.append("")
+        lines.append(
+            "GET /orders/{id} by the order's customer, open loop (one read per order "
+            "soon after its 202), medians; latencies in ms"
+        )
+        for name, m in reading:
+            reads = m["reads"]
+            latency = reads["latency_ms"]
+            lines.append(
+                f"  {name}: {reads['count']:.0f} reads at {m['load']:.1f}/s, "
+                f"p50 {_ms(latency['p50'])} p99 {_ms(latency['p99'])} max {_ms(latency['max'])}; "
+                f"{reads['in_flight']:.0f} saw it in flight, {reads['stale']:.0f} stale, "
+                f"{reads['errors']:.0f} failed"
+            )
+    if report.get("slow_step") is not None:
+        lines.append("")
+        lines += _slow_step_lines(report["slow_step"])
     lines.append("")
-    lines.append("ratios (closed-loop orders/s, medians) and targets")
-    for key, ratio in report["ratios"].items():
-        verdict = "met" if ratio["met"] else "NOT met"
-        if key.endswith("_ms_at_open_rate"):
-            lines.append(
-                f"  {key}: {_ms(ratio['value'])} ms (target <= {ratio['target']:.0f}) {verdict}"
-                f"  [{ratio['of']}]"
-            )
-        else:
-            lines.append(
-                f"  {key}: {ratio['value']:.2f} (target >= {ratio['target']:.2f}) {verdict}"
-                f"  [{ratio['of']}]"
-            )
+    lines.append("targets (one run; orders/s and CPU: closed loop, medians of the repetitions)")
+    for row in report["targets"]:
+        lines.append(_target_line(row))
+    for name, reason in report.get("skipped", {}).items():
+        lines.append(f"  {name}: skipped, {reason}")
     if report.get("codec_cost") is not None:
         lines.append("")
         lines += _codec_lines(report["codec_cost"])
     v = report["verification"]
     lines.append("")
     if v["nothing_lost"]:
-        stocks = [v[key] for key in ("stock", "stock_no_codec_stack") if key in v]
+        stocks = [v[key] for key in STOCK_KEYS if key in v]
         lines.append(
             f"nothing lost: {v['orders_terminal_as_expected']}/{v['orders_submitted']} orders "
             "reached their expected terminal status"
             + (
-                f"; charges, shipments, reservations of {v['saga_orders_checked_against_services']}"
-                f" saga orders and the stock of {stocks[0]['sku']} add up"
-                + (" in both stacks" if len(stocks) > 1 else "")
+                f"; charges, shipments, reservations of {v['orders_checked_against_services']}"
+                f" orders and the stock of {stocks[0]['sku']} add up"
+                + {1: "", 2: " in both stacks"}.get(len(stocks), f" in all {len(stocks)} stacks")
                 if stocks
                 else ""
             )
