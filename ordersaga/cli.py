@@ -649,7 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--scenarios",
-        help="comma-separated scenarios (default: all but baseline-happy-local-activities)",
+        help="comma-separated scenarios (default: every one; docs/performance.md lists them)",
     )
     bench.add_argument(
         "--output-dir",

@@ -587,10 +587,10 @@ def child_env(settings: Settings, data_dir: Path) -> dict[str, str]:
     )
     # Services' databases given in the settings (the benchmark's PostgreSQL
     # stack passes them as arguments); otherwise the environment's, or SQLite.
-    for service in SERVICES:
-        database_url = getattr(settings, f"{service}_database_url")
+    for domain in DOMAINS:
+        database_url = settings.configured_database_url(domain.name)
         if database_url is not None:
-            env[env_var_name(f"{service}_database_url")] = database_url.get_secret_value()
+            env[env_var_name(f"{domain.name}_database_url")] = database_url
     # One build id across restarts (unless one is set): a dev who commits and
     # restarts expects the new code to take the work, not to wait for a rollout.
     env[env_var_name("worker_build_id")] = settings.worker_build_id or "dev"

@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from contracts.orders import PlaceOrder, StepName
     from ordersaga.bench.baseline import BaselineResult
-    from workflows.order import LOCAL_ATTEMPT_TIMEOUT, ONE_LOCAL_ATTEMPT
+    from workflows.runner import LOCAL_ATTEMPT_TIMEOUT, ONE_LOCAL_ATTEMPT
 
 WORKFLOW_TYPE = "BenchSameWorkWorkflow"
 STEPS = 4
