@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import pytest
@@ -171,6 +171,20 @@ def refused(code: str) -> Containing:
     return Containing(code)
 
 
+# Refused at the last step, so there is something to undo: the rows whose
+# undos fail or are refused start from it (dataclasses.replace).
+SHIP_REFUSED = Case(
+    "ship-refused-address-undeliverable",
+    fail_always={"create_shipment": errors.ADDRESS_UNDELIVERABLE},
+    status=OrderStatus.FAILED,
+    steps=steps(COMPENSATED, COMPENSATED, FAILED),
+    calls=("reserve_inventory", "charge_payment", "create_shipment"),
+    undone=(REFUND, RELEASE),
+    code=errors.ADDRESS_UNDELIVERABLE,
+    reason=refused(errors.ADDRESS_UNDELIVERABLE),
+)
+REFUND_ALWAYS_REFUSED = {**SHIP_REFUSED.fail_always, "refund_payment": errors.REFUND_REFUSED}
+
 CASES = [
     Case(
         "nothing-fails",
@@ -227,16 +241,7 @@ CASES = [
         reason=refused(errors.ORDER_FENCED),
         attempts=(1, 1, 0, 0),
     ),
-    Case(
-        "ship-refused-address-undeliverable",
-        fail_always={"create_shipment": errors.ADDRESS_UNDELIVERABLE},
-        status=OrderStatus.FAILED,
-        steps=steps(COMPENSATED, COMPENSATED, FAILED),
-        calls=("reserve_inventory", "charge_payment", "create_shipment"),
-        undone=(REFUND, RELEASE),
-        code=errors.ADDRESS_UNDELIVERABLE,
-        reason=refused(errors.ADDRESS_UNDELIVERABLE),
-    ),
+    SHIP_REFUSED,
     # --- passing faults: retried, on the domain's queue once the local attempt failed
     Case(
         "charge-faults-twice-then-succeeds",
@@ -267,17 +272,12 @@ CASES = [
         reason=Containing(f"gave up after {FORWARD_STEP_MAX_ATTEMPTS} attempts"),
         attempts=(1, FORWARD_STEP_MAX_ATTEMPTS, 0, 0),
     ),
-    Case(
+    replace(
+        SHIP_REFUSED,
         # Undoing has no budget: a compensation is retried until it succeeds.
-        "release-faults-eight-times-then-succeeds",
-        fail_always={"create_shipment": errors.ADDRESS_UNDELIVERABLE},
+        name="release-faults-eight-times-then-succeeds",
         fail_next={"release_inventory": (TRANSIENT,) * 8},
-        status=OrderStatus.FAILED,
-        steps=steps(COMPENSATED, COMPENSATED, FAILED),
-        calls=("reserve_inventory", "charge_payment", "create_shipment"),
         undone=(REFUND, *[RELEASE] * 9),
-        code=errors.ADDRESS_UNDELIVERABLE,
-        reason=refused(errors.ADDRESS_UNDELIVERABLE),
     ),
     # --- the customer cancels: accepted until the shipment exists, even mid-step.
     # A cancelled order also undoes, looked up by order, every step it did not
@@ -415,9 +415,9 @@ CASES = [
     ),
     # --- a compensation refused outright: the other undos still run, then the
     # order waits in NEEDS_ATTENTION for an operator's decision on each.
-    Case(
-        "refund-refused-then-retried-by-an-operator",
-        fail_always={"create_shipment": errors.ADDRESS_UNDELIVERABLE},
+    replace(
+        SHIP_REFUSED,
+        name="refund-refused-then-retried-by-an-operator",
         fail_next={"refund_payment": (errors.REFUND_REFUSED,)},
         decisions=(
             Decide(
@@ -429,19 +429,12 @@ CASES = [
                 parked_undone=(REFUND, RELEASE),
             ),
         ),
-        status=OrderStatus.FAILED,
-        steps=steps(COMPENSATED, COMPENSATED, FAILED),
-        calls=("reserve_inventory", "charge_payment", "create_shipment"),
         undone=(REFUND, RELEASE, REFUND),
-        code=errors.ADDRESS_UNDELIVERABLE,
-        reason=refused(errors.ADDRESS_UNDELIVERABLE),
     ),
-    Case(
-        "refund-refused-then-resolved-by-an-operator",
-        fail_always={
-            "create_shipment": errors.ADDRESS_UNDELIVERABLE,
-            "refund_payment": errors.REFUND_REFUSED,
-        },
+    replace(
+        SHIP_REFUSED,
+        name="refund-refused-then-resolved-by-an-operator",
+        fail_always=REFUND_ALWAYS_REFUSED,
         decisions=(
             Decide(
                 "resolve",
@@ -452,21 +445,14 @@ CASES = [
                 parked_undone=(REFUND, RELEASE),
             ),
         ),
-        status=OrderStatus.FAILED,
-        steps=steps(COMPENSATED, COMPENSATED, FAILED),
-        calls=("reserve_inventory", "charge_payment", "create_shipment"),
         # Only the refused undo was outstanding: nothing ran again.
         undone=(REFUND, RELEASE),
-        code=errors.ADDRESS_UNDELIVERABLE,
-        reason=refused(errors.ADDRESS_UNDELIVERABLE),
     ),
-    Case(
+    replace(
+        SHIP_REFUSED,
         # Retrying a refund the issuer keeps refusing parks the order again.
-        "refund-refused-retried-refused-again-then-resolved",
-        fail_always={
-            "create_shipment": errors.ADDRESS_UNDELIVERABLE,
-            "refund_payment": errors.REFUND_REFUSED,
-        },
+        name="refund-refused-retried-refused-again-then-resolved",
+        fail_always=REFUND_ALWAYS_REFUSED,
         decisions=(
             Decide(
                 "retry",
@@ -485,17 +471,12 @@ CASES = [
                 parked_undone=(REFUND, RELEASE, REFUND),
             ),
         ),
-        status=OrderStatus.FAILED,
-        steps=steps(COMPENSATED, COMPENSATED, FAILED),
-        calls=("reserve_inventory", "charge_payment", "create_shipment"),
         undone=(REFUND, RELEASE, REFUND),
-        code=errors.ADDRESS_UNDELIVERABLE,
-        reason=refused(errors.ADDRESS_UNDELIVERABLE),
     ),
-    Case(
+    replace(
+        SHIP_REFUSED,
         # Both undos were tried before the order parked; then each waits for its own decision.
-        "refund-and-release-refused-each-retried-by-an-operator",
-        fail_always={"create_shipment": errors.ADDRESS_UNDELIVERABLE},
+        name="refund-and-release-refused-each-retried-by-an-operator",
         fail_next={
             "refund_payment": (errors.REFUND_REFUSED,),
             "release_inventory": (errors.INVALID_STATE,),
@@ -518,12 +499,7 @@ CASES = [
                 parked_undone=(REFUND, RELEASE, REFUND),
             ),
         ),
-        status=OrderStatus.FAILED,
-        steps=steps(COMPENSATED, COMPENSATED, FAILED),
-        calls=("reserve_inventory", "charge_payment", "create_shipment"),
         undone=(REFUND, RELEASE, REFUND, RELEASE),
-        code=errors.ADDRESS_UNDELIVERABLE,
-        reason=refused(errors.ADDRESS_UNDELIVERABLE),
     ),
 ]
 
