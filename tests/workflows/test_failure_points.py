@@ -96,6 +96,7 @@ TOO_LATE_COMMITTED = "too late to cancel: the order has been committed"
 # update or a cancellation waited.
 REJECTED_TASK = "WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND"
 LOST_TASK = "WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE"
+OPERATOR_UPDATES = {"retry": RETRY_COMPENSATION_UPDATE, "resolve": RESOLVE_COMPENSATION_UPDATE}
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,13 @@ class Decide:
 
 @dataclass(frozen=True)
 class Case:
+    """One failure point: what goes wrong, and how the order ends.
+
+    The first fields script the fakes (activity name -> fault) and the test;
+    the rest are what the order must show at the end. Left at their defaults,
+    they describe a completed order.
+    """
+
     name: str
     # What goes wrong.
     fail_always: Mapping[str, str] = field(default_factory=dict)
@@ -161,13 +169,14 @@ class Case:
     failed_tasks: tuple[str, ...] = ()
     # Checked only where given.
     attempts: tuple[int, ...] | None = None
-    ran_locally: tuple[bool, ...] | None = None  # call by call, as in `calls`
+    ran_locally: tuple[bool, ...] | None = None  # one per call, undos included
     queued: tuple[tuple[str, str], ...] | None = None
     workflow_tasks: int | None = None
     upserts: tuple[str, ...] | None = None
 
 
 def refused(code: str) -> Containing:
+    """The reason of an order a domain refused: it names the refusal's code."""
     return Containing(code)
 
 
@@ -585,10 +594,7 @@ async def decide(
     with pytest.raises(WorkflowUpdateFailedError) as too_late:
         await send_cancel(handle)
     assert TOO_LATE in str(too_late.value.cause)
-    update = (
-        RETRY_COMPENSATION_UPDATE if decision.decision == "retry" else (RESOLVE_COMPENSATION_UPDATE)
-    )
-    await handle.execute_update(update, decision.action)
+    await handle.execute_update(OPERATOR_UPDATES[decision.decision], decision.action)
     return parked
 
 
