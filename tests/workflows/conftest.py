@@ -8,14 +8,16 @@ Each test gets fresh fakes, scripted by activity name.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Interceptor
 
 from contracts.orders import (
     STATUS_QUERY,
@@ -95,14 +97,23 @@ class SagaHarness:
         await self.fakes.wait_entered(activity_name, within=within)
 
 
-@pytest.fixture
-async def saga(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[SagaHarness]:
-    fakes = FakeDomainActivities()
-    harness = SagaHarness(time_skipping_env, fakes, f"orders-test-{uuid.uuid4()}")
+@contextlib.asynccontextmanager
+async def saga_workers(
+    env: WorkflowEnvironment, *, interceptors: Sequence[Interceptor] = ()
+) -> AsyncIterator[SagaHarness]:
+    """Fresh fakes, and the workers that run the real workflow with them on a new queue."""
+    harness = SagaHarness(env, FakeDomainActivities(), f"orders-test-{uuid.uuid4()}")
     async with fake_domain_workers(
         harness.client,
-        fakes,
+        harness.fakes,
         orders_queue=harness.orders_queue,
         close_orders=harness.terminate_unfinished,
+        interceptors=interceptors,
     ):
+        yield harness
+
+
+@pytest.fixture
+async def saga(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[SagaHarness]:
+    async with saga_workers(time_skipping_env) as harness:
         yield harness
