@@ -4,11 +4,12 @@ A bare workflow whose steps are local first attempts of the saga's own
 activity methods (`activities/`), so they make the same HTTP calls to the
 same services with the same client and the workers' credential
 (`ordersaga.bench.baseline_worker --same-work`). No status, steps, search
-attributes, summaries, metrics or compensation: what the saga costs beyond this is its own bookkeeping. A call slower than the
-saga's local budget, which the saga would hand to its domain's queue, runs on
-here (and a failed one is retried here), so a loaded machine does not fail
-the baseline's orders; a step that still fails fails the workflow, which the
-bench counts as lost.
+attributes, summaries, metrics or compensation: what the saga costs beyond
+this is its own bookkeeping. A call slower than the saga's local budget,
+which the saga would hand to its domain's queue, runs on here (and a failed
+one is retried here), so a loaded machine does not fail the baseline's
+orders; a step that still fails fails the workflow, which the bench counts
+as lost.
 
 Imported inside the workflow sandbox: what it needs beyond stdlib and
 temporalio is passed through, as in `workflows/order.py`.
