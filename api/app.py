@@ -19,7 +19,7 @@ from temporalio.client import Client
 from temporalio.service import RetryConfig
 
 from api.errors import install_error_handlers
-from api.limits import OrderRateLimit
+from api.limits import OpenOrderCap, OrderRateLimit
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.middleware import DropInboundBaggage
 from api.routes import ops, orders
@@ -93,7 +93,7 @@ def create_app(
     app.state.order_rate_limit = OrderRateLimit(
         settings.api_order_rate_limit, settings.rate_limit_storage_url.get_secret_value()
     )
-    app.state.max_open_orders = settings.api_max_open_orders_per_customer
+    app.state.open_order_cap = OpenOrderCap(settings.api_max_open_orders_per_customer)
     app.state.catalog_currency = settings.catalog_currency
     # Inside metrics and the access log, so refused bodies are counted and logged.
     app.add_middleware(HttpGuard, max_body_bytes=settings.api_max_body_bytes)

@@ -19,7 +19,7 @@ from api.ids import (
     idempotency_key_problem,
     is_order_id,
 )
-from api.limits import OrderRateLimit
+from api.limits import OpenOrderCap, OrderRateLimit
 from api.metrics import ApiMetrics
 from api.temporal_orders import TemporalOrders
 from ordersaga.runtime.logging import bind_log_fields
@@ -65,12 +65,12 @@ async def get_order_rate_limit(request: Request) -> OrderRateLimit:
 OrderRateLimitDep = Annotated[OrderRateLimit, Depends(get_order_rate_limit)]
 
 
-async def get_max_open_orders(request: Request) -> int:
-    cap: int = request.app.state.max_open_orders
+async def get_open_order_cap(request: Request) -> OpenOrderCap:
+    cap: OpenOrderCap = request.app.state.open_order_cap
     return cap
 
 
-MaxOpenOrdersDep = Annotated[int, Depends(get_max_open_orders)]
+OpenOrderCapDep = Annotated[OpenOrderCap, Depends(get_open_order_cap)]
 
 
 async def idempotency_key(

@@ -1,4 +1,6 @@
-"""How fast one customer may place orders, counted where every replica sees it.
+"""How fast one customer may place orders, and how many may be open at once.
+
+The rate is counted where every replica sees it.
 
 The `limits` library does the counting: in process memory by default (one API
 process, `make dev`), in Redis when ORDERSAGA_RATE_LIMIT_STORAGE_URL names one,
@@ -11,13 +13,15 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
-from api.errors import RateLimited
+from api.errors import RateLimited, TooManyOpenOrders
 
 log = logging.getLogger(__name__)
 
@@ -50,3 +54,60 @@ class OrderRateLimit:
             f"too many orders: at most {self.description} per customer; retry later",
             retry_after_seconds=retry_after,
         )
+
+
+class OpenOrderCap:
+    """At most `cap` open orders per customer, without a visibility count per order.
+
+    A count of the customer's open orders is a visibility query, which cost
+    the embedded server about 5 ms of CPU per order placed (docs/performance.md).
+    So each customer's count is kept for `fresh_for` seconds, and every order
+    this process starts for them is added to it: an upper bound, since orders
+    that finished meanwhile are still counted. The count is taken again once
+    it is older than that, and always before a refusal, so a refusal rests on
+    a fresh count. What another API replica placed in the last `fresh_for`
+    seconds is missed; the shared rate limit bounds how much that can be.
+    """
+
+    def __init__(
+        self,
+        cap: int,
+        *,
+        fresh_for: float = 10.0,
+        max_customers: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cap = cap
+        self._fresh_for = fresh_for
+        self._max_customers = max_customers
+        self._clock = clock
+        # customer -> (open orders, when counted); least recently used first.
+        self._known: OrderedDict[str, tuple[int, float]] = OrderedDict()
+
+    async def check(self, customer_id: str, count: Callable[[str], Awaitable[int]]) -> None:
+        """Raise TooManyOpenOrders when the customer already has `cap` open orders."""
+        now = self._clock()
+        known = self._known.get(customer_id)
+        if known is not None and known[0] < self.cap and now - known[1] < self._fresh_for:
+            self._known.move_to_end(customer_id)
+            return
+        open_orders = await count(customer_id)
+        self._remember(customer_id, open_orders, now)
+        if open_orders >= self.cap:
+            log.info("open-order cap reached", extra={"customer_id": customer_id})
+            raise TooManyOpenOrders(
+                f"at most {self.cap} open orders per customer; retry when some have finished",
+                retry_after_seconds=30,
+            )
+
+    def placed(self, customer_id: str) -> None:
+        """Count an order this process has just started for the customer."""
+        known = self._known.get(customer_id)
+        if known is not None:
+            self._known[customer_id] = (known[0] + 1, known[1])
+
+    def _remember(self, customer_id: str, open_orders: int, counted_at: float) -> None:
+        self._known[customer_id] = (open_orders, counted_at)
+        self._known.move_to_end(customer_id)
+        while len(self._known) > self._max_customers:
+            self._known.popitem(last=False)

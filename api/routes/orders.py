@@ -11,12 +11,12 @@ from temporalio.client import WorkflowExecution
 from api.auth import CustomerDep, OperatorDep, ReaderDep
 from api.deps import (
     IdempotencyKeyDep,
-    MaxOpenOrdersDep,
+    OpenOrderCapDep,
     OrderIdDep,
     OrderRateLimitDep,
     OrdersDep,
 )
-from api.errors import CurrencyNotSold, Forbidden, OrderNotFound, TooManyOpenOrders
+from api.errors import CurrencyNotSold, Forbidden, OrderNotFound
 from api.ids import SAFE_ID_PATTERN, derive_order_id, request_fingerprint
 from api.schemas import (
     CancelRequest,
@@ -100,7 +100,7 @@ async def place_order(
     caller: CustomerDep,
     orders: OrdersDep,
     rate_limit: OrderRateLimitDep,
-    max_open_orders: MaxOpenOrdersDep,
+    open_order_cap: OpenOrderCapDep,
     response: Response,
 ) -> OrderAccepted:
     """Start fulfilment; the order's progress is at the `self` link.
@@ -119,15 +119,12 @@ async def place_order(
     order_id = derive_order_id(customer_id, key)
     bind_log_fields(order_id=order_id, workflow_id=order_id)
     await rate_limit.check(customer_id)
-    if await orders.open_orders_of(customer_id) >= max_open_orders:
-        raise TooManyOpenOrders(
-            f"at most {max_open_orders} open orders per customer; retry when some have finished",
-            retry_after_seconds=30,
-        )
+    await open_order_cap.check(customer_id, count=orders.open_orders_of)
     await orders.place(
         order.to_place_order(order_id, customer_id),
         fingerprint=request_fingerprint(order.canonical()),
     )
+    open_order_cap.placed(customer_id)
     response.headers["Location"] = order_path(order_id)
     return OrderAccepted(
         order_id=order_id,
