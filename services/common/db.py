@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 from sqlalchemy import Connection, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from services.common import sqlite_driver
 
 # Named constraints, so later migrations (batch mode on SQLite) can address them.
 NAMING_CONVENTION = {
@@ -44,15 +47,22 @@ def create_engine(database_url: str) -> AsyncEngine:
         return create_async_engine(
             url, hide_parameters=True, pool_pre_ping=True, connect_args=connect_args
         )
-    if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, hide_parameters=True)
-    event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
+    database = url.database or ":memory:"
+    if database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(
+        url,
+        hide_parameters=True,
+        # A thread hand-off per transaction, not per driver call (sqlite_driver).
+        async_creator=sqlite_driver.connector(
+            database, setup=_set_up_sqlite_connection, busy_timeout_ms=SQLITE_BUSY_TIMEOUT_MS
+        ),
+    )
     event.listen(engine.sync_engine, "begin", _on_sqlite_begin)
     return engine
 
 
-def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+def _set_up_sqlite_connection(dbapi_connection: sqlite3.Connection) -> None:
     # Take BEGIN away from the sqlite3 driver (it would defer it to the first
     # write, and skip it for SAVEPOINT and DDL) so that _on_sqlite_begin decides.
     dbapi_connection.isolation_level = None
