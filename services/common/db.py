@@ -166,11 +166,5 @@ class SqlUnitOfWork:
     async def commit(self) -> None:
         await self.connection.commit()
 
-    @contextlib.asynccontextmanager
-    async def savepoint(self) -> AsyncIterator[None]:
-        """Undo only what the block did when it raises; the transaction goes on."""
-        async with self.connection.begin_nested():
-            yield
-
     def _bind(self, connection: AsyncConnection) -> None:
         """Create the repositories on this transaction's connection."""

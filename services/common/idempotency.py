@@ -4,8 +4,9 @@ A client (an activity, retried by Temporal) sends the same `Idempotency-Key`
 with every attempt of one request. The first attempt's answer is stored with a
 fingerprint of the request, in the same transaction as its effect; a repeat gets
 that answer again and changes nothing, and a different request under a used key
-is refused. Business refusals are answers too and are replayed; injected faults
-and unexpected errors roll everything back, so a retry really runs again.
+is refused. Business refusals are answers too and are replayed (stored with
+no effect: the effect's writes roll back); injected faults and unexpected
+errors roll everything back, so a retry really runs again.
 
 A request whose caller said how long it would wait (services.common.deadlines)
 commits nothing once that time is up, not even its answer: the caller is gone,
@@ -172,9 +173,11 @@ class IdempotentRequest:
         `effect` gets the unit of work in a write transaction and returns a
         domain object; `present` turns it into the response body.
 
-        The effect runs in a savepoint: a domain refusal undoes whatever the
-        effect had done so far (a reservation's first lines, say) while the
-        refusal itself is still stored in the same transaction.
+        A domain refusal rolls back that transaction, and with it whatever the
+        effect had done so far (a reservation's first lines, say); the refusal
+        is then stored under the key in a transaction of its own, which does
+        nothing else. A savepoint around the effect would keep both in one
+        transaction, at two more statements on every request that succeeds.
         """
         deadlines.check(self.deadline)
         async with uow.writing() as tx:
@@ -182,16 +185,30 @@ class IdempotentRequest:
             if not await store.claim(self.caller, self.key, self.fingerprint):
                 return self._replay(await store.get(self.caller, self.key))
             try:
-                async with tx.savepoint():
-                    result = await effect(tx)
-                status, body = status_code, present.model_validate(result).model_dump(mode="json")
+                result = await effect(tx)
             except DomainError as refusal:
-                status, body = domain_error_reply(refusal)
-            await store.complete(self.caller, self.key, status, body)
-            # Last thing before the commit: waiting for a lock or the write
-            # lock counts too. Raising here rolls back the effect and the key.
-            deadlines.check(self.deadline)
-            await tx.commit()
+                refused = refusal
+            else:
+                body = present.model_validate(result).model_dump(mode="json")
+                return await self._store(tx, store, status_code, body)
+        # Between the two transactions a twin may claim the key: the claim
+        # below then replays the twin's answer, as for any repeat.
+        status, body = domain_error_reply(refused)
+        async with uow.writing() as tx:
+            store = IdempotencyStore(tx.connection)
+            if not await store.claim(self.caller, self.key, self.fingerprint):
+                return self._replay(await store.get(self.caller, self.key))
+            return await self._store(tx, store, status, body)
+
+    async def _store(
+        self, tx: SqlUnitOfWork, store: IdempotencyStore, status: int, body: Any
+    ) -> JSONResponse:
+        """Store the answer under the claimed key, commit, and answer it."""
+        await store.complete(self.caller, self.key, status, body)
+        # Last thing before the commit: waiting for a lock or the write
+        # lock counts too. Raising here rolls back the effect and the key.
+        deadlines.check(self.deadline)
+        await tx.commit()
         return JSONResponse(body, status_code=status)
 
     def _replay(self, stored: StoredResponse | None) -> JSONResponse:
