@@ -14,25 +14,28 @@ event loop unless it can wait on another connection or on the disk:
   (or another engine in this one) writes. It is tried inline without waiting;
   only when the lock is taken does it go to a thread, where busy_timeout
   sleeps while the loop serves other requests;
-- the COMMIT of a write transaction appends to the WAL and may run a
-  checkpoint, which syncs the files: on a thread;
+- checkpoints, which copy the WAL into the database and sync both files, run
+  on a thread (Checkpoints), never inside a COMMIT;
 - opening a connection (the WAL pragma may wait on a lock): on a thread.
 
-Everything else cannot wait on another connection: inside a write
-transaction this connection already holds the write lock, and in WAL mode
-reads never wait for writers. So a write transaction costs one hand-off (its
-commit) and a read none, whatever the number of statements.
+Everything else waits on neither: inside a write transaction this connection
+already holds the write lock, in WAL mode reads never wait for writers, and
+with synchronous=NORMAL a COMMIT appends to the WAL without syncing it. So a
+request makes no thread hand-off at all unless another process writes too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 # The statement services.common.db issues to start a write transaction.
 BEGIN_WRITE = "BEGIN IMMEDIATE"
@@ -113,13 +116,58 @@ class _CursorContext:
         await self._cursor.__aexit__(*exc)
 
 
+class Checkpoints:
+    """Checkpoints of one database file, on a thread, off the commits.
+
+    Every connection is opened with `PRAGMA wal_autocheckpoint=0`, so no
+    COMMIT copies the WAL back into the database (and syncs both files)
+    inline. Instead every `WRITES`-th write transaction starts a PASSIVE
+    checkpoint (the kind SQLite's automatic one is) on a thread, on a
+    connection of its own; one at a time. Counted in transactions, not WAL
+    bytes: the WAL file keeps its size after a checkpoint (SQLite writes it
+    again from its start), so its size says nothing about what is left to copy.
+    """
+
+    # A service's write is a handful of pages: 100 of them stay well below the
+    # 1000 pages after which SQLite's own automatic checkpoint would run.
+    WRITES = 100
+
+    def __init__(self, database: str) -> None:
+        self._database = database
+        self._writes = 0
+        self._running: asyncio.Future[None] | None = None
+
+    def after_write(self) -> None:
+        self._writes += 1
+        if self._writes >= self.WRITES and self._running is None:
+            self._writes = 0
+            self._running = asyncio.get_running_loop().run_in_executor(None, self._checkpoint)
+            self._running.add_done_callback(self._done)
+
+    def _checkpoint(self) -> None:
+        connection = sqlite3.connect(self._database)
+        try:
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            connection.close()
+
+    def _done(self, finished: asyncio.Future[None]) -> None:
+        self._running = None
+        if not finished.cancelled() and finished.exception() is not None:
+            # The next write tries again; meanwhile the WAL only grows.
+            log.warning("SQLite checkpoint of %s failed: %r", self._database, finished.exception())
+
+
 class InlineSqliteConnection:
     """aiosqlite.Connection's interface over a sqlite3 connection (see the module)."""
 
-    def __init__(self, connection: sqlite3.Connection, *, busy_timeout_ms: int) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, *, busy_timeout_ms: int, checkpoints: Checkpoints
+    ) -> None:
         # The attribute SQLAlchemy's adapter reads to see the connection is open.
         self._connection: sqlite3.Connection | None = connection
         self._busy_timeout_ms = busy_timeout_ms
+        self._checkpoints = checkpoints
         # In a transaction begun with BEGIN IMMEDIATE, until it ends.
         self.writing = False
 
@@ -154,10 +202,9 @@ class InlineSqliteConnection:
 
     async def commit(self) -> None:
         writing, self.writing = self.writing, False
+        self._conn.commit()
         if writing:
-            await self.in_thread(self._conn.commit)
-        else:
-            self._conn.commit()
+            self._checkpoints.after_write()
 
     async def rollback(self) -> None:
         self.writing = False
@@ -191,14 +238,20 @@ def connector(
         connection = sqlite3.connect(database, check_same_thread=False)
         try:
             setup(connection)
+            # Checkpoints run on a thread instead (Checkpoints).
+            connection.execute("PRAGMA wal_autocheckpoint=0")
         except BaseException:
             connection.close()
             raise
         return connection
 
+    checkpoints = Checkpoints(database)
+
     async def create() -> InlineSqliteConnection:
         loop = asyncio.get_running_loop()
         connection = await loop.run_in_executor(None, open_connection)
-        return InlineSqliteConnection(connection, busy_timeout_ms=busy_timeout_ms)
+        return InlineSqliteConnection(
+            connection, busy_timeout_ms=busy_timeout_ms, checkpoints=checkpoints
+        )
 
     return create

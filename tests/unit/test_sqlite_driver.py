@@ -1,6 +1,6 @@
 """The services' SQLite driver (services/common/sqlite_driver.py): inline
-statements, but a write that waits for another writer's lock does not block
-the event loop."""
+statements, but nothing that waits on another connection or syncs the disk
+blocks the event loop."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.db import create_engine, transaction
+from services.common.sqlite_driver import Checkpoints
 
 
 @pytest.fixture
@@ -35,6 +36,33 @@ async def engine(database: Path) -> AsyncIterator[AsyncEngine]:
 async def insert(engine: AsyncEngine, value: int) -> None:
     async with transaction(engine, write=True) as connection:
         await connection.execute(text("INSERT INTO t VALUES (:x)"), {"x": value})
+
+
+def in_database_file(database: Path) -> list[int]:
+    """What the database file holds, leaving out the WAL: what checkpoints copied."""
+    connection = sqlite3.connect(f"file:{database}?immutable=1", uri=True)
+    try:
+        return [x for (x,) in connection.execute("SELECT x FROM t ORDER BY x")]
+    except sqlite3.OperationalError:  # the table itself is still only in the WAL
+        return []
+    finally:
+        connection.close()
+
+
+async def test_a_commit_leaves_the_checkpoint_to_a_thread(
+    engine: AsyncEngine, database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Checkpoints, "WRITES", 3)
+    await insert(engine, 1)
+    # The connections never checkpoint themselves.
+    assert in_database_file(database) == []
+
+    await insert(engine, 2)
+    for _ in range(200):
+        if in_database_file(database) == [1, 2]:
+            break
+        await asyncio.sleep(0.01)
+    assert in_database_file(database) == [1, 2]
 
 
 async def test_a_write_waits_for_another_writer_without_blocking_the_loop(
