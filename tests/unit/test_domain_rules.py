@@ -3,6 +3,8 @@ no oversell, all or nothing, release and commit each once, fences, limits."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 
 from contracts.orders import Address
@@ -102,32 +104,34 @@ async def test_prices_are_fixed_at_reservation_and_checked_against_the_expected_
         )  # fmt: skip
 
 
-async def test_release_puts_stock_back_once() -> None:
+@pytest.mark.parametrize(
+    ("settle", "undone_by", "state", "available_after", "refusal"),
+    [
+        (inventory.release, inventory.commit, ReservationState.RELEASED, 5, "released"),
+        (inventory.commit, inventory.release, ReservationState.COMMITTED, 3, "committed"),
+    ],
+    ids=["release", "commit"],
+)
+async def test_a_reservation_settles_once_and_for_good(
+    settle: Callable[[MemoryInventory, str], Awaitable[inventory.Reservation]],
+    undone_by: Callable[[MemoryInventory, str], Awaitable[inventory.Reservation]],
+    state: ReservationState,
+    available_after: int,
+    refusal: str,
+) -> None:
+    """Released stock goes back on sale, committed stock leaves; either once,
+    and a settled reservation cannot be settled the other way."""
     uow = await stocked(mug=5)
     reserved = await reserve(uow, "ord_1", Line("mug", 2))
 
     for _ in range(2):
-        released = await inventory.release(uow, reserved.reservation_id)
-        assert released.state is ReservationState.RELEASED
+        assert (await settle(uow, reserved.reservation_id)).state is state
 
-    assert await uow.products.get("mug") == Stock("mug", available=5, reserved=0)
-    with pytest.raises(InvalidState, match="released"):
-        await inventory.commit(uow, reserved.reservation_id)
-
-
-async def test_commit_ships_the_stock_once_and_cannot_be_released() -> None:
-    uow = await stocked(mug=5)
-    reserved = await reserve(uow, "ord_1", Line("mug", 2))
-
-    for _ in range(2):
-        committed = await inventory.commit(uow, reserved.reservation_id)
-        assert committed.state is ReservationState.COMMITTED
-
-    assert await uow.products.get("mug") == Stock("mug", available=3, reserved=0)
-    with pytest.raises(InvalidState, match="committed"):
-        await inventory.release(uow, reserved.reservation_id)
+    assert await uow.products.get("mug") == Stock("mug", available=available_after, reserved=0)
+    with pytest.raises(InvalidState, match=refusal):
+        await undone_by(uow, reserved.reservation_id)
     assert await uow.products.holdings(after=None, limit=10) == [
-        inventory.StockHolding("mug", available=3, reserved=0, held=0)
+        inventory.StockHolding("mug", available=available_after, reserved=0, held=0)
     ]
 
 
