@@ -7,10 +7,11 @@ import asyncio
 import contextlib
 import sqlite3
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Generic, Self, TypeVar
 
 from sqlalchemy import Connection, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -88,9 +89,39 @@ def _on_sqlite_begin(connection: Connection) -> None:
 
 def dialect_insert(connection: AsyncConnection, table: Table) -> sqlite.Insert | postgresql.Insert:
     """An INSERT that knows ON CONFLICT, for the two databases we run on."""
-    if connection.dialect.name == "postgresql":
+    return _insert_for(connection.dialect.name, table)
+
+
+def _insert_for(dialect: str, table: Table) -> sqlite.Insert | postgresql.Insert:
+    if dialect == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+StatementT = TypeVar("StatementT")
+
+
+class PerDialect(Generic[StatementT]):
+    """A statement with ON CONFLICT, built once per kind of database.
+
+    The statements a request runs are built once, with bind parameters for
+    their values: building a statement and computing its cache key took about
+    0.1 ms each time, more than SQLite takes to run it, and SQLAlchemy keeps
+    the key of a statement object once computed.
+    """
+
+    def __init__(
+        self, build: Callable[[Callable[[Table], sqlite.Insert | postgresql.Insert]], StatementT]
+    ) -> None:
+        self._build = build
+        self._built: dict[str, StatementT] = {}
+
+    def on(self, connection: AsyncConnection) -> StatementT:
+        dialect = connection.dialect.name
+        statement = self._built.get(dialect)
+        if statement is None:
+            statement = self._built[dialect] = self._build(partial(_insert_for, dialect))
+        return statement
 
 
 # One writer at a time per SQLite engine, queued in-process. SQLite allows one

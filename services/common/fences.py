@@ -43,12 +43,12 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter
 from pydantic import BaseModel
-from sqlalchemy import Column, DateTime, MetaData, String, Table, func
+from sqlalchemy import Column, DateTime, MetaData, String, Table, bindparam, func
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import errors
 from services.common.auth import WorkerOnly
-from services.common.db import NAMING_CONVENTION, dialect_insert, transaction
+from services.common.db import NAMING_CONVENTION, PerDialect, dialect_insert, transaction
 from services.common.errors import FORBIDDEN, UNAUTHORIZED
 from services.common.runtime import Engine
 from services.common.schemas import IdPath, error_responses
@@ -65,6 +65,22 @@ ORDER_FENCES = Table(
 )
 
 
+# Built once (services.common.db.PerDialect says why).
+_ADMIT = PerDialect(
+    lambda insert: (
+        insert(ORDER_FENCES)
+        .values(
+            order_id=bindparam("p_order_id"), fenced_at=None, created_at=bindparam("p_created_at")
+        )
+        .on_conflict_do_update(
+            index_elements=[ORDER_FENCES.c.order_id],
+            set_={"fenced_at": ORDER_FENCES.c.fenced_at},
+        )
+        .returning(ORDER_FENCES.c.fenced_at)
+    )
+)
+
+
 class SqlFences:
     """services.common.domain.Fences on the order_fences table."""
 
@@ -76,15 +92,10 @@ class SqlFences:
         # the commit (on SQLite every writer holds the database's lock anyway):
         # a fence waits until the forward request has committed. It reads the
         # row as it is after any fence that committed first.
-        insert = dialect_insert(self._connection, ORDER_FENCES).values(
-            order_id=order_id, fenced_at=None, created_at=datetime.now(UTC)
-        )
         fenced_at = (
             await self._connection.execute(
-                insert.on_conflict_do_update(
-                    index_elements=[ORDER_FENCES.c.order_id],
-                    set_={"fenced_at": ORDER_FENCES.c.fenced_at},
-                ).returning(ORDER_FENCES.c.fenced_at)
+                _ADMIT.on(self._connection),
+                {"p_order_id": order_id, "p_created_at": datetime.now(UTC)},
             )
         ).scalar_one()
         return fenced_at is None

@@ -31,13 +31,24 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, select, update
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import errors
 from services.common import deadlines
 from services.common.auth import AuthenticatedCaller
-from services.common.db import NAMING_CONVENTION, SqlUnitOfWork, dialect_insert
+from services.common.db import NAMING_CONVENTION, PerDialect, SqlUnitOfWork
 from services.common.domain import DomainError
 from services.common.errors import ApiError, domain_error_reply
 
@@ -76,6 +87,34 @@ class StoredResponse:
     body: Any
 
 
+# Built once (services.common.db.PerDialect says why); `p_` names the bind
+# parameters, which may not share a column's name in an INSERT or UPDATE.
+_CALLER = IDEMPOTENCY_KEYS.c.caller == bindparam("p_caller")
+_KEY = IDEMPOTENCY_KEYS.c.key == bindparam("p_key")
+_CLAIM = PerDialect(
+    lambda insert: (
+        insert(IDEMPOTENCY_KEYS)
+        .values(
+            caller=bindparam("p_caller"),
+            key=bindparam("p_key"),
+            request_fingerprint=bindparam("p_fingerprint"),
+            created_at=bindparam("p_created_at"),
+        )
+        .on_conflict_do_nothing(index_elements=[IDEMPOTENCY_KEYS.c.caller, IDEMPOTENCY_KEYS.c.key])
+    )
+)
+_GET = select(
+    IDEMPOTENCY_KEYS.c.request_fingerprint,
+    IDEMPOTENCY_KEYS.c.status_code,
+    IDEMPOTENCY_KEYS.c.response_body,
+).where(_CALLER, _KEY)
+_COMPLETE = (
+    update(IDEMPOTENCY_KEYS)
+    .where(_CALLER, _KEY)
+    .values(status_code=bindparam("p_status_code"), response_body=bindparam("p_body"))
+)
+
+
 class IdempotencyStore:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
@@ -88,30 +127,20 @@ class IdempotencyStore:
         is visible to the next statement (READ COMMITTED). On SQLite writers are
         serialised already (BEGIN IMMEDIATE), so there is no such twin.
         """
-        statement = (
-            dialect_insert(self._connection, IDEMPOTENCY_KEYS)
-            .values(
-                caller=caller,
-                key=key,
-                request_fingerprint=request_fingerprint,
-                created_at=datetime.now(UTC),
-            )
-            .on_conflict_do_nothing(
-                index_elements=[IDEMPOTENCY_KEYS.c.caller, IDEMPOTENCY_KEYS.c.key]
-            )
+        result = await self._connection.execute(
+            _CLAIM.on(self._connection),
+            {
+                "p_caller": caller,
+                "p_key": key,
+                "p_fingerprint": request_fingerprint,
+                "p_created_at": datetime.now(UTC),
+            },
         )
-        result = await self._connection.execute(statement)
         return result.rowcount == 1
 
     async def get(self, caller: str, key: str) -> StoredResponse | None:
         row = (
-            await self._connection.execute(
-                select(
-                    IDEMPOTENCY_KEYS.c.request_fingerprint,
-                    IDEMPOTENCY_KEYS.c.status_code,
-                    IDEMPOTENCY_KEYS.c.response_body,
-                ).where(IDEMPOTENCY_KEYS.c.caller == caller, IDEMPOTENCY_KEYS.c.key == key)
-            )
+            await self._connection.execute(_GET, {"p_caller": caller, "p_key": key})
         ).one_or_none()
         if row is None:
             return None
@@ -119,9 +148,8 @@ class IdempotencyStore:
 
     async def complete(self, caller: str, key: str, status_code: int, body: Any) -> None:
         await self._connection.execute(
-            update(IDEMPOTENCY_KEYS)
-            .where(IDEMPOTENCY_KEYS.c.caller == caller, IDEMPOTENCY_KEYS.c.key == key)
-            .values(status_code=status_code, response_body=body)
+            _COMPLETE,
+            {"p_caller": caller, "p_key": key, "p_status_code": status_code, "p_body": body},
         )
 
 
