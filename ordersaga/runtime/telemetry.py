@@ -28,14 +28,13 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
-from opentelemetry import metrics, propagate, trace
+from opentelemetry import metrics, trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -49,7 +48,6 @@ EXPORTER_ENTRY_POINTS = "opentelemetry_traces_exporter"
 _OTLP_BY_PROTOCOL = {"http/protobuf": "otlp_proto_http", "grpc": "otlp_proto_grpc"}
 # Probes and scrapes every few seconds would bury the orders' traces.
 UNTRACED_URLS = "/healthz,/readyz,/metrics"
-UNTRACED_PATHS = frozenset(UNTRACED_URLS.split(","))
 
 
 class TelemetryConfigError(ValueError):
@@ -162,49 +160,8 @@ def configure_tracing(
 # run every role in one process and still tell the roles apart by service name.
 
 
-def _records_nothing(tracer_provider: trace.TracerProvider | None) -> bool:
-    """True for a provider that samples no span (build_tracer_provider without an exporter)."""
-    provider = tracer_provider or trace.get_tracer_provider()
-    return getattr(provider, "sampler", None) is ALWAYS_OFF
-
-
-class TraceContext:
-    """A server span per request in the caller's trace, and nothing else.
-
-    What log lines need from a span nobody records: its trace id, the
-    caller's (from `traceparent`), and a span id of its own. The full
-    instrumentation also collects the request's attributes and metrics and
-    wraps every ASGI message, for a span that is then dropped: about 15 % of
-    a domain service request's CPU in a profile.
-    """
-
-    def __init__(self, app: ASGIApp, *, tracer: trace.Tracer) -> None:
-        self.app = app
-        self._tracer = tracer
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in UNTRACED_PATHS:
-            await self.app(scope, receive, send)
-            return
-        from opentelemetry.instrumentation.asgi import asgi_getter
-
-        # Starlette's Scope is a MutableMapping; the getter is typed for a dict.
-        caller = propagate.extract(cast(dict[str, Any], scope), getter=asgi_getter)
-        span = self._tracer.start_span(
-            str(scope.get("method", "HTTP")), context=caller, kind=trace.SpanKind.SERVER
-        )
-        with trace.use_span(span, end_on_exit=True):
-            await self.app(scope, receive, send)
-
-
 def instrument_fastapi(app: FastAPI, tracer_provider: trace.TracerProvider | None = None) -> None:
-    """A server span per request, joined to the caller's trace (traceparent):
-    recorded with its attributes when spans are recorded, else only its ids
-    (TraceContext)."""
-    if _records_nothing(tracer_provider):
-        provider = tracer_provider or trace.get_tracer_provider()
-        app.add_middleware(TraceContext, tracer=provider.get_tracer(__name__))
-        return
+    """A server span per request, joined to the caller's trace (traceparent)."""
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     FastAPIInstrumentor.instrument_app(
@@ -227,7 +184,8 @@ def instrument_engine(
     inside it: about 6 % of a service request's CPU in a profile, for
     nothing. The request's own span stays, for its trace id.
     """
-    if _records_nothing(tracer_provider):
+    provider = tracer_provider or trace.get_tracer_provider()
+    if getattr(provider, "sampler", None) is ALWAYS_OFF:
         return
     from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
     from opentelemetry.instrumentation.sqlalchemy.version import __version__ as version

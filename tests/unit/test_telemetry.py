@@ -15,12 +15,8 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
-from fastapi import FastAPI
-from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -28,7 +24,6 @@ from ordersaga.runtime.telemetry import (
     TelemetryConfigError,
     build_tracer_provider,
     exporter_names,
-    instrument_fastapi,
     service_resource,
     span_exporters,
 )
@@ -117,52 +112,6 @@ def test_without_an_exporter_spans_are_not_recorded_but_ids_still_join_logs() ->
     with chosen.get_tracer("t").start_as_current_span("x") as span:
         assert span.is_recording()
     chosen.shutdown()
-
-
-CALLER_TRACE = "0af7651916cd43dd8448eb211c80319c"
-CALLER_SPAN = "b7ad6b7169203331"
-
-
-def _ids_app(provider: TracerProvider) -> FastAPI:
-    """An app that answers with the ids its log lines would carry."""
-    app = FastAPI()
-
-    @app.get("/orders")
-    @app.get("/healthz")
-    async def ids() -> dict[str, str]:
-        context = trace.get_current_span().get_span_context()
-        return {
-            "trace_id": trace.format_trace_id(context.trace_id),
-            "span_id": trace.format_span_id(context.span_id),
-        }
-
-    instrument_fastapi(app, provider)
-    return app
-
-
-@pytest.mark.parametrize("recorded", [False, True], ids=["no-exporter", "exporter"])
-async def test_a_request_runs_in_its_callers_trace_under_a_span_of_its_own(recorded: bool) -> None:
-    exporter = InMemorySpanExporter()
-    provider = build_tracer_provider(
-        "inventory",
-        span_processors=[SimpleSpanProcessor(exporter)] if recorded else None,
-        environ={},
-    )
-    transport = httpx.ASGITransport(app=_ids_app(provider))
-    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
-        traced = await client.get(
-            "/orders", headers={"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
-        )
-        probe = await client.get("/healthz")
-
-    assert traced.json()["trace_id"] == CALLER_TRACE
-    assert traced.json()["span_id"] not in (CALLER_SPAN, "0000000000000000")
-    # Probes every few seconds stay out of every trace.
-    assert probe.json()["trace_id"] == "00000000000000000000000000000000"
-    assert [span.name for span in exporter.get_finished_spans()] == (
-        ["GET /orders"] if recorded else []
-    )
-    provider.shutdown()
 
 
 _CHILD = """
