@@ -176,7 +176,17 @@ def instrument_fastapi(app: FastAPI, tracer_provider: trace.TracerProvider | Non
 def instrument_engine(
     engine: AsyncEngine, tracer_provider: trace.TracerProvider | None = None
 ) -> None:
-    """A span per SQL statement (the statement's text only; parameters never)."""
+    """A span per SQL statement (the statement's text only; parameters never),
+    when the provider records spans at all.
+
+    Without an exporter the provider samples nothing (build_tracer_provider),
+    and a statement's span would be made and dropped with nothing logged
+    inside it: about 6 % of a service request's CPU in a profile, for
+    nothing. The request's own span stays, for its trace id.
+    """
+    provider = tracer_provider or trace.get_tracer_provider()
+    if getattr(provider, "sampler", None) is ALWAYS_OFF:
+        return
     from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
     from opentelemetry.instrumentation.sqlalchemy.version import __version__ as version
 

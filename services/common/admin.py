@@ -18,8 +18,15 @@ faults_router = APIRouter(
 )
 
 
+@faults_router.get("", response_model=FaultsPublic)
+async def get_faults(*, runtime: Runtime) -> FaultsPublic:
+    """The faults injected now (both 0: none)."""
+    return runtime.faults.public()
+
+
 @faults_router.put("", response_model=FaultsPublic)
 async def set_faults(*, update: FaultsUpdate, runtime: Runtime) -> FaultsPublic:
+    """Change what the body names (`error_rate` 0..1, `latency_ms`); the other stays."""
     runtime.faults.configure(update)
     return runtime.faults.public()
 

@@ -9,19 +9,20 @@ import asyncio
 import random
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from contracts import errors
 from services.common.errors import ApiError
+from services.common.schemas import PartialUpdate
 
 MAX_LATENCY_MS = 60_000
 
 
-class FaultsUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class FaultsUpdate(PartialUpdate):
+    """What to change; at least one. What the body leaves out stays as it is."""
 
-    error_rate: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
-    latency_ms: int = Field(default=0, ge=0, le=MAX_LATENCY_MS)
+    error_rate: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
+    latency_ms: int | None = Field(default=None, ge=0, le=MAX_LATENCY_MS)
 
 
 class FaultsPublic(BaseModel):
@@ -36,8 +37,10 @@ class FaultInjector:
     _random: random.Random = field(default_factory=random.Random, repr=False)
 
     def configure(self, update: FaultsUpdate) -> None:
-        self.error_rate = update.error_rate
-        self.latency_ms = update.latency_ms
+        if update.error_rate is not None:
+            self.error_rate = update.error_rate
+        if update.latency_ms is not None:
+            self.latency_ms = update.latency_ms
 
     def clear(self) -> None:
         self.error_rate = 0.0

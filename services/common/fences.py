@@ -13,12 +13,16 @@ looks up and undoes. Every forward request passes the order's gate in the
 transaction that makes its effect (services.common.domain.admit), and the two
 are serialised on one row per order:
 
-- the gate inserts the order's row if it is missing (ON CONFLICT DO NOTHING)
-  and reads it FOR SHARE; the fence inserts it fenced, or sets `fenced_at` on
-  the existing row (ON CONFLICT DO UPDATE). On PostgreSQL whichever comes
+- the gate inserts the order's row, or rewrites the existing row unchanged,
+  and reads it back (ON CONFLICT DO UPDATE ... RETURNING, one statement); the
+  fence inserts it fenced, or sets `fenced_at` on the existing row (ON
+  CONFLICT DO UPDATE). Both write the row, so on PostgreSQL whichever comes
   second waits for the first to commit (on the unique index, or on the row
   lock) and then sees what it committed (READ COMMITTED: each statement reads
-  the latest commits; a locked row is re-read after the wait). On SQLite every
+  the latest commits; a locked row is re-read after the wait). Two forward
+  requests of one order queue on the row too, where a read FOR SHARE would
+  let them pass together at one statement more: the saga sends them one
+  after the other anyway. On SQLite every
   write transaction holds the database's write lock from BEGIN IMMEDIATE
   (services.common.db), so they never overlap at all.
 - A forward request that got through the gate first has committed its effect
@@ -39,12 +43,12 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter
 from pydantic import BaseModel
-from sqlalchemy import Column, DateTime, MetaData, String, Table, func, select
+from sqlalchemy import Column, DateTime, MetaData, String, Table, bindparam, func
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import errors
 from services.common.auth import WorkerOnly
-from services.common.db import NAMING_CONVENTION, dialect_insert, transaction
+from services.common.db import NAMING_CONVENTION, PerDialect, dialect_insert, transaction
 from services.common.errors import FORBIDDEN, UNAUTHORIZED
 from services.common.runtime import Engine
 from services.common.schemas import IdPath, error_responses
@@ -61,6 +65,22 @@ ORDER_FENCES = Table(
 )
 
 
+# Built once (services.common.db.PerDialect says why).
+_ADMIT = PerDialect(
+    lambda insert: (
+        insert(ORDER_FENCES)
+        .values(
+            order_id=bindparam("p_order_id"), fenced_at=None, created_at=bindparam("p_created_at")
+        )
+        .on_conflict_do_update(
+            index_elements=[ORDER_FENCES.c.order_id],
+            set_={"fenced_at": ORDER_FENCES.c.fenced_at},
+        )
+        .returning(ORDER_FENCES.c.fenced_at)
+    )
+)
+
+
 class SqlFences:
     """services.common.domain.Fences on the order_fences table."""
 
@@ -68,19 +88,14 @@ class SqlFences:
         self._connection = connection
 
     async def admit(self, order_id: str) -> bool:
-        await self._connection.execute(
-            dialect_insert(self._connection, ORDER_FENCES)
-            .values(order_id=order_id, fenced_at=None, created_at=datetime.now(UTC))
-            .on_conflict_do_nothing(index_elements=[ORDER_FENCES.c.order_id])
-        )
-        # FOR SHARE (nothing on SQLite, whose writers are serialised anyway):
-        # concurrent forward requests of the order pass together, a fence
-        # waits until they have committed.
+        # One statement that writes the row, new or not, and so locks it until
+        # the commit (on SQLite every writer holds the database's lock anyway):
+        # a fence waits until the forward request has committed. It reads the
+        # row as it is after any fence that committed first.
         fenced_at = (
             await self._connection.execute(
-                select(ORDER_FENCES.c.fenced_at)
-                .where(ORDER_FENCES.c.order_id == order_id)
-                .with_for_update(read=True)
+                _ADMIT.on(self._connection),
+                {"p_order_id": order_id, "p_created_at": datetime.now(UTC)},
             )
         ).scalar_one()
         return fenced_at is None

@@ -4,8 +4,9 @@ A client (an activity, retried by Temporal) sends the same `Idempotency-Key`
 with every attempt of one request. The first attempt's answer is stored with a
 fingerprint of the request, in the same transaction as its effect; a repeat gets
 that answer again and changes nothing, and a different request under a used key
-is refused. Business refusals are answers too and are replayed; injected faults
-and unexpected errors roll everything back, so a retry really runs again.
+is refused. Business refusals are answers too and are replayed (stored with
+no effect: the effect's writes roll back); injected faults and unexpected
+errors roll everything back, so a retry really runs again.
 
 A request whose caller said how long it would wait (services.common.deadlines)
 commits nothing once that time is up, not even its answer: the caller is gone,
@@ -30,13 +31,24 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, select, update
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import errors
 from services.common import deadlines
 from services.common.auth import AuthenticatedCaller
-from services.common.db import NAMING_CONVENTION, SqlUnitOfWork, dialect_insert
+from services.common.db import NAMING_CONVENTION, PerDialect, SqlUnitOfWork
 from services.common.domain import DomainError
 from services.common.errors import ApiError, domain_error_reply
 
@@ -75,6 +87,34 @@ class StoredResponse:
     body: Any
 
 
+# Built once (services.common.db.PerDialect says why); `p_` names the bind
+# parameters, which may not share a column's name in an INSERT or UPDATE.
+_CALLER = IDEMPOTENCY_KEYS.c.caller == bindparam("p_caller")
+_KEY = IDEMPOTENCY_KEYS.c.key == bindparam("p_key")
+_CLAIM = PerDialect(
+    lambda insert: (
+        insert(IDEMPOTENCY_KEYS)
+        .values(
+            caller=bindparam("p_caller"),
+            key=bindparam("p_key"),
+            request_fingerprint=bindparam("p_fingerprint"),
+            created_at=bindparam("p_created_at"),
+        )
+        .on_conflict_do_nothing(index_elements=[IDEMPOTENCY_KEYS.c.caller, IDEMPOTENCY_KEYS.c.key])
+    )
+)
+_GET = select(
+    IDEMPOTENCY_KEYS.c.request_fingerprint,
+    IDEMPOTENCY_KEYS.c.status_code,
+    IDEMPOTENCY_KEYS.c.response_body,
+).where(_CALLER, _KEY)
+_COMPLETE = (
+    update(IDEMPOTENCY_KEYS)
+    .where(_CALLER, _KEY)
+    .values(status_code=bindparam("p_status_code"), response_body=bindparam("p_body"))
+)
+
+
 class IdempotencyStore:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
@@ -87,30 +127,20 @@ class IdempotencyStore:
         is visible to the next statement (READ COMMITTED). On SQLite writers are
         serialised already (BEGIN IMMEDIATE), so there is no such twin.
         """
-        statement = (
-            dialect_insert(self._connection, IDEMPOTENCY_KEYS)
-            .values(
-                caller=caller,
-                key=key,
-                request_fingerprint=request_fingerprint,
-                created_at=datetime.now(UTC),
-            )
-            .on_conflict_do_nothing(
-                index_elements=[IDEMPOTENCY_KEYS.c.caller, IDEMPOTENCY_KEYS.c.key]
-            )
+        result = await self._connection.execute(
+            _CLAIM.on(self._connection),
+            {
+                "p_caller": caller,
+                "p_key": key,
+                "p_fingerprint": request_fingerprint,
+                "p_created_at": datetime.now(UTC),
+            },
         )
-        result = await self._connection.execute(statement)
         return result.rowcount == 1
 
     async def get(self, caller: str, key: str) -> StoredResponse | None:
         row = (
-            await self._connection.execute(
-                select(
-                    IDEMPOTENCY_KEYS.c.request_fingerprint,
-                    IDEMPOTENCY_KEYS.c.status_code,
-                    IDEMPOTENCY_KEYS.c.response_body,
-                ).where(IDEMPOTENCY_KEYS.c.caller == caller, IDEMPOTENCY_KEYS.c.key == key)
-            )
+            await self._connection.execute(_GET, {"p_caller": caller, "p_key": key})
         ).one_or_none()
         if row is None:
             return None
@@ -118,9 +148,8 @@ class IdempotencyStore:
 
     async def complete(self, caller: str, key: str, status_code: int, body: Any) -> None:
         await self._connection.execute(
-            update(IDEMPOTENCY_KEYS)
-            .where(IDEMPOTENCY_KEYS.c.caller == caller, IDEMPOTENCY_KEYS.c.key == key)
-            .values(status_code=status_code, response_body=body)
+            _COMPLETE,
+            {"p_caller": caller, "p_key": key, "p_status_code": status_code, "p_body": body},
         )
 
 
@@ -172,9 +201,11 @@ class IdempotentRequest:
         `effect` gets the unit of work in a write transaction and returns a
         domain object; `present` turns it into the response body.
 
-        The effect runs in a savepoint: a domain refusal undoes whatever the
-        effect had done so far (a reservation's first lines, say) while the
-        refusal itself is still stored in the same transaction.
+        A domain refusal rolls back that transaction, and with it whatever the
+        effect had done so far (a reservation's first lines, say); the refusal
+        is then stored under the key in a transaction of its own, which does
+        nothing else. A savepoint around the effect would keep both in one
+        transaction, at two more statements on every request that succeeds.
         """
         deadlines.check(self.deadline)
         async with uow.writing() as tx:
@@ -182,16 +213,30 @@ class IdempotentRequest:
             if not await store.claim(self.caller, self.key, self.fingerprint):
                 return self._replay(await store.get(self.caller, self.key))
             try:
-                async with tx.savepoint():
-                    result = await effect(tx)
-                status, body = status_code, present.model_validate(result).model_dump(mode="json")
+                result = await effect(tx)
             except DomainError as refusal:
-                status, body = domain_error_reply(refusal)
-            await store.complete(self.caller, self.key, status, body)
-            # Last thing before the commit: waiting for a lock or the write
-            # lock counts too. Raising here rolls back the effect and the key.
-            deadlines.check(self.deadline)
-            await tx.commit()
+                refused = refusal
+            else:
+                body = present.model_validate(result).model_dump(mode="json")
+                return await self._store(tx, store, status_code, body)
+        # Between the two transactions a twin may claim the key: the claim
+        # below then replays the twin's answer, as for any repeat.
+        status, body = domain_error_reply(refused)
+        async with uow.writing() as tx:
+            store = IdempotencyStore(tx.connection)
+            if not await store.claim(self.caller, self.key, self.fingerprint):
+                return self._replay(await store.get(self.caller, self.key))
+            return await self._store(tx, store, status, body)
+
+    async def _store(
+        self, tx: SqlUnitOfWork, store: IdempotencyStore, status: int, body: Any
+    ) -> JSONResponse:
+        """Store the answer under the claimed key, commit, and answer it."""
+        await store.complete(self.caller, self.key, status, body)
+        # Last thing before the commit: waiting for a lock or the write
+        # lock counts too. Raising here rolls back the effect and the key.
+        deadlines.check(self.deadline)
+        await tx.commit()
         return JSONResponse(body, status_code=status)
 
     def _replay(self, stored: StoredResponse | None) -> JSONResponse:

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-from sqlalchemy import Column, MetaData, Row, Table, insert, select, update
+from sqlalchemy import (
+    Column,
+    Insert,
+    MetaData,
+    Row,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import NAMING_CONVENTION
@@ -25,6 +39,44 @@ def service_metadata() -> MetaData:
     return metadata
 
 
+@dataclass(frozen=True)
+class _ResourceStatements:
+    """What SqlOrderResources runs on its table, built once per table
+    (services.common.db.PerDialect says why)."""
+
+    insert: Insert
+    lock: Select[Any]
+    save_state: Update
+    for_order: Select[Any]
+
+
+@functools.cache
+def _resource_statements(table: Table) -> _ResourceStatements:
+    (id_column,) = table.primary_key.columns
+    return _ResourceStatements(
+        # Values and columns come with each call's parameters.
+        insert=insert(table),
+        lock=select(table).where(id_column == bindparam("p_id")).with_for_update(),
+        save_state=update(table)
+        .where(id_column == bindparam("p_id"))
+        .values(state=bindparam("p_state"), updated_at=bindparam("p_updated_at")),
+        for_order=select(table)
+        .where(table.c.order_id == bindparam("p_order_id"))
+        .order_by(table.c.created_at, id_column),
+    )
+
+
+@functools.cache
+def _line_statements(table: Table, parent_column: str) -> tuple[Insert, Select[Any]]:
+    """LineStore's statements on its table, built once (see _resource_statements)."""
+    parent = table.c[parent_column]
+    return insert(table), (
+        select(parent, table.c.sku, table.c.quantity)
+        .where(parent.in_(bindparam("p_ids", expanding=True)))
+        .order_by(parent, table.c.sku)
+    )
+
+
 class LineStore:
     """Lines of goods (sku, quantity) that belong to a parent row: a
     reservation's or a shipment's. The table has the parent column, sku and
@@ -32,8 +84,8 @@ class LineStore:
 
     def __init__(self, connection: AsyncConnection, table: Table, parent_column: str) -> None:
         self._connection = connection
-        self._table = table
         self._parent = table.c[parent_column]
+        self._insert, self._select = _line_statements(table, parent_column)
 
     async def add(self, parent_id: str, lines: Iterable[Line]) -> None:
         rows = [
@@ -41,14 +93,10 @@ class LineStore:
             for line in lines
         ]
         if rows:
-            await self._connection.execute(insert(self._table), rows)
+            await self._connection.execute(self._insert, rows)
 
     async def of(self, parent_ids: Sequence[str]) -> dict[str, list[Line]]:
-        result = await self._connection.execute(
-            select(self._parent, self._table.c.sku, self._table.c.quantity)
-            .where(self._parent.in_(parent_ids))
-            .order_by(self._parent, self._table.c.sku)
-        )
+        result = await self._connection.execute(self._select, {"p_ids": list(parent_ids)})
         lines: dict[str, list[Line]] = {}
         for parent_id, sku, quantity in result:
             lines.setdefault(parent_id, []).append(Line(sku=sku, quantity=quantity))
@@ -90,35 +138,35 @@ class SqlOrderResources(ABC, Generic[ResourceT]):
     @abstractmethod
     async def _from_rows(self, rows: Sequence[Row[Any]]) -> list[ResourceT]: ...
 
+    @property
+    def _statements(self) -> _ResourceStatements:
+        return _resource_statements(self.table)
+
     async def add(self, resource: ResourceT) -> None:
         now = datetime.now(UTC)
         await self._connection.execute(
-            insert(self.table).values(**self._to_row(resource), created_at=now, updated_at=now)
+            self._statements.insert,
+            {**self._to_row(resource), "created_at": now, "updated_at": now},
         )
 
     async def lock(self, resource_id: str) -> ResourceT | None:
-        rows = (
-            await self._connection.execute(
-                select(self.table).where(self._id_column == resource_id).with_for_update()
-            )
-        ).all()
+        rows = (await self._connection.execute(self._statements.lock, {"p_id": resource_id})).all()
         found = await self._from_rows(rows)
         return found[0] if found else None
 
     async def save_state(self, resource: ResourceT) -> None:
         await self._connection.execute(
-            update(self.table)
-            .where(self._id_column == self._resource_id(resource))
-            .values(state=resource.state.value, updated_at=datetime.now(UTC))
+            self._statements.save_state,
+            {
+                "p_id": self._resource_id(resource),
+                "p_state": resource.state.value,
+                "p_updated_at": datetime.now(UTC),
+            },
         )
 
     async def for_order(self, order_id: str) -> list[ResourceT]:
         rows = (
-            await self._connection.execute(
-                select(self.table)
-                .where(self.table.c.order_id == order_id)
-                .order_by(self.table.c.created_at, self._id_column)
-            )
+            await self._connection.execute(self._statements.for_order, {"p_order_id": order_id})
         ).all()
         return await self._from_rows(rows)
 

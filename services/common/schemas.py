@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Self, TypeVar
 
 from fastapi import Path, Query
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from contracts import fields
 from ordersaga.runtime.fields import Sku as Sku
@@ -82,6 +82,32 @@ class LinePublic(BaseModel):
 
     sku: str
     quantity: int
+
+
+def _at_least_one_field(schema: dict[str, Any]) -> None:
+    """The document says what PartialUpdate checks: at least one field, each a
+    value of its type when given (null is taken as "not given", so the
+    document leaves it out)."""
+    schema["anyOf"] = [{"required": [name]} for name in schema["properties"]]
+    for prop in schema["properties"].values():
+        options = [option for option in prop.pop("anyOf", []) if option.get("type") != "null"]
+        if options:
+            prop.update(options[0])
+        prop.pop("default", None)
+
+
+class PartialUpdate(BaseModel):
+    """A PUT body that changes only the fields it names, each optional (None:
+    not given), and at least one: an empty body is a 422 that says so."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_at_least_one_field)
+
+    @model_validator(mode="after")
+    def _something_to_set(self) -> Self:
+        names = list(type(self).model_fields)
+        if all(getattr(self, name) is None for name in names):
+            raise ValueError(f"give {', '.join(names[:-1])}, {names[-1]} or both")
+        return self
 
 
 class ErrorDetail(BaseModel):

@@ -246,7 +246,8 @@ async def _refuse(uow: InventoryUnitOfWork, refused: Sequence[Line]) -> NoReturn
 
 async def release(uow: InventoryUnitOfWork, reservation_id: str) -> Reservation:
     """Put the stock back on sale. Releasing twice releases once."""
-    return await _settle(uow, reservation_id, Reservation.release, uow.products.give_back)
+    reservation = await locked(uow.reservations, reservation_id, "reservation")
+    return await _settle(uow, reservation, Reservation.release, uow.products.give_back)
 
 
 async def commit(uow: InventoryUnitOfWork, reservation_id: str) -> Reservation:
@@ -259,16 +260,16 @@ async def commit(uow: InventoryUnitOfWork, reservation_id: str) -> Reservation:
     reservation = await locked(uow.reservations, reservation_id, "reservation")
     if reservation.state is ReservationState.RESERVED:
         await admit(uow.fences, reservation.order_id)
-    return await _settle(uow, reservation_id, Reservation.commit, uow.products.ship)
+    return await _settle(uow, reservation, Reservation.commit, uow.products.ship)
 
 
 async def _settle(
     uow: InventoryUnitOfWork,
-    reservation_id: str,
+    reservation: Reservation,
     transition: Callable[[Reservation], bool],
     move_stock: Callable[[str, int], Awaitable[None]],
 ) -> Reservation:
-    reservation = await locked(uow.reservations, reservation_id, "reservation")
+    """Apply the transition to the reservation, locked by the caller."""
     if transition(reservation):
         for line in reservation.lines:
             await move_stock(line.sku, line.quantity)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import Row, Table, func, insert, select, update
+from sqlalchemy import Integer, Row, Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import SqlUnitOfWork, dialect_insert
@@ -20,6 +20,34 @@ from services.inventory.domain import (
     StockHolding,
 )
 from services.inventory.tables import products, reservation_lines, reservations
+
+# What a reservation, its release and its commit run, built once
+# (services.common.db.PerDialect says why).
+_SKU = products.c.sku == bindparam("p_sku")
+_QUANTITY = bindparam("p_quantity", type_=Integer)
+# One conditional UPDATE: the check and the change cannot be split by a
+# concurrent request (PostgreSQL re-checks the condition after the row lock;
+# SQLite runs one writer at a time). RETURNING reads the price from the row
+# as locked, so a concurrent repricing is either wholly before this
+# reservation or wholly after it.
+_TAKE = (
+    update(products)
+    .where(_SKU, products.c.available >= _QUANTITY)
+    .values(available=products.c.available - _QUANTITY, reserved=products.c.reserved + _QUANTITY)
+    .returning(products.c.price_cents)
+)
+_GIVE_BACK = (
+    update(products)
+    .where(_SKU)
+    .values(available=products.c.available + _QUANTITY, reserved=products.c.reserved - _QUANTITY)
+)
+_SHIP = update(products).where(_SKU).values(reserved=products.c.reserved - _QUANTITY)
+_ADD_LINES = insert(reservation_lines)
+_LINES_OF = (
+    select(reservation_lines)
+    .where(reservation_lines.c.reservation_id.in_(bindparam("p_ids", expanding=True)))
+    .order_by(reservation_lines.c.reservation_id, reservation_lines.c.sku)
+)
 
 
 class SqlProductRepository:
@@ -77,39 +105,15 @@ class SqlProductRepository:
         return [sku for sku in skus if sku not in known]
 
     async def take(self, sku: str, quantity: int) -> int | None:
-        # One conditional UPDATE: the check and the change cannot be split by
-        # a concurrent request (PostgreSQL re-checks the condition after the
-        # row lock; SQLite runs one writer at a time). RETURNING reads the
-        # price from the row as locked, so a concurrent repricing is either
-        # wholly before this reservation or wholly after it.
-        result = await self._connection.execute(
-            update(products)
-            .where(products.c.sku == sku, products.c.available >= quantity)
-            .values(
-                available=products.c.available - quantity,
-                reserved=products.c.reserved + quantity,
-            )
-            .returning(products.c.price_cents)
-        )
+        result = await self._connection.execute(_TAKE, {"p_sku": sku, "p_quantity": quantity})
         price: int | None = result.scalar_one_or_none()
         return price
 
     async def give_back(self, sku: str, quantity: int) -> None:
-        await self._connection.execute(
-            update(products)
-            .where(products.c.sku == sku)
-            .values(
-                available=products.c.available + quantity,
-                reserved=products.c.reserved - quantity,
-            )
-        )
+        await self._connection.execute(_GIVE_BACK, {"p_sku": sku, "p_quantity": quantity})
 
     async def ship(self, sku: str, quantity: int) -> None:
-        await self._connection.execute(
-            update(products)
-            .where(products.c.sku == sku)
-            .values(reserved=products.c.reserved - quantity)
-        )
+        await self._connection.execute(_SHIP, {"p_sku": sku, "p_quantity": quantity})
 
     async def add(self, sku: str, *, price_cents: int, available: int) -> None:
         await self._connection.execute(
@@ -160,7 +164,7 @@ class SqlReservationRepository(SqlOrderResources[Reservation]):
             for line in resource.lines
         ]
         if rows:
-            await self._connection.execute(insert(reservation_lines), rows)
+            await self._connection.execute(_ADD_LINES, rows)
 
     def _to_row(self, resource: Reservation) -> dict[str, Any]:
         return {
@@ -184,11 +188,7 @@ class SqlReservationRepository(SqlOrderResources[Reservation]):
         ]
 
     async def _lines_of(self, reservation_ids: Sequence[str]) -> dict[str, list[ReservedLine]]:
-        result = await self._connection.execute(
-            select(reservation_lines)
-            .where(reservation_lines.c.reservation_id.in_(reservation_ids))
-            .order_by(reservation_lines.c.reservation_id, reservation_lines.c.sku)
-        )
+        result = await self._connection.execute(_LINES_OF, {"p_ids": list(reservation_ids)})
         lines: dict[str, list[ReservedLine]] = {}
         for row in result:
             lines.setdefault(row.reservation_id, []).append(

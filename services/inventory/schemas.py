@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Self
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import fields
-from services.common.schemas import CurrencyCode, Identifier, Lines
+from services.common.schemas import CurrencyCode, Identifier, Lines, PartialUpdate
 from services.inventory.domain import ReservationState
 
 MAX_STOCK = 1_000_000_000
@@ -90,30 +90,11 @@ class StockPublic(BaseModel):
     reserved: int
 
 
-def _at_least_one_field(schema: dict[str, Any]) -> None:
-    """The document says what the model checks: at least one of the two, each a
-    number when given (null is taken as "not given", so the document leaves it out)."""
-    schema["anyOf"] = [{"required": ["price_cents"]}, {"required": ["available"]}]
-    for prop in schema["properties"].values():
-        options = [option for option in prop.pop("anyOf", []) if option.get("type") != "null"]
-        if options:
-            prop.update(options[0])
-        prop.pop("default", None)
-
-
-class ProductUpdate(BaseModel):
+class ProductUpdate(PartialUpdate):
     """What to set; at least one. A new product needs both."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_at_least_one_field)
 
     price_cents: UnitPrice | None = None
     available: int | None = Field(default=None, ge=0, le=MAX_STOCK)
-
-    @model_validator(mode="after")
-    def _something_to_set(self) -> Self:
-        if self.price_cents is None and self.available is None:
-            raise ValueError("give price_cents, available or both")
-        return self
 
 
 class ProductPublic(BaseModel):

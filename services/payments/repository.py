@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import Row, Table, update
+from sqlalchemy import Integer, Row, Table, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.common.db import SqlUnitOfWork, dialect_insert
+from services.common.db import PerDialect, SqlUnitOfWork
 from services.common.fences import SqlFences
 from services.common.repository import SqlOrderResources
 from services.payments.domain import Charge, ChargeState
@@ -44,34 +44,50 @@ class SqlChargeRepository(SqlOrderResources[Charge]):
         ]
 
 
+# What a charge and its refund run, built once (services.common.db.PerDialect says why).
+_CUSTOMER = customer_exposure.c.customer_id == bindparam("p_customer_id")
+_AMOUNT = bindparam("p_amount_cents", type_=Integer)
+_OUTSTANDING = customer_exposure.c.outstanding_cents
+_OPEN_ACCOUNT = PerDialect(
+    lambda insert: (
+        insert(customer_exposure)
+        .values(customer_id=bindparam("p_customer_id"), outstanding_cents=0)
+        .on_conflict_do_nothing(index_elements=[customer_exposure.c.customer_id])
+    )
+)
+# Conditional, like taking stock: concurrent charges of one customer queue on
+# its row and each sees the total the one before left.
+_ADD_WITHIN_LIMIT = (
+    update(customer_exposure)
+    .where(_CUSTOMER, bindparam("p_limit_cents", type_=Integer) >= _OUTSTANDING + _AMOUNT)
+    .values(outstanding_cents=_OUTSTANDING + _AMOUNT)
+)
+_SUBTRACT = (
+    update(customer_exposure).where(_CUSTOMER).values(outstanding_cents=_OUTSTANDING - _AMOUNT)
+)
+
+
 class SqlExposureRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
     async def add_within_limit(self, customer_id: str, amount_cents: int, limit_cents: int) -> bool:
         await self._connection.execute(
-            dialect_insert(self._connection, customer_exposure)
-            .values(customer_id=customer_id, outstanding_cents=0)
-            .on_conflict_do_nothing(index_elements=[customer_exposure.c.customer_id])
+            _OPEN_ACCOUNT.on(self._connection), {"p_customer_id": customer_id}
         )
-        # Conditional, like taking stock: concurrent charges of one customer
-        # queue on its row and each sees the total the one before left.
-        outstanding = customer_exposure.c.outstanding_cents
         result = await self._connection.execute(
-            update(customer_exposure)
-            .where(
-                customer_exposure.c.customer_id == customer_id,
-                outstanding + amount_cents <= limit_cents,
-            )
-            .values(outstanding_cents=outstanding + amount_cents)
+            _ADD_WITHIN_LIMIT,
+            {
+                "p_customer_id": customer_id,
+                "p_amount_cents": amount_cents,
+                "p_limit_cents": limit_cents,
+            },
         )
         return result.rowcount == 1
 
     async def subtract(self, customer_id: str, amount_cents: int) -> None:
         await self._connection.execute(
-            update(customer_exposure)
-            .where(customer_exposure.c.customer_id == customer_id)
-            .values(outstanding_cents=customer_exposure.c.outstanding_cents - amount_cents)
+            _SUBTRACT, {"p_customer_id": customer_id, "p_amount_cents": amount_cents}
         )
 
 

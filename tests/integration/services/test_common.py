@@ -123,29 +123,94 @@ async def test_admin_endpoints_need_the_token(service: Service) -> None:
     faults = {"error_rate": 1.0, "latency_ms": 0}
     async with asgi_client(service.app) as anonymous:
         for headers in ({}, {"Authorization": "Bearer not-the-token"}, {"Authorization": "Bearer"}):
+            get = await anonymous.get("/admin/faults", headers=headers)
             put = await anonymous.put("/admin/faults", json=faults, headers=headers)
             delete = await anonymous.delete("/admin/faults", headers=headers)
-            for response in (put, delete):
+            for response in (get, put, delete):
                 assert response.status_code == 401
                 assert response.json()["detail"]["code"] == "UNAUTHORIZED"
                 assert response.headers["WWW-Authenticate"] == "Bearer"
-    # The workers' credential is not an operator's.
-    put = await service.client.put("/admin/faults", json=faults)
-    assert put.status_code == 403
-    assert put.json()["detail"]["code"] == "FORBIDDEN"
+    # The workers' credential is not an operator's: it may neither set faults nor see them.
+    for response in (
+        await service.client.get("/admin/faults"),
+        await service.client.put("/admin/faults", json=faults),
+        await service.client.delete("/admin/faults"),
+    ):
+        assert response.status_code == 403
+        assert response.json()["detail"]["code"] == "FORBIDDEN"
+    assert (await service.client.get("/admin/faults", headers=ADMIN)).json() == {
+        "error_rate": 0.0,
+        "latency_ms": 0,
+    }
     assert (await service.create()).status_code == 201
 
 
-async def test_bad_fault_settings_are_422(service: Service) -> None:
+async def test_a_faults_put_changes_only_what_it_names(service: Service) -> None:
+    async def put(body: dict[str, Any]) -> dict[str, Any]:
+        response = await service.client.put("/admin/faults", json=body, headers=ADMIN)
+        assert response.status_code == 200, response.text
+        answered: dict[str, Any] = response.json()
+        seen = await service.client.get("/admin/faults", headers=ADMIN)
+        assert (seen.status_code, seen.json()) == (200, answered)
+        return answered
+
+    assert await put({"latency_ms": 150}) == {"error_rate": 0.0, "latency_ms": 150}
+    assert await put({"error_rate": 0.25}) == {"error_rate": 0.25, "latency_ms": 150}
+    # null is "not given", as for a product's update.
+    assert await put({"error_rate": None, "latency_ms": 0}) == {"error_rate": 0.25, "latency_ms": 0}
+    assert await put({"error_rate": 0, "latency_ms": 20}) == {"error_rate": 0.0, "latency_ms": 20}
+
+    cleared = await service.client.delete("/admin/faults", headers=ADMIN)
+    assert cleared.status_code == 204
+    seen = await service.client.get("/admin/faults", headers=ADMIN)
+    assert seen.json() == {"error_rate": 0.0, "latency_ms": 0}
+
+
+async def test_bad_fault_settings_are_refused_and_change_nothing(service: Service) -> None:
+    set_before = {"error_rate": 0.0, "latency_ms": 5}
+    assert (
+        await service.client.put("/admin/faults", json=set_before, headers=ADMIN)
+    ).status_code == 200
     for body in (
         {"error_rate": 1.5, "latency_ms": 0},
         {"error_rate": -0.1, "latency_ms": 0},
         {"error_rate": 0.5, "latency_ms": -1},
+        {"latency_ms": 60_001},
         {"error_rate": "often", "latency_ms": 0},
-        {"latency_ms": 10},
+        {"error_rate": "NaN"},
+        {"latency_ms": 1.5},
+        {"latency_ms": 10, "surprise": True},
+        [],
+        "0.5",
+        None,
     ):
         response = await service.client.put("/admin/faults", json=body, headers=ADMIN)
-        assert response.status_code == 422, body
+        assert response.status_code == 422, (body, response.text)
+        assert response.json()["detail"]["code"] == "REQUEST_REJECTED"
+    for empty in ({}, {"error_rate": None, "latency_ms": None}):
+        response = await service.client.put("/admin/faults", json=empty, headers=ADMIN)
+        assert response.status_code == 422, response.text
+        (field,) = response.json()["detail"]["fields"]
+        assert field["loc"] == ["body"]
+        assert "give error_rate, latency_ms or both" in field["msg"]
+    # Bytes that are not a JSON body at all: the HTTP guard's 400 and 415.
+    for content, content_type, status in (
+        (b'{"latency_ms": 1', "application/json", 400),
+        (b'{"latency_ms": 1e999999}', "application/json", 422),
+        (b'{"latency_ms": ' + b"9" * 50 + b"}", "application/json", 400),
+        (b'{"error_rate": NaN}', "application/json", 400),
+        (b"\xff\xfe", "application/json", 400),
+        (b"latency_ms=10", "application/x-www-form-urlencoded", 415),
+    ):
+        response = await service.client.put(
+            "/admin/faults",
+            content=content,
+            headers={**ADMIN, "Content-Type": content_type},
+        )
+        assert response.status_code == status, (content, response.text)
+        assert set(response.json()["detail"]) >= {"code", "message"}
+    seen = await service.client.get("/admin/faults", headers=ADMIN)
+    assert seen.json() == set_before
 
 
 async def test_injected_faults_fail_before_any_effect_and_clear(service: Service) -> None:

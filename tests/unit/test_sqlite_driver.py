@@ -1,0 +1,85 @@
+"""The services' SQLite driver (services/common/sqlite_driver.py): inline
+statements, but nothing that waits on another connection or syncs the disk
+blocks the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.common.db import create_engine, transaction
+from services.common.sqlite_driver import Checkpoints
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    return tmp_path / "service.sqlite3"
+
+
+@pytest.fixture
+async def engine(database: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(f"sqlite+aiosqlite:///{database}")
+    try:
+        async with transaction(engine, write=True) as connection:
+            await connection.execute(text("CREATE TABLE t (x INTEGER)"))
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def insert(engine: AsyncEngine, value: int) -> None:
+    async with transaction(engine, write=True) as connection:
+        await connection.execute(text("INSERT INTO t VALUES (:x)"), {"x": value})
+
+
+def in_database_file(database: Path) -> list[int]:
+    """What the database file holds, leaving out the WAL: what checkpoints copied."""
+    connection = sqlite3.connect(f"file:{database}?immutable=1", uri=True)
+    try:
+        return [x for (x,) in connection.execute("SELECT x FROM t ORDER BY x")]
+    except sqlite3.OperationalError:  # the table itself is still only in the WAL
+        return []
+    finally:
+        connection.close()
+
+
+async def test_a_commit_leaves_the_checkpoint_to_a_thread(
+    engine: AsyncEngine, database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Checkpoints, "WRITES", 3)
+    await insert(engine, 1)
+    # The connections never checkpoint themselves.
+    assert in_database_file(database) == []
+
+    await insert(engine, 2)
+    for _ in range(200):
+        if in_database_file(database) == [1, 2]:
+            break
+        await asyncio.sleep(0.01)
+    assert in_database_file(database) == [1, 2]
+
+
+async def test_a_write_waits_for_another_writer_without_blocking_the_loop(
+    engine: AsyncEngine, database: Path
+) -> None:
+    other = sqlite3.connect(database, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        writing = asyncio.create_task(insert(engine, 1))
+        # The loop keeps turning while the write waits for the lock.
+        for _ in range(20):
+            await asyncio.sleep(0.005)
+        assert not writing.done()
+        other.execute("COMMIT")
+        await asyncio.wait_for(writing, timeout=5)
+    finally:
+        other.close()
+
+    async with transaction(engine, write=False) as connection:
+        assert (await connection.execute(text("SELECT x FROM t"))).scalars().all() == [1]
