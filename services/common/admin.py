@@ -7,7 +7,7 @@ from fastapi import APIRouter, status
 from services.common.auth import AdminOnly
 from services.common.errors import FORBIDDEN, UNAUTHORIZED
 from services.common.faults import FaultsPublic, FaultsUpdate
-from services.common.runtime import Runtime
+from services.common.runtime import ServiceRuntimeDep
 from services.common.schemas import error_responses
 
 faults_router = APIRouter(
@@ -19,18 +19,18 @@ faults_router = APIRouter(
 
 
 @faults_router.get("", response_model=FaultsPublic)
-async def get_faults(*, runtime: Runtime) -> FaultsPublic:
+async def get_faults(*, runtime: ServiceRuntimeDep) -> FaultsPublic:
     """The faults injected now (both 0: none)."""
     return runtime.faults.public()
 
 
 @faults_router.put("", response_model=FaultsPublic)
-async def set_faults(*, update: FaultsUpdate, runtime: Runtime) -> FaultsPublic:
+async def set_faults(*, update: FaultsUpdate, runtime: ServiceRuntimeDep) -> FaultsPublic:
     """Change what the body names (`error_rate` 0..1, `latency_ms`); the other stays."""
     runtime.faults.configure(update)
     return runtime.faults.public()
 
 
 @faults_router.delete("", status_code=status.HTTP_204_NO_CONTENT)
-async def clear_faults(*, runtime: Runtime) -> None:
+async def clear_faults(*, runtime: ServiceRuntimeDep) -> None:
     runtime.faults.clear()

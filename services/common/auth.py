@@ -19,8 +19,8 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
-from services.common.errors import FORBIDDEN, UNAUTHORIZED, ApiError
-from services.common.runtime import Runtime
+from services.common.errors import FORBIDDEN, UNAUTHORIZED, ServiceError
+from services.common.runtime import ServiceRuntimeDep
 
 
 class Caller(StrEnum):
@@ -43,7 +43,7 @@ def _matches(presented: bytes, expected: SecretStr) -> bool:
 
 
 async def authenticate(
-    runtime: Runtime,
+    runtime: ServiceRuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     """The caller the bearer credential names; 401 when it names none."""
@@ -55,7 +55,7 @@ async def authenticate(
         return Caller.WORKER
     if presented and is_admin:
         return Caller.ADMIN
-    raise ApiError(
+    raise ServiceError(
         UNAUTHORIZED,
         "a valid credential is required (Authorization: Bearer <token>)",
         headers={"WWW-Authenticate": "Bearer"},
@@ -72,7 +72,7 @@ def admitting(*callers: Caller) -> Callable[[Caller], Awaitable[Caller]]:
 
     async def admit(caller: AuthenticatedCaller) -> Caller:
         if caller not in admitted:
-            raise ApiError(FORBIDDEN, f"this endpoint is for the {names} only, not {caller}")
+            raise ServiceError(FORBIDDEN, f"this endpoint is for the {names} only, not {caller}")
         return caller
 
     return admit

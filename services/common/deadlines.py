@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts import errors
-from services.common.errors import ApiError
+from services.common.errors import ServiceError
 
 HEADER = "Request-Timeout"
 # Where the arrival time is kept, in the request's state.
@@ -58,7 +58,7 @@ def deadline_of(request: Request) -> float | None:
     except ValueError:
         seconds = math.nan
     if not math.isfinite(seconds) or seconds < 0:
-        raise ApiError(
+        raise ServiceError(
             errors.REQUEST_REJECTED,
             f"the {HEADER} header must be a number of seconds, 0 or more",
         )
@@ -69,7 +69,7 @@ def deadline_of(request: Request) -> float | None:
 def check(deadline: float | None) -> None:
     """Refuse to go on (and so to commit) once the caller has stopped waiting."""
     if deadline is not None and time.monotonic() > deadline:
-        raise ApiError(
+        raise ServiceError(
             errors.DEADLINE_EXCEEDED,
             f"the caller's {HEADER} ran out before this request could commit; nothing was done",
         )

@@ -48,7 +48,7 @@ HTTP_STATUS: Mapping[str, int] = {
 }
 
 
-class ApiError(Exception):
+class ServiceError(Exception):
     """An answer decided by the web layer (auth, headers, faults), not the domain."""
 
     def __init__(
@@ -76,7 +76,7 @@ def error_response(
 
 
 async def _on_api_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
+    assert isinstance(exc, ServiceError)
     return error_response(exc.status_code, exc.code, exc.message, exc.headers)
 
 
@@ -141,7 +141,7 @@ async def _on_database_unavailable(_request: Request, exc: Exception) -> JSONRes
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(ServiceError, _on_api_error)
     app.add_exception_handler(DomainError, _on_domain_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
     app.add_exception_handler(RequestValidationError, _on_validation_error)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, Field
 
 from contracts import errors
-from services.common.errors import ApiError
+from services.common.errors import ServiceError
 from services.common.schemas import PartialUpdate
 
 MAX_LATENCY_MS = 60_000
@@ -54,7 +54,7 @@ class FaultInjector:
         if self.latency_ms:
             await asyncio.sleep(self.latency_ms / 1000)
         if self.error_rate and self._random.random() < self.error_rate:
-            raise ApiError(
+            raise ServiceError(
                 errors.INJECTED_FAULT,
                 f"fault injected by the operator (error_rate={self.error_rate})",
             )

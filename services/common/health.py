@@ -12,8 +12,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from contracts import errors
 from services.common.db import transaction
-from services.common.errors import ApiError
-from services.common.runtime import Runtime
+from services.common.errors import ServiceError
+from services.common.runtime import ServiceRuntimeDep
 from services.common.schemas import error_responses
 
 READINESS_TIMEOUT_SECONDS = 2.0
@@ -36,19 +36,19 @@ async def healthz() -> HealthPublic:
     response_model=HealthPublic,
     responses=error_responses(errors.SERVICE_UNAVAILABLE),
 )
-async def readyz(*, runtime: Runtime) -> HealthPublic:
+async def readyz(*, runtime: ServiceRuntimeDep) -> HealthPublic:
     """Ready for traffic: the database answers."""
     try:
         async with asyncio.timeout(READINESS_TIMEOUT_SECONDS):
             async with transaction(runtime.engine, write=False) as connection:
                 await connection.execute(text("SELECT 1"))
     except (SQLAlchemyError, OSError, TimeoutError) as err:
-        raise ApiError(
+        raise ServiceError(
             errors.SERVICE_UNAVAILABLE, f"database not reachable: {type(err).__name__}"
         ) from err
     return HealthPublic(status="ok")
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(*, runtime: Runtime) -> Response:
+async def metrics(*, runtime: ServiceRuntimeDep) -> Response:
     return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)

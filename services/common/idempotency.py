@@ -50,7 +50,7 @@ from services.common import deadlines
 from services.common.auth import AuthenticatedCaller
 from services.common.db import NAMING_CONVENTION, PerDialect, SqlUnitOfWork
 from services.common.domain import DomainError
-from services.common.errors import ApiError, domain_error_reply
+from services.common.errors import ServiceError, domain_error_reply
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -243,11 +243,11 @@ class IdempotentRequest:
         if stored is None or stored.status_code is None:
             # Only if the twin that held the key rolled back between our two
             # statements; retrying is safe and will run the request.
-            raise ApiError(
+            raise ServiceError(
                 errors.SERVICE_UNAVAILABLE, "a request with this Idempotency-Key was in flight"
             )
         if stored.request_fingerprint != self.fingerprint:
-            raise ApiError(
+            raise ServiceError(
                 errors.IDEMPOTENCY_KEY_REUSED,
                 f"this {HEADER} was already used for a different request "
                 "(another method, path or body); use a new key for a new request",
@@ -269,9 +269,9 @@ async def idempotent_request(
     ] = None,
 ) -> IdempotentRequest:
     if key is None:
-        raise ApiError(errors.REQUEST_REJECTED, f"the {HEADER} header is required")
+        raise ServiceError(errors.REQUEST_REJECTED, f"the {HEADER} header is required")
     if not _VALID_KEY.fullmatch(key):
-        raise ApiError(
+        raise ServiceError(
             errors.REQUEST_REJECTED,
             f"the {HEADER} header must be 1-255 visible ASCII characters",
         )

@@ -44,17 +44,17 @@ async def get_runtime(request: Request) -> ServiceRuntime:
     return runtime
 
 
-Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]
+ServiceRuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 
 
-async def get_engine(runtime: Runtime) -> AsyncEngine:
+async def get_engine(runtime: ServiceRuntimeDep) -> AsyncEngine:
     return runtime.engine
 
 
 Engine = Annotated[AsyncEngine, Depends(get_engine)]
 
 
-async def inject_faults(runtime: Runtime) -> None:
+async def inject_faults(runtime: ServiceRuntimeDep) -> None:
     await runtime.faults.apply()
 
 
@@ -78,7 +78,7 @@ ConfigT = TypeVar("ConfigT")
 def service_config(kind: type[ConfigT]) -> Callable[[ServiceRuntime], Awaitable[ConfigT]]:
     """A dependency giving the service's own policy, as create_app was given it."""
 
-    async def provide(runtime: Runtime) -> ConfigT:
+    async def provide(runtime: ServiceRuntimeDep) -> ConfigT:
         if not isinstance(runtime.config, kind):
             raise TypeError(f"the {runtime.name} app was built without a {kind.__name__}")
         return runtime.config
