@@ -398,36 +398,35 @@ def _duplicates_of_unchecked_orders(snapshot: Snapshot, checked: set[str]) -> It
 
 def _orphans(snapshot: Snapshot, known: set[str]) -> Iterable[Finding]:
     for charge in snapshot.charges:
-        if charge.order_id not in known:
-            yield Finding(
-                Kind.ORPHAN_CHARGE,
-                charge.charge_id,
-                f"{charge.state} charge {charge.charge_id} "
-                f"({format_money(charge.amount_cents, charge.currency)}) is for order "
-                f"{charge.order_id}, which Temporal does not know",
-                charge.order_id,
-                {"charge": _row(charge)},
-            )
+        money = format_money(charge.amount_cents, charge.currency)
+        yield from _orphan(Kind.ORPHAN_CHARGE, "charge", charge.charge_id, charge, known, money)
     for shipment in snapshot.shipments:
-        if shipment.order_id not in known:
-            yield Finding(
-                Kind.ORPHAN_SHIPMENT,
-                shipment.shipment_id,
-                f"{shipment.state} shipment {shipment.shipment_id} is for order "
-                f"{shipment.order_id}, which Temporal does not know",
-                shipment.order_id,
-                {"shipment": _row(shipment)},
-            )
+        yield from _orphan(Kind.ORPHAN_SHIPMENT, "shipment", shipment.shipment_id, shipment, known)
     for reservation in snapshot.reservations:
-        if reservation.order_id not in known:
-            yield Finding(
-                Kind.ORPHAN_RESERVATION,
-                reservation.reservation_id,
-                f"{reservation.state} reservation {reservation.reservation_id} is for order "
-                f"{reservation.order_id}, which Temporal does not know",
-                reservation.order_id,
-                {"reservation": _row(reservation)},
-            )
+        yield from _orphan(
+            Kind.ORPHAN_RESERVATION, "reservation", reservation.reservation_id, reservation, known
+        )
+
+
+def _orphan(
+    kind: Kind,
+    noun: str,
+    row_id: str,
+    row: Charge | Shipment | Reservation,
+    known: set[str],
+    amount: str | None = None,
+) -> Iterable[Finding]:
+    """A finding when the row's order is not one Temporal knows."""
+    if row.order_id in known:
+        return
+    shown = f"{row_id} ({amount})" if amount is not None else row_id
+    yield Finding(
+        kind,
+        row_id,
+        f"{row.state} {noun} {shown} is for order {row.order_id}, which Temporal does not know",
+        row.order_id,
+        {noun: _row(row)},
+    )
 
 
 def _stock(levels: Iterable[StockLevel]) -> Iterable[Finding]:
