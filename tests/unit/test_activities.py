@@ -150,13 +150,6 @@ def test_a_client_is_not_built_without_a_credential() -> None:
         ServiceClient(httpx.AsyncClient(), "stub", token=SecretStr(""))
 
 
-async def test_a_price_change_is_a_non_retryable_business_refusal() -> None:
-    client = stub_service(refusal(409, "PRICE_CHANGED"))
-    with pytest.raises(ApplicationError) as raised:
-        await ActivityEnvironment().run(InventoryActivities(client).reserve_inventory, RESERVE)
-    assert (raised.value.type, raised.value.non_retryable) == ("PRICE_CHANGED", True)
-
-
 async def test_a_validation_error_in_the_error_shape_is_a_rejected_request() -> None:
     body = {
         "detail": {
@@ -178,6 +171,8 @@ async def test_a_validation_error_in_the_error_shape_is_a_rejected_request() -> 
         (409, "OUT_OF_STOCK"),
         (422, "UNKNOWN_SKU"),
         (422, "IDEMPOTENCY_KEY_REUSED"),
+        # A price change is a business refusal too.
+        (409, "PRICE_CHANGED"),
     ],
 )
 async def test_refusals_are_non_retryable_with_the_service_code(status: int, code: str) -> None:
