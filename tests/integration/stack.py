@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 from opentelemetry.trace import TracerProvider
 from pydantic import SecretStr
 from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 
 from ordersaga.runtime.settings import Settings
 from ordersaga.runtime.temporal_config import data_converter, temporal_interceptors
@@ -266,3 +268,19 @@ async def running_stack(
             stack, settings, "api", "inventory", "payments", "shipping", http_timeout=30
         )
         yield Stack(settings, client, *clients)
+
+
+def module_stack(folder: str, **settings_overrides: Any) -> Any:
+    """A module-scoped `stack` fixture: a running stack on the session's dev
+    server, its data in a temporary `folder`. In a test module:
+    `stack = module_stack("name")`."""
+
+    @pytest.fixture(scope="module")
+    async def stack(
+        dev_server_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+    ) -> AsyncIterator[Stack]:
+        data_dir = tmp_path_factory.mktemp(folder)
+        async with running_stack(dev_server_env.client, data_dir, **settings_overrides) as running:
+            yield running
+
+    return stack

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import httpx
 import pytest
-from temporalio.testing import WorkflowEnvironment
 
 from activities.http import ServiceClient
 from tests import orders
-from tests.integration.stack import Stack, items, running_stack
+from tests.integration.stack import Stack, items, module_stack
 
 STOCK = 10
 UNIT_PRICE_CENTS = 1500
@@ -34,15 +32,7 @@ READ_TIMEOUT_SECONDS = 0.5
 HANG_MS = 14_000
 
 
-@pytest.fixture(scope="module")
-async def stack(
-    dev_server_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Stack]:
-    data_dir: Path = tmp_path_factory.mktemp("late-requests")
-    async with running_stack(
-        dev_server_env.client, data_dir, http_read_timeout_seconds=READ_TIMEOUT_SECONDS
-    ) as running:
-        yield running
+stack = module_stack("late-requests", http_read_timeout_seconds=READ_TIMEOUT_SECONDS)
 
 
 @pytest.fixture(params=["with-deadlines", "fence-only"])

@@ -4,16 +4,13 @@ then the domain state checked at the source: stock, charges, shipments."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.testing import WorkflowEnvironment
 
 from ordersaga.histories import IN_FLIGHT_LATENCY_MS
 from tests import orders
-from tests.integration.stack import Stack, items, running_stack
+from tests.integration.stack import Stack, items, module_stack
 from tests.tokens import as_customer, new_customer_id
 
 STOCK = 10
@@ -22,13 +19,7 @@ STOCK = 10
 UNIT_PRICE_CENTS = 1500
 
 
-@pytest.fixture(scope="module")
-async def stack(
-    dev_server_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Stack]:
-    data_dir: Path = tmp_path_factory.mktemp("stack")
-    async with running_stack(dev_server_env.client, data_dir) as running:
-        yield running
+stack = module_stack("stack")
 
 
 @pytest.fixture
