@@ -8,13 +8,9 @@ traceback.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import os
 import re
-import sys
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,40 +20,16 @@ from ordersaga.histories import RECORDING_MANIFEST, history_file_name
 from tests.integration.stack import Stack, module_stack
 from tests.keys import TEST_CODEC_KEYS
 from tests.orders import CUSTOMER_NAME, PAYMENT_TOKEN, STREET, order_body
+from tests.ordersaga_cli import Ran, clean_env, run_ordersaga
 from tests.ports import free_port
 from tests.replay.replayer import load_history, replayer
 from tests.tokens import as_customer, new_customer_id
 
-ORDERSAGA = Path(sys.executable).parent / "ordersaga"
-
-
-@dataclass
-class Ran:
-    code: int
-    stdout: str
-    stderr: str
-
 
 async def ordersaga(*args: str, within: float = 60) -> Ran:
     # No ORDERSAGA_* from the developer's shell: every setting comes from arguments.
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("ORDERSAGA_")}
-    env["ORDERSAGA_CODEC_KEYS"] = TEST_CODEC_KEYS
-    process = await asyncio.create_subprocess_exec(
-        str(ORDERSAGA),
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(within):
-            stdout, stderr = await process.communicate()
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    assert process.returncode is not None
-    return Ran(process.returncode, stdout.decode(), stderr.decode())
+    env = {**clean_env(), "ORDERSAGA_CODEC_KEYS": TEST_CODEC_KEYS}
+    return await run_ordersaga(*args, within=within, env=env)
 
 
 def decoded_payloads(history: Path) -> str:
