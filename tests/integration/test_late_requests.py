@@ -48,10 +48,11 @@ async def sku(stack: Stack) -> str:
     return await stack.new_sku("sku_late", STOCK, price_cents=UNIT_PRICE_CENTS)
 
 
-async def hang_then_recover(stack: Stack, service: httpx.AsyncClient, sku: str) -> str:
+async def hang_then_recover(stack: Stack, service: httpx.AsyncClient, step: str, sku: str) -> str:
     """Place an order while `service` hangs; once the order has given up on the
-    step and is compensating, the service recovers; return when the order has
-    ended and every request that was held in the service has landed."""
+    `step` and is compensating, the service recovers; return when the order has
+    ended, failed with `step` compensated, and every request that was held in
+    the service has landed."""
     hang = await service.put(
         "/admin/faults", json={"error_rate": 0, "latency_ms": HANG_MS}, headers=stack.admin
     )
@@ -67,17 +68,17 @@ async def hang_then_recover(stack: Stack, service: httpx.AsyncClient, sku: str) 
     # Every held request arrived before the recovery and sleeps HANG_MS from
     # its arrival: all have landed (and done whatever they do) after this.
     await asyncio.sleep(max(0.0, recovered_at + HANG_MS / 1000 + 1.5 - time.monotonic()))
+    order = await stack.order(order_id)
+    states = {each["name"]: each["state"] for each in order["steps"]}
+    assert states[step] == "compensated", order
     return order_id
 
 
 async def test_a_charge_landing_after_the_order_failed_captures_nothing(
     stack: Stack, sku: str, deadlines: str
 ) -> None:
-    order_id = await hang_then_recover(stack, stack.payments, sku)
+    order_id = await hang_then_recover(stack, stack.payments, "charge_payment", sku)
 
-    order = await stack.order(order_id)
-    steps = {step["name"]: step["state"] for step in order["steps"]}
-    assert steps["charge_payment"] == "compensated"
     charges = await items(stack.payments, "/charges", order_id)
     assert [c for c in charges if c["state"] == "captured"] == [], charges
     stock = (await stack.inventory.get(f"/stock/{sku}")).json()
@@ -89,11 +90,8 @@ async def test_a_charge_landing_after_the_order_failed_captures_nothing(
 async def test_a_shipment_landing_after_the_order_failed_ships_nothing(
     stack: Stack, sku: str, deadlines: str
 ) -> None:
-    order_id = await hang_then_recover(stack, stack.shipping, sku)
+    order_id = await hang_then_recover(stack, stack.shipping, "create_shipment", sku)
 
-    order = await stack.order(order_id)
-    steps = {step["name"]: step["state"] for step in order["steps"]}
-    assert steps["create_shipment"] == "compensated"
     shipments = await items(stack.shipping, "/shipments", order_id)
     assert [s for s in shipments if s["state"] != "cancelled"] == [], shipments
     charges = await items(stack.payments, "/charges", order_id)
