@@ -116,36 +116,38 @@ def redact_history_json(history_json: str) -> str:
 
 
 def _redact_payloads(node: Any) -> None:
-    if isinstance(node, list):
-        for item in node:
-            _redact_payloads(item)
-        return
-    if not isinstance(node, dict):
-        return
-    if node.get("metadata", {}).get("encoding") == _JSON_ENCODING and "data" in node:
-        value = json.loads(base64.b64decode(node["data"]))
-        _redact_value(value)
-        node["data"] = base64.b64encode(json.dumps(value, separators=(",", ":")).encode()).decode()
-        return
-    for child in node.values():
-        _redact_payloads(child)
+    _walk_objects(node, _redact_payload)
 
 
-def _redact_value(value: Any) -> None:
-    if isinstance(value, list):
-        for item in value:
-            _redact_value(item)
-        return
-    if not isinstance(value, dict):
-        return
+def _redact_payload(node: dict[str, Any]) -> bool:
+    """Redacts `node` if it is a JSON payload, saying whether it was one."""
+    if node.get("metadata", {}).get("encoding") != _JSON_ENCODING or "data" not in node:
+        return False
+    value = json.loads(base64.b64decode(node["data"]))
+    _walk_objects(value, _redact_fields)
+    node["data"] = base64.b64encode(json.dumps(value, separators=(",", ":")).encode()).decode()
+    return True
+
+
+def _redact_fields(value: dict[str, Any]) -> bool:
     is_address = "country" in value and "line1" in value
     for key, child in value.items():
         if isinstance(child, str) and (
             key in TOKEN_FIELDS or (is_address and key in ADDRESS_FIELDS)
         ):
             value[key] = REDACTED
-        else:
-            _redact_value(child)
+    return False
+
+
+def _walk_objects(node: Any, visit: Callable[[dict[str, Any]], bool]) -> None:
+    """`visit` each object in a JSON tree, outermost first; it returns True to keep
+    the walk out of that object's values."""
+    if isinstance(node, list):
+        for item in node:
+            _walk_objects(item, visit)
+    elif isinstance(node, dict) and not visit(node):
+        for child in node.values():
+            _walk_objects(child, visit)
 
 
 async def connect(address: str, namespace: str, keyring: Keyring) -> Client:

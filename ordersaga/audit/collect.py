@@ -28,6 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from contracts.orders import STATUS_QUERY, WORKFLOW_TYPE, OrderStatus, OrderView
 from ordersaga.audit.rules import (
     Charge,
+    Ledger,
     Order,
     Reservation,
     Shipment,
@@ -74,7 +75,7 @@ async def collect(sources: Sources, *, since: datetime | None) -> Snapshot:
         _listing(sources.inventory, "inventory", "/admin/ledger", _reservation, since),
         _listing(sources.inventory, "inventory", "/admin/stock", _stock_level, None),
     )
-    ledger = _Rows(charges, shipments, reservations)
+    ledger = Ledger(charges, shipments, reservations)
     # Orders whose rows may predate the listing's window: read them whole.
     partial = {o.order_id for o in orders.values() if since is not None and o.started_at < since}
     known_elsewhere: set[str] = set()
@@ -88,7 +89,7 @@ async def collect(sources: Sources, *, since: datetime | None) -> Snapshot:
             orders[order_id] = found  # closed before the window, changed in it
             partial.add(order_id)
     if partial:
-        ledger = ledger.merged(await _ledgers_of(sources, sorted(partial)))
+        ledger = _merged(ledger, await _ledgers_of(sources, sorted(partial)))
     parked = [
         o for o in orders.values() if o.is_open and o.order_status == OrderStatus.NEEDS_ATTENTION
     ]
@@ -177,26 +178,12 @@ async def _parked_reason(sources: Sources, order_id: str) -> str | None:
 # --- the services ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Rows:
-    charges: list[Charge]
-    shipments: list[Shipment]
-    reservations: list[Reservation]
-
-    def order_ids(self) -> set[str]:
-        rows: list[Charge | Shipment | Reservation] = [
-            *self.charges,
-            *self.shipments,
-            *self.reservations,
-        ]
-        return {row.order_id for row in rows}
-
-    def merged(self, other: _Rows) -> _Rows:
-        return _Rows(
-            _unique(self.charges, other.charges, key=lambda c: c.charge_id),
-            _unique(self.shipments, other.shipments, key=lambda s: s.shipment_id),
-            _unique(self.reservations, other.reservations, key=lambda r: r.reservation_id),
-        )
+def _merged(first: Ledger, second: Ledger) -> Ledger:
+    return Ledger(
+        _unique(first.charges, second.charges, key=lambda c: c.charge_id),
+        _unique(first.shipments, second.shipments, key=lambda s: s.shipment_id),
+        _unique(first.reservations, second.reservations, key=lambda r: r.reservation_id),
+    )
 
 
 RowT = TypeVar("RowT")
@@ -233,7 +220,7 @@ async def _listing(
             return rows
 
 
-async def _ledgers_of(sources: Sources, order_ids: Sequence[str]) -> _Rows:
+async def _ledgers_of(sources: Sources, order_ids: Sequence[str]) -> Ledger:
     """Each order's whole ledger, by the services' per-order reads."""
     gates = {name: asyncio.Semaphore(SERVICE_CONCURRENCY) for name in SERVICES}
 
@@ -257,7 +244,7 @@ async def _ledgers_of(sources: Sources, order_ids: Sequence[str]) -> _Rows:
         gather(sources.shipping, "shipping", "/shipments"),
         gather(sources.inventory, "inventory", "/reservations"),
     )
-    return _Rows(
+    return Ledger(
         [_charge(c) for c in charges],
         [_shipment(s) for s in shipments],
         [_reservation(r) for r in reservations],

@@ -185,7 +185,7 @@ def check(snapshot: Snapshot, policy: Policy | None = None) -> list[Finding]:
     reservations = _by_order(snapshot.reservations)
     findings: list[Finding] = []
     for order in snapshot.orders:
-        ledger = _Ledger(
+        ledger = Ledger(
             charges.get(order.order_id, []),
             shipments.get(order.order_id, []),
             reservations.get(order.order_id, []),
@@ -212,10 +212,20 @@ def count_by_kind(findings: Iterable[Finding]) -> dict[Kind, int]:
 
 
 @dataclass(frozen=True)
-class _Ledger:
+class Ledger:
+    """The services' rows: of one order when checked, of many when collected."""
+
     charges: list[Charge]
     shipments: list[Shipment]
     reservations: list[Reservation]
+
+    def order_ids(self) -> set[str]:
+        rows: list[Charge | Shipment | Reservation] = [
+            *self.charges,
+            *self.shipments,
+            *self.reservations,
+        ]
+        return {row.order_id for row in rows}
 
     def evidence(self) -> dict[str, Any]:
         return {
@@ -225,7 +235,7 @@ class _Ledger:
         }
 
 
-def _check_order(order: Order, ledger: _Ledger, now: datetime, policy: Policy) -> Iterable[Finding]:
+def _check_order(order: Order, ledger: Ledger, now: datetime, policy: Policy) -> Iterable[Finding]:
     yield from _duplicates(order.order_id, ledger, _order_evidence(order))
     if order.is_open:
         yield from _open_order(order, now, policy)
@@ -283,7 +293,7 @@ def _open_order(order: Order, now: datetime, policy: Policy) -> Iterable[Finding
         )
 
 
-def _compensated_order(order: Order, ledger: _Ledger) -> Iterable[Finding]:
+def _compensated_order(order: Order, ledger: Ledger) -> Iterable[Finding]:
     status = order.order_status
     for charge in ledger.charges:
         if charge.state == CAPTURED:
@@ -316,7 +326,7 @@ def _compensated_order(order: Order, ledger: _Ledger) -> Iterable[Finding]:
             )
 
 
-def _completed_order(order: Order, ledger: _Ledger) -> Iterable[Finding]:
+def _completed_order(order: Order, ledger: Ledger) -> Iterable[Finding]:
     committed = [r for r in ledger.reservations if r.state == COMMITTED]
     captured = [c for c in ledger.charges if c.state == CAPTURED]
     live = [s for s in ledger.shipments if s.state == SHIPMENT_CREATED]
@@ -360,7 +370,7 @@ def _completed_order(order: Order, ledger: _Ledger) -> Iterable[Finding]:
         )
 
 
-def _duplicates(order_id: str, ledger: _Ledger, order: Mapping[str, Any]) -> Iterable[Finding]:
+def _duplicates(order_id: str, ledger: Ledger, order: Mapping[str, Any]) -> Iterable[Finding]:
     """A second charge is a double charge even once refunded: the card was
     charged twice, so idempotency failed somewhere."""
     if len(ledger.charges) > 1:
@@ -389,7 +399,7 @@ def _duplicates_of_unchecked_orders(snapshot: Snapshot, checked: set[str]) -> It
     charges = _by_order(c for c in snapshot.charges if c.order_id not in checked)
     shipments = _by_order(s for s in snapshot.shipments if s.order_id not in checked)
     for order_id in sorted(charges.keys() | shipments.keys()):
-        ledger = _Ledger(charges.get(order_id, []), shipments.get(order_id, []), [])
+        ledger = Ledger(charges.get(order_id, []), shipments.get(order_id, []), [])
         yield from _duplicates(order_id, ledger, {})
 
 
@@ -398,36 +408,35 @@ def _duplicates_of_unchecked_orders(snapshot: Snapshot, checked: set[str]) -> It
 
 def _orphans(snapshot: Snapshot, known: set[str]) -> Iterable[Finding]:
     for charge in snapshot.charges:
-        if charge.order_id not in known:
-            yield Finding(
-                Kind.ORPHAN_CHARGE,
-                charge.charge_id,
-                f"{charge.state} charge {charge.charge_id} "
-                f"({format_money(charge.amount_cents, charge.currency)}) is for order "
-                f"{charge.order_id}, which Temporal does not know",
-                charge.order_id,
-                {"charge": _row(charge)},
-            )
+        money = format_money(charge.amount_cents, charge.currency)
+        yield from _orphan(Kind.ORPHAN_CHARGE, "charge", charge.charge_id, charge, known, money)
     for shipment in snapshot.shipments:
-        if shipment.order_id not in known:
-            yield Finding(
-                Kind.ORPHAN_SHIPMENT,
-                shipment.shipment_id,
-                f"{shipment.state} shipment {shipment.shipment_id} is for order "
-                f"{shipment.order_id}, which Temporal does not know",
-                shipment.order_id,
-                {"shipment": _row(shipment)},
-            )
+        yield from _orphan(Kind.ORPHAN_SHIPMENT, "shipment", shipment.shipment_id, shipment, known)
     for reservation in snapshot.reservations:
-        if reservation.order_id not in known:
-            yield Finding(
-                Kind.ORPHAN_RESERVATION,
-                reservation.reservation_id,
-                f"{reservation.state} reservation {reservation.reservation_id} is for order "
-                f"{reservation.order_id}, which Temporal does not know",
-                reservation.order_id,
-                {"reservation": _row(reservation)},
-            )
+        yield from _orphan(
+            Kind.ORPHAN_RESERVATION, "reservation", reservation.reservation_id, reservation, known
+        )
+
+
+def _orphan(
+    kind: Kind,
+    noun: str,
+    row_id: str,
+    row: Charge | Shipment | Reservation,
+    known: set[str],
+    amount: str | None = None,
+) -> Iterable[Finding]:
+    """A finding when the row's order is not one Temporal knows."""
+    if row.order_id in known:
+        return
+    shown = f"{row_id} ({amount})" if amount is not None else row_id
+    yield Finding(
+        kind,
+        row_id,
+        f"{row.state} {noun} {shown} is for order {row.order_id}, which Temporal does not know",
+        row.order_id,
+        {noun: _row(row)},
+    )
 
 
 def _stock(levels: Iterable[StockLevel]) -> Iterable[Finding]:

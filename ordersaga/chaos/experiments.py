@@ -190,22 +190,47 @@ class Experiment:
     quick: bool
 
 
+async def kill_for(lab: Lab, name: str, down: float) -> float:
+    """SIGKILL `name`, leave it down `down` seconds and start it again; returns how
+    long the restart took to be ready."""
+    await lab.stack.kill(name)
+    await asyncio.sleep(down)
+    started = time.monotonic()
+    await lab.stack.start_child(name)
+    return time.monotonic() - started
+
+
+async def faults_for(
+    lab: Lab, service: str, error_rate: float, latency_ms: int, seconds: float
+) -> None:
+    """Inject `service`'s faults for `seconds`, then clear them."""
+    await lab.ledger.set_faults(service, error_rate, latency_ms)
+    await asyncio.sleep(seconds)
+    await lab.ledger.clear_faults(service)
+
+
+async def standard_trial(
+    lab: Lab,
+    load: asyncio.Task[list[Placed]],
+    sku: str,
+    fault: str,
+    after: Callable[[], Awaitable[None]] | None = None,
+) -> Trial:
+    """The fault is cleared now: wait for the standard load and make its `Trial`."""
+    cleared = time.monotonic()
+    placed = await load
+    return Trial(placed, cleared, {sku: lab.standard_stock}, fault=fault, after=after)
+
+
 # --- 1-3, 11: the worker ---------------------------------------------------------
 
 
 async def worker_killed_once(lab: Lab) -> Trial:
     load, sku, spread = await lab.standard_load("worker-kill")
     await asyncio.sleep(spread * FAULT_AT)
-    await lab.stack.kill(WORKER)
-    await asyncio.sleep(lab.sizes.worker_down)
-    await lab.stack.start_child(WORKER)
-    cleared = time.monotonic()
-    placed = await load
-    return Trial(
-        placed,
-        cleared,
-        {sku: lab.standard_stock},
-        fault=f"SIGKILL worker, {lab.sizes.worker_down:.0f}s down",
+    await kill_for(lab, WORKER, lab.sizes.worker_down)
+    return await standard_trial(
+        lab, load, sku, fault=f"SIGKILL worker, {lab.sizes.worker_down:.0f}s down"
     )
 
 
@@ -214,16 +239,9 @@ async def worker_killed_repeatedly(lab: Lab) -> Trial:
     load, sku, _ = await lab.standard_load("worker-kill-repeated", spread=s.kills * s.kill_every)
     for _ in range(s.kills):
         await asyncio.sleep(s.kill_every * lab.rng.uniform(0.5, 1.0))
-        await lab.stack.kill(WORKER)
-        await asyncio.sleep(1.0)
-        await lab.stack.start_child(WORKER)
-    cleared = time.monotonic()
-    placed = await load
-    return Trial(
-        placed,
-        cleared,
-        {sku: 2 * s.orders + 10},
-        fault=f"SIGKILL worker {s.kills}x, every ~{s.kill_every:.0f}s",
+        await kill_for(lab, WORKER, 1.0)
+    return await standard_trial(
+        lab, load, sku, fault=f"SIGKILL worker {s.kills}x, every ~{s.kill_every:.0f}s"
     )
 
 
@@ -235,20 +253,14 @@ async def one_of_two_workers_killed(lab: Lab) -> Trial:
     load, sku, spread = await lab.standard_load("two-workers")
     await asyncio.sleep(spread * FAULT_AT)
     await lab.stack.kill(WORKER)
-    # The fault is not cleared: the survivor is expected to carry every order.
-    cleared = time.monotonic()
-    placed = await load
 
     async def restore() -> None:
         await lab.stack.start_child(WORKER)
         await lab.stack.remove_worker(SECOND_WORKER)
 
-    return Trial(
-        placed,
-        cleared,
-        {sku: lab.standard_stock},
-        fault="2 workers, SIGKILL one, the other carries on",
-        after=restore,
+    # The fault is not cleared: the survivor is expected to carry every order.
+    return await standard_trial(
+        lab, load, sku, fault="2 workers, SIGKILL one, the other carries on", after=restore
     )
 
 
@@ -257,13 +269,8 @@ async def worker_terminated(lab: Lab) -> Trial:
     await asyncio.sleep(spread * FAULT_AT)
     took = await lab.stack.kill(WORKER, signal.SIGTERM)
     await lab.stack.start_child(WORKER)
-    cleared = time.monotonic()
-    placed = await load
-    return Trial(
-        placed,
-        cleared,
-        {sku: lab.standard_stock},
-        fault=f"SIGTERM worker (drained in {took:.1f}s), restarted",
+    return await standard_trial(
+        lab, load, sku, fault=f"SIGTERM worker (drained in {took:.1f}s), restarted"
     )
 
 
@@ -273,18 +280,13 @@ async def worker_terminated(lab: Lab) -> Trial:
 async def temporal_killed(lab: Lab) -> Trial:
     load, sku, spread = await lab.standard_load("temporal-kill")
     await asyncio.sleep(spread * FAULT_AT)
-    await lab.stack.kill(TEMPORAL)
-    await asyncio.sleep(lab.sizes.temporal_down)
-    started = time.monotonic()
-    await lab.stack.start_child(TEMPORAL)
-    cleared = time.monotonic()
-    placed = await load
-    return Trial(
-        placed,
-        cleared,
-        {sku: lab.standard_stock},
+    ready = await kill_for(lab, TEMPORAL, lab.sizes.temporal_down)
+    return await standard_trial(
+        lab,
+        load,
+        sku,
         fault=f"SIGKILL Temporal, {lab.sizes.temporal_down:.0f}s down, "
-        f"ready {cleared - started:.1f}s after restart",
+        f"ready {ready:.1f}s after restart",
     )
 
 
@@ -294,16 +296,9 @@ async def temporal_killed(lab: Lab) -> Trial:
 async def service_killed(lab: Lab) -> Trial:
     load, sku, spread = await lab.standard_load("service-kill")
     await asyncio.sleep(spread * FAULT_AT)
-    await lab.stack.kill("payments")
-    await asyncio.sleep(lab.sizes.service_down)
-    await lab.stack.start_child("payments")
-    cleared = time.monotonic()
-    placed = await load
-    return Trial(
-        placed,
-        cleared,
-        {sku: lab.standard_stock},
-        fault=f"SIGKILL payments, {lab.sizes.service_down:.0f}s down",
+    await kill_for(lab, "payments", lab.sizes.service_down)
+    return await standard_trial(
+        lab, load, sku, fault=f"SIGKILL payments, {lab.sizes.service_down:.0f}s down"
     )
 
 
@@ -312,15 +307,11 @@ async def service_hangs(lab: Lab) -> Trial:
     hang = budget + lab.sizes.hang_margin
     latency_ms = int((lab.read_timeout + 2) * 1000)
     load, sku, _ = await lab.standard_load("service-hang")
-    await lab.ledger.set_faults("payments", 0.0, latency_ms)
-    await asyncio.sleep(hang)
-    await lab.ledger.clear_faults("payments")
-    cleared = time.monotonic()
-    placed = await load
-    return Trial(
-        placed,
-        cleared,
-        {sku: lab.standard_stock},
+    await faults_for(lab, "payments", 0.0, latency_ms, hang)
+    return await standard_trial(
+        lab,
+        load,
+        sku,
         fault=f"payments answers after {latency_ms / 1000:.0f}s (read timeout "
         f"{lab.read_timeout:.0f}s) for {hang:.0f}s, past the {budget:.0f}s retry budget",
     )
@@ -328,15 +319,11 @@ async def service_hangs(lab: Lab) -> Trial:
 
 async def service_flaky_and_slow(lab: Lab) -> Trial:
     load, sku, _ = await lab.standard_load("flaky-slow")
-    await lab.ledger.set_faults("payments", 0.5, 3500)
-    await asyncio.sleep(lab.sizes.flaky_seconds)
-    await lab.ledger.clear_faults("payments")
-    cleared = time.monotonic()
-    placed = await load
-    return Trial(
-        placed,
-        cleared,
-        {sku: lab.standard_stock},
+    await faults_for(lab, "payments", 0.5, 3500, lab.sizes.flaky_seconds)
+    return await standard_trial(
+        lab,
+        load,
+        sku,
         fault=f"payments 50% errors + 3.5s latency (local attempt "
         f"{LOCAL_ATTEMPT_TIMEOUT.total_seconds():.0f}s) for {lab.sizes.flaky_seconds:.0f}s",
     )

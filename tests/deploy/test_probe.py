@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from ordersaga.cli import main
 from ordersaga.ports import free_port
+from tests.http_server import serving_in_a_thread
 
 ORDERSAGA = Path(sys.executable).parent / "ordersaga"
 
@@ -31,14 +31,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving_in_a_thread(_Handler) as url:
+        yield url
 
 
 @pytest.mark.parametrize(("path", "status"), [("/down", 503), ("/missing", 404)])

@@ -3,10 +3,7 @@ lost order is caught. No timing is asserted: performance is never a test here.""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,36 +21,18 @@ from ordersaga.bench.runner import (
     BenchOptions,
 )
 from ordersaga.runtime.settings import Settings
+from tests.ordersaga_cli import run_ordersaga
 
-ORDERSAGA = Path(sys.executable).parent / "ordersaga"
 # Three embedded stacks start one after the other (the PostgreSQL one unless skipped).
 RUN_TIMEOUT = 400.0
 PERCENTILES = {"p50", "p95", "p99"}
 
 
-def _clean_env() -> dict[str, str]:
-    # The embedded stack picks free ports itself; a developer's ORDERSAGA_* must not leak in.
-    return {k: v for k, v in os.environ.items() if not k.upper().startswith("ORDERSAGA_")}
-
-
 async def _bench(*args: str, limit_seconds: float = RUN_TIMEOUT) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        str(ORDERSAGA),
-        "bench",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=_clean_env(),
-    )
-    try:
-        async with asyncio.timeout(limit_seconds):
-            out, err = await process.communicate()
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    # The embedded stack picks free ports itself; a developer's ORDERSAGA_* must
+    # not leak in (run_ordersaga leaves them out).
+    ran = await run_ordersaga("bench", *args, within=limit_seconds)
+    return ran.code, ran.stdout, ran.stderr
 
 
 @pytest.mark.parametrize(

@@ -6,29 +6,22 @@ tolerated by name). About 100 s on two cores."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
 from ordersaga.chaos.experiments import MATRIX
+from tests.ordersaga_cli import run_ordersaga
 
-ORDERSAGA = Path(sys.executable).parent / "ordersaga"
 RUN_TIMEOUT = 400.0
-
-
-def _clean_env() -> dict[str, str]:
-    # The stack picks free ports and a data dir itself; a developer's ORDERSAGA_* must not leak in.
-    return {k: v for k, v in os.environ.items() if not k.upper().startswith("ORDERSAGA_")}
 
 
 @pytest.mark.timeout(RUN_TIMEOUT + 30)
 async def test_the_bounded_fault_matrix_holds_every_invariant(tmp_path: Path) -> None:
-    process = await asyncio.create_subprocess_exec(
-        str(ORDERSAGA),
+    # The stack picks free ports and a data dir itself; a developer's ORDERSAGA_*
+    # must not leak in (run_ordersaga leaves them out).
+    ran = await run_ordersaga(
         "chaos",
         "--quick",
         # A decided trade-off (ordersaga/chaos/known.py, docs/chaos.md): shown as
@@ -37,20 +30,12 @@ async def test_the_bounded_fault_matrix_holds_every_invariant(tmp_path: Path) ->
         "deadline-503-under-load",
         "--data-dir",
         str(tmp_path / "chaos"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=_clean_env(),
+        within=RUN_TIMEOUT,
+        stderr_to_stdout=True,
     )
-    try:
-        async with asyncio.timeout(RUN_TIMEOUT):
-            raw, _ = await process.communicate()
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    out = raw.decode(errors="replace")
+    out = ran.stdout
     # The whole report on failure: which invariant broke, with its evidence.
-    assert process.returncode == 0, out
+    assert ran.code == 0, out
     quick = [experiment.key for experiment in MATRIX if experiment.quick]
     for key in quick:
         # Held every invariant, or was violated only by the tolerated known issue.

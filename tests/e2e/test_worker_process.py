@@ -27,10 +27,16 @@ from temporalio.testing import WorkflowEnvironment
 
 from ordersaga.runtime.settings import Settings
 from tests.e2e.worker_process import WorkerProcess, worker_env, worker_process
-from tests.integration.stack import ADMIN_TOKEN, serving_apps, stack_settings, traced_client
+from tests.integration.stack import (
+    ADMIN_TOKEN,
+    serving_apps,
+    stack_clients,
+    stack_settings,
+    traced_client,
+)
 from tests.orders import order_body
 from tests.ports import free_port
-from tests.tokens import as_customer, bearer, new_customer_id, operator_token
+from tests.tokens import as_customer, new_customer_id
 from tests.versioning_support import own_dev_server
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -154,19 +160,9 @@ async def shop_without_payments_worker(client: Client, data_dir: Path) -> AsyncI
         for worker in workers:
             await stack.enter_async_context(worker)
 
-        def http(port: int, token: str) -> httpx.AsyncClient:
-            return httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{port}", timeout=60, headers=bearer(token)
-            )
-
-        api, inventory, payments = [
-            await stack.enter_async_context(http(port, token))
-            for port, token in (
-                (settings.api_port, operator_token()),
-                (settings.inventory_port, ADMIN_TOKEN),
-                (settings.payments_port, ADMIN_TOKEN),
-            )
-        ]
+        api, inventory, payments = await stack_clients(
+            stack, settings, "api", "inventory", "payments", http_timeout=60
+        )
         yield Shop(settings, client, api, inventory, payments)
 
 

@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 from opentelemetry.trace import TracerProvider
 from pydantic import SecretStr
 from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 
 from ordersaga.runtime.settings import Settings
 from ordersaga.runtime.temporal_config import data_converter, temporal_interceptors
 from tests.keys import TEST_KEYRING
 from tests.ports import free_ports
-from tests.tokens import bearer, operator_token, verifier_for_tests
+from tests.tokens import as_customer, bearer, new_customer_id, operator_token, verifier_for_tests
 from tests.versioning_support import route_to_unversioned
 
 ADMIN_TOKEN = "integration-admin-token"
@@ -75,6 +78,69 @@ class Stack:
         )
         response.raise_for_status()
 
+    async def new_sku(self, prefix: str, available: int, *, price_cents: int = 1500) -> str:
+        """A product of the caller's own (`prefix` and a random suffix), stocked."""
+        sku = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        await self.stock(sku, available, price_cents=price_cents)
+        return sku
+
+    async def place(self, body: dict[str, Any], *, customer: str | None = None) -> str:
+        """The id of the order, placed by `customer` (a new one by default) and accepted."""
+        headers = as_customer(customer or new_customer_id())
+        response = await self.api.post("/orders", json=body, headers=headers)
+        assert response.status_code == 202, response.text
+        return str(response.json()["order_id"])
+
+    async def order(self, order_id: str) -> dict[str, Any]:
+        response = await self.api.get(f"/orders/{order_id}")
+        assert response.status_code == 200, response.text
+        order: dict[str, Any] = response.json()
+        return order
+
+    async def wait_for_status(
+        self, order_id: str, *statuses: str, within: float = 60
+    ) -> dict[str, Any]:
+        """The order once its status is one of `statuses`."""
+        async with asyncio.timeout(within):
+            while True:
+                order = await self.order(order_id)
+                if order["status"] in statuses:
+                    return order
+                await asyncio.sleep(0.1)
+
+
+async def items(client: httpx.AsyncClient, path: str, order_id: str) -> list[dict[str, Any]]:
+    """A service's rows of one order (GET path?order_id=...)."""
+    response = await client.get(path, params={"order_id": order_id})
+    assert response.status_code == 200, response.text
+    found: list[dict[str, Any]] = response.json()["items"]
+    return found
+
+
+async def stack_clients(
+    exits: contextlib.AsyncExitStack, settings: Settings, *roles: str, http_timeout: float
+) -> list[httpx.AsyncClient]:
+    """HTTP clients of the stack's servers, one a role (api, inventory, payments,
+    shipping), closed with `exits`. They read as an operator (API) or the admin
+    (services) by default; a customer's request names its own Authorization
+    (tests/tokens.py)."""
+    ports = {
+        "api": settings.api_port,
+        "inventory": settings.inventory_port,
+        "payments": settings.payments_port,
+        "shipping": settings.shipping_port,
+    }
+    return [
+        await exits.enter_async_context(
+            httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{ports[role]}",
+                timeout=http_timeout,
+                headers=bearer(operator_token() if role == "api" else ADMIN_TOKEN),
+            )
+        )
+        for role in roles
+    ]
+
 
 def traced_client(client: Client, tracer_provider: TracerProvider | None) -> Client:
     """The same connection, with the tracing interceptor every real process has."""
@@ -118,33 +184,29 @@ async def serving_apps(
     from services.shipping.app import create_app as create_shipping
 
     providers = tracer_providers or {}
+
+    def domain(name: str) -> dict[str, Any]:
+        """What every domain service's create_app takes, for `name`."""
+        return {
+            "database_url": settings.database_url(name),
+            "admin_token": SecretStr(ADMIN_TOKEN),
+            "worker_token": SecretStr(WORKER_TOKEN),
+            "tracer_provider": providers.get(name),
+        }
+
     apps: list[tuple[Any, int]] = [
-        (
-            create_inventory(
-                database_url=settings.database_url("inventory"),
-                admin_token=SecretStr(ADMIN_TOKEN),
-                worker_token=SecretStr(WORKER_TOKEN),
-                tracer_provider=providers.get("inventory"),
-            ),
-            settings.inventory_port,
-        ),
+        (create_inventory(**domain("inventory")), settings.inventory_port),
         (
             create_payments(
-                database_url=settings.database_url("payments"),
-                admin_token=SecretStr(ADMIN_TOKEN),
-                worker_token=SecretStr(WORKER_TOKEN),
+                **domain("payments"),
                 customer_limit_cents=settings.payments_customer_limit_cents,
-                tracer_provider=providers.get("payments"),
             ),
             settings.payments_port,
         ),
         (
             create_shipping(
-                database_url=settings.database_url("shipping"),
-                admin_token=SecretStr(ADMIN_TOKEN),
-                worker_token=SecretStr(WORKER_TOKEN),
+                **domain("shipping"),
                 refused_countries=settings.shipping_refused_countries,
-                tracer_provider=providers.get("shipping"),
             ),
             settings.shipping_port,
         ),
@@ -202,20 +264,23 @@ async def running_stack(
         for worker in workers:
             await stack.enter_async_context(worker)
 
-        def http(port: int, token: str) -> httpx.AsyncClient:
-            # Reads as an operator (API) or the admin (services) by default; a
-            # customer's request names its own Authorization (tests/tokens.py).
-            return httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{port}", timeout=30, headers=bearer(token)
-            )
-
-        clients = [
-            await stack.enter_async_context(http(port, token))
-            for port, token in (
-                (settings.api_port, operator_token()),
-                (settings.inventory_port, ADMIN_TOKEN),
-                (settings.payments_port, ADMIN_TOKEN),
-                (settings.shipping_port, ADMIN_TOKEN),
-            )
-        ]
+        clients = await stack_clients(
+            stack, settings, "api", "inventory", "payments", "shipping", http_timeout=30
+        )
         yield Stack(settings, client, *clients)
+
+
+def module_stack(folder: str, **settings_overrides: Any) -> Any:
+    """A module-scoped `stack` fixture: a running stack on the session's dev
+    server, its data in a temporary `folder`. In a test module:
+    `stack = module_stack("name")`."""
+
+    @pytest.fixture(scope="module")
+    async def stack(
+        dev_server_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+    ) -> AsyncIterator[Stack]:
+        data_dir = tmp_path_factory.mktemp(folder)
+        async with running_stack(dev_server_env.client, data_dir, **settings_overrides) as running:
+            yield running
+
+    return stack

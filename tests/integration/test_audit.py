@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import closing, contextmanager
@@ -25,10 +23,10 @@ from ordersaga.runtime.settings import SERVICES
 from tests import orders
 from tests.integration.stack import ADMIN_TOKEN, Stack, running_stack
 from tests.keys import TEST_CODEC_KEYS
+from tests.ordersaga_cli import clean_env, run_ordersaga
 from tests.ports import free_port
 from tests.tokens import as_customer, new_customer_id
 
-ORDERSAGA = Path(sys.executable).parent / "ordersaga"
 UNIT_PRICE_CENTS = 1500
 
 
@@ -101,9 +99,8 @@ class Run:
 
 def audit_env(stack: Stack, **overrides: str) -> dict[str, str]:
     settings = stack.settings
-    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("ORDERSAGA_")}
     return {
-        **clean,
+        **clean_env(),
         "ORDERSAGA_TEMPORAL_ADDRESS": settings.temporal_address,
         "ORDERSAGA_TEMPORAL_NAMESPACE": stack.temporal.namespace,
         "ORDERSAGA_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -120,20 +117,15 @@ async def audit(placed: Placed, *args: str, **env: str) -> Run:
     """`ordersaga audit` in its own process (the stack serves from this loop,
     so the loop must keep running meanwhile). --since leaves out the orders of
     other test modules on the shared Temporal server."""
-    process = await asyncio.create_subprocess_exec(
-        str(ORDERSAGA),
+    ran = await run_ordersaga(
         "audit",
         "--since",
         placed.since.isoformat(),
         *args,
+        within=120,
         env=audit_env(placed.stack, **env),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
-    async with asyncio.timeout(120):
-        stdout, stderr = await process.communicate()
-    assert process.returncode is not None
-    return Run(process.returncode, stdout.decode(), stderr.decode())
+    return Run(ran.code, ran.stdout, ran.stderr)
 
 
 # --- the databases, written behind the services' backs -------------------------

@@ -13,19 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import httpx
 import pytest
-from temporalio.testing import WorkflowEnvironment
 
 from activities.http import ServiceClient
 from tests import orders
-from tests.integration.stack import Stack, running_stack
-from tests.tokens import as_customer, new_customer_id
+from tests.integration.stack import Stack, items, module_stack
 
 STOCK = 10
 UNIT_PRICE_CENTS = 1500
@@ -37,15 +32,7 @@ READ_TIMEOUT_SECONDS = 0.5
 HANG_MS = 14_000
 
 
-@pytest.fixture(scope="module")
-async def stack(
-    dev_server_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Stack]:
-    data_dir: Path = tmp_path_factory.mktemp("late-requests")
-    async with running_stack(
-        dev_server_env.client, data_dir, http_read_timeout_seconds=READ_TIMEOUT_SECONDS
-    ) as running:
-        yield running
+stack = module_stack("late-requests", http_read_timeout_seconds=READ_TIMEOUT_SECONDS)
 
 
 @pytest.fixture(params=["with-deadlines", "fence-only"])
@@ -58,70 +45,40 @@ def deadlines(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.fixture
 async def sku(stack: Stack) -> str:
-    name = f"sku_late_{uuid.uuid4().hex[:10]}"
-    await stack.stock(name, STOCK, price_cents=UNIT_PRICE_CENTS)
-    return name
+    return await stack.new_sku("sku_late", STOCK, price_cents=UNIT_PRICE_CENTS)
 
 
-async def items(client: httpx.AsyncClient, path: str, order_id: str) -> list[dict[str, Any]]:
-    response = await client.get(path, params={"order_id": order_id})
-    assert response.status_code == 200, response.text
-    found: list[dict[str, Any]] = response.json()["items"]
-    return found
-
-
-async def status_of(stack: Stack, order_id: str) -> dict[str, Any]:
-    response = await stack.api.get(f"/orders/{order_id}")
-    assert response.status_code == 200, response.text
-    order: dict[str, Any] = response.json()
-    return order
-
-
-async def wait_for(stack: Stack, order_id: str, *statuses: str, within: float) -> dict[str, Any]:
-    async with asyncio.timeout(within):
-        while True:
-            order = await status_of(stack, order_id)
-            if order["status"] in statuses:
-                return order
-            await asyncio.sleep(0.1)
-
-
-async def hang_then_recover(stack: Stack, service: httpx.AsyncClient, sku: str) -> str:
+async def hang_then_recover(stack: Stack, service: httpx.AsyncClient, step: str, sku: str) -> str:
     """Place an order while `service` hangs; once the order has given up on the
-    step and is compensating, the service recovers; return when the order has
-    ended and every request that was held in the service has landed."""
+    `step` and is compensating, the service recovers; return when the order has
+    ended, failed with `step` compensated, and every request that was held in
+    the service has landed."""
     hang = await service.put(
         "/admin/faults", json={"error_rate": 0, "latency_ms": HANG_MS}, headers=stack.admin
     )
     assert hang.status_code == 200, hang.text
     try:
-        response = await stack.api.post(
-            "/orders",
-            json=orders.order_body(sku=sku, quantity=2, country="DE"),
-            headers=as_customer(new_customer_id()),
-        )
-        assert response.status_code == 202, response.text
-        order_id = str(response.json()["order_id"])
-        await wait_for(stack, order_id, "COMPENSATING", within=60)
+        order_id = await stack.place(orders.order_body(sku=sku, quantity=2, country="DE"))
+        await stack.wait_for_status(order_id, "COMPENSATING", within=60)
     finally:
         recovered_at = time.monotonic()
         await service.delete("/admin/faults", headers=stack.admin)
-    order = await wait_for(stack, order_id, "FAILED", "NEEDS_ATTENTION", within=60)
+    order = await stack.wait_for_status(order_id, "FAILED", "NEEDS_ATTENTION", within=60)
     assert order["status"] == "FAILED", order
     # Every held request arrived before the recovery and sleeps HANG_MS from
     # its arrival: all have landed (and done whatever they do) after this.
     await asyncio.sleep(max(0.0, recovered_at + HANG_MS / 1000 + 1.5 - time.monotonic()))
+    order = await stack.order(order_id)
+    states = {each["name"]: each["state"] for each in order["steps"]}
+    assert states[step] == "compensated", order
     return order_id
 
 
 async def test_a_charge_landing_after_the_order_failed_captures_nothing(
     stack: Stack, sku: str, deadlines: str
 ) -> None:
-    order_id = await hang_then_recover(stack, stack.payments, sku)
+    order_id = await hang_then_recover(stack, stack.payments, "charge_payment", sku)
 
-    order = await status_of(stack, order_id)
-    steps = {step["name"]: step["state"] for step in order["steps"]}
-    assert steps["charge_payment"] == "compensated"
     charges = await items(stack.payments, "/charges", order_id)
     assert [c for c in charges if c["state"] == "captured"] == [], charges
     stock = (await stack.inventory.get(f"/stock/{sku}")).json()
@@ -133,11 +90,8 @@ async def test_a_charge_landing_after_the_order_failed_captures_nothing(
 async def test_a_shipment_landing_after_the_order_failed_ships_nothing(
     stack: Stack, sku: str, deadlines: str
 ) -> None:
-    order_id = await hang_then_recover(stack, stack.shipping, sku)
+    order_id = await hang_then_recover(stack, stack.shipping, "create_shipment", sku)
 
-    order = await status_of(stack, order_id)
-    steps = {step["name"]: step["state"] for step in order["steps"]}
-    assert steps["create_shipment"] == "compensated"
     shipments = await items(stack.shipping, "/shipments", order_id)
     assert [s for s in shipments if s["state"] != "cancelled"] == [], shipments
     charges = await items(stack.payments, "/charges", order_id)

@@ -4,18 +4,13 @@ then the domain state checked at the source: stock, charges, shipments."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from temporalio.testing import WorkflowEnvironment
 
 from ordersaga.histories import IN_FLIGHT_LATENCY_MS
 from tests import orders
-from tests.integration.stack import Stack, running_stack
+from tests.integration.stack import Stack, items, module_stack
 from tests.tokens import as_customer, new_customer_id
 
 STOCK = 10
@@ -24,47 +19,19 @@ STOCK = 10
 UNIT_PRICE_CENTS = 1500
 
 
-@pytest.fixture(scope="module")
-async def stack(
-    dev_server_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Stack]:
-    data_dir: Path = tmp_path_factory.mktemp("stack")
-    async with running_stack(dev_server_env.client, data_dir) as running:
-        yield running
+stack = module_stack("stack")
 
 
 @pytest.fixture
 async def sku(stack: Stack) -> str:
     """A SKU of this test's own, stocked with STOCK units."""
-    name = f"sku_it_{uuid.uuid4().hex[:10]}"
-    await stack.stock(name, STOCK, price_cents=UNIT_PRICE_CENTS)
-    return name
+    return await stack.new_sku("sku_it", STOCK, price_cents=UNIT_PRICE_CENTS)
 
 
 def order_body(
     sku: str, *, quantity: int = 3, country: str = "DE", token: str = "tok_visa"
 ) -> dict[str, Any]:
     return orders.order_body(sku=sku, quantity=quantity, country=country, payment_token=token)
-
-
-async def place(stack: Stack, body: dict[str, Any], *, customer: str | None = None) -> str:
-    headers = as_customer(customer or new_customer_id())
-    response = await stack.api.post("/orders", json=body, headers=headers)
-    assert response.status_code == 202, response.text
-    return str(response.json()["order_id"])
-
-
-async def wait_until(
-    stack: Stack, order_id: str, *statuses: str, within: float = 60
-) -> dict[str, Any]:
-    async with asyncio.timeout(within):
-        while True:
-            response = await stack.api.get(f"/orders/{order_id}")
-            assert response.status_code == 200, response.text
-            order: dict[str, Any] = response.json()
-            if order["status"] in statuses:
-                return order
-            await asyncio.sleep(0.1)
 
 
 async def stock_of(stack: Stack, sku: str) -> dict[str, Any]:
@@ -74,17 +41,10 @@ async def stock_of(stack: Stack, sku: str) -> dict[str, Any]:
     return stock
 
 
-async def items(client: httpx.AsyncClient, path: str, order_id: str) -> list[dict[str, Any]]:
-    response = await client.get(path, params={"order_id": order_id})
-    assert response.status_code == 200, response.text
-    found: list[dict[str, Any]] = response.json()["items"]
-    return found
-
-
 async def test_happy_path_ships_charges_once_and_takes_the_stock(stack: Stack, sku: str) -> None:
-    order_id = await place(stack, order_body(sku, quantity=3))
+    order_id = await stack.place(order_body(sku, quantity=3))
 
-    order = await wait_until(stack, order_id, "COMPLETED", "FAILED")
+    order = await stack.wait_for_status(order_id, "COMPLETED", "FAILED")
 
     assert order["status"] == "COMPLETED", order
     assert [step["state"] for step in order["steps"]] == ["completed"] * 4
@@ -98,9 +58,9 @@ async def test_happy_path_ships_charges_once_and_takes_the_stock(stack: Stack, s
 
 
 async def test_undeliverable_address_refunds_and_releases(stack: Stack, sku: str) -> None:
-    order_id = await place(stack, order_body(sku, quantity=4, country="AQ"))
+    order_id = await stack.place(order_body(sku, quantity=4, country="AQ"))
 
-    order = await wait_until(stack, order_id, "COMPLETED", "FAILED")
+    order = await stack.wait_for_status(order_id, "COMPLETED", "FAILED")
 
     assert order["status"] == "FAILED", order
     assert "ADDRESS_UNDELIVERABLE" in order["failure_reason"]
@@ -119,9 +79,9 @@ async def test_undeliverable_address_refunds_and_releases(stack: Stack, sku: str
 
 
 async def test_out_of_stock_touches_nothing(stack: Stack, sku: str) -> None:
-    order_id = await place(stack, order_body(sku, quantity=STOCK + 1))
+    order_id = await stack.place(order_body(sku, quantity=STOCK + 1))
 
-    order = await wait_until(stack, order_id, "COMPLETED", "FAILED")
+    order = await stack.wait_for_status(order_id, "COMPLETED", "FAILED")
 
     assert order["status"] == "FAILED"
     assert "OUT_OF_STOCK" in order["failure_reason"]
@@ -142,14 +102,14 @@ async def test_cancel_while_the_shipment_is_being_created_undoes_everything(
     assert faults.status_code == 200, faults.text
     try:
         customer = new_customer_id()
-        order_id = await place(stack, order_body(sku, quantity=2), customer=customer)
-        await wait_until(stack, order_id, "SHIPPING", within=30)
+        order_id = await stack.place(order_body(sku, quantity=2), customer=customer)
+        await stack.wait_for_status(order_id, "SHIPPING", within=30)
 
         cancel = await stack.api.post(
             f"/orders/{order_id}/cancel", json={"reason": "test"}, headers=as_customer(customer)
         )
         assert cancel.status_code == 202, cancel.text
-        order = await wait_until(stack, order_id, "CANCELLED", "COMPLETED", "FAILED")
+        order = await stack.wait_for_status(order_id, "CANCELLED", "COMPLETED", "FAILED")
     finally:
         await stack.shipping.delete("/admin/faults", headers=stack.admin)
 
@@ -168,9 +128,9 @@ async def test_cancel_while_the_shipment_is_being_created_undoes_everything(
 
 
 async def test_refund_refused_waits_for_an_operator_who_resolves_it(stack: Stack, sku: str) -> None:
-    order_id = await place(stack, order_body(sku, country="AQ", token="tok_refundFail"))
+    order_id = await stack.place(order_body(sku, country="AQ", token="tok_refundFail"))
 
-    order = await wait_until(stack, order_id, "NEEDS_ATTENTION")
+    order = await stack.wait_for_status(order_id, "NEEDS_ATTENTION")
     assert "REFUND_REFUSED" in order["steps"][1]["error"]
     # The stock goes back at once; only the refund waits for the operator. (It
     # used to stay reserved until the refund was settled: a refused refund could
@@ -182,7 +142,7 @@ async def test_refund_refused_waits_for_an_operator_who_resolves_it(stack: Stack
         f"/orders/{order_id}/compensation/resolve", json={"note": "refunded by hand"}
     )
     assert resolved.status_code == 202, resolved.text
-    order = await wait_until(stack, order_id, "FAILED")
+    order = await stack.wait_for_status(order_id, "FAILED")
 
     assert await stock_of(stack, sku) == {"sku": sku, "available": STOCK, "reserved": 0}
     (charge,) = await items(stack.payments, "/charges", order_id)
@@ -199,7 +159,7 @@ async def test_resubmitting_the_same_order_charges_once(stack: Stack, sku: str) 
     assert len({r.text for r in responses}) == 1
     order_id = responses[0].json()["order_id"]
 
-    await wait_until(stack, order_id, "COMPLETED")
+    await stack.wait_for_status(order_id, "COMPLETED")
 
     assert len(await items(stack.payments, "/charges", order_id)) == 1
     assert (await stock_of(stack, sku))["available"] == STOCK - 1

@@ -27,9 +27,15 @@ from contracts import task_queues
 from contracts.domains import DOMAINS
 from ordersaga.binaries import temporal_cli
 from ordersaga.runtime.settings import Settings
-from tests.integration.stack import ADMIN_TOKEN, serving_apps, stack_settings, traced_client
+from tests.integration.stack import (
+    ADMIN_TOKEN,
+    serving_apps,
+    stack_clients,
+    stack_settings,
+    traced_client,
+)
 from tests.orders import order_body
-from tests.tokens import as_customer, bearer, new_customer_id, operator_token
+from tests.tokens import as_customer, new_customer_id
 from tests.versioning_support import deployment_names, own_dev_server, route_to_unversioned
 from workers.versioning import (
     Bootstrap,
@@ -85,19 +91,9 @@ async def shop(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Shop]:
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(serving_apps(settings, client))
 
-            def http(port: int, token: str) -> httpx.AsyncClient:
-                return httpx.AsyncClient(
-                    base_url=f"http://127.0.0.1:{port}", timeout=60, headers=bearer(token)
-                )
-
-            api, inventory, payments = [
-                await stack.enter_async_context(http(port, token))
-                for port, token in (
-                    (settings.api_port, operator_token()),
-                    (settings.inventory_port, ADMIN_TOKEN),
-                    (settings.payments_port, ADMIN_TOKEN),
-                )
-            ]
+            api, inventory, payments = await stack_clients(
+                stack, settings, "api", "inventory", "payments", http_timeout=60
+            )
             yield Shop(settings, client, api, inventory, payments)
 
 

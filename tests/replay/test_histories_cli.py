@@ -8,57 +8,28 @@ traceback.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import os
 import re
-import sys
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from ordersaga.histories import RECORDING_MANIFEST, history_file_name
-from tests.integration.stack import Stack, running_stack
+from tests.integration.stack import Stack, module_stack
 from tests.keys import TEST_CODEC_KEYS
 from tests.orders import CUSTOMER_NAME, PAYMENT_TOKEN, STREET, order_body
+from tests.ordersaga_cli import Ran, clean_env, run_ordersaga
 from tests.ports import free_port
 from tests.replay.replayer import load_history, replayer
 from tests.tokens import as_customer, new_customer_id
 
-ORDERSAGA = Path(sys.executable).parent / "ordersaga"
-
-
-@dataclass
-class Ran:
-    code: int
-    stdout: str
-    stderr: str
-
 
 async def ordersaga(*args: str, within: float = 60) -> Ran:
     # No ORDERSAGA_* from the developer's shell: every setting comes from arguments.
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("ORDERSAGA_")}
-    env["ORDERSAGA_CODEC_KEYS"] = TEST_CODEC_KEYS
-    process = await asyncio.create_subprocess_exec(
-        str(ORDERSAGA),
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(within):
-            stdout, stderr = await process.communicate()
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    assert process.returncode is not None
-    return Ran(process.returncode, stdout.decode(), stderr.decode())
+    env = {**clean_env(), "ORDERSAGA_CODEC_KEYS": TEST_CODEC_KEYS}
+    return await run_ordersaga(*args, within=within, env=env)
 
 
 def decoded_payloads(history: Path) -> str:
@@ -83,12 +54,7 @@ def assert_refused(ran: Ran, *fragments: str) -> None:
 # --- export --------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-async def stack(
-    dev_server_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Stack]:
-    async with running_stack(dev_server_env.client, tmp_path_factory.mktemp("export")) as running:
-        yield running
+stack = module_stack("export")
 
 
 @pytest.fixture(scope="module")
@@ -107,18 +73,19 @@ def server_of(env: WorkflowEnvironment) -> list[str]:
     return ["--address", client.service_client.config.target_host, "--namespace", client.namespace]
 
 
+async def export_from(env: WorkflowEnvironment, query: str, out: Path, *more: str) -> Ran:
+    """`ordersaga histories export` of what `query` matches on `env`'s server."""
+    return await ordersaga(
+        "histories", "export", *server_of(env), "--query", query, "--out", str(out), *more
+    )
+
+
 async def test_export_writes_a_history_that_replays(
     finished_order: str, dev_server_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
     out = tmp_path / "exported"
-    ran = await ordersaga(
-        "histories",
-        "export",
-        *server_of(dev_server_env),
-        "--query",
-        f'WorkflowType = "OrderWorkflow" AND WorkflowId = "{finished_order}"',
-        "--out",
-        str(out),
+    ran = await export_from(
+        dev_server_env, f'WorkflowType = "OrderWorkflow" AND WorkflowId = "{finished_order}"', out
     )
 
     assert ran.code == 0, ran.stderr
@@ -137,15 +104,8 @@ async def test_export_writes_a_history_that_replays(
 async def test_export_can_keep_personal_data(
     finished_order: str, dev_server_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
-    ran = await ordersaga(
-        "histories",
-        "export",
-        *server_of(dev_server_env),
-        "--query",
-        f'WorkflowId = "{finished_order}"',
-        "--out",
-        str(tmp_path),
-        "--keep-personal-data",
+    ran = await export_from(
+        dev_server_env, f'WorkflowId = "{finished_order}"', tmp_path, "--keep-personal-data"
     )
 
     assert ran.code == 0, ran.stderr
@@ -157,15 +117,7 @@ async def test_export_can_keep_personal_data(
 async def test_export_with_no_match_writes_nothing(
     dev_server_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
-    ran = await ordersaga(
-        "histories",
-        "export",
-        *server_of(dev_server_env),
-        "--query",
-        f'WorkflowId = "ord_{uuid.uuid4().hex}"',
-        "--out",
-        str(tmp_path),
-    )
+    ran = await export_from(dev_server_env, f'WorkflowId = "ord_{uuid.uuid4().hex}"', tmp_path)
 
     assert ran.code == 0, ran.stderr
     assert entries(tmp_path) == []
@@ -175,15 +127,7 @@ async def test_export_with_no_match_writes_nothing(
 async def test_export_refuses_a_bad_query(
     dev_server_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
-    ran = await ordersaga(
-        "histories",
-        "export",
-        *server_of(dev_server_env),
-        "--query",
-        "OrderStatus ==== oops",
-        "--out",
-        str(tmp_path),
-    )
+    ran = await export_from(dev_server_env, "OrderStatus ==== oops", tmp_path)
 
     assert_refused(ran, "query", "OrderStatus ==== oops")
 

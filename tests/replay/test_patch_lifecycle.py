@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.workflow import NondeterminismError
 
 from contracts.search_attributes import FAILED_STEP
-from tests.integration.stack import Stack, running_stack
+from tests.integration.stack import Stack, module_stack
 from tests.orders import order_body
 from tests.replay.deliberately_broken_workflow import DeliberatelyUnpatchedOrderWorkflow
 from tests.replay.replayer import (
@@ -103,12 +102,7 @@ def test_the_gate_holds_no_retired_recording() -> None:
 # --- a new order on a real dev server ---------------------------------------
 
 
-@pytest.fixture(scope="module")
-async def stack(
-    dev_server_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Stack]:
-    async with running_stack(dev_server_env.client, tmp_path_factory.mktemp("patch")) as running:
-        yield running
+stack = module_stack("patch")
 
 
 async def place_declined_order(stack: Stack) -> str:

@@ -10,9 +10,7 @@ theirs picks up our tasks and none of ours picks up theirs.
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -24,6 +22,7 @@ from api.app import create_app
 from contracts import task_queues
 from ordersaga.runtime.settings import Settings
 from tests.fakes import FakeDomainActivities, fake_domain_workers
+from tests.http_server import serving_in_a_thread
 from tests.integration.api.support import (
     TEST_ISSUER,
     JwksHandler,
@@ -87,11 +86,5 @@ def new_order() -> Callable[..., OrderRequest]:
 def jwks_url() -> Iterator[str]:
     """The test issuer's JWKS, served over real HTTP on a free port."""
     JwksHandler.jwks = TEST_ISSUER.jwks()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), JwksHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving_in_a_thread(JwksHandler) as url:
+        yield f"{url}/.well-known/jwks.json"

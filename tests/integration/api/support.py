@@ -30,6 +30,7 @@ from ordersaga.runtime.settings import Settings
 from ordersaga.runtime.temporal_config import data_converter
 from tests import orders
 from tests.conftest import register_search_attributes
+from tests.fakes import FakeDomainActivities
 from tests.keys import TEST_CODEC_KEYS, TEST_KEYRING
 from tests.orders import (
     CUSTOMER_NAME as CUSTOMER_NAME,
@@ -215,6 +216,22 @@ async def place_accepted(api: httpx.AsyncClient, order: OrderRequest) -> str:
     order_id: str = response.json()["order_id"]
     assert order_id == order.order_id
     return order_id
+
+
+async def place_held_at(
+    api: httpx.AsyncClient,
+    fakes: FakeDomainActivities,
+    order: OrderRequest,
+    step: str,
+    *,
+    on_queue: bool = True,
+) -> tuple[str, asyncio.Event]:
+    """Place `order` and wait until its `step` has started and is held there:
+    (its order id, the gate that lets the step go on)."""
+    gate = fakes.hold_calls(step, order.order_id, on_queue=on_queue)
+    order_id = await place_accepted(api, order)
+    await fakes.wait_entered(step, order_id)
+    return order_id, gate
 
 
 async def wait_for_status(

@@ -20,6 +20,7 @@ from tests.integration.api.support import (
     new_customer_id,
     operator_token,
     place_accepted,
+    place_held_at,
     wait_for_status,
 )
 from workflows.runner import LOCAL_ATTEMPT_TIMEOUT
@@ -85,9 +86,7 @@ async def test_cancel_once_the_shipment_exists_is_409_too_late(
     api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
 ) -> None:
     order = new_order()
-    gate = fakes.hold_calls("commit_reservation", order.order_id)
-    order_id = await place_accepted(api, order)
-    await fakes.wait_entered("commit_reservation", order_id)
+    order_id, gate = await place_held_at(api, fakes, order, "commit_reservation")
 
     response = await api.post(f"/orders/{order_id}/cancel", headers=order.auth)
 
@@ -103,9 +102,7 @@ async def test_operator_action_on_a_running_order_is_409(
     api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder, action: str
 ) -> None:
     order = new_order()
-    gate = fakes.hold_calls("charge_payment", order.order_id)
-    order_id = await place_accepted(api, order)
-    await fakes.wait_entered("charge_payment", order_id)
+    order_id, gate = await place_held_at(api, fakes, order, "charge_payment")
 
     response = await api.post(f"/orders/{order_id}/{action}", json={"note": "why not"})
 
@@ -137,9 +134,7 @@ async def test_cancel_before_shipping_is_202_and_the_order_ends_cancelled(
     api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
 ) -> None:
     order = new_order()
-    gate = fakes.hold_calls("create_shipment", order.order_id)
-    order_id = await place_accepted(api, order)
-    await fakes.wait_entered("create_shipment", order_id)
+    order_id, gate = await place_held_at(api, fakes, order, "create_shipment")
 
     response = await api.post(
         f"/orders/{order_id}/cancel", json={"reason": "changed my mind"}, headers=order.auth
@@ -196,9 +191,7 @@ async def test_cancel_while_a_local_attempt_is_slow_is_accepted_and_the_order_en
     # attempt gives way to the domain's queue, the task ends, the cancel is
     # taken, and the step is undone with the others once it lands.
     order = new_order()
-    gate = fakes.hold_calls(step, order.order_id, on_queue=False)
-    order_id = await place_accepted(api, order)
-    await fakes.wait_entered(step, order_id)
+    order_id, gate = await place_held_at(api, fakes, order, step, on_queue=False)
     lands = asyncio.get_running_loop().call_later(SLOW_CALL_SECONDS, gate.set)
 
     response = await api.post(f"/orders/{order_id}/cancel", headers=order.auth)
@@ -217,9 +210,7 @@ async def test_cancel_without_a_body_uses_the_default_reason(
     api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
 ) -> None:
     order = new_order()
-    gate = fakes.hold_calls("reserve_inventory", order.order_id)
-    order_id = await place_accepted(api, order)
-    await fakes.wait_entered("reserve_inventory", order_id)
+    order_id, gate = await place_held_at(api, fakes, order, "reserve_inventory")
 
     response = await api.post(f"/orders/{order_id}/cancel", headers=order.auth)
 

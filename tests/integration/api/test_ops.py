@@ -39,6 +39,7 @@ from tests.integration.api.support import (
     new_customer_id,
     place,
     place_accepted,
+    place_held_at,
     terminate_open_orders,
     verifier_for_tests,
     wait_for_status,
@@ -364,9 +365,7 @@ async def test_an_open_order_whose_query_is_refused_reads_as_last_published(
 ) -> None:
     """Found by the chaos suite: a refused query (FAILED_PRECONDITION) was a 503."""
     order = new_order()
-    gate = fakes.hold_calls("charge_payment", order.order_id)
-    order_id = await place_accepted(api, order)
-    await fakes.wait_entered("charge_payment", order_id)
+    order_id, gate = await place_held_at(api, fakes, order, "charge_payment")
     refused = Client(
         temporal_client.service_client,
         namespace=temporal_client.namespace,

@@ -18,6 +18,7 @@ from tests.integration.api.support import (
     NewOrder,
     eventually,
     place_accepted,
+    place_held_at,
     wait_for_status,
 )
 
@@ -103,9 +104,7 @@ async def test_reading_an_order_while_a_local_step_runs_answers_at_once_from_wha
     # wait for it. The read does not: it answers from the order's last
     # published state, marked possibly stale, while the attempt still runs.
     order = new_order()
-    gate = fakes.hold_calls("charge_payment", order.order_id, on_queue=False)
-    order_id = await place_accepted(api, order)
-    await fakes.wait_entered("charge_payment", order_id)
+    order_id, gate = await place_held_at(api, fakes, order, "charge_payment", on_queue=False)
 
     response = await api.get(f"/orders/{order_id}")
     still_local = fakes.calls_for(order_id).count("charge_payment") == 1
