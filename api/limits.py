@@ -4,8 +4,12 @@ The rate is counted where every replica sees it.
 
 The `limits` library does the counting: in process memory by default (one API
 process, `make dev`), in Redis when ORDERSAGA_RATE_LIMIT_STORAGE_URL names one,
-so that several API replicas share one count per customer. A moving window:
-no burst of twice the limit at a window's edge.
+so that several API replicas share one count per customer. A sliding window
+counter: the last window's count, weighted by how much of it still overlaps,
+plus the current one's, so there is no burst of twice the limit at a window's
+edge. (The library's moving window keeps every hit and, in process memory,
+scans them all on a thread after every hit: half a millisecond of CPU per
+order and most of the API's thread hand-offs; docs/performance.md.)
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections.abc import Awaitable, Callable
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
 from api.errors import RateLimited, TooManyOpenOrders
@@ -40,7 +44,7 @@ class OrderRateLimit:
         if not isinstance(storage, Storage):
             raise ValueError(f"{storage_url!r} is not an async rate-limit storage")
         self._storage = storage
-        self._limiter = MovingWindowRateLimiter(storage)
+        self._limiter = SlidingWindowCounterRateLimiter(storage)
         self.description = str(self._item)
 
     async def check(self, customer_id: str) -> None:
