@@ -119,14 +119,21 @@ async def test_a_compensated_order_is_one_trace_across_every_process(
     for step in (*FORWARD, *COMPENSATIONS):
         assert (f"StartActivity:{step}", "ordersaga-worker") in names, step
         assert (f"RunActivity:{step}", "ordersaga-worker") in names, step
+        # One span per attempt: one, unless a local attempt outlived its
+        # budget on a loaded machine and the step went on on its queue.
         steps = [s for s in trace if s.name == f"orders.{step}"]
-        assert len(steps) == 1, (step, len(steps))
-        step_span = steps[0]
-        assert service_name(step_span) == "ordersaga-worker"
-        assert step_span.attributes is not None
-        assert step_span.attributes["ordersaga.order_id"] == order_id
+        assert steps, f"no orders.{step} span"
+        for step_span in steps:
+            assert service_name(step_span) == "ordersaga-worker"
+            assert step_span.attributes is not None
+            assert step_span.attributes["ordersaga.order_id"] == order_id
         # orders.<step> -> httpx client span -> the service's server span -> SQL.
-        clients = [c for c in children_of(step_span, trace) if c.kind == SpanKind.CLIENT]
+        clients = [
+            c
+            for step_span in steps
+            for c in children_of(step_span, trace)
+            if c.kind == SpanKind.CLIENT
+        ]
         assert clients, f"no HTTP client span under orders.{step}"
         service = f"ordersaga-{SERVICE_OF_STEP[step]}"
         servers = [
@@ -141,8 +148,8 @@ async def test_a_compensated_order_is_one_trace_across_every_process(
         assert all(service_name(s) == service for s in sql)
 
     # The refusal that started the compensation is on its step's span.
-    shipment = next(s for s in trace if s.name == "orders.create_shipment")
-    assert not shipment.status.is_ok
+    shipments = [s for s in trace if s.name == "orders.create_shipment"]
+    assert not shipments[-1].status.is_ok
 
     # Meaningful names everywhere: no generic handler names, no raw ids.
     generic = [s.name for s in trace if s.name.lower() in {"handle", "execute", "run", "call"}]
