@@ -137,8 +137,8 @@ def test_an_order_not_final_in_time_or_never_accepted_is_reported() -> None:
 
 
 def test_the_retry_budget_adds_the_local_attempt_every_queued_one_and_the_backoff() -> None:
-    # 0.5 s local (its own timeout) + 5 x 4 s + 1 + 2 + 4 + 8 s backoff.
-    assert retry_budget_seconds(4.0) == 35.5
+    # 1 s local (its own timeout) + 5 x 4 s + 1 + 2 + 4 + 8 s backoff.
+    assert retry_budget_seconds(4.0) == 36.0
     # A read timeout below the local attempt's bounds it.
     assert retry_budget_seconds(0.25) == 16.5
 

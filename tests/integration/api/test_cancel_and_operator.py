@@ -166,7 +166,7 @@ async def test_cancel_before_shipping_is_202_and_the_order_ends_cancelled(
 # A healthy but slow call: over the local attempt's budget, so it goes on on
 # the domain's queue. (Before the budget was cut from 3 s, such a call held
 # the task to its end, the order completed, and the cancel got 409.)
-SLOW_CALL_SECONDS = 3 * LOCAL_ATTEMPT_TIMEOUT.total_seconds()
+SLOW_CALL_SECONDS = 2 * LOCAL_ATTEMPT_TIMEOUT.total_seconds()
 assert SLOW_CALL_SECONDS < 3.0
 
 
