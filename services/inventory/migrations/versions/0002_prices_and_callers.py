@@ -1,10 +1,5 @@
 """Prices: products get a price, reservations fix it per line in a currency;
-idempotency keys belong to the caller that sent them.
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2025-02-01
-"""
+idempotency keys belong to the caller that sent them."""
 
 from __future__ import annotations
 
@@ -14,9 +9,7 @@ from alembic import op
 from services.common.migrations import scope_idempotency_keys_by_caller, unscope_idempotency_keys
 
 revision = "0002"
-down_revision: str | None = "0001"
-branch_labels: str | None = None
-depends_on: str | None = None
+down_revision = "0001"
 
 # Frozen here like any migration: the seed catalog's prices when prices came
 # in. A product the catalog does not know (added by an operator) gets the

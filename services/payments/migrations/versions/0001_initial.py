@@ -1,9 +1,4 @@
-"""Charges, customer exposure, idempotency keys.
-
-Revision ID: 0001
-Revises:
-Create Date: 2025-01-01
-"""
+"""Charges, customer exposure, idempotency keys."""
 
 from __future__ import annotations
 
@@ -13,9 +8,7 @@ from alembic import op
 from services.common.migrations import create_idempotency_keys_table
 
 revision = "0001"
-down_revision: str | None = None
-branch_labels: str | None = None
-depends_on: str | None = None
+down_revision = None
 
 
 def upgrade() -> None:
