@@ -3,8 +3,11 @@ idempotency keys belong to the caller that sent them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.sql.expression import Executable
 
 from services.common.migrations import scope_idempotency_keys_by_caller, unscope_idempotency_keys
 
@@ -30,21 +33,16 @@ EXISTING_RESERVATIONS_CURRENCY = "EUR"
 def upgrade() -> None:
     scope_idempotency_keys_by_caller()
 
-    with op.batch_alter_table("products") as batch:
-        batch.add_column(
-            sa.Column(
-                "price_cents",
-                sa.BigInteger(),
-                nullable=False,
-                server_default=str(DEFAULT_PRICE_CENTS),
-            )
-        )
     products = sa.table("products", sa.column("sku"), sa.column("price_cents"))
-    for sku, price in CATALOG_PRICES.items():
-        op.execute(products.update().where(products.c.sku == sku).values(price_cents=price))
-    with op.batch_alter_table("products") as batch:
-        batch.alter_column("price_cents", server_default=None, existing_type=sa.BigInteger())
-        batch.create_check_constraint(op.f("ck_products_price_positive"), "price_cents > 0")
+    add_price_column(
+        "products",
+        "price_cents",
+        check="ck_products_price_positive",
+        fill=[
+            products.update().where(products.c.sku == sku).values(price_cents=price)
+            for sku, price in CATALOG_PRICES.items()
+        ],
+    )
 
     with op.batch_alter_table("reservations") as batch:
         batch.add_column(
@@ -58,25 +56,16 @@ def upgrade() -> None:
     with op.batch_alter_table("reservations") as batch:
         batch.alter_column("currency", server_default=None, existing_type=sa.String(length=3))
 
-    with op.batch_alter_table("reservation_lines") as batch:
-        batch.add_column(
-            sa.Column(
-                "unit_price_cents",
-                sa.BigInteger(),
-                nullable=False,
-                server_default=str(DEFAULT_PRICE_CENTS),
-            )
-        )
-    # Existing reservations take their products' prices as of now.
-    op.execute(
-        "UPDATE reservation_lines SET unit_price_cents = "
-        "(SELECT price_cents FROM products WHERE products.sku = reservation_lines.sku)"
+    add_price_column(
+        "reservation_lines",
+        "unit_price_cents",
+        check="ck_reservation_lines_unit_price_positive",
+        # Existing reservations take their products' prices as of now.
+        fill=[
+            "UPDATE reservation_lines SET unit_price_cents = "
+            "(SELECT price_cents FROM products WHERE products.sku = reservation_lines.sku)"
+        ],
     )
-    with op.batch_alter_table("reservation_lines") as batch:
-        batch.alter_column("unit_price_cents", server_default=None, existing_type=sa.BigInteger())
-        batch.create_check_constraint(
-            op.f("ck_reservation_lines_unit_price_positive"), "unit_price_cents > 0"
-        )
 
 
 def downgrade() -> None:
@@ -89,3 +78,22 @@ def downgrade() -> None:
         batch.drop_constraint(op.f("ck_products_price_positive"), type_="check")
         batch.drop_column("price_cents")
     unscope_idempotency_keys()
+
+
+def add_price_column(
+    table: str, column: str, *, check: str, fill: Sequence[Executable | str]
+) -> None:
+    """A positive price column on a table that may have rows already: they get
+    the default price, then `fill` sets the prices it knows; then the default
+    goes, so that a new row always states its price."""
+    with op.batch_alter_table(table) as batch:
+        batch.add_column(
+            sa.Column(
+                column, sa.BigInteger(), nullable=False, server_default=str(DEFAULT_PRICE_CENTS)
+            )
+        )
+    for statement in fill:
+        op.execute(statement)
+    with op.batch_alter_table(table) as batch:
+        batch.alter_column(column, server_default=None, existing_type=sa.BigInteger())
+        batch.create_check_constraint(op.f(check), f"{column} > 0")
