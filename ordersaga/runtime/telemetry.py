@@ -36,6 +36,8 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
+from ordersaga.runtime.trace_context import UnsampledTraceContext
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -162,6 +164,11 @@ def configure_tracing(
 
 def instrument_fastapi(app: FastAPI, tracer_provider: trace.TracerProvider | None = None) -> None:
     """A server span per request, joined to the caller's trace (traceparent)."""
+    provider = tracer_provider or trace.get_tracer_provider()
+    if getattr(provider, "sampler", None) is ALWAYS_OFF:
+        # Nothing is recorded: only the trace context, for the log lines.
+        app.add_middleware(UnsampledTraceContext, tracer_provider=provider)
+        return
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     FastAPIInstrumentor.instrument_app(

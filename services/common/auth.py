@@ -15,12 +15,12 @@ from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
 from services.common.errors import FORBIDDEN, UNAUTHORIZED, ServiceError
-from services.common.runtime import ServiceRuntimeDep
+from services.common.runtime import runtime_of
 
 
 class Caller(StrEnum):
@@ -43,10 +43,11 @@ def _matches(presented: bytes, expected: SecretStr) -> bool:
 
 
 async def authenticate(
-    runtime: ServiceRuntimeDep,
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     """The caller the bearer credential names; 401 when it names none."""
+    runtime = runtime_of(request)
     presented = credentials.credentials.encode() if credentials else b""
     # Both comparisons always run, so timing does not tell which one matched.
     is_worker = _matches(presented, runtime.worker_token)
@@ -65,14 +66,19 @@ async def authenticate(
 AuthenticatedCaller = Annotated[Caller, Depends(authenticate)]
 
 
+def check_admitted(caller: Caller, admitted: frozenset[Caller]) -> None:
+    """403 for a known caller the route does not admit."""
+    if caller not in admitted:
+        names = " or ".join(sorted(admitted))
+        raise ServiceError(FORBIDDEN, f"this endpoint is for the {names} only, not {caller}")
+
+
 def admitting(*callers: Caller) -> Callable[[Caller], Awaitable[Caller]]:
     """A dependency that admits only these callers (403 for another known one)."""
     admitted = frozenset(callers)
-    names = " or ".join(sorted(admitted))
 
     async def admit(caller: AuthenticatedCaller) -> Caller:
-        if caller not in admitted:
-            raise ServiceError(FORBIDDEN, f"this endpoint is for the {names} only, not {caller}")
+        check_admitted(caller, admitted)
         return caller
 
     return admit

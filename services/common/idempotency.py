@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import (
@@ -47,7 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import errors
 from services.common import deadlines
-from services.common.auth import AuthenticatedCaller
+from services.common.auth import Caller
 from services.common.db import NAMING_CONVENTION, PerDialect, SqlUnitOfWork
 from services.common.domain import DomainError
 from services.common.errors import ServiceError, domain_error_reply
@@ -257,17 +257,22 @@ class IdempotentRequest:
         )
 
 
+# The header as a route declares it. Optional in the code so that a missing or
+# malformed key gets this module's 400 and its message rather than a generic 422
+# (document_idempotency_key says in OpenAPI that it is required).
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias=HEADER,
+        description="1-255 visible ASCII characters, the same for every retry of a request",
+    ),
+]
+
+
 async def idempotent_request(
-    request: Request,
-    caller: AuthenticatedCaller,
-    key: Annotated[
-        str | None,
-        Header(
-            alias=HEADER,
-            description="1-255 visible ASCII characters, the same for every retry of a request",
-        ),
-    ] = None,
+    request: Request, caller: Caller, key: str | None
 ) -> IdempotentRequest:
+    """The request's key, checked, and its fingerprint (the body read once more)."""
     if key is None:
         raise ServiceError(errors.REQUEST_REJECTED, f"the {HEADER} header is required")
     if not _VALID_KEY.fullmatch(key):
@@ -282,9 +287,6 @@ async def idempotent_request(
         request_fingerprint(request.method, request.url.path, body),
         deadlines.deadline_of(request),
     )
-
-
-Idempotency = Annotated[IdempotentRequest, Depends(idempotent_request)]
 
 
 def document_idempotency_key(app: FastAPI) -> None:

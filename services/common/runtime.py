@@ -14,6 +14,8 @@ from services.common.db import SqlUnitOfWork
 from services.common.faults import FaultInjector
 from services.common.metrics import HttpMetrics
 
+ConfigT = TypeVar("ConfigT")
+
 
 @dataclass
 class ServiceRuntime:
@@ -28,6 +30,12 @@ class ServiceRuntime:
     # Set by the lifespan: nothing touches a database before start-up.
     started_engine: AsyncEngine | None = None
 
+    def config_of(self, kind: type[ConfigT]) -> ConfigT:
+        """The service's policy, checked to be the kind its routes expect."""
+        if not isinstance(self.config, kind):
+            raise TypeError(f"the {self.name} app was built without a {kind.__name__}")
+        return self.config
+
     @property
     def engine(self) -> AsyncEngine:
         if self.started_engine is None:
@@ -35,13 +43,17 @@ class ServiceRuntime:
         return self.started_engine
 
 
+def runtime_of(request: Request) -> ServiceRuntime:
+    runtime = request.app.state.runtime
+    assert isinstance(runtime, ServiceRuntime)
+    return runtime
+
+
 # Every dependency here is `async def` although none awaits anything: FastAPI
 # runs a plain `def` dependency in its thread pool, a thread hand-off per
 # dependency per request (docs/performance.md measures what that cost).
 async def get_runtime(request: Request) -> ServiceRuntime:
-    runtime = request.app.state.runtime
-    assert isinstance(runtime, ServiceRuntime)
-    return runtime
+    return runtime_of(request)
 
 
 ServiceRuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
@@ -54,8 +66,8 @@ async def get_engine(runtime: ServiceRuntimeDep) -> AsyncEngine:
 Engine = Annotated[AsyncEngine, Depends(get_engine)]
 
 
-async def inject_faults(runtime: ServiceRuntimeDep) -> None:
-    await runtime.faults.apply()
+async def inject_faults(request: Request) -> None:
+    await runtime_of(request).faults.apply()
 
 
 UnitOfWorkT = TypeVar("UnitOfWorkT", bound=SqlUnitOfWork)
@@ -72,15 +84,10 @@ def unit_of_work(
     return provide
 
 
-ConfigT = TypeVar("ConfigT")
-
-
 def service_config(kind: type[ConfigT]) -> Callable[[ServiceRuntime], Awaitable[ConfigT]]:
     """A dependency giving the service's own policy, as create_app was given it."""
 
     async def provide(runtime: ServiceRuntimeDep) -> ConfigT:
-        if not isinstance(runtime.config, kind):
-            raise TypeError(f"the {runtime.name} app was built without a {kind.__name__}")
-        return runtime.config
+        return runtime.config_of(kind)
 
     return provide

@@ -8,22 +8,19 @@ from fastapi import APIRouter, Depends, status
 from fastapi.responses import JSONResponse
 
 from contracts import errors
-from services.common.auth import WorkerOnly, WorkerOrAdmin
+from services.common.auth import WorkerOrAdmin
 from services.common.errors import FORBIDDEN, UNAUTHORIZED
-from services.common.idempotency import IDEMPOTENT_ERRORS, Idempotency
+from services.common.idempotency import IDEMPOTENT_ERRORS
 from services.common.runtime import service_config, unit_of_work
 from services.common.schemas import (
     DEFAULT_LEDGER_PAGE,
     AfterQuery,
-    ChangedSinceQuery,
-    IdPath,
     LimitQuery,
     OrderIdQuery,
     SkuPath,
     error_responses,
-    ledger_entries,
-    next_after,
 )
+from services.common.writes import WorkerWrite, add_action_route, add_ledger_route, worker_write
 from services.inventory import domain
 from services.inventory.repository import SqlInventoryUnitOfWork
 from services.inventory.schemas import (
@@ -44,6 +41,10 @@ from services.inventory.schemas import (
 
 InventoryUoW = Annotated[SqlInventoryUnitOfWork, Depends(unit_of_work(SqlInventoryUnitOfWork))]
 Policy = Annotated[domain.InventoryPolicy, Depends(service_config(domain.InventoryPolicy))]
+InventoryWrite = Annotated[
+    WorkerWrite[SqlInventoryUnitOfWork, domain.InventoryPolicy],
+    Depends(worker_write(SqlInventoryUnitOfWork, domain.InventoryPolicy)),
+]
 
 # Every route here takes a credential (the app factory authenticates); each
 # says which callers it admits.
@@ -58,67 +59,52 @@ reservations_router = APIRouter(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ReservationPublic,
-    dependencies=[WorkerOnly],
     responses=error_responses(
         *IDEMPOTENT_ERRORS, errors.OUT_OF_STOCK, errors.UNKNOWN_SKU, errors.PRICE_CHANGED
     ),
 )
 async def create_reservation(
-    *, reservation: ReservationCreate, uow: InventoryUoW, idempotency: Idempotency, policy: Policy
+    *, reservation: ReservationCreate, write: InventoryWrite
 ) -> JSONResponse:
-    """Reserve stock for an order at the catalog's prices: every line, or none
-    when one is short, the currency is not the catalog's or the total is not
-    the expected one."""
+    """Reserve stock for an order at the catalog's prices (the workers only):
+    every line, or none when one is short, the currency is not the catalog's or
+    the total is not the expected one."""
     lines = [line.to_domain() for line in reservation.lines]
-    return await idempotency.run(
-        uow,
+    return await write.run(
         lambda tx: domain.reserve(
             tx,
             order_id=reservation.order_id,
             lines=lines,
             currency=reservation.currency,
             expected_total_cents=reservation.expected_total_cents,
-            policy=policy,
+            policy=write.policy,
         ),
         present=ReservationPublic,
         status_code=status.HTTP_201_CREATED,
     )
 
 
-@reservations_router.post(
+add_action_route(
+    reservations_router,
     "/{reservation_id}/release",
-    response_model=ReservationPublic,
-    dependencies=[WorkerOnly],
-    responses=error_responses(*IDEMPOTENT_ERRORS, errors.NOT_FOUND, errors.INVALID_STATE),
+    name="release_reservation",
+    action=domain.release,
+    write=InventoryWrite,
+    present=ReservationPublic,
+    refusals=(errors.NOT_FOUND, errors.INVALID_STATE),
+    description="Put the reserved stock back on sale (the workers only). "
+    "Releasing twice releases once.",
 )
-async def release_reservation(
-    *, reservation_id: IdPath, uow: InventoryUoW, idempotency: Idempotency
-) -> JSONResponse:
-    """Put the reserved stock back on sale. Releasing twice releases once."""
-    return await idempotency.run(
-        uow,
-        lambda tx: domain.release(tx, reservation_id),
-        present=ReservationPublic,
-        status_code=status.HTTP_200_OK,
-    )
-
-
-@reservations_router.post(
+add_action_route(
+    reservations_router,
     "/{reservation_id}/commit",
-    response_model=ReservationPublic,
-    dependencies=[WorkerOnly],
-    responses=error_responses(*IDEMPOTENT_ERRORS, errors.NOT_FOUND, errors.INVALID_STATE),
+    name="commit_reservation",
+    action=domain.commit,
+    write=InventoryWrite,
+    present=ReservationPublic,
+    refusals=(errors.NOT_FOUND, errors.INVALID_STATE),
+    description="The order shipped: the reserved stock leaves the warehouse (the workers only).",
 )
-async def commit_reservation(
-    *, reservation_id: IdPath, uow: InventoryUoW, idempotency: Idempotency
-) -> JSONResponse:
-    """The order shipped: the reserved stock leaves the warehouse."""
-    return await idempotency.run(
-        uow,
-        lambda tx: domain.commit(tx, reservation_id),
-        present=ReservationPublic,
-        status_code=status.HTTP_200_OK,
-    )
 
 
 @reservations_router.get("", response_model=ReservationsPublic, dependencies=[WorkerOrAdmin])
@@ -199,23 +185,17 @@ audit_router = APIRouter(
 )
 
 
-@audit_router.get("/ledger", response_model=ReservationLedgerPublic)
-async def reservation_ledger(
-    *,
-    uow: InventoryUoW,
-    after: AfterQuery = None,
-    limit: LimitQuery = DEFAULT_LEDGER_PAGE,
-    changed_since: ChangedSinceQuery = None,
-) -> ReservationLedgerPublic:
-    """Every reservation, a page at a time by id."""
-    async with uow:
-        page = await uow.reservations.ledger_page(
-            after=after, limit=limit, changed_since=changed_since
-        )
-    return ReservationLedgerPublic(
-        items=ledger_entries(page, ReservationPublic, ReservationLedgerEntry),
-        next_after=next_after(page, limit, lambda resource: resource.reservation_id),
-    )
+add_ledger_route(
+    audit_router,
+    SqlInventoryUnitOfWork,
+    name="reservation_ledger",
+    ledger=lambda uow: uow.reservations,
+    public=ReservationPublic,
+    entry=ReservationLedgerEntry,
+    page=ReservationLedgerPublic,
+    resource_id=lambda reservation: reservation.reservation_id,
+    description="Every reservation, a page at a time by id.",
+)
 
 
 @audit_router.get("/stock", response_model=StockHoldingsPublic)

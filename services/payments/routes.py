@@ -8,21 +8,12 @@ from fastapi import APIRouter, Depends, status
 from fastapi.responses import JSONResponse
 
 from contracts import errors
-from services.common.auth import WorkerOnly, WorkerOrAdmin
+from services.common.auth import WorkerOrAdmin
 from services.common.errors import FORBIDDEN, UNAUTHORIZED
-from services.common.idempotency import IDEMPOTENT_ERRORS, Idempotency
-from services.common.runtime import service_config, unit_of_work
-from services.common.schemas import (
-    DEFAULT_LEDGER_PAGE,
-    AfterQuery,
-    ChangedSinceQuery,
-    IdPath,
-    LimitQuery,
-    OrderIdQuery,
-    error_responses,
-    ledger_entries,
-    next_after,
-)
+from services.common.idempotency import IDEMPOTENT_ERRORS
+from services.common.runtime import unit_of_work
+from services.common.schemas import OrderIdQuery, error_responses
+from services.common.writes import WorkerWrite, add_action_route, add_ledger_route, worker_write
 from services.payments import domain
 from services.payments.repository import SqlPaymentsUnitOfWork
 from services.payments.schemas import (
@@ -34,7 +25,10 @@ from services.payments.schemas import (
 )
 
 PaymentsUoW = Annotated[SqlPaymentsUnitOfWork, Depends(unit_of_work(SqlPaymentsUnitOfWork))]
-Policy = Annotated[domain.PaymentPolicy, Depends(service_config(domain.PaymentPolicy))]
+PaymentsWrite = Annotated[
+    WorkerWrite[SqlPaymentsUnitOfWork, domain.PaymentPolicy],
+    Depends(worker_write(SqlPaymentsUnitOfWork, domain.PaymentPolicy)),
+]
 
 # Every route here takes a credential (the app factory authenticates); each
 # says which callers it admits.
@@ -47,15 +41,11 @@ charges_router = APIRouter(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ChargePublic,
-    dependencies=[WorkerOnly],
     responses=error_responses(*IDEMPOTENT_ERRORS, errors.PAYMENT_DECLINED),
 )
-async def create_charge(
-    *, charge: ChargeCreate, uow: PaymentsUoW, idempotency: Idempotency, policy: Policy
-) -> JSONResponse:
-    """Capture a payment for an order."""
-    return await idempotency.run(
-        uow,
+async def create_charge(*, charge: ChargeCreate, write: PaymentsWrite) -> JSONResponse:
+    """Capture a payment for an order (the workers only)."""
+    return await write.run(
         lambda tx: domain.charge(
             tx,
             order_id=charge.order_id,
@@ -63,29 +53,23 @@ async def create_charge(
             amount_cents=charge.amount_cents,
             currency=charge.currency,
             payment_token=charge.payment_token.get_secret_value(),
-            policy=policy,
+            policy=write.policy,
         ),
         present=ChargePublic,
         status_code=status.HTTP_201_CREATED,
     )
 
 
-@charges_router.post(
+add_action_route(
+    charges_router,
     "/{charge_id}/refund",
-    response_model=ChargePublic,
-    dependencies=[WorkerOnly],
-    responses=error_responses(*IDEMPOTENT_ERRORS, errors.NOT_FOUND, errors.REFUND_REFUSED),
+    name="refund_charge",
+    action=domain.refund,
+    write=PaymentsWrite,
+    present=ChargePublic,
+    refusals=(errors.NOT_FOUND, errors.REFUND_REFUSED),
+    description="Give the money back (the workers only). Refunding twice refunds once.",
 )
-async def refund_charge(
-    *, charge_id: IdPath, uow: PaymentsUoW, idempotency: Idempotency
-) -> JSONResponse:
-    """Give the money back. Refunding twice refunds once."""
-    return await idempotency.run(
-        uow,
-        lambda tx: domain.refund(tx, charge_id),
-        present=ChargePublic,
-        status_code=status.HTTP_200_OK,
-    )
 
 
 @charges_router.get("", response_model=ChargesPublic, dependencies=[WorkerOrAdmin])
@@ -97,25 +81,17 @@ async def list_charges(*, order_id: OrderIdQuery, uow: PaymentsUoW) -> ChargesPu
 
 # Mounted behind the admin token by the app factory.
 ledger_router = APIRouter(
-    prefix="/admin/ledger",
-    tags=["admin"],
-    responses=error_responses(UNAUTHORIZED, FORBIDDEN),
+    prefix="/admin", tags=["admin"], responses=error_responses(UNAUTHORIZED, FORBIDDEN)
 )
-
-
-@ledger_router.get("", response_model=ChargeLedgerPublic)
-async def charge_ledger(
-    *,
-    uow: PaymentsUoW,
-    after: AfterQuery = None,
-    limit: LimitQuery = DEFAULT_LEDGER_PAGE,
-    changed_since: ChangedSinceQuery = None,
-) -> ChargeLedgerPublic:
-    """Every charge, a page at a time by id, for a reconciliation audit
-    (`ordersaga audit`): orders Temporal does not know, double charges."""
-    async with uow:
-        page = await uow.charges.ledger_page(after=after, limit=limit, changed_since=changed_since)
-    return ChargeLedgerPublic(
-        items=ledger_entries(page, ChargePublic, ChargeLedgerEntry),
-        next_after=next_after(page, limit, lambda resource: resource.charge_id),
-    )
+add_ledger_route(
+    ledger_router,
+    SqlPaymentsUnitOfWork,
+    name="charge_ledger",
+    ledger=lambda uow: uow.charges,
+    public=ChargePublic,
+    entry=ChargeLedgerEntry,
+    page=ChargeLedgerPublic,
+    resource_id=lambda charge: charge.charge_id,
+    description="Every charge, a page at a time by id, for a reconciliation audit "
+    "(`ordersaga audit`): orders Temporal does not know, double charges.",
+)
