@@ -28,8 +28,21 @@ KEY_LOCATION = ("header", IDEMPOTENCY_KEY_HEADER)
 
 
 class ApiError(Exception):
+    """An error the API answers with. Each subclass names its HTTP status and
+    its code once, in its class line: `class X(ApiError, status_code=..., code=...)`;
+    either may be left out to keep the parent's (TooManyOpenOrders is still a 429)."""
+
     status_code: ClassVar[int]
     code: ClassVar[str]
+
+    def __init_subclass__(
+        cls, *, status_code: int | None = None, code: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if status_code is not None:
+            cls.status_code = status_code
+        if code is not None:
+            cls.code = code
 
     def __init__(self, message: str, *, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
@@ -37,82 +50,52 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
-class Unauthenticated(ApiError):
-    status_code = status.HTTP_401_UNAUTHORIZED
-    code = "UNAUTHENTICATED"
-
+class Unauthenticated(ApiError, status_code=401, code="UNAUTHENTICATED"):
     def __init__(self, message: str) -> None:
         super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="ordersaga"'})
 
 
-class Forbidden(ApiError):
-    status_code = status.HTTP_403_FORBIDDEN
-    code = "FORBIDDEN"
-
-
-class RateLimited(ApiError):
-    status_code = status.HTTP_429_TOO_MANY_REQUESTS
-    code = "RATE_LIMITED"
-
+class RateLimited(ApiError, status_code=429, code="RATE_LIMITED"):
     def __init__(self, message: str, *, retry_after_seconds: int) -> None:
         super().__init__(message, headers={"Retry-After": str(max(retry_after_seconds, 1))})
 
 
-class TooManyOpenOrders(RateLimited):
-    code = "TOO_MANY_OPEN_ORDERS"
+class TooManyOpenOrders(RateLimited, code="TOO_MANY_OPEN_ORDERS"): ...
 
 
-class CurrencyNotSold(ApiError):
-    status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
-    code = "CURRENCY_NOT_SOLD"
+class Forbidden(ApiError, status_code=403, code="FORBIDDEN"): ...
 
 
-class IdempotencyKeyRequired(ApiError):
-    status_code = status.HTTP_400_BAD_REQUEST
-    code = "IDEMPOTENCY_KEY_REQUIRED"
+class CurrencyNotSold(ApiError, status_code=422, code="CURRENCY_NOT_SOLD"): ...
 
 
-class IdempotencyKeyInvalid(ApiError):
-    status_code = status.HTTP_400_BAD_REQUEST
-    code = "IDEMPOTENCY_KEY_INVALID"
+class IdempotencyKeyRequired(ApiError, status_code=400, code="IDEMPOTENCY_KEY_REQUIRED"): ...
 
 
-class IdempotencyKeyReused(ApiError):
-    status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
-    code = "IDEMPOTENCY_KEY_REUSED"
+class IdempotencyKeyInvalid(ApiError, status_code=400, code="IDEMPOTENCY_KEY_INVALID"): ...
 
 
-class InvalidPageToken(ApiError):
-    status_code = status.HTTP_400_BAD_REQUEST
-    code = "INVALID_PAGE_TOKEN"
+class IdempotencyKeyReused(ApiError, status_code=422, code="IDEMPOTENCY_KEY_REUSED"): ...
 
 
-class OrderNotFound(ApiError):
-    status_code = status.HTTP_404_NOT_FOUND
-    code = "ORDER_NOT_FOUND"
+class InvalidPageToken(ApiError, status_code=400, code="INVALID_PAGE_TOKEN"): ...
 
 
-class TooLate(ApiError):
-    status_code = status.HTTP_409_CONFLICT
-    code = "TOO_LATE"
+class OrderNotFound(ApiError, status_code=404, code="ORDER_NOT_FOUND"): ...
 
 
-class NotNeedsAttention(ApiError):
-    status_code = status.HTTP_409_CONFLICT
-    code = "NOT_NEEDS_ATTENTION"
+class TooLate(ApiError, status_code=409, code="TOO_LATE"): ...
 
 
-class TemporalUnavailable(ApiError):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    code = TEMPORAL_UNAVAILABLE
+class NotNeedsAttention(ApiError, status_code=409, code="NOT_NEEDS_ATTENTION"): ...
 
 
-class WorkersUnavailable(ApiError):
+class TemporalUnavailable(ApiError, status_code=503, code=TEMPORAL_UNAVAILABLE): ...
+
+
+class WorkersUnavailable(ApiError, status_code=503, code="WORKERS_UNAVAILABLE"):
     """Temporal answered, but no worker did: cancels and operator decisions are
     carried out by the order's workflow, so they wait for a worker."""
-
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    code = "WORKERS_UNAVAILABLE"
 
 
 def is_connect_failure(exc: BaseException) -> bool:
@@ -134,16 +117,17 @@ def _error(
     return JSONResponse(error_body(code, message), status_code=status_code, headers=all_headers)
 
 
-async def _api_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    return _error(exc.status_code, exc.code, exc.message, exc.headers)
+async def _coded_error(request: Request, exc: Exception) -> JSONResponse:
+    # Ours, and what a verifier raises beyond 401 (mapped in api.auth): 403, or
+    # 503 when the issuer's keys cannot be fetched. Both carry their status,
+    # code and message; only ours carry headers.
+    assert isinstance(exc, ApiError | AuthError)
+    headers = exc.headers if isinstance(exc, ApiError) else None
+    return _error(exc.status_code, exc.code, exc.message, headers)
 
 
-async def _auth_error(request: Request, exc: Exception) -> JSONResponse:
-    # What a verifier raises beyond 401 (mapped in api.auth): 403, or 503 when
-    # the issuer's keys cannot be fetched.
-    assert isinstance(exc, AuthError)
-    return _error(exc.status_code, exc.code, exc.message)
+def _temporal_unavailable(message: str) -> JSONResponse:
+    return _error(status.HTTP_503_SERVICE_UNAVAILABLE, TEMPORAL_UNAVAILABLE, message)
 
 
 async def _rpc_error(request: Request, exc: Exception) -> JSONResponse:
@@ -152,21 +136,13 @@ async def _rpc_error(request: Request, exc: Exception) -> JSONResponse:
     # Idempotency-Key is safe: 503 tells the client exactly that.
     assert isinstance(exc, RPCError)
     log.warning("temporal call failed: %s %s", exc.status.name, exc.message)
-    return _error(
-        status.HTTP_503_SERVICE_UNAVAILABLE,
-        TEMPORAL_UNAVAILABLE,
-        f"Temporal did not answer ({exc.status.name}); retry later",
-    )
+    return _temporal_unavailable(f"Temporal did not answer ({exc.status.name}); retry later")
 
 
 async def _runtime_error(request: Request, exc: Exception) -> JSONResponse:
     if is_connect_failure(exc):
         log.warning("temporal unreachable: %s", exc)
-        return _error(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            TEMPORAL_UNAVAILABLE,
-            "cannot connect to Temporal; retry later",
-        )
+        return _temporal_unavailable("cannot connect to Temporal; retry later")
     return await _unexpected(request, exc)
 
 
@@ -221,8 +197,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(AuthError, _auth_error)
+    app.add_exception_handler(ApiError, _coded_error)
+    app.add_exception_handler(AuthError, _coded_error)
     app.add_exception_handler(RPCError, _rpc_error)
     app.add_exception_handler(RuntimeError, _runtime_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

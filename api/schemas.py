@@ -83,6 +83,10 @@ class ShippingAddressCreate(StrictRequest):
         description="ISO 3166-1 alpha-2 country code"
     )
 
+    def to_address(self) -> Address:
+        # The contract's Address has these fields, name for name.
+        return Address(**self.model_dump())
+
 
 class OrderCreate(StrictRequest):
     """An order: what to send, where, and how to pay. Prices are not part of it:
@@ -126,21 +130,13 @@ class OrderCreate(StrictRequest):
         return body
 
     def to_place_order(self, order_id: str, customer_id: str) -> PlaceOrder:
-        address = self.shipping_address
         return PlaceOrder(
             order_id=order_id,
             customer_id=customer_id,
             items=[OrderLine(line.sku, line.quantity) for line in self.items],
             currency=self.currency,
             payment=PaymentDetails(token=self.payment.token.get_secret_value()),
-            shipping_address=Address(
-                name=address.name,
-                line1=address.line1,
-                line2=address.line2,
-                city=address.city,
-                postal_code=address.postal_code,
-                country=address.country,
-            ),
+            shipping_address=self.shipping_address.to_address(),
             expected_total_cents=self.expected_total_cents,
         )
 

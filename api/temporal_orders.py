@@ -321,23 +321,20 @@ class TemporalOrders:
     async def retry_compensation(
         self, order_id: str, action: OperatorAction
     ) -> OperatorActionAccepted:
-        return await self._update(
-            order_id,
-            RETRY_COMPENSATION_UPDATE,
-            action,
-            OperatorActionAccepted,
-            rejected_as=NotNeedsAttention,
-        )
+        return await self._operator_decision(order_id, RETRY_COMPENSATION_UPDATE, action)
 
     async def resolve_compensation(
         self, order_id: str, action: OperatorAction
     ) -> OperatorActionAccepted:
+        return await self._operator_decision(order_id, RESOLVE_COMPENSATION_UPDATE, action)
+
+    async def _operator_decision(
+        self, order_id: str, update: str, action: OperatorAction
+    ) -> OperatorActionAccepted:
+        # The workflow refuses either decision for one reason: the order is
+        # not waiting for an operator.
         return await self._update(
-            order_id,
-            RESOLVE_COMPENSATION_UPDATE,
-            action,
-            OperatorActionAccepted,
-            rejected_as=NotNeedsAttention,
+            order_id, update, action, OperatorActionAccepted, rejected_as=NotNeedsAttention
         )
 
     async def _update(

@@ -177,43 +177,30 @@ async def export_histories(
     replay gate reads them without the production keys."""
     prepare_out_dir(out)
     try:
-        return await _export(address, namespace, query, out, limit, log, keyring, redact)
+        client = await connect(address, namespace, keyring)
+        codec = EncryptionCodec(keyring)
+        written: list[Path] = []
+        try:
+            async for execution in client.list_workflows(query, limit=limit):
+                handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+                history = await handle.fetch_history()
+                path = out / history_file_name(execution.id, execution.run_id)
+                history_json = decrypt_history_json(history.to_json(), codec)
+                if redact:
+                    history_json = redact_history_json(history_json)
+                path.write_text(pretty_history_json(history_json))
+                status = execution.status.name if execution.status else "UNKNOWN"
+                log(f"{path}  ({execution.workflow_type}, {status}, {len(history.events)} events)")
+                written.append(path)
+        except RPCError as error:
+            raise HistoriesError(f"query {query!r} failed: {error.message}") from None
+        except OSError as error:
+            raise HistoriesError(f"cannot write to {out}: {error.strerror or error}") from None
+        if len(written) == limit:
+            log(f"stopped at --limit {limit}; there may be more")
+        return written
     finally:
         await asyncio.sleep(CLIENT_SETTLE_SECONDS)
-
-
-async def _export(
-    address: str,
-    namespace: str,
-    query: str,
-    out: Path,
-    limit: int,
-    log: Callable[[str], None],
-    keyring: Keyring,
-    redact: bool,
-) -> list[Path]:
-    client = await connect(address, namespace, keyring)
-    codec = EncryptionCodec(keyring)
-    written: list[Path] = []
-    try:
-        async for execution in client.list_workflows(query, limit=limit):
-            handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
-            history = await handle.fetch_history()
-            path = out / history_file_name(execution.id, execution.run_id)
-            history_json = decrypt_history_json(history.to_json(), codec)
-            if redact:
-                history_json = redact_history_json(history_json)
-            path.write_text(pretty_history_json(history_json))
-            status = execution.status.name if execution.status else "UNKNOWN"
-            log(f"{path}  ({execution.workflow_type}, {status}, {len(history.events)} events)")
-            written.append(path)
-    except RPCError as error:
-        raise HistoriesError(f"query {query!r} failed: {error.message}") from None
-    except OSError as error:
-        raise HistoriesError(f"cannot write to {out}: {error.strerror or error}") from None
-    if len(written) == limit:
-        log(f"stopped at --limit {limit}; there may be more")
-    return written
 
 
 # --- record: the scenarios ---------------------------------------------------
@@ -306,20 +293,20 @@ class Driver:
             ) from None
 
     async def cancel(self, order_id: str) -> None:
-        response = await self.http.post(
-            f"{self.api_url}/orders/{order_id}/cancel",
-            json={"reason": "replay recording"},
-            headers=self._customer,
-        )
-        self._expect(response, 202, f"POST /orders/{order_id}/cancel")
+        await self._act_on(order_id, "cancel", {"reason": "replay recording"}, self._customer)
 
     async def resolve(self, order_id: str) -> None:
-        response = await self.http.post(
-            f"{self.api_url}/orders/{order_id}/compensation/resolve",
-            json={"note": "refunded by hand (replay recording)"},
-            headers=self._operator,
-        )
-        self._expect(response, 202, f"POST /orders/{order_id}/compensation/resolve")
+        note = "refunded by hand (replay recording)"
+        await self._act_on(order_id, "compensation/resolve", {"note": note}, self._operator)
+
+    async def _act_on(
+        self, order_id: str, action: str, body: dict[str, str], headers: dict[str, str]
+    ) -> None:
+        """POST /orders/{order_id}/{action}: the API accepts a cancel or an
+        operator's decision with 202."""
+        path = f"/orders/{order_id}/{action}"
+        response = await self.http.post(f"{self.api_url}{path}", json=body, headers=headers)
+        self._expect(response, 202, f"POST {path}")
 
     # The operator ------------------------------------------------------------
 

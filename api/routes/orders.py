@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
+from fastapi.types import DecoratedCallable as RouteFn
 from temporalio.client import WorkflowExecution
 
 from api.auth import CustomerDep, OperatorDep, ReaderDep
@@ -36,33 +39,34 @@ from api.schemas import (
 )
 from api.temporal_orders import TemporalOrders
 from contracts.errors import PUBLIC_REASON_CANCELLED, public_reason
-from contracts.orders import CancelOrder, OperatorAction, OrderStatus, OrderView
+from contracts.orders import CancelOrder, OperatorAction, OperatorRecord, OrderStatus, OrderView
 from ordersaga.runtime.auth import Principal
 from ordersaga.runtime.logging import bind_log_fields
 from workflows.search_attributes import CUSTOMER_ID_KEY, ORDER_STATUS_KEY, ORDER_TOTAL_CENTS_KEY
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
-_AUTH: dict[int | str, dict[str, Any]] = {
-    status.HTTP_401_UNAUTHORIZED: {
-        "model": ErrorResponse,
-        "description": "No valid bearer token (code UNAUTHENTICATED).",
-    },
-    status.HTTP_403_FORBIDDEN: {
-        "model": ErrorResponse,
-        "description": "The token lacks the scope this route needs (code FORBIDDEN).",
-    },
-}
+Responses = dict[int | str, dict[str, Any]]
 
-_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
-    status.HTTP_503_SERVICE_UNAVAILABLE: {
-        "model": ErrorResponse,
-        "description": "Temporal (or every worker) is unreachable; safe to retry.",
-    }
+
+def _documented_error(status_code: int, description: str) -> Responses:
+    """One error answer as the OpenAPI document shows it: every error has the
+    same body (ErrorResponse); only the status and why differ."""
+    return {status_code: {"model": ErrorResponse, "description": description}}
+
+
+_AUTH: Responses = {
+    **_documented_error(
+        status.HTTP_401_UNAUTHORIZED, "No valid bearer token (code UNAUTHENTICATED)."
+    ),
+    **_documented_error(
+        status.HTTP_403_FORBIDDEN, "The token lacks the scope this route needs (code FORBIDDEN)."
+    ),
 }
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    status.HTTP_404_NOT_FOUND: {"model": ErrorResponse, "description": "No such order."}
-}
+_UNAVAILABLE = _documented_error(
+    status.HTTP_503_SERVICE_UNAVAILABLE, "Temporal (or every worker) is unreachable; safe to retry."
+)
+_NOT_FOUND = _documented_error(status.HTTP_404_NOT_FOUND, "No such order.")
 
 
 def order_path(order_id: str) -> str:
@@ -74,19 +78,16 @@ def order_path(order_id: str) -> str:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=OrderAccepted,
     responses={
-        status.HTTP_400_BAD_REQUEST: {
-            "model": ErrorResponse,
-            "description": "Idempotency-Key missing or malformed.",
-        },
+        **_documented_error(status.HTTP_400_BAD_REQUEST, "Idempotency-Key missing or malformed."),
         status.HTTP_422_UNPROCESSABLE_CONTENT: {
             "description": "Invalid body (field errors), or the Idempotency-Key was "
             "already used with a different body (code IDEMPOTENCY_KEY_REUSED).",
         },
-        status.HTTP_429_TOO_MANY_REQUESTS: {
-            "model": ErrorResponse,
-            "description": "Too many orders placed lately (RATE_LIMITED), or too many "
+        **_documented_error(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "Too many orders placed lately (RATE_LIMITED), or too many "
             "still open (TOO_MANY_OPEN_ORDERS); see Retry-After.",
-        },
+        ),
         **_AUTH,
         **_UNAVAILABLE,
     },
@@ -137,10 +138,10 @@ async def place_order(
     "",
     response_model=OrderPage,
     responses={
-        status.HTTP_400_BAD_REQUEST: {
-            "model": ErrorResponse,
-            "description": "next_page_token is not one this API issued for these filters.",
-        },
+        **_documented_error(
+            status.HTTP_400_BAD_REQUEST,
+            "next_page_token is not one this API issued for these filters.",
+        ),
         **_AUTH,
         **_UNAVAILABLE,
     },
@@ -200,10 +201,10 @@ async def get_order(*, order_id: OrderIdDep, caller: ReaderDep, orders: OrdersDe
     status_code=status.HTTP_202_ACCEPTED,
     response_model=OrderCancelAccepted,
     responses={
-        status.HTTP_409_CONFLICT: {
-            "model": ErrorResponse,
-            "description": "Too late: shipped, compensating, or finished (code TOO_LATE).",
-        },
+        **_documented_error(
+            status.HTTP_409_CONFLICT,
+            "Too late: shipped, compensating, or finished (code TOO_LATE).",
+        ),
         **_NOT_FOUND,
         **_AUTH,
         **_UNAVAILABLE,
@@ -226,58 +227,62 @@ async def cancel_order(
     return OrderCancelAccepted(order_id=accepted.order_id, status=accepted.status)
 
 
-_OPERATOR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status.HTTP_409_CONFLICT: {
-        "model": ErrorResponse,
-        "description": "The order is not waiting for an operator (code NOT_NEEDS_ATTENTION).",
-    },
+_OPERATOR_RESPONSES: Responses = {
+    **_documented_error(
+        status.HTTP_409_CONFLICT,
+        "The order is not waiting for an operator (code NOT_NEEDS_ATTENTION).",
+    ),
     **_NOT_FOUND,
     **_AUTH,
     **_UNAVAILABLE,
 }
 
 
-@router.post(
-    "/{order_id}/compensation/retry",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=OperatorActionAcceptedPublic,
-    responses=_OPERATOR_RESPONSES,
-    tags=["operator"],
-    summary="Retry the refused compensation",
-)
+def operator_action(
+    caller: OperatorDep, action: Annotated[OperatorActionRequest | None, Body()] = None
+) -> OperatorAction:
+    """The decision as the workflow records it: the operator is the token's
+    subject, the note (optional body) the operator's own words."""
+    return OperatorAction(note=action.note if action else "", operator=caller.safe_subject)
+
+
+OperatorActionDep = Annotated[OperatorAction, Depends(operator_action)]
+
+
+def _operator_decision(path: str, *, summary: str) -> Callable[[RouteFn], RouteFn]:
+    """The operator decisions differ only in their path, summary and what the
+    workflow does; they accept and answer alike."""
+    return router.post(
+        path,
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=OperatorActionAcceptedPublic,
+        responses=_OPERATOR_RESPONSES,
+        tags=["operator"],
+        summary=summary,
+    )
+
+
+@_operator_decision("/{order_id}/compensation/retry", summary="Retry the refused compensation")
 async def retry_compensation(
-    *,
-    order_id: OrderIdDep,
-    caller: OperatorDep,
-    orders: OrdersDep,
-    action: Annotated[OperatorActionRequest | None, Body()] = None,
+    *, order_id: OrderIdDep, action: OperatorActionDep, orders: OrdersDep
 ) -> OperatorActionAcceptedPublic:
     """Operators only. For an order in NEEDS_ATTENTION: run the refused
     compensation again, as a new request to the service (a new idempotency
     key). The operator (the token's subject) and the note are recorded."""
-    accepted = await orders.retry_compensation(order_id, operator_action(action, caller))
+    accepted = await orders.retry_compensation(order_id, action)
     return OperatorActionAcceptedPublic(order_id=accepted.order_id, status=accepted.status)
 
 
-@router.post(
-    "/{order_id}/compensation/resolve",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=OperatorActionAcceptedPublic,
-    responses=_OPERATOR_RESPONSES,
-    tags=["operator"],
-    summary="Mark the refused compensation as resolved by hand",
+@_operator_decision(
+    "/{order_id}/compensation/resolve", summary="Mark the refused compensation as resolved by hand"
 )
 async def resolve_compensation(
-    *,
-    order_id: OrderIdDep,
-    caller: OperatorDep,
-    orders: OrdersDep,
-    action: Annotated[OperatorActionRequest | None, Body()] = None,
+    *, order_id: OrderIdDep, action: OperatorActionDep, orders: OrdersDep
 ) -> OperatorActionAcceptedPublic:
     """Operators only. For an order in NEEDS_ATTENTION: the operator undid the
     step outside the system (say, refunded by hand); the saga carries on
     unwinding. The operator (the token's subject) and the note are recorded."""
-    accepted = await orders.resolve_compensation(order_id, operator_action(action, caller))
+    accepted = await orders.resolve_compensation(order_id, action)
     return OperatorActionAcceptedPublic(order_id=accepted.order_id, status=accepted.status)
 
 
@@ -285,10 +290,6 @@ async def _require_own_order(orders: TemporalOrders, order_id: str, caller: Prin
     # Before the update, not after: a cancel must never reach another's order.
     if await orders.customer_of(order_id) != caller.customer_id:
         raise OrderNotFound(f"no order {order_id}")
-
-
-def operator_action(action: OperatorActionRequest | None, caller: Principal) -> OperatorAction:
-    return OperatorAction(note=action.note if action else "", operator=caller.safe_subject)
 
 
 def public_view(view: OrderView, *, for_operator: bool, stale: bool = False) -> OrderPublic:
@@ -319,22 +320,19 @@ def public_view(view: OrderView, *, for_operator: bool, stale: bool = False) -> 
         ],
         failure_code=view.failure_code,
         failure_reason=_failure_reason(view, for_operator=for_operator),
-        operator_actions=[
-            OperatorActionPublic(
-                operator=record.operator,
-                decision=record.decision,
-                step=record.step,
-                note=record.note,
-                at=_timestamp(record.at),
-            )
-            for record in view.operator_actions
-        ]
+        operator_actions=[_operator_action_public(record) for record in view.operator_actions]
         if for_operator
         else [],
         created_at=_timestamp(view.created_at),
         updated_at=_timestamp(view.updated_at),
         stale=stale,
     )
+
+
+def _operator_action_public(record: OperatorRecord) -> OperatorActionPublic:
+    # The public record is the workflow's, field for field, but for the time,
+    # which the workflow keeps as ISO text ("" when unknown).
+    return OperatorActionPublic.model_validate({**asdict(record), "at": _timestamp(record.at)})
 
 
 def _failure_reason(view: OrderView, *, for_operator: bool) -> str | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import MISSING, dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -282,36 +282,23 @@ async def _get(
     return body
 
 
-def _charge(item: Mapping[str, Any]) -> Charge:
-    return Charge(
-        charge_id=item["charge_id"],
-        order_id=item["order_id"],
-        state=item["state"],
-        amount_cents=item["amount_cents"],
-        currency=item["currency"],
-    )
+ParsedT = TypeVar("ParsedT", Charge, Shipment, Reservation, StockLevel)
 
 
-def _shipment(item: Mapping[str, Any]) -> Shipment:
-    return Shipment(
-        shipment_id=item["shipment_id"],
-        order_id=item["order_id"],
-        state=item["state"],
-        country=item.get("country", ""),
-    )
+def _row_parser(row_type: type[ParsedT]) -> Callable[[Mapping[str, Any]], ParsedT]:
+    """How a service's JSON item becomes a row: each of the row's fields by its
+    name, other keys ignored. A field with a default may be missing (a service
+    older than Shipment.country does not send it); any other is a KeyError."""
+    required = {f.name for f in fields(row_type) if f.default is MISSING}
+    names = [f.name for f in fields(row_type)]
+
+    def parse(item: Mapping[str, Any]) -> ParsedT:
+        return row_type(**{name: item[name] for name in names if name in item or name in required})
+
+    return parse
 
 
-def _reservation(item: Mapping[str, Any]) -> Reservation:
-    return Reservation(
-        reservation_id=item["reservation_id"],
-        order_id=item["order_id"],
-        state=item["state"],
-        total_cents=item["total_cents"],
-        currency=item["currency"],
-    )
-
-
-def _stock_level(item: Mapping[str, Any]) -> StockLevel:
-    return StockLevel(
-        sku=item["sku"], available=item["available"], reserved=item["reserved"], held=item["held"]
-    )
+_charge = _row_parser(Charge)
+_shipment = _row_parser(Shipment)
+_reservation = _row_parser(Reservation)
+_stock_level = _row_parser(StockLevel)

@@ -219,13 +219,11 @@ class Ledger:
     shipments: list[Shipment]
     reservations: list[Reservation]
 
+    def rows(self) -> list[Charge | Shipment | Reservation]:
+        return [*self.charges, *self.shipments, *self.reservations]
+
     def order_ids(self) -> set[str]:
-        rows: list[Charge | Shipment | Reservation] = [
-            *self.charges,
-            *self.shipments,
-            *self.reservations,
-        ]
-        return {row.order_id for row in rows}
+        return {row.order_id for row in self.rows()}
 
     def evidence(self) -> dict[str, Any]:
         return {
@@ -294,36 +292,32 @@ def _open_order(order: Order, now: datetime, policy: Policy) -> Iterable[Finding
 
 
 def _compensated_order(order: Order, ledger: Ledger) -> Iterable[Finding]:
-    status = order.order_status
-    for charge in ledger.charges:
-        if charge.state == CAPTURED:
-            yield _about(
-                order,
-                Kind.CHARGE_NOT_REFUNDED,
-                charge.charge_id,
-                f"{status} order has captured charge {charge.charge_id} "
-                f"({format_money(charge.amount_cents, charge.currency)}), never refunded",
-                charge=_row(charge),
-            )
-    for shipment in ledger.shipments:
-        if shipment.state == SHIPMENT_CREATED:
-            yield _about(
-                order,
-                Kind.SHIPMENT_NOT_CANCELLED,
-                shipment.shipment_id,
-                f"{status} order has live shipment {shipment.shipment_id}, never cancelled",
-                shipment=_row(shipment),
-            )
-    for reservation in ledger.reservations:
-        if reservation.state == COMMITTED:
-            yield _about(
-                order,
-                Kind.RESERVATION_COMMITTED,
-                reservation.reservation_id,
-                f"{status} order has committed reservation {reservation.reservation_id}: "
-                "its stock left the warehouse",
-                reservation=_row(reservation),
-            )
+    """A FAILED or CANCELLED order undid every step it took: a row still in its
+    forward state is a step left in effect."""
+    for row in ledger.rows():
+        left = _left_in_effect(row)
+        if left is not None:
+            kind, what = left
+            noun, row_id = _noun_and_id(row)
+            message = f"{order.order_status} order has {what}"
+            yield _about(order, kind, row_id, message, **{noun: _row(row)})
+
+
+def _left_in_effect(row: Charge | Shipment | Reservation) -> tuple[Kind, str] | None:
+    """What the row's forward state means once its order was compensated, if
+    it is still in it: the kind of finding and the row described."""
+    if isinstance(row, Charge) and row.state == CAPTURED:
+        money = format_money(row.amount_cents, row.currency)
+        return (
+            Kind.CHARGE_NOT_REFUNDED,
+            f"captured charge {row.charge_id} ({money}), never refunded",
+        )
+    if isinstance(row, Shipment) and row.state == SHIPMENT_CREATED:
+        return Kind.SHIPMENT_NOT_CANCELLED, f"live shipment {row.shipment_id}, never cancelled"
+    if isinstance(row, Reservation) and row.state == COMMITTED:
+        what = f"committed reservation {row.reservation_id}: its stock left the warehouse"
+        return Kind.RESERVATION_COMMITTED, what
+    return None
 
 
 def _completed_order(order: Order, ledger: Ledger) -> Iterable[Finding]:
@@ -470,6 +464,15 @@ def _order_evidence(order: Order) -> dict[str, Any]:
             "failed_step": order.failed_step,
         }
     }
+
+
+def _noun_and_id(row: Charge | Shipment | Reservation) -> tuple[str, str]:
+    """The row's noun (its key in the evidence) and its id."""
+    if isinstance(row, Charge):
+        return "charge", row.charge_id
+    if isinstance(row, Shipment):
+        return "shipment", row.shipment_id
+    return "reservation", row.reservation_id
 
 
 def _row(row: Charge | Shipment | Reservation | StockLevel) -> dict[str, Any]:

@@ -151,15 +151,12 @@ class Lab:
         """What a standard load's SKU is stocked with: more than its orders take."""
         return 2 * self.sizes.orders + 10
 
-    async def standard_load(
-        self, experiment: str, spread: float | None = None
-    ) -> tuple[asyncio.Task[list[Placed]], str, float]:
-        """(the load under way, its SKU, how long it takes to submit)."""
+    async def standard_load(self, experiment: str, spread: float | None = None) -> StandardLoad:
         s = self.sizes
         sku = await self.stocked_sku(experiment, self.standard_stock)
         spread = s.spread if spread is None else spread
         load = self.start_load(self.orders(experiment, sku, s.orders, s.customers), spread)
-        return load, sku, spread
+        return StandardLoad(self, load, sku, spread)
 
     async def wait_final(self, placed: Sequence[Placed], seconds: float) -> dict[str, str]:
         """Each accepted order's status once final (or the last seen, at the deadline)."""
@@ -209,40 +206,45 @@ async def faults_for(
     await lab.ledger.clear_faults(service)
 
 
-async def standard_trial(
-    lab: Lab,
-    load: asyncio.Task[list[Placed]],
-    sku: str,
-    fault: str,
-    after: Callable[[], Awaitable[None]] | None = None,
-) -> Trial:
-    """The fault is cleared now: wait for the standard load and make its `Trial`."""
-    cleared = time.monotonic()
-    placed = await load
-    return Trial(placed, cleared, {sku: lab.standard_stock}, fault=fault, after=after)
+@dataclass(frozen=True)
+class StandardLoad:
+    """A standard load under way: its orders, its SKU (stocked with
+    `lab.standard_stock`), and how long it takes to submit (`spread`)."""
+
+    lab: Lab
+    placing: asyncio.Task[list[Placed]]
+    sku: str
+    spread: float
+
+    async def until_fault(self) -> None:
+        """Wait until FAULT_AT of the load is submitted."""
+        await asyncio.sleep(self.spread * FAULT_AT)
+
+    async def trial(self, fault: str, after: Callable[[], Awaitable[None]] | None = None) -> Trial:
+        """The fault is cleared now: wait for the load and make its `Trial`."""
+        cleared = time.monotonic()
+        placed = await self.placing
+        stock = {self.sku: self.lab.standard_stock}
+        return Trial(placed, cleared, stock, fault=fault, after=after)
 
 
 # --- 1-3, 11: the worker ---------------------------------------------------------
 
 
 async def worker_killed_once(lab: Lab) -> Trial:
-    load, sku, spread = await lab.standard_load("worker-kill")
-    await asyncio.sleep(spread * FAULT_AT)
+    load = await lab.standard_load("worker-kill")
+    await load.until_fault()
     await kill_for(lab, WORKER, lab.sizes.worker_down)
-    return await standard_trial(
-        lab, load, sku, fault=f"SIGKILL worker, {lab.sizes.worker_down:.0f}s down"
-    )
+    return await load.trial(fault=f"SIGKILL worker, {lab.sizes.worker_down:.0f}s down")
 
 
 async def worker_killed_repeatedly(lab: Lab) -> Trial:
     s = lab.sizes
-    load, sku, _ = await lab.standard_load("worker-kill-repeated", spread=s.kills * s.kill_every)
+    load = await lab.standard_load("worker-kill-repeated", spread=s.kills * s.kill_every)
     for _ in range(s.kills):
         await asyncio.sleep(s.kill_every * lab.rng.uniform(0.5, 1.0))
         await kill_for(lab, WORKER, 1.0)
-    return await standard_trial(
-        lab, load, sku, fault=f"SIGKILL worker {s.kills}x, every ~{s.kill_every:.0f}s"
-    )
+    return await load.trial(fault=f"SIGKILL worker {s.kills}x, every ~{s.kill_every:.0f}s")
 
 
 SECOND_WORKER = "worker-2"
@@ -250,8 +252,8 @@ SECOND_WORKER = "worker-2"
 
 async def one_of_two_workers_killed(lab: Lab) -> Trial:
     await lab.stack.add_worker(SECOND_WORKER)
-    load, sku, spread = await lab.standard_load("two-workers")
-    await asyncio.sleep(spread * FAULT_AT)
+    load = await lab.standard_load("two-workers")
+    await load.until_fault()
     await lab.stack.kill(WORKER)
 
     async def restore() -> None:
@@ -259,32 +261,25 @@ async def one_of_two_workers_killed(lab: Lab) -> Trial:
         await lab.stack.remove_worker(SECOND_WORKER)
 
     # The fault is not cleared: the survivor is expected to carry every order.
-    return await standard_trial(
-        lab, load, sku, fault="2 workers, SIGKILL one, the other carries on", after=restore
-    )
+    return await load.trial(fault="2 workers, SIGKILL one, the other carries on", after=restore)
 
 
 async def worker_terminated(lab: Lab) -> Trial:
-    load, sku, spread = await lab.standard_load("worker-sigterm")
-    await asyncio.sleep(spread * FAULT_AT)
+    load = await lab.standard_load("worker-sigterm")
+    await load.until_fault()
     took = await lab.stack.kill(WORKER, signal.SIGTERM)
     await lab.stack.start_child(WORKER)
-    return await standard_trial(
-        lab, load, sku, fault=f"SIGTERM worker (drained in {took:.1f}s), restarted"
-    )
+    return await load.trial(fault=f"SIGTERM worker (drained in {took:.1f}s), restarted")
 
 
 # --- 4: Temporal -------------------------------------------------------------------
 
 
 async def temporal_killed(lab: Lab) -> Trial:
-    load, sku, spread = await lab.standard_load("temporal-kill")
-    await asyncio.sleep(spread * FAULT_AT)
+    load = await lab.standard_load("temporal-kill")
+    await load.until_fault()
     ready = await kill_for(lab, TEMPORAL, lab.sizes.temporal_down)
-    return await standard_trial(
-        lab,
-        load,
-        sku,
+    return await load.trial(
         fault=f"SIGKILL Temporal, {lab.sizes.temporal_down:.0f}s down, "
         f"ready {ready:.1f}s after restart",
     )
@@ -294,36 +289,28 @@ async def temporal_killed(lab: Lab) -> Trial:
 
 
 async def service_killed(lab: Lab) -> Trial:
-    load, sku, spread = await lab.standard_load("service-kill")
-    await asyncio.sleep(spread * FAULT_AT)
+    load = await lab.standard_load("service-kill")
+    await load.until_fault()
     await kill_for(lab, "payments", lab.sizes.service_down)
-    return await standard_trial(
-        lab, load, sku, fault=f"SIGKILL payments, {lab.sizes.service_down:.0f}s down"
-    )
+    return await load.trial(fault=f"SIGKILL payments, {lab.sizes.service_down:.0f}s down")
 
 
 async def service_hangs(lab: Lab) -> Trial:
     budget = retry_budget_seconds(lab.read_timeout)
     hang = budget + lab.sizes.hang_margin
     latency_ms = int((lab.read_timeout + 2) * 1000)
-    load, sku, _ = await lab.standard_load("service-hang")
+    load = await lab.standard_load("service-hang")
     await faults_for(lab, "payments", 0.0, latency_ms, hang)
-    return await standard_trial(
-        lab,
-        load,
-        sku,
+    return await load.trial(
         fault=f"payments answers after {latency_ms / 1000:.0f}s (read timeout "
         f"{lab.read_timeout:.0f}s) for {hang:.0f}s, past the {budget:.0f}s retry budget",
     )
 
 
 async def service_flaky_and_slow(lab: Lab) -> Trial:
-    load, sku, _ = await lab.standard_load("flaky-slow")
+    load = await lab.standard_load("flaky-slow")
     await faults_for(lab, "payments", 0.5, 3500, lab.sizes.flaky_seconds)
-    return await standard_trial(
-        lab,
-        load,
-        sku,
+    return await load.trial(
         fault=f"payments 50% errors + 3.5s latency (local attempt "
         f"{LOCAL_ATTEMPT_TIMEOUT.total_seconds():.0f}s) for {lab.sizes.flaky_seconds:.0f}s",
     )

@@ -18,32 +18,24 @@ Sku = Annotated[
     str,
     StringConstraints(min_length=1, max_length=fields.SKU_MAX_LENGTH, pattern=fields.SKU_PATTERN),
 ]
-# Free text from people (names, streets): any printable character; whitespace
-# around it is stripped and a blank value refused.
+
+
+def _typed_by_people(*, max_length: int, pattern: str) -> StringConstraints:
+    """Free text from people (names, streets, cities, postal codes): whitespace
+    around it is stripped and a blank value refused."""
+    return StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=max_length, pattern=pattern
+    )
+
+
+# Names and streets: any printable character.
 Text = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True,
-        min_length=1,
-        max_length=fields.TEXT_MAX_LENGTH,
-        pattern=fields.TEXT_PATTERN,
-    ),
+    str, _typed_by_people(max_length=fields.TEXT_MAX_LENGTH, pattern=fields.TEXT_PATTERN)
 ]
 City = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True,
-        min_length=1,
-        max_length=fields.CITY_MAX_LENGTH,
-        pattern=fields.TEXT_PATTERN,
-    ),
+    str, _typed_by_people(max_length=fields.CITY_MAX_LENGTH, pattern=fields.TEXT_PATTERN)
 ]
 PostalCode = Annotated[
     str,
-    StringConstraints(
-        strip_whitespace=True,
-        min_length=1,
-        max_length=fields.POSTAL_CODE_MAX_LENGTH,
-        pattern=fields.POSTAL_CODE_PATTERN,
-    ),
+    _typed_by_people(max_length=fields.POSTAL_CODE_MAX_LENGTH, pattern=fields.POSTAL_CODE_PATTERN),
 ]

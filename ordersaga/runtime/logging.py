@@ -113,24 +113,34 @@ class ContextFilter(logging.Filter):
         return True
 
 
+# The log fields flattened out of the Temporal SDK's logging extras, in this
+# order. Each comes from the SDK's key of the same name but for those renamed
+# in _flatten_temporal, so that a workflow's and an activity's lines agree.
+_WORKFLOW_EXTRA = ("workflow_id", "workflow_run_id", "workflow_type", "task_queue", "namespace")
+_ACTIVITY_EXTRA = (
+    "workflow_id",
+    "workflow_run_id",
+    "workflow_type",
+    "step",
+    "activity_id",
+    "attempt",
+    "task_queue",
+    "namespace",
+)
+
+
 def _flatten_temporal(fields: dict[str, Any]) -> None:
-    workflow = fields.pop("temporal_workflow", None)
-    if isinstance(workflow, Mapping):
-        fields.setdefault("workflow_id", workflow.get("workflow_id"))
-        fields.setdefault("workflow_run_id", workflow.get("run_id"))
-        fields.setdefault("workflow_type", workflow.get("workflow_type"))
-        fields.setdefault("task_queue", workflow.get("task_queue"))
-        fields.setdefault("namespace", workflow.get("namespace"))
-    activity = fields.pop("temporal_activity", None)
-    if isinstance(activity, Mapping):
-        fields.setdefault("workflow_id", activity.get("workflow_id"))
-        fields.setdefault("workflow_run_id", activity.get("workflow_run_id"))
-        fields.setdefault("workflow_type", activity.get("workflow_type"))
-        fields.setdefault("step", activity.get("activity_type"))
-        fields.setdefault("activity_id", activity.get("activity_id"))
-        fields.setdefault("attempt", activity.get("attempt"))
-        fields.setdefault("task_queue", activity.get("task_queue"))
-        fields.setdefault("namespace", activity.get("namespace"))
+    _flatten(fields, "temporal_workflow", _WORKFLOW_EXTRA, renamed={"workflow_run_id": "run_id"})
+    _flatten(fields, "temporal_activity", _ACTIVITY_EXTRA, renamed={"step": "activity_type"})
+
+
+def _flatten(
+    fields: dict[str, Any], extra: str, names: tuple[str, ...], *, renamed: Mapping[str, str]
+) -> None:
+    found = fields.pop(extra, None)
+    if isinstance(found, Mapping):
+        for name in names:
+            fields.setdefault(name, found.get(renamed.get(name, name)))
 
 
 def event_fields(record: logging.LogRecord) -> dict[str, Any]:
