@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Required, TypedDict
 
 from fastapi import APIRouter, Depends, FastAPI
 from opentelemetry.trace import TracerProvider
@@ -52,6 +53,15 @@ class ServiceSpec:
 
 # Service requests are an order's lines and an address: far below this.
 SERVICE_MAX_BODY_BYTES = 64 * 1024
+
+
+class ServiceArguments(TypedDict, total=False):
+    """What every service's `create_app` takes besides its own policy."""
+
+    database_url: Required[str]
+    admin_token: Required[SecretStr]
+    worker_token: Required[SecretStr]
+    tracer_provider: TracerProvider | None
 
 
 def create_service_app(

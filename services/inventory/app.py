@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Unpack
 
 from fastapi import FastAPI
-from opentelemetry.trace import TracerProvider
-from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import fields
-from services.common.app import ServiceSpec, create_service_app
+from services.common.app import ServiceArguments, ServiceSpec, create_service_app
 from services.inventory import domain
 from services.inventory.catalog import CATALOG
 from services.inventory.repository import SqlInventoryUnitOfWork
@@ -41,21 +40,8 @@ SPEC = ServiceSpec(
 )
 
 
-def create_app(
-    *,
-    database_url: str,
-    admin_token: SecretStr,
-    worker_token: SecretStr,
-    catalog_currency: str = "EUR",
-    tracer_provider: TracerProvider | None = None,
-) -> FastAPI:
+def create_app(*, catalog_currency: str = "EUR", **common: Unpack[ServiceArguments]) -> FastAPI:
     if not re.fullmatch(fields.CURRENCY_PATTERN, catalog_currency):
         raise ValueError(f"catalog_currency must be a currency code, got {catalog_currency!r}")
-    return create_service_app(
-        SPEC,
-        database_url=database_url,
-        admin_token=admin_token,
-        worker_token=worker_token,
-        tracer_provider=tracer_provider,
-        config=domain.InventoryPolicy(catalog_currency=catalog_currency),
-    )
+    policy = domain.InventoryPolicy(catalog_currency=catalog_currency)
+    return create_service_app(SPEC, config=policy, **common)
