@@ -36,9 +36,10 @@ from ordersaga.runtime.codec import payload_keyring
 from ordersaga.runtime.domains import resolve
 from ordersaga.runtime.eventloop import exit_without_finalizing as exit_without_finalizing
 from ordersaga.runtime.settings import MissingSecretError, Settings
-from ordersaga.runtime.temporal_config import data_converter, temporal_interceptors, workflow_runner
+from ordersaga.runtime.temporal_config import data_converter, workflow_runner
 from workers.health import ProbePortError, WorkerHealth, serving_probes
 from workers.runtime import worker_runtime
+from workers.tracing import worker_interceptors
 from workers.unversioned import UnversionedOrderWorkflow
 from workers.versioning import (
     BOOTSTRAP_TIMEOUT_SECONDS,
@@ -205,7 +206,7 @@ async def connect_when_reachable(
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
                 data_converter=converter,
-                interceptors=temporal_interceptors(),
+                interceptors=worker_interceptors(),
                 runtime=runtime,
             )
         except RuntimeError as err:  # the SDK's "Failed client connect: ..."

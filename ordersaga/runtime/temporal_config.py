@@ -6,10 +6,19 @@ here that would break in-flight workflows is caught there, not in production.
 
 from __future__ import annotations
 
+import functools
+from types import CodeType
+from typing import Any
+
 from opentelemetry.trace import TracerProvider
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.worker import WorkflowInstance, WorkflowInstanceDetails
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+# Private to the SDK (pinned in pyproject.toml); tests/unit/test_sandbox_runner.py
+# checks that its _run_code still takes the glue code as it did.
+from temporalio.worker.workflow_sandbox._runner import _Instance as _SandboxInstance
 
 from ordersaga.runtime.codec import EncryptionCodec
 from ordersaga.runtime.keyring import Keyring
@@ -62,8 +71,41 @@ WORKFLOW_PASSTHROUGH_MODULES = (
 def workflow_runner() -> SandboxedWorkflowRunner:
     """The workflow runner for every worker and the replayer: the sandbox, with
     WORKFLOW_PASSTHROUGH_MODULES passed through."""
-    return SandboxedWorkflowRunner(
+    return _PrecompiledSandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(
             *WORKFLOW_PASSTHROUGH_MODULES
         )
     )
+
+
+# --- the sandbox's glue code, compiled once ---------------------------------------
+#
+# The SDK's sandbox enters a workflow run through a few lines of source it runs
+# with exec(): once per activation, and once per payload sequence it encodes or
+# decodes (to ask the run for its serialization context). exec() of a string
+# compiles it every time: 9 % of the saga worker's CPU under bench load in a
+# py-spy profile (about 100 compiles of 20 us per order). The strings are a
+# handful of constants (and one per workflow class for the import), so each is
+# compiled once here and exec() runs the code object: the same code, in the
+# same sandbox, with the same globals.
+# The function's name and parameters are checked by tests/unit/test_sandbox_runner.py.
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(source: str) -> CodeType:
+    # "<string>" is the name exec() gives a string's code: tracebacks read the same.
+    return compile(source, "<string>", "exec")
+
+
+class _PrecompiledInstance(_SandboxInstance):
+    def _run_code(self, code: Any, **extra_globals: Any) -> None:
+        # exec() takes a code object where the SDK passes a string.
+        compiled: Any = _compiled(code) if isinstance(code, str) else code
+        super()._run_code(compiled, **extra_globals)
+
+
+class _PrecompiledSandboxedWorkflowRunner(SandboxedWorkflowRunner):
+    """SandboxedWorkflowRunner whose instances exec precompiled glue code."""
+
+    def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
+        return _PrecompiledInstance(det, self.runner_class, self.restrictions)

@@ -1,0 +1,39 @@
+"""The workers' sandbox runs its glue code precompiled (ordersaga.runtime.temporal_config).
+
+The saving rests on a private class of the SDK (the sandbox's instance): an SDK
+upgrade that moves it would quietly fall back to the plain sandbox, so this
+says so instead. The replay gate (tests/replay) and the workflow tests run
+every workflow through this runner.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox._runner import _Instance
+
+from ordersaga.runtime import temporal_config
+
+
+def test_the_runner_is_the_sandbox_with_its_glue_code_precompiled() -> None:
+    runner = temporal_config.workflow_runner()
+    assert isinstance(runner, SandboxedWorkflowRunner)
+    # What the override relies on: the SDK runs its glue code through
+    # _run_code(code, **extra_globals), which hands `code` to exec().
+    assert list(inspect.signature(_Instance._run_code).parameters) == [
+        "self",
+        "code",
+        "extra_globals",
+    ]
+    assert "exec(code," in inspect.getsource(_Instance._run_code)
+
+
+def test_glue_code_is_compiled_once_per_source() -> None:
+    source = "x = 1\n"
+    first = temporal_config._compiled(source)
+    assert temporal_config._compiled(source) is first
+    namespace: dict[str, object] = {}
+    exec(first, namespace)
+    assert namespace["x"] == 1
+    assert first.co_filename == "<string>"
