@@ -7,6 +7,7 @@ here that would break in-flight workflows is caught there, not in production.
 from __future__ import annotations
 
 import functools
+import inspect
 from types import CodeType
 from typing import Any
 
@@ -15,10 +16,6 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.worker import WorkflowInstance, WorkflowInstanceDetails
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
-
-# Private to the SDK (pinned in pyproject.toml); tests/unit/test_sandbox_runner.py
-# checks that its _run_code still takes the glue code as it did.
-from temporalio.worker.workflow_sandbox._runner import _Instance as _SandboxInstance
 
 from ordersaga.runtime.codec import EncryptionCodec
 from ordersaga.runtime.keyring import Keyring
@@ -71,11 +68,12 @@ WORKFLOW_PASSTHROUGH_MODULES = (
 def workflow_runner() -> SandboxedWorkflowRunner:
     """The workflow runner for every worker and the replayer: the sandbox, with
     WORKFLOW_PASSTHROUGH_MODULES passed through."""
-    return _PrecompiledSandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(
-            *WORKFLOW_PASSTHROUGH_MODULES
-        )
+    restrictions = SandboxRestrictions.default.with_passthrough_modules(
+        *WORKFLOW_PASSTHROUGH_MODULES
     )
+    if precompiling_instance_class() is None:
+        return SandboxedWorkflowRunner(restrictions=restrictions)
+    return _PrecompiledSandboxedWorkflowRunner(restrictions=restrictions)
 
 
 # --- the sandbox's glue code, compiled once ---------------------------------------
@@ -97,15 +95,31 @@ def _compiled(source: str) -> CodeType:
     return compile(source, "<string>", "exec")
 
 
-class _PrecompiledInstance(_SandboxInstance):
-    def _run_code(self, code: Any, **extra_globals: Any) -> None:
-        # exec() takes a code object where the SDK passes a string.
-        compiled: Any = _compiled(code) if isinstance(code, str) else code
-        super()._run_code(compiled, **extra_globals)
+@functools.cache
+def precompiling_instance_class() -> type[WorkflowInstance] | None:
+    """The sandbox's instance class, running its glue code precompiled; None when
+    the installed SDK no longer has the private class and method this overrides
+    (then the plain sandbox runs: the same behaviour, a little more CPU).
+    tests/unit/test_sandbox_runner.py fails in that case, so an upgrade says so."""
+    try:
+        from temporalio.worker.workflow_sandbox._runner import _Instance
+    except ImportError:
+        return None
+    if list(inspect.signature(_Instance._run_code).parameters) != ["self", "code", "extra_globals"]:
+        return None
+
+    class PrecompiledInstance(_Instance):
+        def _run_code(self, code: Any, **extra_globals: Any) -> None:
+            # exec() takes a code object where the SDK passes a string.
+            compiled: Any = _compiled(code) if isinstance(code, str) else code
+            super()._run_code(compiled, **extra_globals)
+
+    return PrecompiledInstance
 
 
 class _PrecompiledSandboxedWorkflowRunner(SandboxedWorkflowRunner):
     """SandboxedWorkflowRunner whose instances exec precompiled glue code."""
 
     def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
-        return _PrecompiledInstance(det, self.runner_class, self.restrictions)
+        instance_class: Any = precompiling_instance_class()
+        return instance_class(det, self.runner_class, self.restrictions)  # type: ignore[no-any-return]

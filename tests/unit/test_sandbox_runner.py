@@ -1,8 +1,8 @@
 """The workers' sandbox runs its glue code precompiled (ordersaga.runtime.temporal_config).
 
 The saving rests on a private class of the SDK (the sandbox's instance): an SDK
-upgrade that moves it would quietly fall back to the plain sandbox, so this
-says so instead. The replay gate (tests/replay) and the workflow tests run
+upgrade that moves it would fall back to the plain sandbox (the same behaviour,
+more CPU), and this test says so. The replay gate (tests/replay) and the workflow tests run
 every workflow through this runner.
 """
 
@@ -19,6 +19,10 @@ from ordersaga.runtime import temporal_config
 def test_the_runner_is_the_sandbox_with_its_glue_code_precompiled() -> None:
     runner = temporal_config.workflow_runner()
     assert isinstance(runner, SandboxedWorkflowRunner)
+    instance_class = temporal_config.precompiling_instance_class()
+    assert instance_class is not None, "the installed SDK moved the sandbox's _Instance"
+    assert issubclass(instance_class, _Instance)
+    assert type(runner).__name__ == "_PrecompiledSandboxedWorkflowRunner"
     # What the override relies on: the SDK runs its glue code through
     # _run_code(code, **extra_globals), which hands `code` to exec().
     assert list(inspect.signature(_Instance._run_code).parameters) == [
