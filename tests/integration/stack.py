@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from opentelemetry.trace import TracerProvider
 from pydantic import SecretStr
 from temporalio.client import Client
@@ -25,6 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from ordersaga.runtime.settings import Settings
 from ordersaga.runtime.temporal_config import data_converter, temporal_interceptors
+from tests.http_server import serving_with_uvicorn
 from tests.keys import TEST_KEYRING
 from tests.ports import free_ports
 from tests.tokens import as_customer, bearer, new_customer_id, operator_token, verifier_for_tests
@@ -32,27 +32,6 @@ from tests.versioning_support import route_to_unversioned
 
 ADMIN_TOKEN = "integration-admin-token"
 WORKER_TOKEN = "integration-worker-token"
-
-
-@contextlib.asynccontextmanager
-async def serve(app: Any, port: int) -> AsyncIterator[None]:
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    # Signals belong to pytest; uvicorn must not take them over.
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(30):
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError(f"server on port {port} exited during start-up")
-            await asyncio.sleep(0.02)
-    try:
-        yield
-    finally:
-        server.should_exit = True
-        await task
 
 
 @dataclass
@@ -222,7 +201,7 @@ async def serving_apps(
     ]
     async with contextlib.AsyncExitStack() as stack:
         for app, port in apps:
-            await stack.enter_async_context(serve(app, port))
+            await stack.enter_async_context(serving_with_uvicorn(app, port))
         yield
 
 
