@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -247,6 +247,41 @@ async def running_stack(
             stack, settings, "api", "inventory", "payments", "shipping", http_timeout=30
         )
         yield Stack(settings, client, *clients)
+
+
+@dataclass
+class ShopWithoutWorkers:
+    """The services and the API served in this process, with no worker (a
+    test brings its own): the settings, an encrypting Temporal client, and
+    HTTP clients of the API, inventory and payments, as in Stack."""
+
+    settings: Settings
+    client: Client
+    api: httpx.AsyncClient
+    inventory: httpx.AsyncClient
+    payments: httpx.AsyncClient
+
+
+ShopT = TypeVar("ShopT", bound=ShopWithoutWorkers)
+
+
+@contextlib.asynccontextmanager
+async def serving_shop(
+    kind: type[ShopT], client: Client, data_dir: Path, **settings_overrides: Any
+) -> AsyncIterator[ShopT]:
+    """A shop (a `kind` of ShopWithoutWorkers) on the client's server, its data in data_dir;
+    the workers' HTTP calls may take 30 s (tests slow the services down)."""
+    settings = stack_settings(
+        client, data_dir, **{"http_read_timeout_seconds": 30, **settings_overrides}
+    )
+    # Encrypting, as every production client and worker does (tests/keys.py).
+    client = traced_client(client, None)
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(serving_apps(settings, client))
+        api, inventory, payments = await stack_clients(
+            stack, settings, "api", "inventory", "payments", http_timeout=60
+        )
+        yield kind(settings, client, api, inventory, payments)
 
 
 def module_stack(folder: str, **settings_overrides: Any) -> Any:
