@@ -27,6 +27,7 @@ from ordersaga.binaries import temporal_cli
 from ordersaga.runtime.settings import Settings
 from tests.integration.stack import ADMIN_TOKEN, ShopWithoutWorkers, serving_shop
 from tests.orders import order_body
+from tests.processes import run_process
 from tests.tokens import as_customer, new_customer_id
 from tests.versioning_support import deployment_names, own_dev_server, route_to_unversioned
 from workers.versioning import (
@@ -50,18 +51,11 @@ class Shop(ShopWithoutWorkers):
 
     async def temporal(self, *args: str) -> str:
         """Run the real Temporal CLI against this server, as an operator would."""
-        process = await asyncio.create_subprocess_exec(
-            str(temporal_cli()),
-            *args,
-            "--address",
-            self.settings.temporal_address,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        ran = await run_process(
+            str(temporal_cli()), *args, "--address", self.settings.temporal_address, within=60
         )
-        async with asyncio.timeout(60):
-            out, err = await process.communicate()
-        assert process.returncode == 0, f"temporal {' '.join(args)}:\n{err.decode()}"
-        return out.decode()
+        assert ran.code == 0, f"temporal {' '.join(args)}:\n{ran.stderr}"
+        return ran.stdout
 
 
 @pytest.fixture(scope="module")
