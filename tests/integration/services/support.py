@@ -93,6 +93,17 @@ async def created(client: httpx.AsyncClient, collection: str, body: Any) -> dict
     return made
 
 
+async def sent_twice(
+    client: httpx.AsyncClient, path: str, body: Any = None
+) -> tuple[httpx.Response, httpx.Response]:
+    """POST the same request twice under one fresh idempotency key: the first
+    answer, and the one the repeat got."""
+    key = new_key()
+    first = await client.post(path, json=body, headers=key)
+    again = await client.post(path, json=body, headers=key)
+    return first, again
+
+
 async def listed(client: httpx.AsyncClient, collection: str, order_id: str) -> list[dict[str, Any]]:
     response = await client.get(collection, params={"order_id": order_id})
     assert response.status_code == 200, response.text
