@@ -253,6 +253,12 @@ async def needs_attention(
     return order_id
 
 
+@pytest.fixture
+async def parked(api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder) -> str:
+    """The id of an order waiting for an operator (see needs_attention)."""
+    return await needs_attention(api, fakes, new_order())
+
+
 async def decided(
     api: httpx.AsyncClient,
     order_id: str,
@@ -285,26 +291,22 @@ async def test_cancel_while_waiting_for_an_operator_is_409(
 
 
 async def test_operator_retry_is_202_and_the_compensation_runs_again(
-    api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
+    api: httpx.AsyncClient, fakes: FakeDomainActivities, parked: str
 ) -> None:
-    order_id = await needs_attention(api, fakes, new_order())
+    body = await decided(api, parked, "retry", note="issuer fixed")
 
-    body = await decided(api, order_id, "retry", note="issuer fixed")
-
-    assert fakes.calls_for(order_id).count("refund_payment") == 2
+    assert fakes.calls_for(parked).count("refund_payment") == 2
     states = {step["name"]: step["state"] for step in body["steps"]}
     assert states["charge_payment"] == "compensated"
     assert states["reserve_inventory"] == "compensated"
 
 
 async def test_operator_resolve_is_202_and_unwinding_carries_on(
-    api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
+    api: httpx.AsyncClient, fakes: FakeDomainActivities, parked: str
 ) -> None:
-    order_id = await needs_attention(api, fakes, new_order())
+    body = await decided(api, parked, "resolve", note="refunded by hand")
 
-    body = await decided(api, order_id, "resolve", note="refunded by hand")
-
-    assert fakes.calls_for(order_id).count("refund_payment") == 1
+    assert fakes.calls_for(parked).count("refund_payment") == 1
     charge = next(step for step in body["steps"] if step["name"] == "charge_payment")
     assert f"resolved by operator {TEST_OPERATOR}: refunded by hand" in charge["error"]
     (record,) = body["operator_actions"]
@@ -316,15 +318,13 @@ async def test_operator_resolve_is_202_and_unwinding_carries_on(
 
 
 async def test_an_operator_known_by_e_mail_is_recorded_by_a_hash_of_it(
-    api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
+    api: httpx.AsyncClient, parked: str
 ) -> None:
     """A provider's subject may be an e-mail address: it never reaches the
     order's view, its history or a log line as such."""
-    order_id = await needs_attention(api, fakes, new_order())
-
     body = await decided(
         api,
-        order_id,
+        parked,
         "resolve",
         note="refunded by hand",
         headers=bearer(operator_token("grace@example.com")),
