@@ -33,7 +33,7 @@ async def serving_with_uvicorn(app: Any, port: int) -> AsyncIterator[None]:
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
     # Signals belong to pytest; uvicorn must not take them over.
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(30):
         while not server.started:
