@@ -5,7 +5,6 @@ admin-tools image has; test_commands.py cannot cover it either.)"""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from pathlib import Path
@@ -19,22 +18,15 @@ from temporalio.testing import WorkflowEnvironment
 from contracts.search_attributes import SEARCH_ATTRIBUTE_TYPES
 from ordersaga.binaries import temporal_cli
 from tests.deploy import files
+from tests.processes import run_process
 
 POSTGRES_URL = os.environ.get("ORDERSAGA_TEST_POSTGRES_URL")
 
 
 async def _run(script: Path, env: dict[str, str]) -> tuple[int, str]:
     """Run a script as its container does: executed, by its shebang."""
-    process = await asyncio.create_subprocess_exec(
-        str(script),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    async with asyncio.timeout(180):
-        output, _ = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, output.decode()
+    ran = await run_process(str(script), within=180, env=env, stderr_to_stdout=True)
+    return ran.code, ran.stdout
 
 
 # ---- Temporal namespace and search attributes ----
@@ -133,7 +125,7 @@ def _psql_env(**extra: str) -> dict[str, str]:
 
 async def _sql(query: str) -> str:
     env = _psql_env()
-    process = await asyncio.create_subprocess_exec(
+    ran = await run_process(
         "psql",
         "-v",
         "ON_ERROR_STOP=1",
@@ -145,14 +137,11 @@ async def _sql(query: str) -> str:
         env["POSTGRES_DB"],
         "-c",
         query,
+        within=60,
         env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
-    async with asyncio.timeout(60):
-        out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
-    return out.decode().strip()
+    assert ran.code == 0, ran.stderr
+    return ran.stdout.strip()
 
 
 @pytest.mark.postgres

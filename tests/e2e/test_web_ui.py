@@ -32,7 +32,8 @@ from contracts.orders import OrderResult, format_money
 from ordersaga.binaries import temporal_cli
 from ordersaga.codec_server import create_codec_app
 from ordersaga.runtime.codec import EncryptionCodec
-from tests.integration.stack import Stack, running_stack, serve
+from tests.http_server import serving_with_uvicorn
+from tests.integration.stack import Stack, running_stack
 from tests.keys import TEST_KEYRING
 from tests.orders import PAYMENT_TOKEN, STREET, order_body
 from tests.ports import free_port
@@ -95,7 +96,7 @@ async def web_ui(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WebU
     )
     try:
         async with (
-            serve(codec_app, codec_port),
+            serving_with_uvicorn(codec_app, codec_port),
             running_stack(env.client, tmp_path_factory.mktemp("web-ui")) as stack,
         ):
             yield WebUi(env, stack, ui_url, codec_url)

@@ -19,21 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from ordersaga.runtime.settings import Settings
 from tests.e2e.worker_process import WorkerProcess, worker_env, worker_process
-from tests.integration.stack import (
-    ADMIN_TOKEN,
-    serving_apps,
-    stack_clients,
-    stack_settings,
-    traced_client,
-)
+from tests.integration.stack import ADMIN_TOKEN, ShopWithoutWorkers, serving_shop
 from tests.orders import order_body
 from tests.ports import free_port
 from tests.tokens import as_customer, new_customer_id
@@ -126,14 +118,8 @@ async def test_worker_is_ready_when_polling_then_stops_with_exit_0_on_a_signal(
 
 
 @dataclass
-class Shop:
+class Shop(ShopWithoutWorkers):
     """Services, API, and workers for every queue but payments, in this process."""
-
-    settings: Settings
-    client: Client
-    api: httpx.AsyncClient
-    inventory: httpx.AsyncClient
-    payments: httpx.AsyncClient
 
     def payments_worker_env(self, grace_seconds: float) -> dict[str, str]:
         return worker_env(
@@ -149,21 +135,14 @@ class Shop:
 async def shop_without_payments_worker(client: Client, data_dir: Path) -> AsyncIterator[Shop]:
     from workers.main import build_workers
 
-    settings = stack_settings(client, data_dir, http_read_timeout_seconds=30)
-    # Encrypting, as the worker processes do (tests/keys.py).
-    client = traced_client(client, None)
-    async with contextlib.AsyncExitStack() as stack:
-        await stack.enter_async_context(serving_apps(settings, client))
-        workers = await stack.enter_async_context(
-            build_workers(client, settings, ["orders", "inventory", "shipping"])
-        )
+    async with (
+        serving_shop(Shop, client, data_dir) as shop,
+        build_workers(shop.client, shop.settings, ["orders", "inventory", "shipping"]) as workers,
+        contextlib.AsyncExitStack() as running,
+    ):
         for worker in workers:
-            await stack.enter_async_context(worker)
-
-        api, inventory, payments = await stack_clients(
-            stack, settings, "api", "inventory", "payments", http_timeout=60
-        )
-        yield Shop(settings, client, api, inventory, payments)
+            await running.enter_async_context(worker)
+        yield shop
 
 
 @pytest.fixture(scope="module")
@@ -189,16 +168,18 @@ async def place_order(shop: Shop) -> str:
     return str(placed.json()["order_id"])
 
 
-async def slow_down_payments(shop: Shop, latency_ms: int) -> None:
+@contextlib.asynccontextmanager
+async def payments_slowed(shop: Shop, latency_ms: int) -> AsyncIterator[None]:
+    """Every payments request takes `latency_ms` longer, until the block ends."""
     response = await shop.payments.put(
         "/admin/faults", json={"error_rate": 0, "latency_ms": latency_ms}, headers=ADMIN
     )
     assert response.status_code == 200, response.text
-
-
-async def clear_payment_faults(shop: Shop) -> None:
-    response = await shop.payments.delete("/admin/faults", headers=ADMIN)
-    assert response.status_code == 204, response.text
+    try:
+        yield
+    finally:
+        response = await shop.payments.delete("/admin/faults", headers=ADMIN)
+        assert response.status_code == 204, response.text
 
 
 async def wait_charge_running_on(shop: Shop, order_id: str, worker: WorkerProcess) -> None:
@@ -254,16 +235,30 @@ async def order_when_finished(shop: Shop, order_id: str) -> dict[str, Any]:
 async def charges_of(shop: Shop, order_id: str) -> list[dict[str, Any]]:
     response = await shop.payments.get("/charges", params={"order_id": order_id})
     assert response.status_code == 200, response.text
-    charges: list[dict[str, Any]] = response.json()
+    charges: list[dict[str, Any]] = response.json()["items"]
     return charges
+
+
+@dataclass
+class Ended:
+    """How an order whose charge was in flight at a SIGTERM ended."""
+
+    order: dict[str, Any]
+    # The worker identity and attempt of the charge_payment attempt that completed.
+    charged_by: tuple[str, int]
+    charges: list[dict[str, Any]]
+
+
+async def ended(shop: Shop, order_id: str) -> Ended:
+    order = await order_when_finished(shop, order_id)
+    return Ended(order, await charge_completed_by(shop, order_id), await charges_of(shop, order_id))
 
 
 async def test_sigterm_mid_charge_lets_it_finish_within_the_grace_period(shop: Shop) -> None:
     grace = 15.0
     async with worker_process(shop.payments_worker_env(grace), "--queues", "payments") as worker:
         await worker.wait_ready()
-        await slow_down_payments(shop, latency_ms=5000)
-        try:
+        async with payments_slowed(shop, latency_ms=5000):
             order_id = await place_order(shop)
             await wait_charge_running_on(shop, order_id, worker)
             worker.send_signal(signal.SIGTERM)
@@ -272,11 +267,7 @@ async def test_sigterm_mid_charge_lets_it_finish_within_the_grace_period(shop: S
             status_when_signalled = await order_status(shop, order_id)
             code = await worker.wait_exit(within=grace + EXIT_MARGIN_SECONDS)
             took = time.monotonic() - signalled
-        finally:
-            await clear_payment_faults(shop)
-        order = await order_when_finished(shop, order_id)
-        identity, attempt = await charge_completed_by(shop, order_id)
-        charges = await charges_of(shop, order_id)
+        end = await ended(shop, order_id)
 
     assert status_when_signalled == "CHARGING"
     assert draining.status_code == 503, draining.text
@@ -285,9 +276,9 @@ async def test_sigterm_mid_charge_lets_it_finish_within_the_grace_period(shop: S
     assert took < grace + EXIT_MARGIN_SECONDS
     assert "Traceback" not in worker.output
     # Finished in place: the first attempt, by the worker that was told to stop.
-    assert (identity, attempt) == (worker.identity, 1)
-    assert len(charges) == 1, charges
-    assert order["status"] == "COMPLETED", order
+    assert end.charged_by == (worker.identity, 1)
+    assert len(end.charges) == 1, end.charges
+    assert end.order["status"] == "COMPLETED", end.order
 
 
 async def test_sigterm_mid_charge_past_the_grace_period_retries_it_elsewhere_once(
@@ -300,8 +291,7 @@ async def test_sigterm_mid_charge_past_the_grace_period_retries_it_elsewhere_onc
         await stopping.wait_ready()
         # Far longer than the grace period, and than the second worker's start:
         # the stopping worker must give the charge up.
-        await slow_down_payments(shop, latency_ms=10_000)
-        try:
+        async with payments_slowed(shop, latency_ms=10_000):
             order_id = await place_order(shop)
             await wait_charge_running_on(shop, order_id, stopping)
             # Only now the second worker: the charge is the first one's.
@@ -314,11 +304,7 @@ async def test_sigterm_mid_charge_past_the_grace_period_retries_it_elsewhere_onc
             status_when_signalled = await order_status(shop, order_id)
             code = await stopping.wait_exit(within=grace + EXIT_MARGIN_SECONDS)
             took = time.monotonic() - signalled
-        finally:
-            await clear_payment_faults(shop)
-        order = await order_when_finished(shop, order_id)
-        identity, attempt = await charge_completed_by(shop, order_id)
-        charges = await charges_of(shop, order_id)
+        end = await ended(shop, order_id)
         taking_over.send_signal(signal.SIGTERM)
         second_code = await taking_over.wait_exit(within=grace + EXIT_MARGIN_SECONDS)
 
@@ -327,9 +313,10 @@ async def test_sigterm_mid_charge_past_the_grace_period_retries_it_elsewhere_onc
     assert took < grace + EXIT_MARGIN_SECONDS
     assert "Traceback" not in stopping.output
     # Retried elsewhere: a later attempt, completed by the other worker...
+    identity, attempt = end.charged_by
     assert identity == taking_over.identity
     assert attempt >= 2
     # ...and the idempotency key made both attempts one charge.
-    assert len(charges) == 1, charges
-    assert order["status"] == "COMPLETED", order
+    assert len(end.charges) == 1, end.charges
+    assert end.order["status"] == "COMPLETED", end.order
     assert second_code == 0, taking_over.output

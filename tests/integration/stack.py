@@ -13,11 +13,10 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
-import uvicorn
 from opentelemetry.trace import TracerProvider
 from pydantic import SecretStr
 from temporalio.client import Client
@@ -25,6 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from ordersaga.runtime.settings import Settings
 from ordersaga.runtime.temporal_config import data_converter, temporal_interceptors
+from tests.http_server import serving_with_uvicorn
 from tests.keys import TEST_KEYRING
 from tests.ports import free_ports
 from tests.tokens import as_customer, bearer, new_customer_id, operator_token, verifier_for_tests
@@ -32,27 +32,6 @@ from tests.versioning_support import route_to_unversioned
 
 ADMIN_TOKEN = "integration-admin-token"
 WORKER_TOKEN = "integration-worker-token"
-
-
-@contextlib.asynccontextmanager
-async def serve(app: Any, port: int) -> AsyncIterator[None]:
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    # Signals belong to pytest; uvicorn must not take them over.
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(30):
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError(f"server on port {port} exited during start-up")
-            await asyncio.sleep(0.02)
-    try:
-        yield
-    finally:
-        server.should_exit = True
-        await task
 
 
 @dataclass
@@ -222,7 +201,7 @@ async def serving_apps(
     ]
     async with contextlib.AsyncExitStack() as stack:
         for app, port in apps:
-            await stack.enter_async_context(serve(app, port))
+            await stack.enter_async_context(serving_with_uvicorn(app, port))
         yield
 
 
@@ -268,6 +247,41 @@ async def running_stack(
             stack, settings, "api", "inventory", "payments", "shipping", http_timeout=30
         )
         yield Stack(settings, client, *clients)
+
+
+@dataclass
+class ShopWithoutWorkers:
+    """The services and the API served in this process, with no worker (a
+    test brings its own): the settings, an encrypting Temporal client, and
+    HTTP clients of the API, inventory and payments, as in Stack."""
+
+    settings: Settings
+    client: Client
+    api: httpx.AsyncClient
+    inventory: httpx.AsyncClient
+    payments: httpx.AsyncClient
+
+
+ShopT = TypeVar("ShopT", bound=ShopWithoutWorkers)
+
+
+@contextlib.asynccontextmanager
+async def serving_shop(
+    kind: type[ShopT], client: Client, data_dir: Path, **settings_overrides: Any
+) -> AsyncIterator[ShopT]:
+    """A shop (a `kind` of ShopWithoutWorkers) on the client's server, its data in data_dir;
+    the workers' HTTP calls may take 30 s (tests slow the services down)."""
+    settings = stack_settings(
+        client, data_dir, **{"http_read_timeout_seconds": 30, **settings_overrides}
+    )
+    # Encrypting, as every production client and worker does (tests/keys.py).
+    client = traced_client(client, None)
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(serving_apps(settings, client))
+        api, inventory, payments = await stack_clients(
+            stack, settings, "api", "inventory", "payments", http_timeout=60
+        )
+        yield kind(settings, client, api, inventory, payments)
 
 
 def module_stack(folder: str, **settings_overrides: Any) -> Any:

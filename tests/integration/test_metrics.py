@@ -116,13 +116,15 @@ def order_body(sku: str, *, country: str = "DE", token: str = "tok_visa") -> dic
     return orders.order_body(sku=sku, quantity=2, country=country, payment_token=token)
 
 
+def delta(before: Scrape, after: Scrape, name: str, **labels: str) -> float:
+    """How far `name` with these labels moved from one scrape to the next."""
+    return after.value(name, **labels) - before.value(name, **labels)
+
+
 def deltas(
     before: Scrape, after: Scrape, name: str, label: str, values: Iterable[str]
 ) -> dict[str, float]:
-    return {
-        value: after.value(name, **{label: value}) - before.value(name, **{label: value})
-        for value in values
-    }
+    return {value: delta(before, after, name, **{label: value}) for value in values}
 
 
 async def test_counters_move_by_exactly_what_the_orders_did(metered: MeteredStack) -> None:
@@ -208,10 +210,13 @@ async def test_counters_move_by_exactly_what_the_orders_did(metered: MeteredStac
     ) == {"COMPLETED": 2, "FAILED": 3}
 
     step_observations = {
-        (step, outcome): worker_after.value(
-            "ordersaga_step_duration_seconds_count", step=step, outcome=outcome
+        (step, outcome): delta(
+            worker_before,
+            worker_after,
+            "ordersaga_step_duration_seconds_count",
+            step=step,
+            outcome=outcome,
         )
-        - worker_before.value("ordersaga_step_duration_seconds_count", step=step, outcome=outcome)
         for step in (
             "reserve_inventory",
             "charge_payment",
@@ -260,9 +265,14 @@ async def test_counters_move_by_exactly_what_the_orders_did(metered: MeteredStac
     api_before, api_after = before["api"], after["api"]
 
     def api_requests(method: str, route: str, status: str) -> float:
-        labels = {"method": method, "route": route, "status": status}
-        name = "ordersaga_api_requests_total"
-        return api_after.value(name, **labels) - api_before.value(name, **labels)
+        return delta(
+            api_before,
+            api_after,
+            "ordersaga_api_requests_total",
+            method=method,
+            route=route,
+            status=status,
+        )
 
     assert api_requests("POST", "/orders", "202") == 5
     assert api_requests("POST", "/orders/{order_id}/compensation/resolve", "202") == 1
@@ -270,11 +280,7 @@ async def test_counters_move_by_exactly_what_the_orders_did(metered: MeteredStac
     assert api_requests("GET", "/orders/{order_id}", "404") == 1
     assert api_requests("GET", "<unmatched>", "404") == 1
     latency = "ordersaga_api_request_duration_seconds_count"
-    assert (
-        api_after.value(latency, method="POST", route="/orders", status="202")
-        - api_before.value(latency, method="POST", route="/orders", status="202")
-        == 5
-    )
+    assert delta(api_before, api_after, latency, method="POST", route="/orders", status="202") == 5
 
     # Each service: what the activities called, refusals included.
     expected_service_requests = {
@@ -310,11 +316,15 @@ async def test_counters_move_by_exactly_what_the_orders_did(metered: MeteredStac
             moved[key] = int(value - service_before.samples.get((name, labels), 0))
         assert {key: count for key, count in moved.items() if count} == expected, service
         for (method, route, status), count in expected.items():
-            latency_labels = {"method": method, "route": route, "status": status}
-            name = "http_request_duration_seconds_count"
             assert (
-                service_after.value(name, **latency_labels)
-                - service_before.value(name, **latency_labels)
+                delta(
+                    service_before,
+                    service_after,
+                    "http_request_duration_seconds_count",
+                    method=method,
+                    route=route,
+                    status=status,
+                )
                 == count
             ), (service, route)
 

@@ -34,6 +34,11 @@ def order_body(
     return orders.order_body(sku=sku, quantity=quantity, country=country, payment_token=token)
 
 
+def step_states(order: dict[str, Any]) -> list[str]:
+    """Each step's state, in saga order."""
+    return [step["state"] for step in order["steps"]]
+
+
 async def stock_of(stack: Stack, sku: str) -> dict[str, Any]:
     response = await stack.inventory.get(f"/stock/{sku}")
     assert response.status_code == 200, response.text
@@ -47,7 +52,7 @@ async def test_happy_path_ships_charges_once_and_takes_the_stock(stack: Stack, s
     order = await stack.wait_for_status(order_id, "COMPLETED", "FAILED")
 
     assert order["status"] == "COMPLETED", order
-    assert [step["state"] for step in order["steps"]] == ["completed"] * 4
+    assert step_states(order) == ["completed"] * 4
     assert await stock_of(stack, sku) == {"sku": sku, "available": STOCK - 3, "reserved": 0}
     (charge,) = await items(stack.payments, "/charges", order_id)
     assert (charge["state"], charge["amount_cents"]) == ("captured", 4500)
@@ -64,12 +69,7 @@ async def test_undeliverable_address_refunds_and_releases(stack: Stack, sku: str
 
     assert order["status"] == "FAILED", order
     assert "ADDRESS_UNDELIVERABLE" in order["failure_reason"]
-    assert [step["state"] for step in order["steps"]] == [
-        "compensated",
-        "compensated",
-        "failed",
-        "pending",
-    ]
+    assert step_states(order) == ["compensated", "compensated", "failed", "pending"]
     assert await stock_of(stack, sku) == {"sku": sku, "available": STOCK, "reserved": 0}
     (charge,) = await items(stack.payments, "/charges", order_id)
     assert charge["state"] == "refunded"
@@ -114,12 +114,7 @@ async def test_cancel_while_the_shipment_is_being_created_undoes_everything(
         await stack.shipping.delete("/admin/faults", headers=stack.admin)
 
     assert order["status"] == "CANCELLED", order
-    assert [step["state"] for step in order["steps"]] == [
-        "compensated",
-        "compensated",
-        "compensated",
-        "pending",
-    ]
+    assert step_states(order) == ["compensated", "compensated", "compensated", "pending"]
     assert await stock_of(stack, sku) == {"sku": sku, "available": STOCK, "reserved": 0}
     (charge,) = await items(stack.payments, "/charges", order_id)
     assert charge["state"] == "refunded"

@@ -17,24 +17,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from temporalio.api.enums.v1 import EventType, VersioningBehavior
-from temporalio.client import Client
 from temporalio.worker import Worker
 
 from contracts import task_queues
 from contracts.domains import DOMAINS
 from ordersaga.binaries import temporal_cli
 from ordersaga.runtime.settings import Settings
-from tests.integration.stack import (
-    ADMIN_TOKEN,
-    serving_apps,
-    stack_clients,
-    stack_settings,
-    traced_client,
-)
+from tests.integration.stack import ADMIN_TOKEN, ShopWithoutWorkers, serving_shop
 from tests.orders import order_body
+from tests.processes import run_process
 from tests.tokens import as_customer, new_customer_id
 from tests.versioning_support import deployment_names, own_dev_server, route_to_unversioned
 from workers.versioning import (
@@ -52,49 +45,28 @@ TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "NEEDS_ATTENTION")
 
 
 @dataclass
-class Shop:
-    settings: Settings
-    client: Client
-    api: httpx.AsyncClient
-    inventory: httpx.AsyncClient
-    payments: httpx.AsyncClient
-
+class Shop(ShopWithoutWorkers):
     def build(self, build_id: str) -> Settings:
         return self.settings.model_copy(update={"worker_build_id": build_id})
 
     async def temporal(self, *args: str) -> str:
         """Run the real Temporal CLI against this server, as an operator would."""
-        process = await asyncio.create_subprocess_exec(
-            str(temporal_cli()),
-            *args,
-            "--address",
-            self.settings.temporal_address,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        ran = await run_process(
+            str(temporal_cli()), *args, "--address", self.settings.temporal_address, within=60
         )
-        async with asyncio.timeout(60):
-            out, err = await process.communicate()
-        assert process.returncode == 0, f"temporal {' '.join(args)}:\n{err.decode()}"
-        return out.decode()
+        assert ran.code == 0, f"temporal {' '.join(args)}:\n{ran.stderr}"
+        return ran.stdout
 
 
 @pytest.fixture(scope="module")
 async def shop(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Shop]:
     """Services and API (in this process) without any worker; tests bring their builds."""
     data_dir: Path = tmp_path_factory.mktemp("versioning")
-    async with own_dev_server() as env:
-        settings = stack_settings(
-            env.client, data_dir, http_read_timeout_seconds=30, worker_deployment_name=DEPLOYMENT
-        )
-        # Encrypting, as every production client and worker does.
-        client = traced_client(env.client, None)
-        async with contextlib.AsyncExitStack() as stack:
-            await stack.enter_async_context(serving_apps(settings, client))
-
-            api, inventory, payments = await stack_clients(
-                stack, settings, "api", "inventory", "payments", http_timeout=60
-            )
-            yield Shop(settings, client, api, inventory, payments)
+    async with (
+        own_dev_server() as env,
+        serving_shop(Shop, env.client, data_dir, worker_deployment_name=DEPLOYMENT) as shop,
+    ):
+        yield shop
 
 
 @contextlib.asynccontextmanager

@@ -20,8 +20,9 @@ from ordersaga.histories import RECORDING_MANIFEST, history_file_name
 from tests.integration.stack import Stack, module_stack
 from tests.keys import TEST_CODEC_KEYS
 from tests.orders import CUSTOMER_NAME, PAYMENT_TOKEN, STREET, order_body
-from tests.ordersaga_cli import Ran, clean_env, run_ordersaga
+from tests.ordersaga_cli import clean_env, run_ordersaga
 from tests.ports import free_port
+from tests.processes import Ran
 from tests.replay.replayer import load_history, replayer
 from tests.tokens import as_customer, new_customer_id
 

@@ -4,6 +4,7 @@ Failure paths first."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
@@ -66,6 +67,34 @@ async def test_invalid_action_bodies_are_422(
 # --- too late --------------------------------------------------------------------
 
 
+def assert_conflict(response: httpx.Response, code: str, *, mentioning: str = "") -> None:
+    """A 409 with the error code, its message naming `mentioning`."""
+    assert response.status_code == 409, response.text
+    detail = response.json()["detail"]
+    assert detail["code"] == code
+    assert mentioning in detail["message"]
+
+
+async def cancel_held_at(
+    api: httpx.AsyncClient,
+    fakes: FakeDomainActivities,
+    order: OrderRequest,
+    step: str,
+    *,
+    reason: str | None = None,
+) -> tuple[str, asyncio.Event, httpx.Response]:
+    """Place the order, hold its call to `step` and send its customer's cancel
+    (with `reason`, else no body): the order's id, the gate that lets the call
+    land, and the answer to the cancel."""
+    order_id, gate = await place_held_at(api, fakes, order, step)
+    response = await api.post(
+        f"/orders/{order_id}/cancel",
+        json={"reason": reason} if reason is not None else None,
+        headers=order.auth,
+    )
+    return order_id, gate, response
+
+
 async def test_cancel_after_completion_is_409_too_late(
     api: httpx.AsyncClient, new_order: NewOrder
 ) -> None:
@@ -77,22 +106,15 @@ async def test_cancel_after_completion_is_409_too_late(
         f"/orders/{order_id}/cancel", json={"reason": "too slow"}, headers=order.auth
     )
 
-    assert response.status_code == 409
-    assert response.json()["detail"]["code"] == "TOO_LATE"
-    assert "COMPLETED" in response.json()["detail"]["message"]
+    assert_conflict(response, "TOO_LATE", mentioning="COMPLETED")
 
 
 async def test_cancel_once_the_shipment_exists_is_409_too_late(
     api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
 ) -> None:
-    order = new_order()
-    order_id, gate = await place_held_at(api, fakes, order, "commit_reservation")
+    order_id, gate, response = await cancel_held_at(api, fakes, new_order(), "commit_reservation")
 
-    response = await api.post(f"/orders/{order_id}/cancel", headers=order.auth)
-
-    assert response.status_code == 409
-    assert response.json()["detail"]["code"] == "TOO_LATE"
-    assert "shipment" in response.json()["detail"]["message"]
+    assert_conflict(response, "TOO_LATE", mentioning="shipment")
     gate.set()
     await wait_for_status(api, order_id, "COMPLETED")
 
@@ -106,9 +128,7 @@ async def test_operator_action_on_a_running_order_is_409(
 
     response = await api.post(f"/orders/{order_id}/{action}", json={"note": "why not"})
 
-    assert response.status_code == 409
-    assert response.json()["detail"]["code"] == "NOT_NEEDS_ATTENTION"
-    assert "CHARGING" in response.json()["detail"]["message"]
+    assert_conflict(response, "NOT_NEEDS_ATTENTION", mentioning="CHARGING")
     gate.set()
     await wait_for_status(api, order_id, "COMPLETED")
 
@@ -123,8 +143,7 @@ async def test_operator_action_on_a_completed_order_is_409(
 
     response = await api.post(f"/orders/{order_id}/{action}")
 
-    assert response.status_code == 409
-    assert response.json()["detail"]["code"] == "NOT_NEEDS_ATTENTION"
+    assert_conflict(response, "NOT_NEEDS_ATTENTION")
 
 
 # --- cancelling ------------------------------------------------------------------
@@ -134,10 +153,8 @@ async def test_cancel_before_shipping_is_202_and_the_order_ends_cancelled(
     api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
 ) -> None:
     order = new_order()
-    order_id, gate = await place_held_at(api, fakes, order, "create_shipment")
-
-    response = await api.post(
-        f"/orders/{order_id}/cancel", json={"reason": "changed my mind"}, headers=order.auth
+    order_id, gate, response = await cancel_held_at(
+        api, fakes, order, "create_shipment", reason="changed my mind"
     )
 
     assert response.status_code == 202, response.text
@@ -209,10 +226,7 @@ async def test_cancel_while_a_local_attempt_is_slow_is_accepted_and_the_order_en
 async def test_cancel_without_a_body_uses_the_default_reason(
     api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
 ) -> None:
-    order = new_order()
-    order_id, gate = await place_held_at(api, fakes, order, "reserve_inventory")
-
-    response = await api.post(f"/orders/{order_id}/cancel", headers=order.auth)
+    order_id, gate, response = await cancel_held_at(api, fakes, new_order(), "reserve_inventory")
 
     assert response.status_code == 202
     gate.set()
@@ -239,6 +253,30 @@ async def needs_attention(
     return order_id
 
 
+@pytest.fixture
+async def parked(api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder) -> str:
+    """The id of an order waiting for an operator (see needs_attention)."""
+    return await needs_attention(api, fakes, new_order())
+
+
+async def decided(
+    api: httpx.AsyncClient,
+    order_id: str,
+    decision: str,
+    *,
+    note: str,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The order once an operator's decision on it (retry or resolve) was
+    accepted (202) and the unwinding it let go on ended it FAILED."""
+    response = await api.post(
+        f"/orders/{order_id}/compensation/{decision}", json={"note": note}, headers=headers
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["order_id"] == order_id
+    return await wait_for_status(api, order_id, "FAILED")
+
+
 async def test_cancel_while_waiting_for_an_operator_is_409(
     api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
 ) -> None:
@@ -247,42 +285,28 @@ async def test_cancel_while_waiting_for_an_operator_is_409(
 
     response = await api.post(f"/orders/{order_id}/cancel", headers=order.auth)
 
-    assert response.status_code == 409
-    assert response.json()["detail"]["code"] == "TOO_LATE"
+    assert_conflict(response, "TOO_LATE")
     await api.post(f"/orders/{order_id}/compensation/resolve")
     await wait_for_status(api, order_id, "FAILED")
 
 
 async def test_operator_retry_is_202_and_the_compensation_runs_again(
-    api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
+    api: httpx.AsyncClient, fakes: FakeDomainActivities, parked: str
 ) -> None:
-    order_id = await needs_attention(api, fakes, new_order())
+    body = await decided(api, parked, "retry", note="issuer fixed")
 
-    response = await api.post(
-        f"/orders/{order_id}/compensation/retry", json={"note": "issuer fixed"}
-    )
-
-    assert response.status_code == 202, response.text
-    assert response.json()["order_id"] == order_id
-    body = await wait_for_status(api, order_id, "FAILED")
-    assert fakes.calls_for(order_id).count("refund_payment") == 2
+    assert fakes.calls_for(parked).count("refund_payment") == 2
     states = {step["name"]: step["state"] for step in body["steps"]}
     assert states["charge_payment"] == "compensated"
     assert states["reserve_inventory"] == "compensated"
 
 
 async def test_operator_resolve_is_202_and_unwinding_carries_on(
-    api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
+    api: httpx.AsyncClient, fakes: FakeDomainActivities, parked: str
 ) -> None:
-    order_id = await needs_attention(api, fakes, new_order())
+    body = await decided(api, parked, "resolve", note="refunded by hand")
 
-    response = await api.post(
-        f"/orders/{order_id}/compensation/resolve", json={"note": "refunded by hand"}
-    )
-
-    assert response.status_code == 202, response.text
-    body = await wait_for_status(api, order_id, "FAILED")
-    assert fakes.calls_for(order_id).count("refund_payment") == 1
+    assert fakes.calls_for(parked).count("refund_payment") == 1
     charge = next(step for step in body["steps"] if step["name"] == "charge_payment")
     assert f"resolved by operator {TEST_OPERATOR}: refunded by hand" in charge["error"]
     (record,) = body["operator_actions"]
@@ -294,20 +318,18 @@ async def test_operator_resolve_is_202_and_unwinding_carries_on(
 
 
 async def test_an_operator_known_by_e_mail_is_recorded_by_a_hash_of_it(
-    api: httpx.AsyncClient, fakes: FakeDomainActivities, new_order: NewOrder
+    api: httpx.AsyncClient, parked: str
 ) -> None:
     """A provider's subject may be an e-mail address: it never reaches the
     order's view, its history or a log line as such."""
-    order_id = await needs_attention(api, fakes, new_order())
-
-    response = await api.post(
-        f"/orders/{order_id}/compensation/resolve",
-        json={"note": "refunded by hand"},
+    body = await decided(
+        api,
+        parked,
+        "resolve",
+        note="refunded by hand",
         headers=bearer(operator_token("grace@example.com")),
     )
 
-    assert response.status_code == 202, response.text
-    body = await wait_for_status(api, order_id, "FAILED")
     (record,) = body["operator_actions"]
     assert record["operator"] == customer_id_for("grace@example.com")
     assert record["operator"].startswith("sub_")

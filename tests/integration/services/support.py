@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, TypeVar
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy import text
@@ -22,6 +22,7 @@ from sqlalchemy.pool import NullPool
 from services.inventory.app import create_app as create_inventory
 from services.payments.app import create_app as create_payments
 from services.shipping.app import create_app as create_shipping
+from tests.http_server import serving_with_uvicorn
 from tests.ports import free_port
 
 POSTGRES_URL = os.environ.get("ORDERSAGA_TEST_POSTGRES_URL")
@@ -90,6 +91,17 @@ async def created(client: httpx.AsyncClient, collection: str, body: Any) -> dict
     assert response.status_code == 201, response.text
     made: dict[str, Any] = response.json()
     return made
+
+
+async def sent_twice(
+    client: httpx.AsyncClient, path: str, body: Any = None
+) -> tuple[httpx.Response, httpx.Response]:
+    """POST the same request twice under one fresh idempotency key: the first
+    answer, and the one the repeat got."""
+    key = new_key()
+    first = await client.post(path, json=body, headers=key)
+    again = await client.post(path, json=body, headers=key)
+    return first, again
 
 
 async def listed(client: httpx.AsyncClient, collection: str, order_id: str) -> list[dict[str, Any]]:
@@ -166,31 +178,38 @@ def asgi_client(app: FastAPI, *, headers: dict[str, str] | None = None) -> httpx
     )
 
 
+class _Credentials(TypedDict):
+    admin_token: SecretStr
+    worker_token: SecretStr
+
+
+# The credentials every test app is built with: ADMIN and WORKER send them.
+CREDENTIALS = _Credentials(admin_token=SecretStr(ADMIN_TOKEN), worker_token=SecretStr(WORKER_TOKEN))
+
+
 def inventory_app(database_url: str) -> FastAPI:
     return create_inventory(
-        database_url=database_url,
-        admin_token=SecretStr(ADMIN_TOKEN),
-        worker_token=SecretStr(WORKER_TOKEN),
-        catalog_currency=CATALOG_CURRENCY,
+        database_url=database_url, catalog_currency=CATALOG_CURRENCY, **CREDENTIALS
     )
 
 
 def payments_app(database_url: str) -> FastAPI:
     return create_payments(
-        database_url=database_url,
-        admin_token=SecretStr(ADMIN_TOKEN),
-        worker_token=SecretStr(WORKER_TOKEN),
-        customer_limit_cents=CUSTOMER_LIMIT_CENTS,
+        database_url=database_url, customer_limit_cents=CUSTOMER_LIMIT_CENTS, **CREDENTIALS
     )
 
 
 def shipping_app(database_url: str) -> FastAPI:
     return create_shipping(
-        database_url=database_url,
-        admin_token=SecretStr(ADMIN_TOKEN),
-        worker_token=SecretStr(WORKER_TOKEN),
-        refused_countries=REFUSED_COUNTRIES,
+        database_url=database_url, refused_countries=REFUSED_COUNTRIES, **CREDENTIALS
     )
+
+
+SERVICE_APPS: dict[str, Callable[[str], FastAPI]] = {
+    "inventory": inventory_app,
+    "payments": payments_app,
+    "shipping": shipping_app,
+}
 
 
 class Databases:
@@ -215,24 +234,65 @@ class Databases:
         return url
 
 
+@dataclass(frozen=True)
+class Resource:
+    """What each service makes for an order, and how a test drives it."""
+
+    # The create endpoint, a fresh body for it (order_id= may name the order),
+    # and the id field it answers with.
+    collection: str
+    new_body: Callable[..., dict[str, Any]]
+    id_field: str
+    # What undoes one: POST {collection}/{id}/{action}.
+    action: str
+    # Its state once made, and once undone.
+    live: str
+    undone: str
+
+
+RESOURCES = {
+    # sku_mug is in the catalog every inventory database is seeded with.
+    "inventory": Resource(
+        "/reservations",
+        functools.partial(reservation, "sku_mug"),
+        "reservation_id",
+        "release",
+        "reserved",
+        "released",
+    ),
+    "payments": Resource("/charges", charge, "charge_id", "refund", "captured", "refunded"),
+    "shipping": Resource("/shipments", shipment, "shipment_id", "cancel", "created", "cancelled"),
+}
+
+
+@dataclass(frozen=True)
+class Service(Resource):
+    """One service serving a test over ASGI, with the workers' client of it."""
+
+    name: str
+    app: FastAPI
+    client: httpx.AsyncClient
+
+    async def create(self) -> httpx.Response:
+        return await self.client.post(self.collection, json=self.new_body(), headers=new_key())
+
+
+ServiceT = TypeVar("ServiceT", bound=Service)
+
+
+@contextlib.asynccontextmanager
+async def serving_service(
+    kind: type[ServiceT], name: str, databases: Databases
+) -> AsyncIterator[ServiceT]:
+    """Serve the named service on a new database, as a `kind` of Service."""
+    app = SERVICE_APPS[name](await databases.new(name))
+    async with serving(app) as client:
+        yield kind(**vars(RESOURCES[name]), name=name, app=app, client=client)
+
+
 @contextlib.asynccontextmanager
 async def serving_over_tcp(app: FastAPI) -> AsyncIterator[int]:
     """Serve the app with uvicorn on a free loopback port, as in production."""
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    # Signals belong to pytest; uvicorn must not take them over.
-    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(30):
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError(f"server on port {port} exited during start-up")
-            await asyncio.sleep(0.02)
-    try:
+    async with serving_with_uvicorn(app, port):
         yield port
-    finally:
-        server.should_exit = True
-        await task

@@ -17,22 +17,27 @@ from sqlalchemy import insert, select
 from services.common.idempotency import IDEMPOTENCY_KEYS
 from tests.integration.services.support import (
     ADMIN,
+    RESOURCES,
+    SERVICE_APPS,
     WORKER,
     Databases,
     asgi_client,
-    charge,
-    inventory_app,
     new_key,
-    payments_app,
     reservation,
     serving,
-    shipment,
-    shipping_app,
 )
 
 WORKER_ONLY, READERS, ADMIN_ONLY = "worker", "worker+admin", "admin"
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/products")}
 
+# The routes every service has alike: the fence and the admin routes.
+EVERY_SERVICE = {
+    ("PUT", "/fences/{order_id}"): WORKER_ONLY,
+    ("GET", "/admin/ledger"): ADMIN_ONLY,
+    ("GET", "/admin/faults"): ADMIN_ONLY,
+    ("PUT", "/admin/faults"): ADMIN_ONLY,
+    ("DELETE", "/admin/faults"): ADMIN_ONLY,
+}
 # Every route of each service and who it admits (docs routes aside).
 ROUTES = {
     "inventory": {
@@ -40,34 +45,22 @@ ROUTES = {
         ("POST", "/reservations/{reservation_id}/release"): WORKER_ONLY,
         ("POST", "/reservations/{reservation_id}/commit"): WORKER_ONLY,
         ("GET", "/reservations"): READERS,
-        ("PUT", "/fences/{order_id}"): WORKER_ONLY,
         ("GET", "/stock/{sku}"): READERS,
         ("PUT", "/products/{sku}"): ADMIN_ONLY,
-        ("GET", "/admin/ledger"): ADMIN_ONLY,
         ("GET", "/admin/stock"): ADMIN_ONLY,
-        ("GET", "/admin/faults"): ADMIN_ONLY,
-        ("PUT", "/admin/faults"): ADMIN_ONLY,
-        ("DELETE", "/admin/faults"): ADMIN_ONLY,
+        **EVERY_SERVICE,
     },
     "payments": {
         ("POST", "/charges"): WORKER_ONLY,
         ("POST", "/charges/{charge_id}/refund"): WORKER_ONLY,
         ("GET", "/charges"): READERS,
-        ("GET", "/admin/ledger"): ADMIN_ONLY,
-        ("PUT", "/fences/{order_id}"): WORKER_ONLY,
-        ("GET", "/admin/faults"): ADMIN_ONLY,
-        ("PUT", "/admin/faults"): ADMIN_ONLY,
-        ("DELETE", "/admin/faults"): ADMIN_ONLY,
+        **EVERY_SERVICE,
     },
     "shipping": {
         ("POST", "/shipments"): WORKER_ONLY,
         ("POST", "/shipments/{shipment_id}/cancel"): WORKER_ONLY,
         ("GET", "/shipments"): READERS,
-        ("GET", "/admin/ledger"): ADMIN_ONLY,
-        ("PUT", "/fences/{order_id}"): WORKER_ONLY,
-        ("GET", "/admin/faults"): ADMIN_ONLY,
-        ("PUT", "/admin/faults"): ADMIN_ONLY,
-        ("DELETE", "/admin/faults"): ADMIN_ONLY,
+        **EVERY_SERVICE,
     },
 }
 # What to fill each path template with, and a body that passes validation.
@@ -79,13 +72,10 @@ PATH_VALUES = {
     "{order_id}": "ord_x",
 }
 BODIES: dict[str, Callable[[], dict[str, Any]]] = {
-    "/reservations": lambda: reservation("sku_mug"),
-    "/charges": charge,
-    "/shipments": shipment,
+    **{resource.collection: resource.new_body for resource in RESOURCES.values()},
     "/products/{sku}": lambda: {"available": 100},
     "/admin/faults": lambda: {"error_rate": 0.0, "latency_ms": 0},
 }
-MAKERS = {"inventory": inventory_app, "payments": payments_app, "shipping": shipping_app}
 
 
 @dataclass
@@ -96,9 +86,9 @@ class Served:
     anonymous: httpx.AsyncClient
 
 
-@pytest.fixture(params=sorted(MAKERS))
+@pytest.fixture(params=sorted(SERVICE_APPS))
 async def served(request: pytest.FixtureRequest, databases: Databases) -> AsyncIterator[Served]:
-    app = MAKERS[request.param](await databases.new(request.param))
+    app = SERVICE_APPS[request.param](await databases.new(request.param))
     async with serving(app) as worker, asgi_client(app) as anonymous:
         yield Served(request.param, app, worker, anonymous)
 
@@ -223,13 +213,11 @@ async def test_keys_of_different_callers_never_collide(service_app_and_client: S
                 created_at=datetime.now(UTC),
             )
         )
-    collection, body = {
-        "inventory": ("/reservations", reservation("sku_mug")),
-        "payments": ("/charges", charge()),
-        "shipping": ("/shipments", shipment()),
-    }[served.name]
+    resource = RESOURCES[served.name]
 
-    response = await served.worker.post(collection, json=body, headers={"Idempotency-Key": key})
+    response = await served.worker.post(
+        resource.collection, json=resource.new_body(), headers={"Idempotency-Key": key}
+    )
 
     assert response.status_code == 201, response.text
     assert "forged" not in response.text

@@ -3,15 +3,12 @@ readiness, metrics and the error shape. Each test runs on all three."""
 
 from __future__ import annotations
 
-import functools
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -29,56 +26,21 @@ from services.shipping import tables as shipping_tables
 from services.shipping.app import create_app as create_shipping
 from tests.integration.services.support import (
     ADMIN,
+    SERVICE_APPS,
     Databases,
+    Service,
     asgi_client,
-    charge,
     inventory_app,
     new_key,
-    payments_app,
-    reservation,
     serving,
-    shipment,
-    shipping_app,
+    serving_service,
 )
 
 
-@dataclass
-class Service:
-    name: str
-    app: FastAPI
-    client: httpx.AsyncClient
-    # The create endpoint, a fresh body for it, and the id field it answers with.
-    collection: str
-    new_body: Callable[[], dict[str, Any]]
-    id_field: str
-    action: str
-
-    async def create(self) -> httpx.Response:
-        return await self.client.post(self.collection, json=self.new_body(), headers=new_key())
-
-
-_SERVICES: dict[
-    str, tuple[Callable[[str], FastAPI], str, Callable[[], dict[str, Any]], str, str]
-] = {
-    # sku_mug is in the catalog every inventory database is seeded with.
-    "inventory": (
-        inventory_app,
-        "/reservations",
-        functools.partial(reservation, "sku_mug"),
-        "reservation_id",
-        "release",
-    ),
-    "payments": (payments_app, "/charges", charge, "charge_id", "refund"),
-    "shipping": (shipping_app, "/shipments", shipment, "shipment_id", "cancel"),
-}
-
-
-@pytest.fixture(params=sorted(_SERVICES))
+@pytest.fixture(params=sorted(SERVICE_APPS))
 async def service(request: pytest.FixtureRequest, databases: Databases) -> AsyncIterator[Service]:
-    make_app, collection, new_body, id_field, action = _SERVICES[request.param]
-    app = make_app(await databases.new(request.param))
-    async with serving(app) as client:
-        yield Service(request.param, app, client, collection, new_body, id_field, action)
+    async with serving_service(Service, request.param, databases) as service:
+        yield service
 
 
 # --- building the app -----------------------------------------------------------

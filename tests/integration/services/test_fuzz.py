@@ -30,15 +30,12 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.integration.services.support import (
     ADMIN,
+    SERVICE_APPS,
     WORKER,
-    inventory_app,
-    payments_app,
-    shipping_app,
 )
 from tests.ports import free_port
 
 EXAMPLES_PER_OPERATION = 25
-MAKERS = {"inventory": inventory_app, "payments": payments_app, "shipping": shipping_app}
 
 
 class ThreadedServer:
@@ -92,9 +89,9 @@ def headers_for(case: Any) -> dict[str, str]:
     return headers
 
 
-@pytest.mark.parametrize("name", sorted(MAKERS))
+@pytest.mark.parametrize("name", sorted(SERVICE_APPS))
 def test_each_service_answers_by_its_document(name: str, tmp_path: Path) -> None:
-    app = MAKERS[name](f"sqlite+aiosqlite:///{tmp_path / name / 'fuzz.sqlite3'}")
+    app = SERVICE_APPS[name](f"sqlite+aiosqlite:///{tmp_path / name / 'fuzz.sqlite3'}")
     with ThreadedServer(app) as base_url:
         # Injected faults are 503s by design, and latency only slows the run.
         schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json").exclude(

@@ -16,6 +16,7 @@ from tests.integration.services.support import (
     new_key,
     new_order_id,
     reservation,
+    sent_twice,
     serving,
 )
 
@@ -42,6 +43,11 @@ async def stock(inventory: httpx.AsyncClient, sku: str) -> dict[str, Any]:
 
 async def reserve(inventory: httpx.AsyncClient, sku: str, quantity: int = 1) -> dict[str, Any]:
     return await created(inventory, "/reservations", reservation(sku, quantity))
+
+
+def path_of(made: dict[str, Any], action: str) -> str:
+    """Where to POST an action (release, commit) on a reservation."""
+    return f"/reservations/{made['reservation_id']}/{action}"
 
 
 # --- refusals -----------------------------------------------------------------
@@ -128,15 +134,11 @@ async def test_commit_after_release_and_release_after_commit_are_refused(
     sku = await stocked_sku(inventory, 5)
     released = await reserve(inventory, sku, 1)
     committed = await reserve(inventory, sku, 1)
-    await inventory.post(f"/reservations/{released['reservation_id']}/release", headers=new_key())
-    await inventory.post(f"/reservations/{committed['reservation_id']}/commit", headers=new_key())
+    await inventory.post(path_of(released, "release"), headers=new_key())
+    await inventory.post(path_of(committed, "commit"), headers=new_key())
 
-    late_commit = await inventory.post(
-        f"/reservations/{released['reservation_id']}/commit", headers=new_key()
-    )
-    late_release = await inventory.post(
-        f"/reservations/{committed['reservation_id']}/release", headers=new_key()
-    )
+    late_commit = await inventory.post(path_of(released, "commit"), headers=new_key())
+    late_release = await inventory.post(path_of(committed, "release"), headers=new_key())
 
     for response in (late_commit, late_release):
         assert response.status_code == 409, response.text
@@ -202,10 +204,7 @@ async def test_a_repeated_reservation_replays_the_answer_and_reserves_once(
     inventory: httpx.AsyncClient,
 ) -> None:
     sku = await stocked_sku(inventory, 10)
-    body, key = reservation(sku, quantity=3), new_key()
-
-    first = await inventory.post("/reservations", json=body, headers=key)
-    again = await inventory.post("/reservations", json=body, headers=key)
+    first, again = await sent_twice(inventory, "/reservations", reservation(sku, quantity=3))
 
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json()
@@ -257,15 +256,12 @@ async def test_release_and_commit_replay_and_take_effect_once(
     sku = await stocked_sku(inventory, 10)
     released = await reserve(inventory, sku, 4)
     committed = await reserve(inventory, sku, 3)
-    release_path = f"/reservations/{released['reservation_id']}/release"
-    commit_path = f"/reservations/{committed['reservation_id']}/commit"
-    release_key, commit_key = new_key(), new_key()
+    release_path = path_of(released, "release")
+    commit_path = path_of(committed, "commit")
 
-    release = await inventory.post(release_path, headers=release_key)
-    release_replayed = await inventory.post(release_path, headers=release_key)
+    release, release_replayed = await sent_twice(inventory, release_path)
     release_new_key = await inventory.post(release_path, headers=new_key())
-    commit = await inventory.post(commit_path, headers=commit_key)
-    commit_replayed = await inventory.post(commit_path, headers=commit_key)
+    commit, commit_replayed = await sent_twice(inventory, commit_path)
     commit_new_key = await inventory.post(commit_path, headers=new_key())
 
     for first, again, other in (
@@ -362,7 +358,7 @@ async def test_concurrent_releases_with_different_keys_release_once(
 ) -> None:
     sku = await stocked_sku(inventory, 10)
     made = await reserve(inventory, sku, 4)
-    path = f"/reservations/{made['reservation_id']}/release"
+    path = path_of(made, "release")
 
     responses = await asyncio.gather(*(inventory.post(path, headers=new_key()) for _ in range(10)))
 
@@ -403,7 +399,7 @@ async def test_the_catalog_is_seeded_once_and_a_restart_keeps_the_stock(
             "reserved": 0,
         }
         made = await reserve(inventory, "sku_hoodie", 5)
-        await inventory.post(f"/reservations/{made['reservation_id']}/commit", headers=new_key())
+        await inventory.post(path_of(made, "commit"), headers=new_key())
 
     async with serving(inventory_app(url)) as restarted:
         assert await stock(restarted, "sku_hoodie") == {

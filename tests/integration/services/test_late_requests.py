@@ -11,44 +11,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import random
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from services.common.idempotency import IdempotencyStore
+from tests.integration.services import support
 from tests.integration.services.support import (
     ADMIN,
+    SERVICE_APPS,
     Databases,
-    charge,
     inventory_app,
     listed,
     new_key,
-    payments_app,
     reservation,
     serving,
-    shipment,
-    shipping_app,
+    serving_service,
 )
 
 
-@dataclass
-class Service:
-    name: str
-    app: FastAPI
-    client: httpx.AsyncClient
-    collection: str
-    new_body: Callable[..., dict[str, Any]]
-    id_field: str
-    action: str
-    # A resource's state once made, and once undone.
-    live: str
-    undone: str
+@dataclass(frozen=True)
+class Service(support.Service):
+    """A service, with what the compensation activity does to it."""
 
     # One body per order: a retry must send the same request again.
     bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -83,38 +71,10 @@ class Service:
         assert response.status_code == 200, response.text
 
 
-_SERVICES: dict[
-    str, tuple[Callable[[str], FastAPI], str, Callable[..., dict[str, Any]], str, str, str, str]
-] = {
-    # sku_mug is in the catalog every inventory database is seeded with.
-    "inventory": (
-        inventory_app,
-        "/reservations",
-        functools.partial(reservation, "sku_mug"),
-        "reservation_id",
-        "release",
-        "reserved",
-        "released",
-    ),
-    "payments": (payments_app, "/charges", charge, "charge_id", "refund", "captured", "refunded"),
-    "shipping": (
-        shipping_app,
-        "/shipments",
-        shipment,
-        "shipment_id",
-        "cancel",
-        "created",
-        "cancelled",
-    ),
-}
-
-
-@pytest.fixture(params=sorted(_SERVICES))
+@pytest.fixture(params=sorted(SERVICE_APPS))
 async def service(request: pytest.FixtureRequest, databases: Databases) -> AsyncIterator[Service]:
-    make_app, *rest = _SERVICES[request.param]
-    app = make_app(await databases.new(request.param))
-    async with serving(app) as client:
-        yield Service(request.param, app, client, *rest)  # type: ignore[arg-type]
+    async with serving_service(Service, request.param, databases) as service:
+        yield service
 
 
 def new_order_id() -> str:

@@ -14,6 +14,7 @@ from tests.integration.services.support import (
     created,
     listed,
     new_key,
+    sent_twice,
 )
 
 
@@ -147,10 +148,9 @@ async def test_no_answer_carries_the_token(payments: httpx.AsyncClient) -> None:
 async def test_a_repeated_charge_replays_the_answer_and_charges_once(
     payments: httpx.AsyncClient,
 ) -> None:
-    body, key = charge(amount_cents=1234), new_key()
+    body = charge(amount_cents=1234)
 
-    first = await payments.post("/charges", json=body, headers=key)
-    again = await payments.post("/charges", json=body, headers=key)
+    first, again = await sent_twice(payments, "/charges", body)
 
     assert first.status_code == again.status_code == 201
     assert again.content == first.content
@@ -172,10 +172,7 @@ async def test_a_charge_key_reused_for_another_amount_is_refused(
 
 
 async def test_a_declined_charge_is_replayed_as_declined(payments: httpx.AsyncClient) -> None:
-    body, key = charge(token="tok_chargeDeclined"), new_key()
-
-    first = await payments.post("/charges", json=body, headers=key)
-    again = await payments.post("/charges", json=body, headers=key)
+    first, again = await sent_twice(payments, "/charges", charge(token="tok_chargeDeclined"))
 
     assert first.status_code == again.status_code == 402
     assert again.json() == first.json()

@@ -8,7 +8,15 @@ from typing import Any
 
 import httpx
 
-from tests.integration.services.support import NAME, STREET, created, listed, new_key, shipment
+from tests.integration.services.support import (
+    NAME,
+    STREET,
+    created,
+    listed,
+    new_key,
+    sent_twice,
+    shipment,
+)
 
 
 async def shipments_of(shipping: httpx.AsyncClient, order_id: str) -> list[dict[str, Any]]:
@@ -95,10 +103,9 @@ async def test_answers_carry_the_country_but_no_name_or_street(
 async def test_a_repeated_shipment_replays_the_answer_and_ships_once(
     shipping: httpx.AsyncClient,
 ) -> None:
-    body, key = shipment(), new_key()
+    body = shipment()
 
-    first = await shipping.post("/shipments", json=body, headers=key)
-    again = await shipping.post("/shipments", json=body, headers=key)
+    first, again = await sent_twice(shipping, "/shipments", body)
 
     assert first.status_code == again.status_code == 201
     assert again.content == first.content
@@ -106,10 +113,7 @@ async def test_a_repeated_shipment_replays_the_answer_and_ships_once(
 
 
 async def test_an_undeliverable_answer_is_replayed(shipping: httpx.AsyncClient) -> None:
-    body, key = shipment(country="AQ"), new_key()
-
-    first = await shipping.post("/shipments", json=body, headers=key)
-    again = await shipping.post("/shipments", json=body, headers=key)
+    first, again = await sent_twice(shipping, "/shipments", shipment(country="AQ"))
 
     assert first.status_code == again.status_code == 422
     assert again.json() == first.json()
