@@ -29,7 +29,7 @@ from ordersaga.runtime.codec import payload_keyring
 from ordersaga.runtime.http_guard import HttpGuard
 from ordersaga.runtime.logging import AccessLogMiddleware
 from ordersaga.runtime.settings import Settings
-from ordersaga.runtime.telemetry import instrument_fastapi
+from ordersaga.runtime.telemetry import FASTAPI_OWN_TELEMETRY_OFF, instrument_fastapi
 from ordersaga.runtime.temporal_config import data_converter, temporal_interceptors
 from ordersaga.runtime.version import package_version
 
@@ -82,6 +82,7 @@ def create_app(
             "Temporal holds every order."
         ),
         lifespan=lifespan,
+        telemetry=FASTAPI_OWN_TELEMETRY_OFF,
     )
     # Set here rather than in the lifespan so that an injected client also
     # works under transports that never run the lifespan (httpx.ASGITransport).

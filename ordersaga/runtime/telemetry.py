@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -160,6 +161,14 @@ def configure_tracing(
 #
 # Each takes an optional provider (the global one by default), so that tests can
 # run every role in one process and still tell the roles apart by service name.
+
+
+# FastAPI (0.165+) has OpenTelemetry spans, metrics and logs of its own, on
+# whenever a provider is configured, unless the contrib instrumentation is
+# installed. Ours (instrument_fastapi) is the one place that decides: a recorded
+# span per request with the instrumentation, or the trace context alone. Pass
+# this to FastAPI(telemetry=...) so the two never both run.
+FASTAPI_OWN_TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def instrument_fastapi(app: FastAPI, tracer_provider: trace.TracerProvider | None = None) -> None:

@@ -20,7 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ordersaga.runtime.http_guard import HttpGuard
 from ordersaga.runtime.logging import AccessLogMiddleware
-from ordersaga.runtime.telemetry import instrument_engine, instrument_fastapi
+from ordersaga.runtime.telemetry import (
+    FASTAPI_OWN_TELEMETRY_OFF,
+    instrument_engine,
+    instrument_fastapi,
+)
 from services.common import health
 from services.common.admin import faults_router
 from services.common.auth import AdminOnly, authenticate
@@ -108,6 +112,7 @@ def create_service_app(
         title=f"ordersaga {spec.name} service",
         description=spec.description,
         lifespan=lifespan,
+        telemetry=FASTAPI_OWN_TELEMETRY_OFF,
     )
     app.state.runtime = runtime
     document_idempotency_key(app)
