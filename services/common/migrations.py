@@ -12,8 +12,10 @@ database at head (SQLite runs in batch mode, so ALTERs work there too):
     command.upgrade(alembic_config(folder, database_url=scratch), "head")
     command.revision(alembic_config(folder, database_url=scratch), "...", autogenerate=True)
 
-and `command.upgrade(..., "head", sql=True)` prints the SQL for a database
-administrator instead of running it.
+and `command.upgrade(..., "0002:head", sql=True)` prints the SQL for a database
+administrator instead of running it. Offline SQL starts at 0002: revision
+0002 alters a table in batch mode, which reads the live table first, so from
+an empty database run it online (as start-up does).
 """
 
 from __future__ import annotations
