@@ -29,22 +29,16 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from opentelemetry import context, propagate, trace
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from temporalio import client, workflow
 from temporalio import worker as temporal_worker
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadConverter
 
+from ordersaga.runtime.telemetry import records_spans
 from ordersaga.runtime.temporal_config import temporal_interceptors
 
 # TracingInterceptor's header: the two interceptors read each other's.
 HEADER_KEY = "_tracer-data"
-
-
-def records_spans(provider: trace.TracerProvider | None = None) -> bool:
-    """Whether the provider (default: the global one) may record a span at all."""
-    provider = provider or trace.get_tracer_provider()
-    return getattr(provider, "sampler", None) is not ALWAYS_OFF
 
 
 def worker_interceptors(

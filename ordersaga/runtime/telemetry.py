@@ -157,6 +157,15 @@ def configure_tracing(
     return provider
 
 
+def records_spans(provider: trace.TracerProvider | None = None) -> bool:
+    """Whether the provider (default: the global one) may record a span at all:
+    not when build_tracer_provider gave it the ALWAYS_OFF sampler. Where it
+    records none, the instrumentation below and the worker's interceptors keep
+    only the trace context."""
+    provider = provider or trace.get_tracer_provider()
+    return getattr(provider, "sampler", None) is not ALWAYS_OFF
+
+
 # --- instrumentation of the libraries the processes use -------------------------
 #
 # Each takes an optional provider (the global one by default), so that tests can
@@ -173,9 +182,9 @@ FASTAPI_OWN_TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False
 
 def instrument_fastapi(app: FastAPI, tracer_provider: trace.TracerProvider | None = None) -> None:
     """A server span per request, joined to the caller's trace (traceparent)."""
-    provider = tracer_provider or trace.get_tracer_provider()
-    if getattr(provider, "sampler", None) is ALWAYS_OFF:
+    if not records_spans(tracer_provider):
         # Nothing is recorded: only the trace context, for the log lines.
+        provider = tracer_provider or trace.get_tracer_provider()
         app.add_middleware(UnsampledTraceContext, tracer_provider=provider)
         return
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -200,8 +209,7 @@ def instrument_engine(
     inside it: about 6 % of a service request's CPU in a profile, for
     nothing. The request's own span stays, for its trace id.
     """
-    provider = tracer_provider or trace.get_tracer_provider()
-    if getattr(provider, "sampler", None) is ALWAYS_OFF:
+    if not records_spans(tracer_provider):
         return
     from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
     from opentelemetry.instrumentation.sqlalchemy.version import __version__ as version
