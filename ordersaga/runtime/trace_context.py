@@ -19,23 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from opentelemetry import context, propagate, trace
-from opentelemetry.propagators.textmap import Getter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 # What the default propagators (W3C trace context and baggage) read.
 _PROPAGATED = frozenset({b"traceparent", b"tracestate", b"baggage"})
-
-
-class _HeaderGetter(Getter[dict[str, str]]):
-    def get(self, carrier: dict[str, str], key: str) -> list[str] | None:
-        value = carrier.get(key)
-        return None if value is None else [value]
-
-    def keys(self, carrier: dict[str, str]) -> list[str]:
-        return list(carrier)
-
-
-_GETTER = _HeaderGetter()
 
 
 def _propagated_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -59,7 +46,7 @@ class UnsampledTraceContext:
             await self.app(scope, receive, send)
             return
         carrier = _propagated_headers(scope.get("headers", ()))
-        parent = propagate.extract(carrier, getter=_GETTER) if carrier else None
+        parent = propagate.extract(carrier) if carrier else None
         span = self._tracer.start_span(
             scope.get("method", "HTTP"), context=parent, kind=trace.SpanKind.SERVER
         )
