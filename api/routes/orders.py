@@ -238,7 +238,8 @@ _OPERATOR_RESPONSES: Responses = {
 }
 
 
-def operator_action(
+# async def: FastAPI runs a plain `def` dependency on its thread pool.
+async def operator_action(
     caller: OperatorDep, action: Annotated[OperatorActionRequest | None, Body()] = None
 ) -> OperatorAction:
     """The decision as the workflow records it: the operator is the token's
