@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 
+import pytest
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from temporalio.worker.workflow_sandbox._runner import _Instance
 
@@ -41,3 +42,21 @@ def test_glue_code_is_compiled_once_per_source() -> None:
     exec(first, namespace)
     assert namespace["x"] == 1
     assert first.co_filename == "<string>"
+
+
+def test_an_sdk_whose_sandbox_changed_gets_the_plain_sandbox(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def _run_code(self: object, source: str, extra: object) -> None:  # another shape
+        raise AssertionError("never called")
+
+    monkeypatch.setattr(_Instance, "_run_code", _run_code)
+    temporal_config.precompiling_instance_class.cache_clear()
+    try:
+        assert temporal_config.precompiling_instance_class() is None
+        runner = temporal_config.workflow_runner()
+        assert type(runner) is SandboxedWorkflowRunner
+    finally:
+        monkeypatch.undo()
+        temporal_config.precompiling_instance_class.cache_clear()
+    assert temporal_config.precompiling_instance_class() is not None
