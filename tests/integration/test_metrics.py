@@ -132,6 +132,21 @@ async def test_counters_move_by_exactly_what_the_orders_did(metered: MeteredStac
     sku = f"sku_metrics_{uuid.uuid4().hex[:8]}"
     await stack.stock(sku, 100, price_cents=1250)
 
+    async def place(body: dict[str, Any]) -> str:
+        placed = await stack.api.post("/orders", json=body, headers=as_customer(new_customer_id()))
+        assert placed.status_code == 202, placed.text
+        order_id: str = placed.json()["order_id"]
+        return order_id
+
+    async def finished(order_id: str) -> OrderResult:
+        handle = stack.temporal.get_workflow_handle(order_id, result_type=OrderResult)
+        return await handle.result()
+
+    # One order before counting: the first calls of a fresh stack (connections,
+    # first statements) are its slowest, and a step whose local attempt outlasts
+    # its budget reaches its service a second time (replayed, but counted).
+    assert (await finished(await place(order_body(sku)))).status == "COMPLETED"
+
     before = await metered.scrape()
 
     bodies = [
@@ -143,11 +158,13 @@ async def test_counters_move_by_exactly_what_the_orders_did(metered: MeteredStac
         # in NEEDS_ATTENTION until an operator resolves it; then it is FAILED.
         order_body(sku, country="AQ", token="tok_refundFail"),
     ]
+    # One at a time, for the same reason: five sagas at once on a loaded
+    # two-core machine can push a step past its local attempt's budget.
     order_ids = []
     for body in bodies:
-        placed = await stack.api.post("/orders", json=body, headers=as_customer(new_customer_id()))
-        assert placed.status_code == 202, placed.text
-        order_ids.append(placed.json()["order_id"])
+        order_ids.append(await place(body))
+        if body is not bodies[-1]:
+            await finished(order_ids[-1])
     parked = metered.env.client.get_workflow_handle(order_ids[-1])
     async with asyncio.timeout(60):
         while True:
@@ -159,10 +176,7 @@ async def test_counters_move_by_exactly_what_the_orders_did(metered: MeteredStac
         f"/orders/{parked.id}/compensation/resolve", json={"note": "refunded by hand"}
     )
     assert resolved.status_code == 202, resolved.text
-    results = [
-        await stack.temporal.get_workflow_handle(order_id, result_type=OrderResult).result()
-        for order_id in order_ids
-    ]
+    results = [await finished(order_id) for order_id in order_ids]
     assert [result.status for result in results] == [
         "COMPLETED",
         "COMPLETED",
