@@ -119,6 +119,7 @@ def service_app(
         raise DomainConfigError(f"domain {name!r}: app_settings name no setting {missing[0]!r}")
     arguments = {
         "database_url": settings.database_url(name, domains),
+        "database_pool_size": settings.service_database_pool_size,
         "admin_token": settings.admin_token,
         "worker_token": worker_token,
         **{keyword: getattr(settings, field) for keyword, field in domain.app_settings.items()},

@@ -215,6 +215,13 @@ class Settings(_DomainSettings):
     http_connect_timeout_seconds: float = Field(default=2.0, gt=0)
     http_read_timeout_seconds: float = Field(default=5.0, gt=0)
     http_max_connections: int = Field(default=100, ge=1)
+    # Connections each service process keeps open to its PostgreSQL database
+    # (SQLite's are not pooled this way). SQLAlchemy's default of 5 is below
+    # the concurrency a worker sends (up to http_max_connections per service):
+    # every transaction past it opened a connection and closed it after, about
+    # a tenth of a service's CPU per request under load (docs/performance.md).
+    # A burst past the pool still gets up to 10 more, closed after use.
+    service_database_pool_size: int = Field(default=20, ge=1, le=1000)
     # How long an HTTP server (API, services) lets in-flight requests finish on SIGTERM.
     http_shutdown_timeout_seconds: int = Field(default=5, ge=0)
 

@@ -28,7 +28,7 @@ from ordersaga.runtime.telemetry import (
 from services.common import health
 from services.common.admin import faults_router
 from services.common.auth import AdminOnly, authenticate
-from services.common.db import create_engine
+from services.common.db import DEFAULT_POOL_SIZE, create_engine
 from services.common.deadlines import ArrivalTime
 from services.common.errors import install_error_handlers
 from services.common.fences import fences_router
@@ -63,6 +63,7 @@ class ServiceArguments(TypedDict, total=False):
     """What every service's `create_app` takes besides its own policy."""
 
     database_url: Required[str]
+    database_pool_size: int
     admin_token: Required[SecretStr]
     worker_token: Required[SecretStr]
     tracer_provider: TracerProvider | None
@@ -72,6 +73,7 @@ def create_service_app(
     spec: ServiceSpec,
     *,
     database_url: str,
+    database_pool_size: int = DEFAULT_POOL_SIZE,
     admin_token: SecretStr,
     worker_token: SecretStr,
     config: object = None,
@@ -96,7 +98,7 @@ def create_service_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(database_url)
+        engine = create_engine(database_url, pool_size=database_pool_size)
         instrument_engine(engine, tracer_provider)
         try:
             await upgrade_to_head(engine, spec.migrations, lock_name=spec.name)

@@ -33,11 +33,17 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 # asyncpg waits 60 s by default; a caller (an activity with a read timeout of a
 # few seconds) should get a quick 503 and retry instead.
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
+# PostgreSQL connections a service keeps open (Settings.service_database_pool_size
+# says why), and how many more a burst may open, each closed after its use.
+DEFAULT_POOL_SIZE = 20
+POOL_OVERFLOW = 10
 # Execution option that marks a connection as about to write (see _on_sqlite_begin).
 WRITE_OPTION = "ordersaga_write"
 
 
-def create_engine(database_url: str) -> AsyncEngine:
+def create_engine(database_url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> AsyncEngine:
+    """The service's engine; `pool_size` is PostgreSQL's connections kept open
+    (SQLite's writers queue for one connection anyway)."""
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
         connect_args = (
@@ -46,7 +52,12 @@ def create_engine(database_url: str) -> AsyncEngine:
             else {}
         )
         return create_async_engine(
-            url, hide_parameters=True, pool_pre_ping=True, connect_args=connect_args
+            url,
+            hide_parameters=True,
+            pool_pre_ping=True,
+            pool_size=pool_size,
+            max_overflow=POOL_OVERFLOW,
+            connect_args=connect_args,
         )
     database = url.database or ":memory:"
     if database != ":memory:":

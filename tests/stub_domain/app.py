@@ -8,10 +8,16 @@ from pydantic import SecretStr
 
 
 def create_app(
-    *, database_url: str, admin_token: SecretStr, worker_token: SecretStr, currency: str
+    *,
+    database_url: str,
+    database_pool_size: int,
+    admin_token: SecretStr,
+    worker_token: SecretStr,
+    currency: str,
 ) -> FastAPI:
     app = FastAPI(title="loyalty")
     app.state.database_url = database_url
+    app.state.database_pool_size = database_pool_size
     app.state.worker_token = worker_token
     app.state.currency = currency
     return app

@@ -102,6 +102,7 @@ def test_ordersaga_service_builds_the_stub_app_from_its_entry(settings: Settings
     assert app.state.currency == "CHF"  # app_settings: catalog_currency
     assert app.state.worker_token is WORKER_TOKEN
     assert app.state.database_url == settings.database_url("loyalty", WITH_STUB)
+    assert app.state.database_pool_size == settings.service_database_pool_size
 
 
 async def test_the_dev_stack_would_start_the_stub_service(
