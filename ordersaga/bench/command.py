@@ -6,7 +6,6 @@ ledgers add up, 1 when anything was lost or the run could not be made.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
 import shutil
@@ -57,6 +56,7 @@ def run_bench_command(options: Any, settings: Settings) -> int:
     from ordersaga.bench.runner import Bench, BenchError
     from ordersaga.binaries import BinaryNotFoundError
     from ordersaga.devstack import ChildFailed, DevStackError
+    from ordersaga.runtime import eventloop
 
     output_dir: Path = options.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -70,7 +70,10 @@ def run_bench_command(options: Any, settings: Settings) -> int:
     started_machine = machine()
     try:
         with log_path.open("w") as log:
-            report = asyncio.run(bench.run(log))
+            # The load generator shares the machine with what it measures:
+            # on the same loop as the workers and HTTP servers it takes less
+            # of it (docs/performance.md, round 4).
+            report = eventloop.run(bench.run(log))
     except (BenchError, ChildFailed, DevStackError, BinaryNotFoundError) as error:
         print(f"ordersaga bench: {error}", file=sys.stderr)
         if isinstance(error, ChildFailed):

@@ -1,10 +1,11 @@
 """The event loop every long-running ordersaga process runs on.
 
 uvicorn already runs the API and the services on uvloop when it is installed;
-the workers (the saga's and the benchmark's baseline one) run on it through
-`run`. The worker's hot path is socket I/O (each step's HTTP call) and
-wake-ups from other threads (Temporal's core and the workflow task threads
-hand results back with `call_soon_threadsafe`), both cheaper on uvloop.
+the workers (the saga's and the benchmark's baseline one) and the benchmark's
+load generator run on it through `run`. The worker's hot path is socket I/O
+(each step's HTTP call) and wake-ups from other threads (Temporal's core and
+the workflow task threads hand results back with `call_soon_threadsafe`),
+both cheaper on uvloop.
 Where uvloop is not installed (Windows) the standard loop runs instead.
 """
 
