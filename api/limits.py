@@ -45,10 +45,10 @@ class MemorySweptEachSecond(MemoryStorage):
 
     The library starts a sweep after every hit, and a sweep walks every key it
     holds: every customer of the last two windows. With 4000 of them a hit
-    cost 0.37 ms of CPU, against 0.011 ms with this storage (docs/performance.md),
-    and the cost grows with the rate of orders. The sweep only frees memory: a read drops an
-    expired key itself, so counts are the same; memory holds at most a second's
-    more keys.
+    cost 0.37 ms of CPU, against 0.011 ms with this storage
+    (docs/performance.md), and the cost grows with the rate of orders. The
+    sweep only frees memory: a read drops an expired key itself, so counts are
+    the same; memory holds at most a second's more keys.
 
     It overrides the library's private scheduling method. Should a release
     rename it, the library's own sweep after every hit runs again (counts

@@ -53,6 +53,8 @@ def problems_with(monkeypatch: pytest.MonkeyPatch, **env: str) -> list[str]:
         ("ORDERSAGA_HTTP_READ_TIMEOUT_SECONDS", "0", "Input should be greater than 0"),
         ("ORDERSAGA_WORKER_GRACE_PERIOD_SECONDS", "-5", "greater than or equal to 0"),
         ("ORDERSAGA_PAYMENTS_CUSTOMER_LIMIT_CENTS", "-1", "greater than or equal to 0"),
+        ("ORDERSAGA_SERVICE_DATABASE_POOL_SIZE", "0", "greater than or equal to 1"),
+        ("ORDERSAGA_SERVICE_DATABASE_POOL_SIZE", "1001", "less than or equal to 1000"),
     ],
 )
 def test_an_invalid_value_is_reported_once_naming_its_variable(
