@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.common.auth import AuthenticatedCaller, Caller, check_admitted
 from services.common.db import SqlUnitOfWork
 from services.common.domain import Dated
+from services.common.errors import FORBIDDEN, UNAUTHORIZED
 from services.common.idempotency import (
     IDEMPOTENT_ERRORS,
     IdempotencyKeyHeader,
@@ -129,6 +130,14 @@ def add_action_route(
         response_model=present,
         responses=error_responses(*IDEMPOTENT_ERRORS, *refusals),
         description=description,
+    )
+
+
+def admin_router() -> APIRouter:
+    """A router under `/admin`, for a ServiceSpec's `admin_routers`: the app
+    factory mounts those behind the admin token."""
+    return APIRouter(
+        prefix="/admin", tags=["admin"], responses=error_responses(UNAUTHORIZED, FORBIDDEN)
     )
 
 

@@ -20,7 +20,13 @@ from services.common.schemas import (
     SkuPath,
     error_responses,
 )
-from services.common.writes import WorkerWrite, add_action_route, add_ledger_route, worker_write
+from services.common.writes import (
+    WorkerWrite,
+    add_action_route,
+    add_ledger_route,
+    admin_router,
+    worker_write,
+)
 from services.inventory import domain
 from services.inventory.repository import SqlInventoryUnitOfWork
 from services.inventory.schemas import (
@@ -180,9 +186,7 @@ async def put_product(
 
 # Mounted behind the admin token by the app factory: what a reconciliation
 # audit (`ordersaga audit`) reads, every row a page at a time.
-audit_router = APIRouter(
-    prefix="/admin", tags=["admin"], responses=error_responses(UNAUTHORIZED, FORBIDDEN)
-)
+audit_router = admin_router()
 
 
 add_ledger_route(

@@ -13,7 +13,13 @@ from services.common.errors import FORBIDDEN, UNAUTHORIZED
 from services.common.idempotency import IDEMPOTENT_ERRORS
 from services.common.runtime import unit_of_work
 from services.common.schemas import OrderIdQuery, error_responses
-from services.common.writes import WorkerWrite, add_action_route, add_ledger_route, worker_write
+from services.common.writes import (
+    WorkerWrite,
+    add_action_route,
+    add_ledger_route,
+    admin_router,
+    worker_write,
+)
 from services.shipping import domain
 from services.shipping.repository import SqlShippingUnitOfWork
 from services.shipping.schemas import (
@@ -77,10 +83,7 @@ async def list_shipments(*, order_id: OrderIdQuery, uow: ShippingUoW) -> Shipmen
     return ShipmentsPublic(items=[ShipmentPublic.model_validate(s) for s in found])
 
 
-# Mounted behind the admin token by the app factory.
-ledger_router = APIRouter(
-    prefix="/admin", tags=["admin"], responses=error_responses(UNAUTHORIZED, FORBIDDEN)
-)
+ledger_router = admin_router()
 add_ledger_route(
     ledger_router,
     SqlShippingUnitOfWork,
