@@ -1,6 +1,7 @@
 """A service's PostgreSQL connections are kept open up to the pool size, so
 a transaction under load does not open and close a connection of its own
-(Settings.service_database_pool_size)."""
+(Settings.service_database_pool_size); one that PostgreSQL closed meanwhile is
+replaced before a request gets it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from services.common.db import POOL_OVERFLOW, create_engine, transaction
 from tests.integration.services.support import POSTGRES_URL, PostgresDatabases
 
 POOL_SIZE = 12
+CLOSED_POOL_SIZE = 4
 
 
 @pytest.mark.postgres
@@ -37,6 +39,60 @@ async def test_concurrent_transactions_leave_their_connections_open_for_the_next
         )
         # SQLAlchemy's default pool (5) would have closed 7 of the 12 by now.
         assert engine.pool.checkedin() == POOL_SIZE  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()
+        await postgres_databases.release(url)
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not POSTGRES_URL, reason="ORDERSAGA_TEST_POSTGRES_URL is not set")
+async def test_connections_postgres_closed_in_the_pool_are_replaced_before_use(
+    postgres_databases: PostgresDatabases,
+) -> None:
+    url = await postgres_databases.acquire()
+    engine = create_engine(url, pool_size=CLOSED_POOL_SIZE)
+
+    async def backends_at_once() -> set[int]:
+        """Each of CLOSED_POOL_SIZE transactions at once, with its backend's pid."""
+        all_in = asyncio.Barrier(CLOSED_POOL_SIZE)
+
+        async def backend() -> int:
+            async with transaction(engine, write=True) as connection:
+                pid = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+                await all_in.wait()
+            return int(pid)
+
+        return set(
+            await asyncio.wait_for(
+                asyncio.gather(*(backend() for _ in range(CLOSED_POOL_SIZE))), timeout=30
+            )
+        )
+
+    try:
+        pooled = await backends_at_once()
+        assert len(pooled) == CLOSED_POOL_SIZE
+        # As a restart or an administrator would: every pooled connection closed
+        # by the server while no request holds it.
+        administrator = create_engine(url, pool_size=1)
+        try:
+            async with transaction(administrator, write=False) as admin:
+                terminated = (
+                    await admin.execute(
+                        text(
+                            "SELECT count(*) FROM unnest(CAST(:pids AS int[])) AS pid "
+                            "WHERE pg_terminate_backend(pid)"
+                        ),
+                        {"pids": sorted(pooled)},
+                    )
+                ).scalar_one()
+        finally:
+            await administrator.dispose()
+        assert terminated == CLOSED_POOL_SIZE
+        await asyncio.sleep(0.2)  # for the event loop to read the closes
+        # Without the check each of these would fail (InterfaceError, a 503).
+        replaced = await backends_at_once()
+        assert replaced.isdisjoint(pooled)
+        assert engine.pool.checkedin() == CLOSED_POOL_SIZE  # type: ignore[attr-defined]
     finally:
         await engine.dispose()
         await postgres_databases.release(url)
