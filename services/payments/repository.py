@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from sqlalchemy import Integer, Row, Table, bindparam, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import PerDialect, SqlUnitOfWork
@@ -48,20 +49,29 @@ class SqlChargeRepository(SqlOrderResources[Charge]):
 _CUSTOMER = customer_exposure.c.customer_id == bindparam("p_customer_id")
 _AMOUNT = bindparam("p_amount_cents", type_=Integer)
 _OUTSTANDING = customer_exposure.c.outstanding_cents
-_OPEN_ACCOUNT = PerDialect(
-    lambda insert: (
-        insert(customer_exposure)
-        .values(customer_id=bindparam("p_customer_id"), outstanding_cents=0)
-        .on_conflict_do_nothing(index_elements=[customer_exposure.c.customer_id])
+
+
+# One statement, like taking stock: a customer's first charge opens its row
+# with the amount (which add_within_limit has checked against the limit); a
+# later one adds to the row only while the total stays within the limit.
+# Concurrent charges of one customer queue on its row (the first ones on its
+# key) and each sees the total the one before left: PostgreSQL checks the
+# condition on the row as locked, SQLite runs one writer at a time.
+def _add_within_limit(
+    insert: Callable[[Table], sqlite.Insert | postgresql.Insert],
+) -> sqlite.Insert | postgresql.Insert:
+    statement = insert(customer_exposure)
+    total = _OUTSTANDING + statement.excluded.outstanding_cents
+    return statement.values(
+        customer_id=bindparam("p_customer_id"), outstanding_cents=_AMOUNT
+    ).on_conflict_do_update(
+        index_elements=[customer_exposure.c.customer_id],
+        set_={"outstanding_cents": total},
+        where=bindparam("p_limit_cents", type_=Integer) >= total,
     )
-)
-# Conditional, like taking stock: concurrent charges of one customer queue on
-# its row and each sees the total the one before left.
-_ADD_WITHIN_LIMIT = (
-    update(customer_exposure)
-    .where(_CUSTOMER, bindparam("p_limit_cents", type_=Integer) >= _OUTSTANDING + _AMOUNT)
-    .values(outstanding_cents=_OUTSTANDING + _AMOUNT)
-)
+
+
+_ADD_WITHIN_LIMIT = PerDialect(_add_within_limit)
 _SUBTRACT = (
     update(customer_exposure).where(_CUSTOMER).values(outstanding_cents=_OUTSTANDING - _AMOUNT)
 )
@@ -72,11 +82,10 @@ class SqlExposureRepository:
         self._connection = connection
 
     async def add_within_limit(self, customer_id: str, amount_cents: int, limit_cents: int) -> bool:
-        await self._connection.execute(
-            _OPEN_ACCOUNT.on(self._connection), {"p_customer_id": customer_id}
-        )
+        if amount_cents > limit_cents:
+            return False
         result = await self._connection.execute(
-            _ADD_WITHIN_LIMIT,
+            _ADD_WITHIN_LIMIT.on(self._connection),
             {
                 "p_customer_id": customer_id,
                 "p_amount_cents": amount_cents,

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.integration.services.support import (
     CUSTOMER_LIMIT_CENTS,
@@ -220,10 +221,14 @@ async def test_twenty_concurrent_twins_charge_once(payments: httpx.AsyncClient) 
     assert len(await charges_of(payments, body["order_id"])) == 1
 
 
+@pytest.mark.parametrize("orders", [1, 12], ids=["one-order", "an-order-each"])
 async def test_concurrent_charges_of_one_customer_keep_to_the_limit(
-    payments: httpx.AsyncClient,
+    payments: httpx.AsyncClient, orders: int
 ) -> None:
-    customer, order_id = "cus_busy", "ord_busy"
+    # One order: its charges also queue on the order's fence row. An order
+    # each: only on the customer's row, which none of them has yet.
+    customer = f"cus_busy_{orders}"
+    order_ids = [f"ord_busy_{orders}_{i % orders}" for i in range(12)]
     amount = CUSTOMER_LIMIT_CENTS // 4 + 1
 
     responses = await asyncio.gather(
@@ -233,13 +238,14 @@ async def test_concurrent_charges_of_one_customer_keep_to_the_limit(
                 json=charge(customer_id=customer, order_id=order_id, amount_cents=amount),
                 headers=new_key(),
             )
-            for _ in range(12)
+            for order_id in order_ids
         )
     )
 
     statuses = [r.status_code for r in responses]
     assert statuses.count(201) == 3 and statuses.count(402) == 9, statuses
-    assert len(await charges_of(payments, order_id)) == 3
+    charged = [len(await charges_of(payments, order_id)) for order_id in sorted(set(order_ids))]
+    assert sum(charged) == 3
 
 
 async def test_concurrent_refunds_with_different_keys_refund_once(
