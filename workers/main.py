@@ -39,7 +39,7 @@ from ordersaga.runtime.settings import MissingSecretError, Settings
 from ordersaga.runtime.temporal_config import data_converter, workflow_runner
 from workers.health import ProbePortError, WorkerHealth, serving_probes
 from workers.runtime import worker_runtime
-from workers.tracing import worker_interceptors
+from workers.tracing import records_spans, worker_interceptors
 from workers.unversioned import UnversionedOrderWorkflow
 from workers.versioning import (
     BOOTSTRAP_TIMEOUT_SECONDS,
@@ -128,7 +128,9 @@ async def build_workers(
                 http = await stack.enter_async_context(
                     service_http_client(settings, domain.name, domains)
                 )
-                clients[domain.name] = ServiceClient(http, domain.name, token=worker_token)
+                clients[domain.name] = ServiceClient(
+                    http, domain.name, token=worker_token, client_spans=records_spans()
+                )
             return clients[domain.name]
 
         for queue in queues:

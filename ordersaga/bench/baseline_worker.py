@@ -35,7 +35,7 @@ from ordersaga.bench.same_work import SameWorkWorkflow
 from ordersaga.runtime import eventloop
 from ordersaga.runtime.logging import configure_logging
 from ordersaga.runtime.settings import Settings
-from ordersaga.runtime.telemetry import configure_tracing
+from ordersaga.runtime.telemetry import configure_tracing, records_spans
 from workers.main import service_http_client
 
 ROLE = "bench-baseline-worker"
@@ -50,7 +50,7 @@ async def same_work_activities(
 
     async def client_of(service: str) -> ServiceClient:
         http = await stack.enter_async_context(service_http_client(settings, service))
-        return ServiceClient(http, service, token=token)
+        return ServiceClient(http, service, token=token, client_spans=records_spans())
 
     inventory = InventoryActivities(await client_of("inventory"))
     payments = PaymentActivities(await client_of("payments"))

@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from pydantic import SecretStr
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.testing import ActivityEnvironment
@@ -48,6 +50,7 @@ def stub_service(
     seen: list[httpx.Request] | None = None,
     *,
     timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+    client_spans: bool = True,
 ) -> ServiceClient:
     def record(request: httpx.Request) -> httpx.Response:
         if seen is not None:
@@ -57,7 +60,7 @@ def stub_service(
     http = httpx.AsyncClient(
         base_url="http://stub", transport=httpx.MockTransport(record), timeout=timeout
     )
-    return ServiceClient(http, "stub", token=WORKER_TOKEN)
+    return ServiceClient(http, "stub", token=WORKER_TOKEN, client_spans=client_spans)
 
 
 def lists_then_undoes(id_field: str, resource_id: str, state: str) -> Handler:
@@ -103,6 +106,38 @@ async def test_created_resource_becomes_the_outcome_and_the_key_is_sent() -> Non
     assert outcome.resource_id == "res_9"
     assert outcome.attempt == 1
     assert seen[0].headers["Idempotency-Key"] == "ord_1:reserve_inventory"
+
+
+# The order's trace, as the activity's caller (the workflow's trace context) hands it on.
+ORDER_TRACE = SpanContext(
+    trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+    span_id=0xB7AD6B7169203331,
+    is_remote=True,
+    trace_flags=TraceFlags(TraceFlags.SAMPLED),
+)
+
+
+@pytest.mark.parametrize("client_spans", [True, False], ids=["client-span", "headers-only"])
+async def test_a_call_carries_the_orders_trace_and_baggage_to_the_service(
+    client_spans: bool,
+) -> None:
+    # Without client spans the headers are written by hand: they must say
+    # what the instrumentation's would, so the service's log lines still name
+    # the order's trace, the order and the step.
+    seen: list[httpx.Request] = []
+    client = stub_service(
+        lambda _: httpx.Response(201, json=RESERVED), seen, client_spans=client_spans
+    )
+    with trace.use_span(NonRecordingSpan(ORDER_TRACE)):
+        await ActivityEnvironment().run(InventoryActivities(client).reserve_inventory, RESERVE)
+
+    headers = seen[0].headers
+    assert headers["traceparent"].split("-")[1] == "0af7651916cd43dd8448eb211c80319c"
+    assert {
+        "order_id=ord_1",
+        "step=reserve_inventory",
+    } <= set(headers["baggage"].split(","))
+    assert getattr(client._http, "_is_instrumented_by_opentelemetry", False) is client_spans
 
 
 async def test_the_reservation_fixes_the_prices_the_order_is_charged() -> None:
