@@ -47,19 +47,19 @@ def create_engine(database_url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> A
     (SQLite's writers queue for one connection anyway)."""
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
-        connect_args = (
-            {"timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS}
-            if url.get_driver_name() == "asyncpg"
-            else {}
-        )
+        asyncpg = url.get_driver_name() == "asyncpg"
         engine = create_async_engine(
             url,
             hide_parameters=True,
+            # asyncpg is asked at checkout instead (_replace_if_closed); another
+            # driver keeps SQLAlchemy's ping.
+            pool_pre_ping=not asyncpg,
             pool_size=pool_size,
             max_overflow=POOL_OVERFLOW,
-            connect_args=connect_args,
+            connect_args={"timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS} if asyncpg else {},
         )
-        event.listen(engine.sync_engine, "checkout", _replace_if_closed)
+        if asyncpg:
+            event.listen(engine.sync_engine, "checkout", _replace_if_closed)
         return engine
     database = url.database or ":memory:"
     if database != ":memory:":
@@ -77,8 +77,8 @@ def create_engine(database_url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> A
 
 
 def _replace_if_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-    """Hand out no pooled connection that PostgreSQL has closed (a restart, a
-    failover, an idle timeout): the pool replaces it with a new one.
+    """Hand out no pooled asyncpg connection that PostgreSQL has closed (a
+    restart, a failover, an idle timeout): the pool replaces it with a new one.
 
     asyncpg learns of the close as soon as the event loop reads it from the
     socket, so this asks the driver, with no round trip. SQLAlchemy's
@@ -89,9 +89,7 @@ def _replace_if_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None
     503, which its caller retries; SQLAlchemy then replaces the pool's older
     connections too.
     """
-    driver = getattr(dbapi_connection, "driver_connection", None)
-    is_closed = getattr(driver, "is_closed", None)
-    if callable(is_closed) and is_closed():
+    if dbapi_connection.driver_connection.is_closed():
         raise DisconnectionError("PostgreSQL closed this connection while it was in the pool")
 
 
