@@ -9,12 +9,27 @@ import asyncio
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.db import POOL_OVERFLOW, create_engine, transaction
 from tests.integration.services.support import POSTGRES_URL, PostgresDatabases
 
 POOL_SIZE = 12
 CLOSED_POOL_SIZE = 4
+
+
+async def backends_at_once(engine: AsyncEngine, count: int) -> set[int]:
+    """`count` write transactions that each hold their connection until all
+    have one (so the pool must hand out `count` at once); their backends' pids."""
+    all_in = asyncio.Barrier(count)
+
+    async def backend() -> int:
+        async with transaction(engine, write=True) as connection:
+            pid = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            await all_in.wait()
+        return int(pid)
+
+    return set(await asyncio.wait_for(asyncio.gather(*(backend() for _ in range(count))), 30))
 
 
 @pytest.mark.postgres
@@ -24,19 +39,8 @@ async def test_concurrent_transactions_leave_their_connections_open_for_the_next
 ) -> None:
     url = await postgres_databases.acquire()
     engine = create_engine(url, pool_size=POOL_SIZE)
-    # Every transaction holds its connection until all have one, so the pool
-    # must hand out POOL_SIZE connections at once.
-    all_in = asyncio.Barrier(POOL_SIZE)
-
-    async def hold_a_connection() -> None:
-        async with transaction(engine, write=True) as connection:
-            await connection.execute(text("SELECT 1"))
-            await all_in.wait()
-
     try:
-        await asyncio.wait_for(
-            asyncio.gather(*(hold_a_connection() for _ in range(POOL_SIZE))), timeout=30
-        )
+        await backends_at_once(engine, POOL_SIZE)
         # SQLAlchemy's default pool (5) would have closed 7 of the 12 by now.
         assert engine.pool.checkedin() == POOL_SIZE  # type: ignore[attr-defined]
     finally:
@@ -51,25 +55,8 @@ async def test_connections_postgres_closed_in_the_pool_are_replaced_before_use(
 ) -> None:
     url = await postgres_databases.acquire()
     engine = create_engine(url, pool_size=CLOSED_POOL_SIZE)
-
-    async def backends_at_once() -> set[int]:
-        """Each of CLOSED_POOL_SIZE transactions at once, with its backend's pid."""
-        all_in = asyncio.Barrier(CLOSED_POOL_SIZE)
-
-        async def backend() -> int:
-            async with transaction(engine, write=True) as connection:
-                pid = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
-                await all_in.wait()
-            return int(pid)
-
-        return set(
-            await asyncio.wait_for(
-                asyncio.gather(*(backend() for _ in range(CLOSED_POOL_SIZE))), timeout=30
-            )
-        )
-
     try:
-        pooled = await backends_at_once()
+        pooled = await backends_at_once(engine, CLOSED_POOL_SIZE)
         assert len(pooled) == CLOSED_POOL_SIZE
         # As a restart or an administrator would: every pooled connection closed
         # by the server while no request holds it.
@@ -90,7 +77,7 @@ async def test_connections_postgres_closed_in_the_pool_are_replaced_before_use(
         assert terminated == CLOSED_POOL_SIZE
         await asyncio.sleep(0.2)  # for the event loop to read the closes
         # Without the check each of these would fail (InterfaceError, a 503).
-        replaced = await backends_at_once()
+        replaced = await backends_at_once(engine, CLOSED_POOL_SIZE)
         assert replaced.isdisjoint(pooled)
         assert engine.pool.checkedin() == CLOSED_POOL_SIZE  # type: ignore[attr-defined]
     finally:
