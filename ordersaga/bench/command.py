@@ -47,6 +47,7 @@ def run_bench_command(options: Any, settings: Settings) -> int:
     from ordersaga.bench.report import (
         codec_cost,
         cpu_per_request,
+        machine_speed,
         ratios,
         table,
         targets,
@@ -91,6 +92,7 @@ def run_bench_command(options: Any, settings: Settings) -> int:
     report["ratios"] = ratios(report["scenarios"])
     report["codec_cost"] = codec_cost(report["scenarios"])
     report["cpu_per_request"] = cpu_per_request(report["scenarios"])
+    report["machine_speed"] = machine_speed(report["scenarios"])
     report["targets"] = targets(report)
     json_path, chart_path = output_dir / JSON_NAME, output_dir / CHART_NAME
     write_json(report, json_path)

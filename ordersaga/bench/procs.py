@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,43 @@ PROC = Path("/proc")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 RSS_SAMPLE_SECONDS = 0.25
+
+
+# The fixed work that tells the machine's speed at one moment (calibration_cpu_ms).
+CALIBRATION_ADDITIONS = 1_000_000
+
+
+def calibration_cpu_ms() -> float:
+    """CPU time of a fixed pure-Python loop on this thread, in ms: the machine's
+    speed at this moment. The same code takes more CPU when the host is busier
+    or the core slower, and so does everything measured beside it."""
+    began = time.thread_time()
+    total = 0
+    for number in range(CALIBRATION_ADDITIONS):
+        total += number
+    return (time.thread_time() - began) * 1000
+
+
+@dataclass(frozen=True)
+class HostTicks:
+    """The machine's CPU ticks so far (/proc/stat): all of them, and those the
+    hypervisor gave to other guests while this one had work (steal)."""
+
+    total: int
+    steal: int
+
+    @classmethod
+    def now(cls) -> HostTicks:
+        try:
+            fields = [int(f) for f in (PROC / "stat").read_text().split("\n", 1)[0].split()[1:]]
+        except (OSError, ValueError):
+            return cls(0, 0)
+        # user nice system idle iowait irq softirq steal ...; older kernels stop earlier.
+        return cls(sum(fields[:8]), fields[7] if len(fields) > 7 else 0)
+
+    def steal_share_since(self, before: HostTicks) -> float | None:
+        elapsed = self.total - before.total
+        return (self.steal - before.steal) / elapsed if elapsed > 0 else None
 
 
 def _children(pid: int) -> list[int]:

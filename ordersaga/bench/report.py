@@ -7,12 +7,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ordersaga.bench.procs import CALIBRATION_ADDITIONS
 from ordersaga.bench.runner import (
     BASELINE_COMPENSATION,
     BASELINE_HAPPY,
     BASELINE_LOCAL,
     BASELINE_OUT_OF_THE_BOX,
     BASELINE_SAME_WORK,
+    CALIBRATION_KEY,
     NO_CODEC_SUFFIX,
     POSTGRES_SUFFIX,
     SAGA_COMPENSATION,
@@ -20,6 +22,7 @@ from ordersaga.bench.runner import (
     SAGA_HAPPY_NO_CODEC,
     SAGA_HAPPY_POSTGRES,
     SAGA_SLOW_STEP,
+    STEAL_KEY,
 )
 from ordersaga.bench.slow_step import READ_P99_TARGET_MS as SLOW_STEP_READ_P99_TARGET_MS
 
@@ -34,6 +37,9 @@ CODEC_RATIO_TARGET = 0.95
 # encrypt and decrypt), and the Temporal server, which stores the bigger payloads.
 CODEC_COMPONENTS = ("worker", "api", "temporal")
 OUT_OF_THE_BOX_RATIO_TARGET = 2.0
+# How far apart the calibration loop's timings may be for a run to count as
+# steady: a quiet machine's stay within a few per cent of each other.
+STEADY_SPEED_SPREAD = 0.15
 SUBMIT_P99_TARGET_MS = 50.0
 READ_P99_TARGET_MS = 50.0
 CPU_PER_REQUEST_TARGET_MS = 2.0
@@ -261,6 +267,43 @@ def codec_cost(scenarios: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def machine_speed(scenarios: Mapping[str, Any]) -> dict[str, Any] | None:
+    """How far the machine's speed moved between the closed-loop windows: the
+    CPU time of one fixed loop before each (procs.calibration_cpu_ms). Ratios
+    between scenarios measured at different speeds move with it."""
+    runs = [run for scenario in scenarios.values() for run in scenario["closed"].get("runs", [])]
+    timings = [run[CALIBRATION_KEY] for run in runs if run.get(CALIBRATION_KEY) is not None]
+    if not timings:
+        return None
+    fastest, slowest = min(timings), max(timings)
+    spread = slowest / fastest - 1 if fastest > 0 else 0.0
+    steals = [run[STEAL_KEY] for run in runs if run.get(STEAL_KEY) is not None]
+    return {
+        "windows": len(timings),
+        "fastest_ms": fastest,
+        "slowest_ms": slowest,
+        "spread": spread,
+        "steady": spread <= STEADY_SPEED_SPREAD,
+        "most_steal": max(steals) if steals else None,
+    }
+
+
+def _machine_speed_line(speed: Mapping[str, Any]) -> str:
+    measured = (
+        f"machine speed: a fixed loop ({CALIBRATION_ADDITIONS:,} additions in Python) took "
+        f"{speed['fastest_ms']:.1f} to {speed['slowest_ms']:.1f} ms of CPU before the "
+        f"{speed['windows']} closed-loop windows, {speed['spread']:.0%} apart"
+    )
+    if speed.get("most_steal") is not None:
+        measured += f"; the hypervisor took up to {speed['most_steal']:.0%} of the CPU (steal)"
+    if speed["steady"]:
+        return f"{measured}: steady"
+    return (
+        f"{measured}: MOVED (more than {STEADY_SPEED_SPREAD:.0%}); ratios between scenarios "
+        "measured at different speeds move with it, so repeat the run before trusting one"
+    )
+
+
 def _codec_lines(cost: Mapping[str, Any]) -> list[str]:
     rates = cost["orders_per_second"]
     verdict = "met" if cost["met"] else "NOT met"
@@ -349,6 +392,8 @@ def table(report: Mapping[str, Any]) -> str:
         if parts:
             total = sum(m["cpu_seconds_per_order"].values()) * 1000
             lines.append(f"  {name}: {', '.join(parts)}  (total {total:.1f} ms CPU/order)")
+    if report.get("machine_speed") is not None:
+        lines.append(_machine_speed_line(report["machine_speed"]))
     reading = [(name, sc["open"]["median"]) for name, sc in scenarios.items()]
     reading = [(name, m) for name, m in reading if m["reads"]["count"]]
     if reading:

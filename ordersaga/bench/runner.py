@@ -49,7 +49,7 @@ from ordersaga.bench.load import (
     percentiles_ms,
     read_figures,
 )
-from ordersaga.bench.procs import Usage, UsageMeter
+from ordersaga.bench.procs import HostTicks, Usage, UsageMeter, calibration_cpu_ms
 from ordersaga.bench.scenarios import (
     UNIT_PRICE_CENTS,
     BaselineScenario,
@@ -128,6 +128,11 @@ STACK_COMPONENTS = ("temporal", *SERVICES, "worker", "api")
 NO_CODEC_SUFFIX = "-no-codec"
 POSTGRES_SUFFIX = "-postgres"
 LOAD_GENERATOR = "bench"
+# Each closed-loop window's figures carry the machine's speed just before it
+# (procs.calibration_cpu_ms): the report says whether it held through the run.
+CALIBRATION_KEY = "calibration_cpu_ms"
+# ... and the share of the machine's CPU time the hypervisor took during it.
+STEAL_KEY = "steal_share"
 # Where saga-happy-postgres creates its databases (trust auth, as in CI's .ci/run).
 POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 # In the open loop of a saga scenario, each order's customer reads it once, at
@@ -775,10 +780,14 @@ class Bench:
         for rep in range(options.repetitions):
             for name in _rotate(names, rep):
                 progress.describe(f"closed {rep + 1}/{options.repetitions} {name}")
+                speed = calibration_cpu_ms()
+                ticks = HostTicks.now()
                 async with meter.window() as usage:
                     result = await self._closed(name, options.orders, progress)
+                steal = HostTicks.now().steal_share_since(ticks)
                 self.results.append(result)
-                closed[name].append(_window_figures(result, usage, self.components_of[name]))
+                figures = _window_figures(result, usage, self.components_of[name])
+                closed[name].append({**figures, CALIBRATION_KEY: speed, STEAL_KEY: steal})
         rates = {
             name: options.rate or max(1.0, median_figures(closed[name])["orders_per_second"] / 2)
             for name in names

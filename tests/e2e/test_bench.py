@@ -151,6 +151,11 @@ async def test_a_small_run_reports_every_figure_and_loses_nothing(tmp_path: Path
     assert saga["open"]["median"]["reads"]["count"] == 3
     assert saga["open"]["median"]["reads"]["errors"] == 0
     assert "targets (one run" in out
+    # One calibration before each closed-loop window, and the line that reads them.
+    speed = report["machine_speed"]
+    assert speed["windows"] == len(measured)
+    assert 0 < speed["fastest_ms"] <= speed["slowest_ms"]
+    assert "machine speed: a fixed loop" in out
     assert {row["target"] for row in report["targets"]} >= {
         "saga-happy / baseline-same-work (orders/s)",
         "GET /orders/{id} p99 while a step is slow",

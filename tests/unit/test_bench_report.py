@@ -13,7 +13,8 @@ from pydantic import SecretStr
 
 from ordersaga.bench.ledger import ledger_problems
 from ordersaga.bench.load import OrderSample, Read, read_figures
-from ordersaga.bench.report import cpu_per_request, ratios, table, targets
+from ordersaga.bench.procs import HostTicks, calibration_cpu_ms
+from ordersaga.bench.report import cpu_per_request, machine_speed, ratios, table, targets
 from ordersaga.bench.runner import (
     BASELINE_HAPPY,
     BASELINE_LOCAL,
@@ -105,6 +106,7 @@ def report_of(scenarios: dict[str, Any], **extra: Any) -> dict[str, Any]:
     }
     report["ratios"] = ratios(scenarios)
     report["cpu_per_request"] = cpu_per_request(scenarios)
+    report["machine_speed"] = machine_speed(scenarios)
     report["targets"] = targets(report)
     return report
 
@@ -208,6 +210,65 @@ def test_a_skipped_scenario_is_printed_with_its_reason() -> None:
     )
 
     assert "saga-happy-postgres: skipped, PostgreSQL at" in table(report)
+
+
+# --- the machine's speed ----------------------------------------------------------
+
+
+def timed_runs(rate: float, *speeds: tuple[float, float | None]) -> dict[str, Any]:
+    """A scenario whose closed-loop windows each carry the calibration loop's
+    CPU time before it and the steal share during it."""
+    measured = scenario(rate)
+    measured["closed"]["runs"] = [
+        {**window(rate), "calibration_cpu_ms": ms, "steal_share": steal} for ms, steal in speeds
+    ]
+    return measured
+
+
+def test_a_run_whose_speed_held_is_reported_steady() -> None:
+    report = report_of(
+        {
+            SAGA_HAPPY: timed_runs(18.0, (40.0, 0.0), (41.0, 0.01)),
+            BASELINE_LOCAL: timed_runs(30.0, (42.0, 0.02)),
+        }
+    )
+
+    speed = report["machine_speed"]
+    assert (speed["windows"], speed["fastest_ms"], speed["slowest_ms"]) == (3, 40.0, 42.0)
+    assert speed["steady"] is True
+    assert speed["most_steal"] == 0.02
+    assert "40.0 to 42.0 ms of CPU before the 3 closed-loop windows, 5% apart" in table(report)
+    assert "up to 2% of the CPU (steal): steady" in table(report)
+
+
+def test_a_run_whose_speed_moved_says_so() -> None:
+    report = report_of(
+        {SAGA_HAPPY: timed_runs(18.0, (36.0, 0.2)), BASELINE_LOCAL: timed_runs(30.0, (54.0, None))}
+    )
+
+    assert report["machine_speed"]["steady"] is False
+    assert report["machine_speed"]["spread"] == pytest.approx(0.5)
+    assert "50% apart; the hypervisor took up to 20% of the CPU (steal): MOVED" in table(report)
+
+
+def test_without_calibrated_windows_no_speed_is_claimed() -> None:
+    report = report_of({SAGA_HAPPY: scenario(18.0)})
+
+    assert report["machine_speed"] is None
+    assert "machine speed" not in table(report)
+
+
+def test_steal_is_the_share_of_the_machine_ticks_the_hypervisor_took() -> None:
+    before, after = HostTicks(total=1000, steal=10), HostTicks(total=1400, steal=110)
+
+    assert after.steal_share_since(before) == 0.25
+    assert before.steal_share_since(before) is None
+    now = HostTicks.now()
+    assert now.total > 0 and 0 <= now.steal <= now.total
+
+
+def test_the_calibration_loop_takes_cpu_time() -> None:
+    assert calibration_cpu_ms() > 0
 
 
 # --- the slow step ---------------------------------------------------------------
