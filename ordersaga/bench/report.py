@@ -295,7 +295,7 @@ def _machine_speed_line(speed: Mapping[str, Any]) -> str:
         f"{speed['windows']} closed-loop windows, {speed['spread']:.0%} apart"
     )
     if speed.get("most_steal") is not None:
-        measured += f"; the hypervisor took up to {speed['most_steal']:.0%} of the CPU (steal)"
+        measured += f"; the hypervisor took up to {speed['most_steal']:.1%} of the CPU (steal)"
     if speed["steady"]:
         return f"{measured}: steady"
     return (

@@ -238,7 +238,7 @@ def test_a_run_whose_speed_held_is_reported_steady() -> None:
     assert speed["steady"] is True
     assert speed["most_steal"] == 0.02
     assert "40.0 to 42.0 ms of CPU before the 3 closed-loop windows, 5% apart" in table(report)
-    assert "up to 2% of the CPU (steal): steady" in table(report)
+    assert "up to 2.0% of the CPU (steal): steady" in table(report)
 
 
 def test_a_run_whose_speed_moved_says_so() -> None:
@@ -248,7 +248,7 @@ def test_a_run_whose_speed_moved_says_so() -> None:
 
     assert report["machine_speed"]["steady"] is False
     assert report["machine_speed"]["spread"] == pytest.approx(0.5)
-    assert "50% apart; the hypervisor took up to 20% of the CPU (steal): MOVED" in table(report)
+    assert "50% apart; the hypervisor took up to 20.0% of the CPU (steal): MOVED" in table(report)
 
 
 def test_without_calibrated_windows_no_speed_is_claimed() -> None:
