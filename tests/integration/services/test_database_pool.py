@@ -6,6 +6,8 @@ replaced before a request gets it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import text
@@ -16,6 +18,21 @@ from tests.integration.services.support import POSTGRES_URL, PostgresDatabases
 
 POOL_SIZE = 12
 CLOSED_POOL_SIZE = 4
+
+
+@contextlib.asynccontextmanager
+async def engine_on_own_database(
+    databases: PostgresDatabases, pool_size: int
+) -> AsyncIterator[tuple[AsyncEngine, str]]:
+    """A service's engine (`pool_size` kept open) on a database of its own, and
+    the database's URL; disposed and the database released afterwards."""
+    url = await databases.acquire()
+    engine = create_engine(url, pool_size=pool_size)
+    try:
+        yield engine, url
+    finally:
+        await engine.dispose()
+        await databases.release(url)
 
 
 async def backends_at_once(engine: AsyncEngine, count: int) -> set[int]:
@@ -37,15 +54,10 @@ async def backends_at_once(engine: AsyncEngine, count: int) -> set[int]:
 async def test_concurrent_transactions_leave_their_connections_open_for_the_next(
     postgres_databases: PostgresDatabases,
 ) -> None:
-    url = await postgres_databases.acquire()
-    engine = create_engine(url, pool_size=POOL_SIZE)
-    try:
+    async with engine_on_own_database(postgres_databases, POOL_SIZE) as (engine, _url):
         await backends_at_once(engine, POOL_SIZE)
         # SQLAlchemy's default pool (5) would have closed 7 of the 12 by now.
         assert engine.pool.checkedin() == POOL_SIZE  # type: ignore[attr-defined]
-    finally:
-        await engine.dispose()
-        await postgres_databases.release(url)
 
 
 @pytest.mark.postgres
@@ -53,9 +65,7 @@ async def test_concurrent_transactions_leave_their_connections_open_for_the_next
 async def test_connections_postgres_closed_in_the_pool_are_replaced_before_use(
     postgres_databases: PostgresDatabases,
 ) -> None:
-    url = await postgres_databases.acquire()
-    engine = create_engine(url, pool_size=CLOSED_POOL_SIZE)
-    try:
+    async with engine_on_own_database(postgres_databases, CLOSED_POOL_SIZE) as (engine, url):
         pooled = await backends_at_once(engine, CLOSED_POOL_SIZE)
         assert len(pooled) == CLOSED_POOL_SIZE
         # As a restart or an administrator would: every pooled connection closed
@@ -80,9 +90,6 @@ async def test_connections_postgres_closed_in_the_pool_are_replaced_before_use(
         replaced = await backends_at_once(engine, CLOSED_POOL_SIZE)
         assert replaced.isdisjoint(pooled)
         assert engine.pool.checkedin() == CLOSED_POOL_SIZE  # type: ignore[attr-defined]
-    finally:
-        await engine.dispose()
-        await postgres_databases.release(url)
 
 
 def test_a_burst_past_the_pool_may_open_a_bounded_number_more() -> None:
