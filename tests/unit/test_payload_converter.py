@@ -91,6 +91,15 @@ def test_without_a_type_it_reads_plain_json_as_the_default_converter_does() -> N
     assert ours().from_payloads(written) == DEFAULT.from_payloads(written)
 
 
+def test_a_hint_that_cannot_be_cached_is_still_read() -> None:
+    # Annotated metadata that is a list makes the hint unhashable: no shared
+    # validator, the contrib converter's own uncached way instead.
+    unhashable = typing.Annotated[list[orders.OrderLine], ["lines"]]
+    written = DEFAULT.to_payloads([[orders.OrderLine("sku_mug", 2)]])
+
+    assert ours().from_payloads(written, [unhashable]) == [[orders.OrderLine("sku_mug", 2)]]
+
+
 @pytest.mark.parametrize(
     ("data", "kind"),
     [
