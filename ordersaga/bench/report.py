@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from ordersaga.bench.runner import (
     SAGA_HAPPY_NO_CODEC,
     SAGA_HAPPY_POSTGRES,
     SAGA_SLOW_STEP,
+    SERVICE_ALONE_KEY,
     STEAL_KEY,
 )
 from ordersaga.bench.slow_step import READ_P99_TARGET_MS as SLOW_STEP_READ_P99_TARGET_MS
@@ -304,6 +305,26 @@ def _machine_speed_line(speed: Mapping[str, Any]) -> str:
     )
 
 
+def _service_alone_lines(alone: Mapping[str, Any]) -> list[str]:
+    """payments' charge sent by the bench alone (service_alone.py): the code's
+    cost back to back, then what the machine adds when the process idles."""
+    figures: Sequence[Mapping[str, Any]] = alone["figures"]
+    if alone.get("error") or not figures:
+        return [f"payments alone: not measured ({alone.get('error') or 'no figures'})"]
+    parts = []
+    for figure in figures:
+        how = (
+            f"back to back ({figure['clients']} clients)"
+            if not figure["gap_ms"]
+            else f"{figure['gap_ms']:g} ms idle after each"
+        )
+        parts.append(f"{figure['cpu_ms_per_request']:.2f} ms {how}")
+    return [
+        f"payments alone, CPU per charge ({figures[0]['requests']} each, after the ledger "
+        f"check): {'; '.join(parts)}"
+    ]
+
+
 def _codec_lines(cost: Mapping[str, Any]) -> list[str]:
     rates = cost["orders_per_second"]
     verdict = "met" if cost["met"] else "NOT met"
@@ -394,6 +415,8 @@ def table(report: Mapping[str, Any]) -> str:
             lines.append(f"  {name}: {', '.join(parts)}  (total {total:.1f} ms CPU/order)")
     if report.get("machine_speed") is not None:
         lines.append(_machine_speed_line(report["machine_speed"]))
+    if report.get(SERVICE_ALONE_KEY):
+        lines += _service_alone_lines(report[SERVICE_ALONE_KEY])
     reading = [(name, sc["open"]["median"]) for name, sc in scenarios.items()]
     reading = [(name, m) for name, m in reading if m["reads"]["count"]]
     if reading:

@@ -57,6 +57,7 @@ from ordersaga.bench.scenarios import (
     SameWorkScenario,
     send_retrying,
 )
+from ordersaga.bench.service_alone import ServiceAloneError, charges_alone
 from ordersaga.bench.slow_step import ORDERS_PER_STEP as SLOW_STEP_ORDERS_PER_STEP
 from ordersaga.bench.slow_step import SLOWED_STEPS, SlowStepRun
 from ordersaga.binaries import temporal_cli
@@ -133,6 +134,8 @@ LOAD_GENERATOR = "bench"
 CALIBRATION_KEY = "calibration_cpu_ms"
 # ... and the share of the machine's CPU time the hypervisor took during it.
 STEAL_KEY = "steal_share"
+# payments' charge sent by the bench alone, back to back and with gaps (service_alone.py).
+SERVICE_ALONE_KEY = "service_alone"
 # Where saga-happy-postgres creates its databases (trust auth, as in CI's .ci/run).
 POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 # In the open loop of a saga scenario, each order's customer reads it once, at
@@ -598,6 +601,10 @@ class Bench:
                     slow_step = await self._slow_step(sides[""], progress)
                 progress.describe("checking the ledger")
                 verification = await self._verify([side.ledger for side in sides.values()])
+                service_alone = None
+                if target.worker_token is not None and "payments" in target.components:
+                    progress.describe("payments alone")
+                    service_alone = await self._payments_alone(target)
         return {
             "started_at": started_at.isoformat(timespec="seconds"),
             "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -605,6 +612,7 @@ class Bench:
             "components_measured": sorted(components) if target.components else [LOAD_GENERATOR],
             "scenarios": figures,
             "slow_step": slow_step,
+            SERVICE_ALONE_KEY: service_alone,
             "skipped": self.skipped,
             "verification": verification,
         }
@@ -829,6 +837,23 @@ class Bench:
         ).run()
         self.results.append(result)
         return figures
+
+    async def _payments_alone(self, target: Target) -> dict[str, Any]:
+        """service_alone.py's figures; a failure is reported, not raised: the
+        orders are measured and checked by now, and this figure only explains them."""
+        assert target.worker_token is not None
+        try:
+            figures = await charges_alone(
+                target.service_urls["payments"],
+                target.worker_token,
+                target.components["payments"],
+                self.run_tag,
+            )
+        except (ServiceAloneError, httpx.HTTPError) as error:
+            reason = str(error) or type(error).__name__
+            print(f"ordersaga bench: payments alone not measured: {reason}", file=sys.stderr)
+            return {"figures": [], "error": reason}
+        return {"figures": figures, "error": None}
 
     async def _closed(self, name: str, orders: int, progress: Progress) -> RunResult:
         return await closed_loop(

@@ -20,6 +20,7 @@ from ordersaga.bench.runner import (
     Bench,
     BenchOptions,
 )
+from ordersaga.bench.service_alone import GAPS_MS, REQUESTS_PER_GAP
 from ordersaga.runtime.settings import Settings
 from tests.ordersaga_cli import run_ordersaga
 
@@ -156,6 +157,14 @@ async def test_a_small_run_reports_every_figure_and_loses_nothing(tmp_path: Path
     assert speed["windows"] == len(measured)
     assert 0 < speed["fastest_ms"] <= speed["slowest_ms"]
     assert "machine speed: a fixed loop" in out
+    # payments' charge alone, after the ledger check: back to back, then with gaps.
+    alone = report["service_alone"]
+    assert alone["error"] is None
+    assert [(f["gap_ms"], f["requests"]) for f in alone["figures"]] == [
+        (gap, REQUESTS_PER_GAP) for gap in GAPS_MS
+    ]
+    assert all(f["cpu_ms_per_request"] > 0 for f in alone["figures"])
+    assert "payments alone, CPU per charge" in out
     assert {row["target"] for row in report["targets"]} >= {
         "saga-happy / baseline-same-work (orders/s)",
         "GET /orders/{id} p99 while a step is slow",

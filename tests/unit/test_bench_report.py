@@ -258,6 +258,44 @@ def test_without_calibrated_windows_no_speed_is_claimed() -> None:
     assert "machine speed" not in table(report)
 
 
+def alone_figure(gap_ms: float, clients: int, cpu_ms: float) -> dict[str, float]:
+    return {
+        "gap_ms": gap_ms,
+        "clients": clients,
+        "requests": 300,
+        "cpu_ms_per_request": cpu_ms,
+        "requests_per_second": 100.0,
+    }
+
+
+def test_payments_alone_prints_the_charge_back_to_back_and_after_each_gap() -> None:
+    figures = [alone_figure(0.0, 4, 1.734), alone_figure(5.0, 1, 2.07), alone_figure(20.0, 1, 3.2)]
+    report = report_of(
+        {SAGA_HAPPY: scenario(18.0)}, service_alone={"figures": figures, "error": None}
+    )
+
+    assert (
+        "payments alone, CPU per charge (300 each, after the ledger check): "
+        "1.73 ms back to back (4 clients); 2.07 ms 5 ms idle after each; "
+        "3.20 ms 20 ms idle after each"
+    ) in table(report)
+
+
+def test_payments_alone_that_could_not_measure_says_why() -> None:
+    report = report_of(
+        {SAGA_HAPPY: scenario(18.0)},
+        service_alone={"figures": [], "error": "payments answered a charge with 402"},
+    )
+
+    assert "payments alone: not measured (payments answered a charge with 402)" in table(report)
+
+
+def test_a_run_on_a_running_stack_has_no_payments_alone_line() -> None:
+    assert "payments alone" not in table(
+        report_of({SAGA_HAPPY: scenario(18.0)}, service_alone=None)
+    )
+
+
 def test_steal_is_the_share_of_the_machine_ticks_the_hypervisor_took() -> None:
     before, after = HostTicks(total=1000, steal=10), HostTicks(total=1400, steal=110)
 
