@@ -76,7 +76,7 @@ from ordersaga.runtime.auth import DevIssuer
 from ordersaga.runtime.codec import ENCODING as ENCRYPTED_ENCODING
 from ordersaga.runtime.codec import keyring_from_settings
 from ordersaga.runtime.keyring import Keyring
-from ordersaga.runtime.settings import SERVICES, Settings, env_var_name
+from ordersaga.runtime.settings import SERVICES, MissingSecretError, Settings, env_var_name
 from ordersaga.runtime.temporal_config import data_converter
 
 BASELINE_HAPPY = "baseline-happy"
@@ -426,6 +426,15 @@ class Bench:
         options = self.options
         if options.api_url is not None:
             settings = self.settings
+            try:
+                keyring = keyring_from_settings(settings)
+            except MissingSecretError as error:
+                raise BenchError(
+                    f"{error}: with --api-url the bench reads the running stack's "
+                    "encrypted results with its keys; for a `make dev` stack, run the "
+                    f"bench with {env_var_name('dev_mode')}=true from that stack's "
+                    f"folder (or give {env_var_name('data_dir')})"
+                ) from None
             yield Target(
                 api_url=options.api_url.rstrip("/"),
                 temporal_address=options.temporal_address or settings.temporal_address,
@@ -436,7 +445,7 @@ class Bench:
                 components={},
                 # A running dev stack: its issuer keeps its key in ORDERSAGA_DATA_DIR.
                 issuer=DevIssuer.from_settings(settings),
-                keyring=keyring_from_settings(settings),
+                keyring=keyring,
                 worker_token=None,
             )
             return

@@ -58,6 +58,19 @@ async def test_bad_flags_exit_2_with_a_message(args: list[str], message: str) ->
     assert "Traceback" not in err
 
 
+async def test_a_running_stack_without_its_keys_is_refused_with_what_to_set() -> None:
+    # Outside dev mode, with no ORDERSAGA_CODEC_KEYS: the saga's results could
+    # not be read. Said before any order is sent, without a traceback.
+    code, _out, err = await _bench(
+        "--api-url", "http://127.0.0.1:1", "--scenarios", "saga-happy", limit_seconds=60
+    )
+
+    assert code == 1
+    assert "ORDERSAGA_CODEC_KEYS is not set" in err
+    assert "ORDERSAGA_DEV_MODE=true" in err
+    assert "Traceback" not in err
+
+
 async def test_a_lost_or_wrong_order_fails_the_verdict(tmp_path: Path) -> None:
     bench = Bench(BenchOptions(scenarios=(BASELINE_HAPPY,), data_dir=tmp_path), Settings())
 
