@@ -25,6 +25,10 @@ LISTENING_SPAN = 12_000
 LOWEST_PORT = 10_000
 # Tries at a random port of that span before the OS's choice.
 ATTEMPTS = 50
+# Every port this process has handed out: callers ask one at a time for the
+# ports of one stack (free_port() twice), and a random pick could repeat one
+# that is not bound yet.
+_handed_out: set[int] = set()
 
 
 def _listening_span(range_file: Path = EPHEMERAL_RANGE_FILE) -> range | None:
@@ -44,6 +48,8 @@ def _bound(held: contextlib.ExitStack, span: range | None) -> int:
     # Random, not a secret: so that concurrent pickers rarely meet.
     candidates = random.sample(span, min(ATTEMPTS, len(span))) if span is not None else []
     for port in candidates:
+        if port in _handed_out:
+            continue
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -63,4 +69,6 @@ def free_ports(count: int, *, range_file: Path = EPHEMERAL_RANGE_FILE) -> list[i
     chosen, so no port is handed out twice."""
     span = _listening_span(range_file)
     with contextlib.ExitStack() as held:
-        return [_bound(held, span) for _ in range(count)]
+        ports = [_bound(held, span) for _ in range(count)]
+    _handed_out.update(ports)
+    return ports
