@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import httpx
 
@@ -54,7 +54,8 @@ class ChargesAlone:
     payments: httpx.AsyncClient
     pid: int
     run_tag: str
-    _sent: int = 0
+    # Charges sent so far: each one's order and customer are numbered by it.
+    _sent: int = field(default=0, init=False)
 
     async def _charge(self) -> None:
         self._sent += 1
