@@ -88,19 +88,14 @@ def _setup_telemetry(settings: Settings, role: str) -> None:
 
 
 def _serve_http(app: FastAPI, host: str, port: int, settings: Settings) -> None:
-    import uvicorn
+    from ordersaga.runtime.http_server import serve
 
-    # uvicorn traps SIGINT/SIGTERM itself and returns after a graceful stop.
-    uvicorn.run(
+    serve(
         app,
         host=host,
         port=port,
-        log_config=None,
         log_level=settings.log_level.lower(),
-        # ordersaga.runtime.logging's AccessLogMiddleware logs each request, with its
-        # duration and the order it belongs to.
-        access_log=False,
-        timeout_graceful_shutdown=settings.http_shutdown_timeout_seconds,
+        graceful_shutdown_seconds=settings.http_shutdown_timeout_seconds,
     )
 
 

@@ -35,6 +35,7 @@ from contracts.domains import DOMAINS, Domain, DomainConfigError, Registry
 from ordersaga.runtime.codec import payload_keyring
 from ordersaga.runtime.domains import resolve
 from ordersaga.runtime.eventloop import exit_without_finalizing as exit_without_finalizing
+from ordersaga.runtime.heap import freeze_startup_objects
 from ordersaga.runtime.settings import MissingSecretError, Settings
 from ordersaga.runtime.temporal_config import data_converter, workflow_runner
 from workers.health import ProbePortError, WorkerHealth, serving_probes
@@ -301,6 +302,8 @@ async def _serve(
     async with build_workers(
         client, settings, queues, versions_settled=health.versions_settled
     ) as workers:
+        # Ready to poll: nothing made so far is garbage the collector need walk again.
+        freeze_startup_objects()
         running = [asyncio.create_task(worker.run()) for worker in workers]
         health.workers = workers
         log.info("worker polling task queues %s", ", ".join(queues))

@@ -33,6 +33,7 @@ from ordersaga.bench.baseline import (
 )
 from ordersaga.bench.same_work import SameWorkWorkflow
 from ordersaga.runtime import eventloop
+from ordersaga.runtime.heap import freeze_startup_objects
 from ordersaga.runtime.logging import configure_logging
 from ordersaga.runtime.settings import Settings
 from ordersaga.runtime.telemetry import configure_tracing, records_spans
@@ -93,6 +94,8 @@ async def serve(
             max_concurrent_activities=max_concurrent,
         )
         async with workflow_worker, activity_worker:
+            # As the saga's worker does (workers.main): like for like.
+            freeze_startup_objects()
             print(f"baseline worker polling {WORKFLOW_QUEUE}, {ACTIVITY_QUEUE}", flush=True)
             await stop.wait()
 
