@@ -49,7 +49,13 @@ from ordersaga.bench.load import (
     percentiles_ms,
     read_figures,
 )
-from ordersaga.bench.procs import HostTicks, Usage, UsageMeter, calibration_cpu_ms
+from ordersaga.bench.procs import (
+    HostTicks,
+    Usage,
+    UsageMeter,
+    calibration_cpu_ms,
+    own_collector_paused,
+)
 from ordersaga.bench.scenarios import (
     UNIT_PRICE_CENTS,
     BaselineScenario,
@@ -799,8 +805,9 @@ class Bench:
                 progress.describe(f"closed {rep + 1}/{options.repetitions} {name}")
                 speed = calibration_cpu_ms()
                 ticks = HostTicks.now()
-                async with meter.window() as usage:
-                    result = await self._closed(name, options.orders, progress)
+                with own_collector_paused():
+                    async with meter.window() as usage:
+                        result = await self._closed(name, options.orders, progress)
                 steal = HostTicks.now().steal_share_since(ticks)
                 self.results.append(result)
                 figures = _window_figures(result, usage, self.components_of[name])
@@ -813,15 +820,16 @@ class Bench:
         for rep in range(options.repetitions):
             for name in _rotate(names, rep):
                 progress.describe(f"open {rep + 1}/{options.repetitions} {name}")
-                async with meter.window() as usage:
-                    result = await open_loop(
-                        self.scenarios[name],
-                        orders=options.orders,
-                        rate=rates[name],
-                        next_sequence=self.next_sequence,
-                        on_done=progress.tick,
-                        read_within=READ_WITHIN_SECONDS if name in SAGA_SCENARIOS else None,
-                    )
+                with own_collector_paused():
+                    async with meter.window() as usage:
+                        result = await open_loop(
+                            self.scenarios[name],
+                            orders=options.orders,
+                            rate=rates[name],
+                            next_sequence=self.next_sequence,
+                            on_done=progress.tick,
+                            read_within=READ_WITHIN_SECONDS if name in SAGA_SCENARIOS else None,
+                        )
                 self.results.append(result)
                 opened[name].append(_window_figures(result, usage, self.components_of[name]))
         return {
@@ -837,13 +845,14 @@ class Bench:
     async def _slow_step(self, side: SagaSide, progress: Progress) -> dict[str, Any]:
         scenario = self.scenarios[SAGA_SLOW_STEP]
         assert isinstance(scenario, SagaScenario)
-        result, figures = await SlowStepRun(
-            scenario,
-            side.ledger.services,
-            orders_per_step=self.slow_step_orders,
-            next_sequence=self.next_sequence,
-            on_done=progress.tick,
-        ).run()
+        with own_collector_paused():
+            result, figures = await SlowStepRun(
+                scenario,
+                side.ledger.services,
+                orders_per_step=self.slow_step_orders,
+                next_sequence=self.next_sequence,
+                on_done=progress.tick,
+            ).run()
         self.results.append(result)
         return figures
 
