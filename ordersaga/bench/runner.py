@@ -190,7 +190,7 @@ class Target:
     keyring: Keyring | None
     # The workers' credential to its services (the same-work baseline's too);
     # None for a running stack, whose credential the bench does not have.
-    worker_token: str | None
+    worker_token: SecretStr | None
 
 
 @dataclass
@@ -312,7 +312,7 @@ def _baseline_worker_env(target: Target) -> dict[str, str]:
     env = dict(os.environ)
     env.update({env_var_name(f"{name}_url"): url for name, url in target.service_urls.items()})
     if target.worker_token is not None:
-        env[env_var_name("worker_token")] = target.worker_token
+        env[env_var_name("worker_token")] = target.worker_token.get_secret_value()
     return env
 
 
@@ -481,7 +481,7 @@ class Bench:
                 if settings.codec_disabled_for_benchmark
                 else keyring_from_settings(own),
                 # The stack's worker made it at start-up, in its data folder.
-                worker_token=own.worker_token_value(),
+                worker_token=SecretStr(own.worker_token_value()),
             )
 
     def planned_orders(self, name: str) -> int:

@@ -22,6 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import httpx
+from pydantic import SecretStr
 
 from ordersaga.bench.procs import tree_cpu_seconds
 
@@ -112,13 +113,13 @@ class ChargesAlone:
 
 
 async def charges_alone(
-    payments_url: str, worker_token: str, pid: int, run_tag: str
+    payments_url: str, worker_token: SecretStr, pid: int, run_tag: str
 ) -> list[dict[str, float]]:
     """The figures of ChargesAlone.measure, as the report keeps them."""
     async with httpx.AsyncClient(
         base_url=payments_url,
         timeout=30.0,
-        headers={"Authorization": f"Bearer {worker_token}"},
+        headers={"Authorization": f"Bearer {worker_token.get_secret_value()}"},
     ) as payments:
         figures = await ChargesAlone(payments, pid, run_tag).measure()
     return [asdict(figure) for figure in figures]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from ordersaga.bench.runner import Bench, BenchOptions, Target
 from ordersaga.bench.service_alone import (
@@ -75,7 +76,7 @@ async def test_a_payments_service_out_of_reach_is_reported_not_raised(tmp_path: 
         components={"payments": os.getpid()},
         issuer=DevIssuer.in_data_dir(tmp_path),
         keyring=None,
-        worker_token=TOKEN,
+        worker_token=SecretStr(TOKEN),
     )
 
     alone = await bench._payments_alone(target)
