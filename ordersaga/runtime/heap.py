@@ -5,13 +5,14 @@ generation in a full collection: in the API, a service or the worker that is
 everything imported and built at start-up, 90,000 to 130,000 objects, which
 took 40 to 100 ms of one core per full collection on the bench's machine
 (docs/performance.md, round 8). A full collection runs whenever enough
-objects have outlived two younger collections, and under load those are the
-requests in flight at that moment, so it came every few hundred requests and
-stopped whatever request was running for that long. Start-up's objects live as
-long as the process: walking them finds nothing to free.
+objects have outlived two younger collections, and under load those include
+the requests in flight at that moment, so it came again and again (in the
+API about once in 500 requests) and stopped whatever request was running for
+that long. Start-up's objects live as long as the process: walking them finds
+nothing to free.
 
 Freezing them (`gc.freeze`) moves them where the collector never looks; later
-full collections walk only what was made since, a few ms. Garbage already made
+full collections walk only what was made since. Garbage already made
 is collected first, so none of it is frozen for good. An object frozen here
 that becomes cyclic garbage later is never freed; start-up's objects do not
 (they are the modules, the app, the engine, the Temporal client).
