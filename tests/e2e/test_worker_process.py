@@ -109,6 +109,9 @@ async def test_worker_is_ready_when_polling_then_stops_with_exit_0_on_a_signal(
     assert "task queue orders: deployment ordersaga-orders, build " in text
     assert "task queue payments: deployment ordersaga-payments, build " in text
     assert "worker polling task queues orders, payments" in text
+    # Start-up's objects left the collector's reach before it polled.
+    froze = text.index("start-up objects out of the collector's reach")
+    assert froze < text.index("worker polling task queues"), text
     assert "in-flight tasks have 2s to finish" in text
     assert "worker stopped" in text
     assert "Traceback" not in text
