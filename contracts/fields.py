@@ -26,6 +26,10 @@ MAX_QUANTITY_PER_LINE = 1000
 MIN_UNIT_PRICE_CENTS = 1
 MAX_UNIT_PRICE_CENTS = 10_000_000
 MAX_ORDER_TOTAL_CENTS = MAX_LINES_PER_ORDER * MAX_QUANTITY_PER_LINE * MAX_UNIT_PRICE_CENTS
+# What one customer may have captured and not refunded is configured
+# (ORDERSAGA_PAYMENTS_CUSTOMER_LIMIT_CENTS) up to a thousand of the largest
+# orders: far inside the 64-bit sums the payments database keeps.
+MAX_CUSTOMER_LIMIT_CENTS = 1000 * MAX_ORDER_TOTAL_CENTS
 
 # Free text from people (name, street, city): any printable character. No C0 or
 # C1 control characters, nor DEL; surrounding whitespace is stripped and a

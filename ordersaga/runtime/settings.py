@@ -20,6 +20,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.domains import DOMAINS, Registry
+from contracts.fields import MAX_CUSTOMER_LIMIT_CENTS
 
 DEV_ADMIN_TOKEN = "dev-admin-token"
 ENV_PREFIX = "ORDERSAGA_"
@@ -209,7 +210,7 @@ class Settings(_DomainSettings):
         port = self.temporal_ui_port
         return [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
 
-    payments_customer_limit_cents: int = Field(default=1_000_000, ge=0)
+    payments_customer_limit_cents: int = Field(default=1_000_000, ge=0, le=MAX_CUSTOMER_LIMIT_CENTS)
     shipping_refused_countries: Annotated[list[str], NoDecode] = ["AQ"]
 
     http_connect_timeout_seconds: float = Field(default=2.0, gt=0)

@@ -7,6 +7,7 @@ from typing import Unpack
 
 from fastapi import FastAPI
 
+from contracts.fields import MAX_CUSTOMER_LIMIT_CENTS
 from services.common.app import ServiceArguments, ServiceSpec, create_service_app
 from services.payments.domain import PaymentPolicy
 from services.payments.routes import charges_router, ledger_router
@@ -21,7 +22,7 @@ SPEC = ServiceSpec(
 
 
 def create_app(*, customer_limit_cents: int, **common: Unpack[ServiceArguments]) -> FastAPI:
-    if customer_limit_cents < 0:
-        raise ValueError("customer_limit_cents must not be negative")
+    if not 0 <= customer_limit_cents <= MAX_CUSTOMER_LIMIT_CENTS:
+        raise ValueError(f"customer_limit_cents must be from 0 to {MAX_CUSTOMER_LIMIT_CENTS}")
     policy = PaymentPolicy(customer_limit_cents=customer_limit_cents)
     return create_service_app(SPEC, config=policy, **common)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import Integer, Row, Table, bindparam, update
+from sqlalchemy import BigInteger, Row, Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -47,7 +47,9 @@ class SqlChargeRepository(SqlOrderResources[Charge]):
 
 # What a charge and its refund run, built once (services.common.db.PerDialect says why).
 _CUSTOMER = customer_exposure.c.customer_id == bindparam("p_customer_id")
-_AMOUNT = bindparam("p_amount_cents", type_=Integer)
+# 64-bit like the columns: an order may total more than 2^31 cents, and so may
+# the limit; as INTEGER, PostgreSQL refused them (every charge a 500).
+_AMOUNT = bindparam("p_amount_cents", type_=BigInteger)
 _OUTSTANDING = customer_exposure.c.outstanding_cents
 
 
@@ -67,7 +69,7 @@ def _add_within_limit(
     ).on_conflict_do_update(
         index_elements=[customer_exposure.c.customer_id],
         set_={"outstanding_cents": total},
-        where=bindparam("p_limit_cents", type_=Integer) >= total,
+        where=bindparam("p_limit_cents", type_=BigInteger) >= total,
     )
 
 

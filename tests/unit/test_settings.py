@@ -53,6 +53,11 @@ def problems_with(monkeypatch: pytest.MonkeyPatch, **env: str) -> list[str]:
         ("ORDERSAGA_HTTP_READ_TIMEOUT_SECONDS", "0", "Input should be greater than 0"),
         ("ORDERSAGA_WORKER_GRACE_PERIOD_SECONDS", "-5", "greater than or equal to 0"),
         ("ORDERSAGA_PAYMENTS_CUSTOMER_LIMIT_CENTS", "-1", "greater than or equal to 0"),
+        (
+            "ORDERSAGA_PAYMENTS_CUSTOMER_LIMIT_CENTS",
+            "1000000000000001",
+            "less than or equal to 1000000000000000",
+        ),
         ("ORDERSAGA_SERVICE_DATABASE_POOL_SIZE", "0", "greater than or equal to 1"),
         ("ORDERSAGA_SERVICE_DATABASE_POOL_SIZE", "1001", "less than or equal to 1000"),
     ],

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from sqlalchemy import Connection, insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from contracts.fields import MAX_CUSTOMER_LIMIT_CENTS
 from services.common.idempotency import IDEMPOTENCY_KEYS
 from services.inventory import tables as inventory_tables
 from services.inventory.app import create_app as create_inventory
@@ -69,13 +70,14 @@ def test_no_app_is_built_without_both_credentials_or_with_a_negative_limit() -> 
         for build in builders(admin, worker):
             with pytest.raises(ValueError, match=problem):
                 build()
-    with pytest.raises(ValueError, match="customer_limit_cents must not be negative"):
-        create_payments(
-            database_url=url,
-            admin_token=SecretStr("a"),
-            worker_token=SecretStr("w"),
-            customer_limit_cents=-1,
-        )
+    for limit in (-1, MAX_CUSTOMER_LIMIT_CENTS + 1):
+        with pytest.raises(ValueError, match="customer_limit_cents must be from 0 to"):
+            create_payments(
+                database_url=url,
+                admin_token=SecretStr("a"),
+                worker_token=SecretStr("w"),
+                customer_limit_cents=limit,
+            )
 
 
 # --- admin and faults ---------------------------------------------------------

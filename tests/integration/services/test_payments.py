@@ -9,13 +9,18 @@ from typing import Any
 import httpx
 import pytest
 
+from contracts.fields import MAX_CUSTOMER_LIMIT_CENTS, MAX_ORDER_TOTAL_CENTS
+from services.payments.app import create_app as create_payments
 from tests.integration.services.support import (
+    CREDENTIALS,
     CUSTOMER_LIMIT_CENTS,
+    Databases,
     charge,
     created,
     listed,
     new_key,
     sent_twice,
+    serving,
 )
 
 
@@ -82,6 +87,31 @@ async def test_a_charge_above_the_limit_on_its_own_is_declined(
 
     assert response.status_code == 402
     assert response.json()["detail"]["code"] == "PAYMENT_DECLINED"
+
+
+async def test_the_largest_order_is_charged_and_refunded_under_the_largest_limit(
+    databases: Databases,
+) -> None:
+    """Amounts and limits past 32 bits: PostgreSQL took them as INTEGER and
+    answered every charge with a 500 once the limit passed 2^31 - 1 cents."""
+    app = create_payments(
+        database_url=await databases.new("payments"),
+        customer_limit_cents=MAX_CUSTOMER_LIMIT_CENTS,
+        **CREDENTIALS,
+    )
+    async with serving(app) as payments:
+        customer = "cus_wholesale"
+        first = await make_charge(
+            payments, customer_id=customer, amount_cents=MAX_ORDER_TOTAL_CENTS
+        )
+        second = await make_charge(payments, customer_id=customer, amount_cents=2500)
+
+        refunded = await payments.post(f"/charges/{first['charge_id']}/refund", headers=new_key())
+
+        assert first["amount_cents"] == MAX_ORDER_TOTAL_CENTS
+        assert second["state"] == "captured"
+        assert refunded.status_code == 200, refunded.text
+        assert refunded.json()["state"] == "refunded"
 
 
 async def test_a_refund_the_issuer_refuses_is_409_and_the_charge_stays_captured(
