@@ -139,6 +139,38 @@ def test_a_ratio_whose_scenarios_did_not_both_run_is_left_out() -> None:
     assert found["saga_happy_vs_baseline"]["met"] is True  # 0.9 >= 0.85, kept as before
 
 
+def repeated(*rates: float) -> dict[str, Any]:
+    """A scenario whose closed-loop repetitions ran at these rates, in this order."""
+    made = scenario(sorted(rates)[len(rates) // 2])
+    made["closed"]["runs"] = [window(rate) for rate in rates]
+    return made
+
+
+def test_each_repetition_has_its_own_ratio_beside_the_median() -> None:
+    report = report_of(
+        {SAGA_HAPPY: repeated(46.0, 40.0, 46.0), BASELINE_LOCAL: repeated(76.0, 72.0, 80.0)}
+    )
+
+    local = report["ratios"]["saga_happy_vs_local_activities"]
+    # The verdict stays the medians' (46 / 76), each pass its own pair of windows.
+    assert local["value"] == pytest.approx(46.0 / 76.0)
+    assert local["repetitions"] == pytest.approx([46.0 / 76.0, 40.0 / 72.0, 46.0 / 80.0])
+    row = next(
+        r for r in report["targets"] if r["target"].startswith("saga-happy / baseline-happy-local")
+    )
+    assert row["of"].endswith("; each repetition 0.61 0.56 0.57")
+    assert "each repetition 0.61 0.56 0.57]" in table(report)
+
+
+def test_a_ratio_without_repetitions_names_only_what_it_divides() -> None:
+    report = report_of({SAGA_HAPPY: scenario(18.0), BASELINE_LOCAL: scenario(30.0)})
+
+    row = next(
+        r for r in report["targets"] if r["target"].startswith("saga-happy / baseline-happy-local")
+    )
+    assert row["of"] == "saga-happy / baseline-happy-local-activities"
+
+
 def test_read_and_submit_p99_at_the_open_loop_rate_have_their_targets() -> None:
     found = ratios({SAGA_HAPPY: scenario(20.0, submit_p99=49.0, read_p99=51.0)})
 
