@@ -28,6 +28,9 @@ LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 # The domain services' names (contracts.domains), each with its own port, URL
 # and database settings below.
 SERVICES = DOMAINS.names
+# What Settings.service_database_pool_size defaults to (it says why), and what
+# a service app built without settings (tests, embedding) keeps open.
+DEFAULT_SERVICE_DATABASE_POOL_SIZE = 20
 
 
 # One line, after the variable's name: why a component will not start with it.
@@ -222,7 +225,9 @@ class Settings(_DomainSettings):
     # every transaction past it opened a connection and closed it after, about
     # a tenth of a service's CPU per request under load (docs/performance.md).
     # A burst past the pool still gets up to 10 more, closed after use.
-    service_database_pool_size: int = Field(default=20, ge=1, le=1000)
+    service_database_pool_size: int = Field(
+        default=DEFAULT_SERVICE_DATABASE_POOL_SIZE, ge=1, le=1000
+    )
     # How long an HTTP server (API, services) lets in-flight requests finish on SIGTERM.
     http_shutdown_timeout_seconds: int = Field(default=5, ge=0)
 

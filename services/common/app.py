@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ordersaga.runtime.http_guard import HttpGuard
 from ordersaga.runtime.logging import AccessLogMiddleware
+from ordersaga.runtime.settings import DEFAULT_SERVICE_DATABASE_POOL_SIZE
 from ordersaga.runtime.telemetry import (
     FASTAPI_OWN_TELEMETRY_OFF,
     instrument_engine,
@@ -28,7 +29,7 @@ from ordersaga.runtime.telemetry import (
 from services.common import health
 from services.common.admin import faults_router
 from services.common.auth import AdminOnly, authenticate
-from services.common.db import DEFAULT_POOL_SIZE, create_engine
+from services.common.db import create_engine
 from services.common.deadlines import ArrivalTime
 from services.common.errors import install_error_handlers
 from services.common.fences import fences_router
@@ -73,7 +74,7 @@ def create_service_app(
     spec: ServiceSpec,
     *,
     database_url: str,
-    database_pool_size: int = DEFAULT_POOL_SIZE,
+    database_pool_size: int = DEFAULT_SERVICE_DATABASE_POOL_SIZE,
     admin_token: SecretStr,
     worker_token: SecretStr,
     config: object = None,

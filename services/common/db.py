@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from ordersaga.runtime.settings import DEFAULT_SERVICE_DATABASE_POOL_SIZE
 from services.common import sqlite_driver
 
 # Named constraints, so later migrations (batch mode on SQLite) can address them.
@@ -34,15 +35,16 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 # asyncpg waits 60 s by default; a caller (an activity with a read timeout of a
 # few seconds) should get a quick 503 and retry instead.
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
-# PostgreSQL connections a service keeps open (Settings.service_database_pool_size
-# says why), and how many more a burst may open, each closed after its use.
-DEFAULT_POOL_SIZE = 20
+# How many more PostgreSQL connections than the pool's size
+# (Settings.service_database_pool_size) a burst may open, each closed after use.
 POOL_OVERFLOW = 10
 # Execution option that marks a connection as about to write (see _on_sqlite_begin).
 WRITE_OPTION = "ordersaga_write"
 
 
-def create_engine(database_url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> AsyncEngine:
+def create_engine(
+    database_url: str, *, pool_size: int = DEFAULT_SERVICE_DATABASE_POOL_SIZE
+) -> AsyncEngine:
     """The service's engine; `pool_size` is PostgreSQL's connections kept open
     (SQLite's writers queue for one connection anyway)."""
     url = make_url(database_url)
