@@ -47,7 +47,7 @@ async def service(request: pytest.FixtureRequest, databases: Databases) -> Async
 # --- building the app -----------------------------------------------------------
 
 
-def test_no_app_is_built_without_both_credentials_or_with_a_negative_limit() -> None:
+def test_no_app_is_built_without_both_credentials_or_with_a_limit_out_of_range() -> None:
     url = "sqlite+aiosqlite:///never-opened.sqlite3"
 
     def builders(admin: str, worker: str) -> list[Callable[[], FastAPI]]:
