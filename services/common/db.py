@@ -163,15 +163,29 @@ class PerDialect(Generic[StatementT]):
 _sqlite_writers: weakref.WeakKeyDictionary[AsyncEngine, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
+# Each engine's twin whose connections carry WRITE_OPTION from the start. Made
+# once: setting the option on each write's connection instead was one more
+# call into SQLAlchemy's sync layer (a greenlet) per transaction. The twin
+# shares the engine's pool, dialect and events.
+_write_engines: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = weakref.WeakKeyDictionary()
+
+
+def _writing(engine: AsyncEngine) -> AsyncEngine:
+    write_engine = _write_engines.get(engine)
+    if write_engine is None:
+        write_engine = _write_engines[engine] = engine.execution_options(**{WRITE_OPTION: True})
+    return write_engine
+
+
 @contextlib.asynccontextmanager
 async def begin(engine: AsyncEngine, *, write: bool) -> AsyncIterator[AsyncConnection]:
     """A connection in a new transaction, rolled back unless the holder commits."""
     async with contextlib.AsyncExitStack() as stack:
         if write and engine.dialect.name == "sqlite":
             await stack.enter_async_context(_sqlite_writers.setdefault(engine, asyncio.Lock()))
-        connection = await stack.enter_async_context(engine.connect())
-        if write:
-            await connection.execution_options(**{WRITE_OPTION: True})
+        connection = await stack.enter_async_context(
+            (_writing(engine) if write else engine).connect()
+        )
         await connection.begin()
         yield connection
 

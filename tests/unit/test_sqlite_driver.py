@@ -83,3 +83,24 @@ async def test_a_write_waits_for_another_writer_without_blocking_the_loop(
 
     async with transaction(engine, write=False) as connection:
         assert (await connection.execute(text("SELECT x FROM t"))).scalars().all() == [1]
+
+
+@pytest.mark.parametrize("write", [True, False])
+async def test_only_a_write_transaction_holds_the_write_lock_from_its_begin(
+    engine: AsyncEngine, database: Path, write: bool
+) -> None:
+    """A writer that read first and took the lock only at its first write would
+    fail with "database is locked" when another writer got in between
+    (services.common.db._on_sqlite_begin): so a write transaction takes the lock
+    at BEGIN, before any statement, and a read transaction never does."""
+    other = sqlite3.connect(database, isolation_level=None, timeout=0)
+    try:
+        async with transaction(engine, write=write):
+            if write:
+                with pytest.raises(sqlite3.OperationalError, match="locked"):
+                    other.execute("BEGIN IMMEDIATE")
+            else:
+                other.execute("BEGIN IMMEDIATE")
+                other.execute("ROLLBACK")
+    finally:
+        other.close()
