@@ -45,16 +45,18 @@ from temporalio.api.common.v1 import Payload, Payloads
 
 from ordersaga.runtime.auth import AuthError, Principal, bearer_token, forbidden, unauthenticated
 from ordersaga.runtime.codec import EncryptionCodec, PayloadDecryptionError
+from ordersaga.runtime.http_guard import BODY_TOO_LARGE
 from ordersaga.runtime.http_metrics import MetricsMiddleware, RequestMetrics
 
 log = logging.getLogger(__name__)
 
 NAMESPACE_HEADER = "X-Namespace"
 SESSION_COOKIE = "ordersaga_codec_session"
-# A pasted token (at most auth.MAX_TOKEN_BYTES) with its form or JSON wrapping.
+# The largest bodies read, never buffered past (413 BODY_TOO_LARGE).
+# A pasted token (at most auth.MAX_TOKEN_BYTES) with its form or JSON wrapping:
 MAX_LOGIN_BODY_BYTES = 16 * 1024
 # A page of history the UI decodes at once; Temporal's own limit is 2 MiB a
-# payload and 4 MiB a gRPC message.
+# payload and 4 MiB a gRPC message:
 MAX_BODY_BYTES = 16 * 1024 * 1024
 CORS_MAX_AGE_SECONDS = 600
 
@@ -72,6 +74,37 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
 def _auth_error(error: AuthError) -> Response:
     headers = {"WWW-Authenticate": 'Bearer realm="ordersaga"'} if error.status_code == 401 else None
     return _error(error.status_code, error.code, error.message, headers)
+
+
+def _too_large(limit: int) -> Response:
+    return _error(413, BODY_TOO_LARGE, _too_large_message(limit))
+
+
+def _too_large_message(limit: int) -> str:
+    return f"the request body is larger than {limit} bytes"
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is known to exceed `limit` bytes.
+
+    A Content-Length over the limit is refused before a byte is read; a streamed
+    body is read chunk by chunk and abandoned once the running total passes the
+    limit, so at most `limit` bytes (and one chunk) are ever held. The API and
+    the services have this from ordersaga.runtime.http_guard, but its one limit
+    for every route and its JSON-only bodies fit neither the login form nor
+    /encode and /decode beside it.
+    """
+    declared = request.headers.get("content-length", "").strip()
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 # --- the operator's browser session -------------------------------------------
@@ -246,9 +279,9 @@ def create_codec_app(
         refusal = await authorized(request)
         if refusal is not None:
             return refusal
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return _error(413, "TOO_LARGE", f"the body exceeds {MAX_BODY_BYTES} bytes")
+        body = await _bounded_body(request, MAX_BODY_BYTES)
+        if body is None:
+            return _too_large(MAX_BODY_BYTES)
         try:
             payloads = json_format.Parse(body, Payloads())
         except (json_format.ParseError, UnicodeDecodeError):
@@ -301,8 +334,11 @@ def create_codec_app(
             # Else another site could sign the victim's browser in with the
             # attacker's token and see what the victim then looks at.
             return login_refused(request, forbidden("sign in from this server's own login page"))
-        body = await request.body()
-        token = _submitted_token(request, body) if len(body) <= MAX_LOGIN_BODY_BYTES else None
+        body = await _bounded_body(request, MAX_LOGIN_BODY_BYTES)
+        if body is None:
+            too_large = AuthError(413, BODY_TOO_LARGE, _too_large_message(MAX_LOGIN_BODY_BYTES))
+            return login_refused(request, too_large)
+        token = _submitted_token(request, body)
         if not token:
             return login_refused(
                 request,

@@ -43,6 +43,10 @@ ENCODING = b"binary/encrypted"
 ENCODING_KEY = "encoding"
 KEY_ID_KEY = "encryption-key-id"
 NONCE_BYTES = 12
+# AES-GCM's authentication tag, appended to the ciphertext: sealing even an
+# empty serialized payload yields a nonce and a tag, so encrypted data is never
+# shorter than NONCE_BYTES + TAG_BYTES.
+TAG_BYTES = 16
 
 
 class PayloadDecryptionError(ValueError):
@@ -99,6 +103,13 @@ class EncryptionCodec(PayloadCodec):
         cipher = self._ciphers.get(key_id)
         if cipher is None:
             raise UnknownKeyError(key_id, self._keyring)
+        if len(payload.data) < NONCE_BYTES + TAG_BYTES:
+            # Else AESGCM raises a bare ValueError on a nonce under 8 bytes.
+            raise PayloadDecryptionError(
+                f"payload encrypted with key id {key_id!r} is too short: its data is "
+                f"{len(payload.data)} bytes, less than the {NONCE_BYTES}-byte nonce and "
+                f"{TAG_BYTES}-byte tag every encrypted payload carries"
+            )
         nonce, sealed = payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:]
         try:
             plain = cipher.decrypt(nonce, sealed, _associated_data(key_id))

@@ -14,6 +14,8 @@ from ordersaga.cli import main
 from ordersaga.runtime.codec import (
     ENCODING,
     KEY_ID_KEY,
+    NONCE_BYTES,
+    TAG_BYTES,
     EncryptionCodec,
     PayloadDecryptionError,
     UnknownKeyError,
@@ -98,6 +100,27 @@ async def test_payload_without_key_id_fails() -> None:
     del encrypted.metadata[KEY_ID_KEY]
     with pytest.raises(PayloadDecryptionError, match=KEY_ID_KEY):
         await codec().decode([encrypted])
+
+
+def sealed_data(size: int) -> Payload:
+    """A payload labelled encrypted under a known key whose data is `size` zero bytes."""
+    return Payload(metadata={"encoding": ENCODING, KEY_ID_KEY: b"a"}, data=bytes(size))
+
+
+# The data holds a 12-byte nonce and at least the 16-byte tag: 28 bytes at the least.
+@pytest.mark.parametrize("size", [0, 1, 5, 7, 8, 11, 12, 13, 27])
+async def test_data_too_short_for_nonce_and_tag_fails_saying_so(size: int) -> None:
+    # Under 8 bytes AESGCM itself raised a bare ValueError (a 500 in the codec server).
+    with pytest.raises(PayloadDecryptionError, match=f"too short: its data is {size} bytes"):
+        await codec().decode([sealed_data(size)])
+
+
+async def test_the_shortest_sealed_payload_is_nonce_and_tag_and_decrypts() -> None:
+    (empty,) = await codec().encode([Payload()])
+    assert len(empty.data) == NONCE_BYTES + TAG_BYTES == 28
+    assert await codec().decode([empty]) == [Payload()]
+    with pytest.raises(PayloadDecryptionError, match="failed authentication"):
+        await codec().decode([sealed_data(28)])
 
 
 async def test_a_payload_never_encrypted_passes_through_decode() -> None:

@@ -3,6 +3,7 @@ and an operator's browser session that only the Web UI can use."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -14,10 +15,15 @@ import pytest
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
-from ordersaga.codec_server import SESSION_COOKIE, create_codec_app
+from ordersaga.codec_server import (
+    MAX_BODY_BYTES,
+    MAX_LOGIN_BODY_BYTES,
+    SESSION_COOKIE,
+    create_codec_app,
+)
 from ordersaga.runtime.auth import DevIssuer, StaticKeys, TokenVerifier
 from ordersaga.runtime.codec import EncryptionCodec
-from tests.keys import TEST_KEYRING
+from tests.keys import TEST_KEY_ID, TEST_KEYRING
 
 UI_ORIGIN = "http://127.0.0.1:8233"
 SECRET = "tok_visa_4242 at 12 St James Sq"
@@ -157,6 +163,27 @@ async def test_an_undecryptable_payload_names_its_key_and_leaks_nothing(
     response = await http.post("/decode", content=content, headers=operator(issuer))
     assert response.status_code == 422
     assert "'gone'" in response.json()["detail"]["message"]
+
+
+@pytest.mark.parametrize("size", [0, 5])
+async def test_encrypted_data_too_short_for_a_nonce_is_a_422_not_a_500(
+    http: httpx.AsyncClient, issuer: DevIssuer, size: int
+) -> None:
+    # As the Web UI sends it: metadata values and data in base64.
+    payload = {
+        "metadata": {
+            "encoding": "YmluYXJ5L2VuY3J5cHRlZA==",  # binary/encrypted
+            "encryption-key-id": base64.b64encode(TEST_KEY_ID.encode()).decode(),
+        },
+        "data": base64.b64encode(b"x" * size).decode(),
+    }
+    response = await http.post(
+        "/decode", content=json.dumps({"payloads": [payload]}), headers=operator(issuer)
+    )
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail["code"] == "UNDECRYPTABLE"
+    assert f"too short: its data is {size} bytes" in detail["message"]
 
 
 @pytest.mark.parametrize("origin", [UI_ORIGIN, "http://localhost:8233"])
@@ -455,3 +482,95 @@ async def test_metrics_count_decodes_and_refusals_by_status(
 
     assert 'codec_requests_total{method="POST",route="/decode",status="200"} 1.0' in scrape
     assert 'codec_requests_total{method="POST",route="/decode",status="401"} 1.0' in scrape
+
+
+# --- bodies over the limits: refused, never buffered --------------------------
+
+
+class CountedBody:
+    """A request body streamed in `chunk`-byte pieces up to `total` bytes,
+    counting what the server pulled from it."""
+
+    def __init__(self, chunk: int, total: int) -> None:
+        self.chunk = chunk
+        self.total = total
+        self.sent = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while self.sent < self.total:
+            piece = min(self.chunk, self.total - self.sent)
+            self.sent += piece
+            yield b"x" * piece
+
+
+def login_headers(as_form: bool) -> dict[str, str]:
+    return {**OWN_PAGE, **(FORM if as_form else {"Content-Type": "application/json"})}
+
+
+def assert_too_large(response: httpx.Response, limit: int, as_form: bool = False) -> None:
+    assert response.status_code == 413, response.text
+    message = f"the request body is larger than {limit} bytes"
+    if as_form:  # the login page again, saying why
+        assert message in response.text and "<form" in response.text
+    else:
+        assert response.json() == {"detail": {"code": "BODY_TOO_LARGE", "message": message}}
+    assert set_cookie(response) == {}
+
+
+@pytest.mark.parametrize("as_form", [False, True])
+async def test_login_refuses_a_declared_length_over_the_limit_unread(
+    http: httpx.AsyncClient, as_form: bool
+) -> None:
+    limit = MAX_LOGIN_BODY_BYTES
+    streamed = CountedBody(chunk=1024, total=limit + 1)
+    response = await http.post(
+        "/login",
+        content=streamed,
+        headers={**login_headers(as_form), "Content-Length": str(limit + 1)},
+    )
+    assert_too_large(response, limit, as_form)
+    assert streamed.sent == 0  # refused on the header alone
+
+
+@pytest.mark.parametrize("as_form", [False, True])
+async def test_login_stops_reading_a_streamed_body_past_the_limit(
+    http: httpx.AsyncClient, as_form: bool
+) -> None:
+    limit = MAX_LOGIN_BODY_BYTES
+    streamed = CountedBody(chunk=1024, total=1024 * limit)  # 16 MiB if drained
+    response = await http.post("/login", content=streamed, headers=login_headers(as_form))
+    assert "content-length" not in response.request.headers
+    assert_too_large(response, limit, as_form)
+    assert limit < streamed.sent <= limit + streamed.chunk
+
+
+@pytest.mark.parametrize("path", ["/decode", "/encode"])
+async def test_an_operator_body_over_the_declared_limit_is_refused_unread(
+    http: httpx.AsyncClient, issuer: DevIssuer, path: str
+) -> None:
+    streamed = CountedBody(chunk=1024 * 1024, total=MAX_BODY_BYTES + 1)
+    response = await http.post(
+        path,
+        content=streamed,
+        headers={**operator(issuer), "Content-Length": str(MAX_BODY_BYTES + 1)},
+    )
+    assert_too_large(response, MAX_BODY_BYTES)
+    assert streamed.sent == 0
+
+
+@pytest.mark.parametrize("path", ["/decode", "/encode"])
+async def test_an_operator_streamed_body_is_read_no_further_than_the_limit(
+    http: httpx.AsyncClient, issuer: DevIssuer, path: str
+) -> None:
+    streamed = CountedBody(chunk=1024 * 1024, total=4 * MAX_BODY_BYTES)  # 64 MiB if drained
+    response = await http.post(path, content=streamed, headers=operator(issuer))
+    assert "content-length" not in response.request.headers
+    assert_too_large(response, MAX_BODY_BYTES)
+    assert MAX_BODY_BYTES < streamed.sent <= MAX_BODY_BYTES + streamed.chunk
+
+
+async def test_a_body_at_the_login_limit_is_still_read(http: httpx.AsyncClient) -> None:
+    # Exactly at the limit is not over it: the form is parsed (and has no token).
+    content = "x" * MAX_LOGIN_BODY_BYTES
+    response = await http.post("/login", content=content, headers=login_headers(as_form=True))
+    assert response.status_code == 400 and "<form" in response.text
