@@ -6,7 +6,9 @@ final ledger, so reading it later cannot make a false finding; an order still
 open is only checked for how long it has been open. A ledger row whose order
 is not in the visibility read (started since, or closed before --since) is
 looked up by id (DescribeWorkflowExecution: consistent, unlike visibility)
-before it is called an orphan.
+before it is called an orphan. A FAILED or CANCELLED order that kept an effect
+has its result read too (its final view, which lists the operators' decisions):
+an undo an operator resolved is theirs to have settled by hand.
 
 With --since, only orders open or closed since then are checked, and only rows
 changed since then are listed; an order that started before it gets its whole
@@ -25,15 +27,17 @@ import httpx
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from contracts.orders import STATUS_QUERY, WORKFLOW_TYPE, OrderStatus, OrderView
+from contracts.orders import STATUS_QUERY, WORKFLOW_TYPE, OrderResult, OrderStatus, OrderView
 from ordersaga.audit.rules import (
     Charge,
     Ledger,
     Order,
     Reservation,
+    Resolution,
     Shipment,
     Snapshot,
     StockLevel,
+    orders_that_kept_an_effect,
 )
 from ordersaga.runtime.settings import SERVICES
 from workflows.search_attributes import FAILED_STEP_KEY, ORDER_STATUS_KEY, ORDER_TOTAL_CENTS_KEY
@@ -42,6 +46,8 @@ from workflows.search_attributes import FAILED_STEP_KEY, ORDER_STATUS_KEY, ORDER
 PAGE_SIZE = 500
 # Requests in flight to one service at a time, for the per-order reads.
 SERVICE_CONCURRENCY = 8
+# Results read from Temporal at a time (orders that kept an effect).
+RESULT_CONCURRENCY = 8
 
 
 class AuditUnavailable(Exception):
@@ -97,6 +103,17 @@ async def collect(sources: Sources, *, since: datetime | None) -> Snapshot:
         orders[order.order_id] = replace(
             order, parked_reason=await _parked_reason(sources, order.order_id)
         )
+    kept = orders_that_kept_an_effect(orders.values(), ledger)
+    gate = asyncio.Semaphore(RESULT_CONCURRENCY)
+
+    async def resolutions_of(order_id: str) -> tuple[Resolution, ...]:
+        async with gate:
+            return await _resolutions(sources.temporal, order_id)
+
+    for order_id, resolutions in zip(
+        kept, await _all(resolutions_of(order_id) for order_id in kept), strict=True
+    ):
+        orders[order_id] = replace(orders[order_id], resolutions=resolutions)
     return Snapshot(
         taken_at=taken_at,
         orders=sorted(orders.values(), key=lambda o: o.order_id),
@@ -173,6 +190,31 @@ async def _parked_reason(sources: Sources, order_id: str) -> str | None:
         return None
     reason: str | None = view.failure_reason
     return reason
+
+
+async def _resolutions(client: Client, order_id: str) -> tuple[Resolution, ...]:
+    """The calls operators resolved, from the closed order's result (one history
+    read: its close event). Empty when it has none, or holds no view (an order
+    from before the view), or this keyring cannot decrypt it: the finding then
+    stays an error, which is the safe side."""
+    handle = client.get_workflow_handle(order_id, result_type=OrderResult)
+    try:
+        result = await handle.result(follow_runs=False)
+    except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:
+            return ()  # gone since (retention): nothing to read
+        raise AuditUnavailable(
+            f"Temporal refused the result of {order_id}: {error.message}"
+        ) from None
+    except (ValueError, TypeError):
+        return ()  # a payload this keyring or converter cannot read
+    if not isinstance(result, OrderResult) or result.view is None:
+        return ()
+    return tuple(
+        Resolution(step=action.step, operator=action.operator, note=action.note, at=action.at)
+        for action in result.view.operator_actions
+        if action.decision == "resolve"
+    )
 
 
 # --- the services ------------------------------------------------------------------

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal, TypeVar
 
-from contracts.orders import OrderStatus, format_money
+from contracts.orders import CompensationName, OrderStatus, format_money
 
 Severity = Literal["error", "warning"]
 
@@ -61,14 +61,39 @@ class Kind(StrEnum):
     ORDER_OPEN_TOO_LONG = "order_open_too_long"
     # NEEDS_ATTENTION: waiting, by design, for an operator's retry or resolve.
     ORDER_PARKED = "order_parked"
+    # A FAILED or CANCELLED order that kept an effect (a charge_not_refunded,
+    # shipment_not_cancelled or reservation_committed otherwise) whose undo an
+    # operator resolved: they said it was settled by hand. For the books.
+    RESOLVED_BY_OPERATOR = "resolved_by_operator"
 
 
-# Every kind is an error but a parked order: the saga did what it is meant to
-# and an operator has work to do, which the audit reports without failing.
+# Every kind is an error but these two: the saga did what it is meant to and an
+# operator has work to do, or has done it by hand; the audit reports them
+# without failing.
 SEVERITY: Mapping[Kind, Severity] = {
     **dict.fromkeys(Kind, "error"),
     Kind.ORDER_PARKED: "warning",
+    Kind.RESOLVED_BY_OPERATOR: "warning",
 }
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """An operator's `resolve` of a parked order's refused call, as the order's
+    result keeps it (OrderView.operator_actions with decision "resolve")."""
+
+    # The refused call: refund_payment, cancel_shipment, release_inventory, ...
+    step: str
+    # The subject of the operator's token ("" from API builds that sent none).
+    operator: str
+    note: str
+    at: str
+
+    def describe(self) -> str:
+        who = f"operator {self.operator}" if self.operator else "an operator"
+        when = f" at {self.at}" if self.at else ""
+        why = f": {self.note!r}" if self.note else " (no note)"
+        return f"{self.step} resolved by {who}{when}{why}"
 
 
 @dataclass(frozen=True)
@@ -86,10 +111,23 @@ class Order:
     failed_step: str | None = None
     # NEEDS_ATTENTION only: why, from the order's status query, when a worker answered.
     parked_reason: str | None = None
+    # A compensated order that kept an effect only: the calls operators resolved,
+    # from the order's result (empty when none, or when it could not be read).
+    resolutions: tuple[Resolution, ...] = ()
 
     @property
     def is_open(self) -> bool:
         return self.execution_status == RUNNING
+
+    @property
+    def is_compensated(self) -> bool:
+        """Closed by the saga itself as FAILED or CANCELLED."""
+        return self.execution_status == COMPLETED_EXECUTION and self.order_status in _COMPENSATED
+
+    def resolution_of(self, step: str) -> Resolution | None:
+        """The operator's last resolve of the call `step`, if any."""
+        found = [r for r in self.resolutions if r.step == step]
+        return found[-1] if found else None
 
 
 @dataclass(frozen=True)
@@ -200,6 +238,20 @@ def check(snapshot: Snapshot, policy: Policy | None = None) -> list[Finding]:
     return sorted(findings, key=_order_of_findings)
 
 
+def orders_that_kept_an_effect(orders: Iterable[Order], ledger: Ledger) -> list[str]:
+    """The FAILED or CANCELLED orders with a row still in its forward state:
+    those whose resolutions (if an operator resolved the undo) decide between
+    an error and a resolved_by_operator warning. collect reads only theirs."""
+    compensated = {order.order_id for order in orders if order.is_compensated}
+    return sorted(
+        {
+            row.order_id
+            for row in ledger.rows()
+            if row.order_id in compensated and _left_in_effect(row) is not None
+        }
+    )
+
+
 def count_by_kind(findings: Iterable[Finding]) -> dict[Kind, int]:
     """Every kind, with 0 for those not found (a metric needs each series)."""
     counts = dict.fromkeys(Kind, 0)
@@ -250,7 +302,7 @@ def _check_order(order: Order, ledger: Ledger, now: datetime, policy: Policy) ->
             order.order_id,
             {**_order_evidence(order), **ledger.evidence()},
         )
-    elif status in _COMPENSATED:
+    elif order.is_compensated:
         yield from _compensated_order(order, ledger)
     else:
         yield from _completed_order(order, ledger)
@@ -293,30 +345,53 @@ def _open_order(order: Order, now: datetime, policy: Policy) -> Iterable[Finding
 
 def _compensated_order(order: Order, ledger: Ledger) -> Iterable[Finding]:
     """A FAILED or CANCELLED order undid every step it took: a row still in its
-    forward state is a step left in effect."""
+    forward state is a step left in effect. Unless an operator resolved that
+    very undo (the refused call that parked the order): then they said it was
+    settled by hand, and the row is reported for the books, as a warning."""
     for row in ledger.rows():
         left = _left_in_effect(row)
-        if left is not None:
-            kind, what = left
-            noun, row_id = _noun_and_id(row)
-            message = f"{order.order_status} order has {what}"
+        if left is None:
+            continue
+        kind, what, undo = left
+        noun, row_id = _noun_and_id(row)
+        message = f"{order.order_status} order has {what}"
+        resolution = order.resolution_of(undo.value)
+        if resolution is None:
             yield _about(order, kind, row_id, message, **{noun: _row(row)})
+        else:
+            yield _about(
+                order,
+                Kind.RESOLVED_BY_OPERATOR,
+                row_id,
+                f"{message}; {resolution.describe()}",
+                **{noun: _row(row)},
+                unresolved_kind=kind.value,
+                resolution=asdict(resolution),
+            )
 
 
-def _left_in_effect(row: Charge | Shipment | Reservation) -> tuple[Kind, str] | None:
+def _left_in_effect(
+    row: Charge | Shipment | Reservation,
+) -> tuple[Kind, str, CompensationName] | None:
     """What the row's forward state means once its order was compensated, if
-    it is still in it: the kind of finding and the row described."""
+    it is still in it: the kind of finding, the row described, and the undo
+    that should have changed it."""
     if isinstance(row, Charge) and row.state == CAPTURED:
         money = format_money(row.amount_cents, row.currency)
         return (
             Kind.CHARGE_NOT_REFUNDED,
             f"captured charge {row.charge_id} ({money}), never refunded",
+            CompensationName.REFUND_PAYMENT,
         )
     if isinstance(row, Shipment) and row.state == SHIPMENT_CREATED:
-        return Kind.SHIPMENT_NOT_CANCELLED, f"live shipment {row.shipment_id}, never cancelled"
+        return (
+            Kind.SHIPMENT_NOT_CANCELLED,
+            f"live shipment {row.shipment_id}, never cancelled",
+            CompensationName.CANCEL_SHIPMENT,
+        )
     if isinstance(row, Reservation) and row.state == COMMITTED:
         what = f"committed reservation {row.reservation_id}: its stock left the warehouse"
-        return Kind.RESERVATION_COMMITTED, what
+        return Kind.RESERVATION_COMMITTED, what, CompensationName.RELEASE_INVENTORY
     return None
 
 

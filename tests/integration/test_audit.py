@@ -330,3 +330,37 @@ async def test_a_refused_admin_token_exits_2(placed: Placed) -> None:
     assert result.status == 2, (result.stdout, result.stderr)
     assert result.stderr.count("\n") == 1
     assert "ORDERSAGA_ADMIN_TOKEN" in result.stderr
+
+
+# --- resolved by an operator --------------------------------------------------------
+
+
+async def test_a_refund_an_operator_resolved_is_a_warning_not_an_error(
+    placed: Placed, tmp_path: Path
+) -> None:
+    """The README's refused refund (tok_refundFail to AQ), resolved through the
+    API: its charge stays captured in the ledger, and the audit says so without
+    failing or alerting. Last in the module: it leaves that warning behind."""
+    body = orders.order_body(sku=placed.sku, country="AQ", payment_token="tok_refundFail")
+    order_id = await place(placed.stack, body)
+    await placed.stack.wait_for_status(order_id, "NEEDS_ATTENTION")
+    resolved = await placed.stack.api.post(  # the stack's API client reads as an operator
+        f"/orders/{order_id}/compensation/resolve", json={"note": "refunded by hand"}
+    )
+    assert resolved.status_code == 202, resolved.text
+    assert await wait_for_end(placed.stack, order_id) == "FAILED"
+    metrics = tmp_path / "ordersaga_audit.prom"
+
+    as_json = await audit(placed, "--json", "--metrics-file", str(metrics))
+
+    assert as_json.status == 0, (as_json.stdout, as_json.stderr)
+    assert as_json.errors() == []
+    (finding,) = [f for f in as_json.document()["findings"] if f["order_id"] == order_id]
+    assert (finding["kind"], finding["severity"]) == ("resolved_by_operator", "warning")
+    assert "never refunded" in finding["message"]
+    assert "refund_payment resolved by operator op_tester" in finding["message"]
+    assert "refunded by hand" in finding["message"]
+    assert finding["evidence"]["unresolved_kind"] == "charge_not_refunded"
+    text = metrics.read_text()
+    assert 'ordersaga_audit_discrepancies{kind="charge_not_refunded",severity="error"} 0' in text
+    assert 'ordersaga_audit_discrepancies{kind="resolved_by_operator",severity="warning"} 1' in text

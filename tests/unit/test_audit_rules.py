@@ -23,13 +23,16 @@ from ordersaga.audit.rules import (
     Charge,
     Finding,
     Kind,
+    Ledger,
     Order,
     Policy,
     Reservation,
+    Resolution,
     Shipment,
     Snapshot,
     StockLevel,
     check,
+    orders_that_kept_an_effect,
 )
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -118,6 +121,118 @@ def test_a_compensated_order_that_kept_an_effect(order_id: str, kind: Kind, subj
     assert (finding.kind, finding.order_id, finding.subject) == (kind, order_id, subject)
     assert finding.severity == "error"
     assert finding.evidence["order"]["order_status"] in ("FAILED", "CANCELLED")
+
+
+REFUNDED_BY_HAND = Resolution(
+    step="refund_payment",
+    operator="ops_ada",
+    note="refunded by hand",
+    at="2025-03-01T11:58:00+00:00",
+)
+
+
+def refund_refused(*resolutions: Resolution) -> Snapshot:
+    """The README's tok_refundFail to AQ order, ended FAILED: its charge still
+    captured in the ledger (the issuer refused the refund), the rest undone."""
+    base = clean_snapshot()
+    orders = [
+        replace(o, resolutions=resolutions) if o.order_id == "ord_aq" else o for o in base.orders
+    ]
+    return replace(base, orders=orders, charges=[charge("ord_done"), charge("ord_aq")])
+
+
+def test_an_unrefunded_charge_an_operator_resolved_is_a_warning_naming_the_resolution() -> None:
+    snapshot = refund_refused(REFUNDED_BY_HAND)
+
+    finding = only(check(snapshot))
+    report = report_of(snapshot)
+
+    assert (finding.kind, finding.severity) == (Kind.RESOLVED_BY_OPERATOR, "warning")
+    assert (finding.order_id, finding.subject) == ("ord_aq", "ch_ord_aq_1")
+    assert "captured charge ch_ord_aq_1 (45.00 EUR), never refunded" in finding.message
+    assert "refund_payment resolved by operator ops_ada" in finding.message
+    assert "'refunded by hand'" in finding.message
+    assert finding.evidence["unresolved_kind"] == "charge_not_refunded"
+    assert finding.evidence["resolution"]["note"] == "refunded by hand"
+    assert finding.evidence["charge"]["state"] == "captured"
+    # Not an error anywhere an alert looks: the report, the JSON, the textfile.
+    assert report.errors == [] and report.as_json()["clean"] is True
+    text = metrics_text(report, ended_at=NOW)
+    assert 'ordersaga_audit_discrepancies{kind="resolved_by_operator",severity="warning"} 1' in text
+    assert 'ordersaga_audit_discrepancies{kind="charge_not_refunded",severity="error"} 0' in text
+
+
+def test_the_same_unrefunded_charge_without_a_resolution_is_still_an_error() -> None:
+    finding = only(check(refund_refused()))
+
+    assert (finding.kind, finding.severity) == (Kind.CHARGE_NOT_REFUNDED, "error")
+    assert "resolved" not in finding.message
+
+
+def test_a_resolution_of_another_call_does_not_excuse_an_unrefunded_charge() -> None:
+    elsewhere = replace(REFUNDED_BY_HAND, step="cancel_shipment", note="parcel recalled")
+
+    finding = only(check(refund_refused(elsewhere)))
+
+    assert (finding.kind, finding.severity) == (Kind.CHARGE_NOT_REFUNDED, "error")
+
+
+def test_a_resolution_without_operator_or_note_still_says_so() -> None:
+    anonymous = Resolution(step="refund_payment", operator="", note="", at="")
+
+    finding = only(check(refund_refused(anonymous)))
+
+    assert finding.kind is Kind.RESOLVED_BY_OPERATOR
+    assert finding.message.endswith("refund_payment resolved by an operator (no note)")
+
+
+@pytest.mark.parametrize(
+    ("plant", "step", "unresolved"),
+    [
+        ("shipment", "cancel_shipment", Kind.SHIPMENT_NOT_CANCELLED),
+        ("committed", "release_inventory", Kind.RESERVATION_COMMITTED),
+    ],
+)
+def test_the_other_undos_an_operator_resolved_are_warnings_too(
+    plant: str, step: str, unresolved: Kind
+) -> None:
+    base = clean_snapshot()
+    if plant == "shipment":
+        base = replace(base, shipments=[*base.shipments, shipment("ord_cancelled")])
+    else:
+        base = replace(
+            base,
+            reservations=[
+                replace(r, state="committed") if r.order_id == "ord_cancelled" else r
+                for r in base.reservations
+            ],
+        )
+    resolved = replace(
+        base,
+        orders=[
+            replace(o, resolutions=(replace(REFUNDED_BY_HAND, step=step),))
+            if o.order_id == "ord_cancelled"
+            else o
+            for o in base.orders
+        ],
+    )
+
+    assert only(check(base)).kind is unresolved
+    finding = only(check(resolved))
+    assert (finding.kind, finding.severity) == (Kind.RESOLVED_BY_OPERATOR, "warning")
+    assert finding.evidence["unresolved_kind"] == unresolved.value
+    assert f"{step} resolved by operator ops_ada" in finding.message
+
+
+def test_only_compensated_orders_that_kept_an_effect_have_their_resolutions_read() -> None:
+    snapshot = refund_refused()
+    ledger = Ledger(list(snapshot.charges), list(snapshot.shipments), list(snapshot.reservations))
+
+    assert orders_that_kept_an_effect(snapshot.orders, ledger) == ["ord_aq"]
+    assert orders_that_kept_an_effect(clean_snapshot().orders, ledger) == ["ord_aq"]
+    clean = clean_snapshot()
+    clean_ledger = Ledger(list(clean.charges), list(clean.shipments), list(clean.reservations))
+    assert orders_that_kept_an_effect(clean.orders, clean_ledger) == []
 
 
 def test_a_closed_order_still_holding_its_reservation() -> None:
