@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from fastapi.types import DecoratedCallable as RouteFn
 from temporalio.client import WorkflowExecution
 
-from api.auth import CustomerDep, OperatorDep, ReaderDep
+from api.auth import CustomerDep, OperatorDep, ReaderDep, operator
 from api.deps import (
     IdempotencyKeyDep,
     OpenOrderCapDep,
@@ -45,6 +45,12 @@ from ordersaga.runtime.logging import bind_log_fields
 from workflows.search_attributes import CUSTOMER_ID_KEY, ORDER_STATUS_KEY, ORDER_TOTAL_CENTS_KEY
 
 router = APIRouter(prefix="/orders", tags=["orders"])
+
+# ORDER_ID_AFTER_CALLER: a route with an order id in its path names its caller
+# first, so that FastAPI, which solves dependencies in order, refuses a wrong
+# caller (401, 403) before it looks at the id (404 for a malformed one): a
+# stranger learns nothing, not even which ids are well formed.
+# tests/integration/api/test_auth.py checks every such route.
 
 Responses = dict[int | str, dict[str, Any]]
 
@@ -182,7 +188,7 @@ async def list_orders(
     responses={**_NOT_FOUND, **_AUTH, **_UNAVAILABLE},
     summary="Read an order",
 )
-async def get_order(*, order_id: OrderIdDep, caller: ReaderDep, orders: OrdersDep) -> OrderPublic:
+async def get_order(*, caller: ReaderDep, order_id: OrderIdDep, orders: OrdersDep) -> OrderPublic:
     """The order's status, priced items and every saga step. A customer reads
     only their own orders (another's is 404, as if it did not exist); operators
     read all, with the full account of any failure.
@@ -213,8 +219,8 @@ async def get_order(*, order_id: OrderIdDep, caller: ReaderDep, orders: OrdersDe
 )
 async def cancel_order(
     *,
-    order_id: OrderIdDep,
     caller: CustomerDep,
+    order_id: OrderIdDep,
     orders: OrdersDep,
     request: Annotated[CancelRequest | None, Body()] = None,
 ) -> OrderCancelAccepted:
@@ -260,6 +266,8 @@ def _operator_decision(path: str, *, summary: str) -> Callable[[RouteFn], RouteF
         responses=_OPERATOR_RESPONSES,
         tags=["operator"],
         summary=summary,
+        # Before the order's id is looked at (ORDER_ID_AFTER_CALLER, above).
+        dependencies=[Depends(operator)],
     )
 
 

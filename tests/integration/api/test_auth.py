@@ -194,6 +194,40 @@ async def test_operators_may_not_place_or_cancel_as_customers(
     assert response.status_code == 403, response.text
 
 
+# Not an order id this API could issue: were it looked at first, it would be 404.
+MALFORMED_ORDER_ID = "nonsense"
+
+
+def _wrong_callers(route: Route) -> list[tuple[str, dict[str, str], int]]:
+    callers = [
+        ("no-token", {}, 401),
+        ("no-scope", bearer(TEST_ISSUER.mint("cus_noscope", ["profile"])), 403),
+    ]
+    if route.needs == "operator":
+        callers.append(("a-customer", bearer(customer_token("cus_x")), 403))
+    if route.needs == "customer":
+        callers.append(("an-operator", bearer(operator_token()), 403))
+    return callers
+
+
+@pytest.mark.parametrize(
+    ("route", "caller", "headers", "expected"),
+    [
+        pytest.param(route, caller, headers, expected, id=f"{route.path} {caller}")
+        for route in ROUTES
+        if "{order_id}" in route.path
+        for caller, headers, expected in _wrong_callers(route)
+    ],
+)
+async def test_a_wrong_caller_is_refused_before_the_order_id_is_looked_at(
+    auth_api: httpx.AsyncClient, route: Route, caller: str, headers: dict[str, str], expected: int
+) -> None:
+    """A stranger learns nothing from an order route, not even which ids are
+    well formed: the caller is checked before the id (api/routes/orders.py)."""
+    response = await route.request(auth_api, MALFORMED_ORDER_ID, headers)
+    assert response.status_code == expected, response.text
+
+
 async def test_another_customers_order_is_not_found_for_reading_or_cancelling(
     auth_api: httpx.AsyncClient, new_order: NewOrder
 ) -> None:
