@@ -153,15 +153,42 @@ class TemporalOrders:
             return
         log.info("accepted order %s for customer %s", order.order_id, order.customer_id)
 
+    async def accepted_before(self, order_id: str, *, fingerprint: str) -> bool:
+        """Whether this very request was accepted before: its order exists, started
+        by a request with this fingerprint. Raises IdempotencyKeyReused when the
+        order was started by a different request.
+
+        For a request a limit has refused: a retry of an order already accepted
+        gets the order, as the contract promises, not the limit's refusal. Only
+        refused requests ask, so an order placed within the limits costs no
+        look-up.
+        """
+        try:
+            async with self._server_deadline():
+                original = await self._stored_fingerprint(order_id)
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        if original != fingerprint:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was already used for a different request"
+            )
+        log.info("replayed order %s for a repeated request past a limit", order_id)
+        return True
+
     async def _original_fingerprint(self, order_id: str) -> str | None:
         # NOT_FOUND: removed between our start and this look-up (its retention
         # just expired); a retry will find the id free and start anew.
         with _not_found_as(
             TemporalUnavailable("the earlier order under this key is being removed; retry")
         ):
-            description = await self._client.get_workflow_handle(order_id).describe(
-                rpc_timeout=self._rpc_timeout
-            )
+            return await self._stored_fingerprint(order_id)
+
+    async def _stored_fingerprint(self, order_id: str) -> str | None:
+        description = await self._client.get_workflow_handle(order_id).describe(
+            rpc_timeout=self._rpc_timeout
+        )
         fingerprint = await description.memo_value(FINGERPRINT_MEMO, None, type_hint=str)
         return fingerprint if isinstance(fingerprint, str) else None
 

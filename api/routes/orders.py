@@ -19,7 +19,13 @@ from api.deps import (
     OrderRateLimitDep,
     OrdersDep,
 )
-from api.errors import CurrencyNotSold, Forbidden, OrderNotFound
+from api.errors import (
+    CurrencyNotSold,
+    Forbidden,
+    OrderNotFound,
+    RateLimited,
+    TooManyOpenOrders,
+)
 from api.ids import SAFE_ID_PATTERN, derive_order_id, request_fingerprint
 from api.schemas import (
     CancelRequest,
@@ -125,13 +131,17 @@ async def place_order(
     customer_id = caller.customer_id
     order_id = derive_order_id(customer_id, key)
     bind_log_fields(order_id=order_id, workflow_id=order_id)
-    await rate_limit.check(customer_id)
-    await open_order_cap.check(customer_id, count=orders.open_orders_of)
-    await orders.place(
-        order.to_place_order(order_id, customer_id),
-        fingerprint=request_fingerprint(order.canonical()),
-    )
-    open_order_cap.placed(customer_id)
+    fingerprint = request_fingerprint(order.canonical())
+    try:
+        await rate_limit.check(customer_id)
+        await open_order_cap.check(customer_id, count=orders.open_orders_of)
+    except (RateLimited, TooManyOpenOrders):
+        # A retry of an order already accepted gets its answer, not the refusal.
+        if not await orders.accepted_before(order_id, fingerprint=fingerprint):
+            raise
+    else:
+        await orders.place(order.to_place_order(order_id, customer_id), fingerprint=fingerprint)
+        open_order_cap.placed(customer_id)
     response.headers["Location"] = order_path(order_id)
     return OrderAccepted(
         order_id=order_id,

@@ -9,6 +9,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -65,6 +66,37 @@ async def test_a_customer_over_the_rate_limit_gets_429_with_retry_after(
     assert other.status_code == 202, "one customer's limit must not throttle another"
 
 
+async def test_a_retry_of_an_order_already_accepted_gets_the_order_not_the_rate_limit(
+    settings: Settings, temporal_client: Client, fakes: FakeDomainActivities, new_order: NewOrder
+) -> None:
+    """The contract: the same key and body again return the same order. A
+    client whose first answer was lost retries, perhaps once its customer has
+    reached the limit; the retry must not read as a refusal of the order."""
+    app = create_app(
+        _limited_settings(settings, api_order_rate_limit="2/minute"),
+        client=temporal_client,
+        verifier=verifier_for_tests(),
+    )
+    customer = new_customer_id()
+    first = new_order(customer_id=customer)
+    async with asgi_client(app) as api:
+        accepted = await place(api, first)
+        assert (await place(api, new_order(customer_id=customer))).status_code == 202
+        refused = await place(api, new_order(customer_id=customer))
+        retried = await place(api, first)
+        # The same key with another body is still the key's misuse, limit or not.
+        misused = await place(
+            api, replace(first, body={**first.body, "items": [{"sku": "sku_mug", "quantity": 3}]})
+        )
+
+    assert refused.status_code == 429, refused.text
+    assert retried.status_code == 202, retried.text
+    assert retried.json() == accepted.json()
+    assert retried.headers["Location"] == accepted.headers["Location"]
+    assert misused.status_code == 422, misused.text
+    assert misused.json()["detail"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+
+
 async def test_a_customer_with_too_many_open_orders_gets_429(
     settings: Settings, temporal_client: Client, fakes: FakeDomainActivities, new_order: NewOrder
 ) -> None:
@@ -84,9 +116,13 @@ async def test_a_customer_with_too_many_open_orders_gets_429(
             return response if response.status_code == 429 else None
 
         response = await eventually(refused)
+        # A retry of the open order itself gets the order, not the cap.
+        retried = await place(api, first)
         gate.set()
     assert response.json()["detail"]["code"] == "TOO_MANY_OPEN_ORDERS"
     assert "Retry-After" in response.headers
+    assert retried.status_code == 202, retried.text
+    assert retried.json()["order_id"] == first.order_id
 
 
 @needs_redis
