@@ -499,8 +499,12 @@ async def _worker_deadline() -> AsyncIterator[None]:
     # The SDK turns the cancellation of an update call into its own
     # RPCTimeoutOrCancelledError, so the deadline surfaces as either.
     except (TimeoutError, RPCTimeoutOrCancelledError) as err:
+        # Temporal keeps the request for the order's next workflow task, so it
+        # can still take effect once a worker is back: say so. Repeating it is
+        # safe (a second cancel changes nothing) and returns its outcome.
         raise WorkersUnavailable(
-            "no worker answered in time; the order may still be busy, retry later"
+            "no worker answered in time; the request may still take effect when one "
+            "does, and repeating it is safe: retry later to learn its outcome"
         ) from err
 
 
