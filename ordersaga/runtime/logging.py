@@ -185,19 +185,43 @@ class JsonLineFormatter(JsonFormatter):
         log_data.update(fields)
 
 
+# Characters that would end a text line or change how a terminal or grep reads
+# the file: C0 and C1 controls, DEL and Unicode's line and paragraph
+# separators, each written as its escape (a newline as \x0a).
+_CONTROL_ESCAPES = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+}
+
+
+def escape_controls(text: str) -> str:
+    """`text` on one line with no control character: what a client sent (a
+    request's path, an id) cannot forge a log line of its own, colour a
+    terminal, or make grep take the file for binary with a NUL."""
+    return text.translate(_CONTROL_ESCAPES)
+
+
 class TextFormatter(logging.Formatter):
-    """`12:00:01 INFO    logger: message order_id=... step=... duration_ms=...`."""
+    """`12:00:01 INFO    logger: message order_id=... step=... duration_ms=...`.
+
+    One line per event: the message and the fields have their control
+    characters escaped (escape_controls); only a traceback, ours, spans lines.
+    (JSON lines escape them anyway.)
+    """
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT, TEXT_DATE_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().formatMessage(record))
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         fields = event_fields(record)
         if fields.get("workflow_id") == fields.get("order_id"):
             fields.pop("workflow_id", None)
-        pairs = " ".join(
-            f"{key}={value}" for key, value in fields.items() if key not in _TEXT_HIDDEN
+        pairs = escape_controls(
+            " ".join(f"{key}={value}" for key, value in fields.items() if key not in _TEXT_HIDDEN)
         )
         if not pairs:
             return line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -53,18 +54,27 @@ def captured_text() -> Iterator[Captured]:
     yield from _capture("text")
 
 
-def _capture(log_format: str) -> Iterator[Captured]:
+def _capture(
+    log_format: str, logger_name: str = "ordersaga.test", level: int = logging.DEBUG
+) -> Iterator[Captured]:
     capture = Captured(log_format)
-    logger = logging.getLogger("ordersaga.test")
+    logger = logging.getLogger(logger_name)
     logger.addHandler(capture.handler)
-    logger.setLevel(logging.DEBUG)
+    logger.setLevel(level)
     try:
         yield capture
     finally:
         logger.removeHandler(capture.handler)
+        logger.setLevel(logging.NOTSET)
 
 
 log = logging.getLogger("ordersaga.test")
+
+
+@contextlib.contextmanager
+def access_log_captured(log_format: str) -> Iterator[Captured]:
+    """What the access log writes meanwhile, in `log_format`."""
+    yield from _capture(log_format, "ordersaga.access", logging.INFO)
 
 
 def test_a_json_line_has_the_event_the_context_and_the_trace(captured_json: Captured) -> None:
@@ -224,20 +234,13 @@ async def test_access_log_one_line_per_request_with_route_status_and_duration() 
     async def healthz() -> dict[str, str]:
         return {}
 
-    capture = Captured("json")
-    access = logging.getLogger("ordersaga.access")
-    access.addHandler(capture.handler)
-    access.setLevel(logging.INFO)
-    try:
+    with access_log_captured("json") as capture:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://api"
         ) as client:
             assert (await client.post("/orders/ord_42/cancel?x=1")).status_code == 200
             assert (await client.get("/healthz")).status_code == 200
             assert (await client.get("/nowhere")).status_code == 404
-    finally:
-        access.removeHandler(capture.handler)
-        access.setLevel(logging.NOTSET)
     cancel_line, missing = capture.records()  # /healthz is DEBUG only
     assert cancel_line["http_route"] == "/orders/{order_id}/cancel"
     assert cancel_line["http_path"] == "/orders/ord_42/cancel"  # no query string
@@ -246,3 +249,53 @@ async def test_access_log_one_line_per_request_with_route_status_and_duration() 
     assert isinstance(cancel_line["duration_ms"], float)
     assert missing["http_status"] == 404
     assert "http_route" not in missing
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        "x\n12:00:00 ERROR   api.errors: FORGED",
+        "x\r\n12:00:00 ERROR   api.errors: FORGED",
+        "x\x00y",
+        "x\x1b[2Jy",
+        "x\u2028y",
+        "x\x85y",
+    ],
+)
+def test_a_text_line_stays_one_line_whatever_the_client_sent(
+    captured_text: Captured, sent: str
+) -> None:
+    """A path or id a client chose, in the message or in a field, cannot start
+    a log line of its own, drive a terminal, or make the file read as binary."""
+    with log_context(order_id=sent):
+        log.info("GET %s 404", f"/orders/{sent}", extra={"http_path": sent})
+    output = captured_text.stream.getvalue()
+    (line,) = output.splitlines()
+    assert line.count("FORGED") >= sent.count("FORGED")  # escaped, not dropped
+    assert not any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in line)
+    assert "\u2028" not in line
+    assert " INFO    ordersaga.test: GET /orders/x" in line
+
+
+def test_a_traceback_still_follows_its_text_line(captured_text: Captured) -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("failed on\nmany lines")
+    head, *traceback = captured_text.lines
+    assert head.endswith("failed on\\x0amany lines")
+    assert traceback[0] == "Traceback (most recent call last):"
+    assert traceback[-1] == "ValueError: boom"
+
+
+async def test_the_access_log_escapes_a_forged_path() -> None:
+    app = FastAPI()
+    app.add_middleware(AccessLogMiddleware)
+    with access_log_captured("text") as capture:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://api"
+        ) as client:
+            forged = "/orders/x%0A18:50:00%20ERROR%20%20%20api.errors:%20FORGED%00"
+            assert (await client.get(forged)).status_code == 404
+    (line,) = capture.lines
+    assert "/orders/x\\x0a18:50:00 ERROR   api.errors: FORGED\\x00 404" in line
