@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -180,7 +181,11 @@ class HttpGuard:
 
     def _parse_float(self, literal: str) -> float:
         self._check_length(literal)
-        return float(literal)
+        value = float(literal)
+        if not math.isfinite(value):
+            # 1e999 is a valid JSON number that Python reads as infinity.
+            raise _NumberTooLong(f"the body has a number past a float's range ({literal})")
+        return value
 
     def _check_length(self, literal: str) -> None:
         if len(literal) > self.max_number_digits:
