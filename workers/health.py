@@ -1,7 +1,9 @@
 """The worker's probe port: `/healthz` (process alive) and `/readyz` (serving).
 
 Ready means what an orchestrator needs to know before it moves on with a
-rollout: the process is connected to Temporal, every worker in it is running,
+rollout: the process is connected to Temporal, whose namespace has the saga's
+search attributes (without them every order's workflow task fails), every
+worker in it is running,
 the first-deploy bootstrap of the deployments' current version is settled, the
 Temporal server has listed this process (by its identity, and build id when
 versioned) among the recent pollers of every task queue it serves, and the
@@ -34,6 +36,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from contracts import task_queues
+from ordersaga.runtime.temporal_config import missing_search_attributes, search_attributes_problem
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,7 @@ class WorkerHealth:
     draining: bool = False
     _cached: tuple[float, str | None] | None = None
     _seen_polling: set[str] = field(default_factory=set)
+    _search_attributes_found: bool = False
 
     async def readiness_problem(self) -> str | None:
         """Why this process is not ready, or None when it is."""
@@ -86,6 +90,12 @@ class WorkerHealth:
 
     async def _polling_problem(self, client: Client) -> str | None:
         try:
+            if not self._search_attributes_found:
+                missing = await missing_search_attributes(client, rpc_timeout=_DESCRIBE_TIMEOUT)
+                if missing:
+                    return search_attributes_problem(missing, client.namespace)
+                # Nobody removes them from a running system: not asked again.
+                self._search_attributes_found = True
             for queue in self.queues:
                 if queue not in self._seen_polling and await self._lists_our_poller(client, queue):
                     self._seen_polling.add(queue)

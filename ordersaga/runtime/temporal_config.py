@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import functools
 import inspect
+from datetime import timedelta
 from types import CodeType
 from typing import Any
 
 from opentelemetry.trace import TracerProvider
 from pydantic import TypeAdapter
 from temporalio.api.common.v1 import Payload
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter
 from temporalio.converter import (
@@ -26,6 +29,7 @@ from temporalio.converter import (
 from temporalio.worker import WorkflowInstance, WorkflowInstanceDetails
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from contracts.search_attributes import SEARCH_ATTRIBUTE_TYPES
 from ordersaga.runtime.codec import EncryptionCodec
 from ordersaga.runtime.keyring import Keyring
 
@@ -88,6 +92,27 @@ def data_converter(keyring: Keyring | None) -> DataConverter:
         payload_converter_class=PayloadConverter,
         payload_codec=EncryptionCodec(keyring) if keyring is not None else None,
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
+async def missing_search_attributes(client: Client, *, rpc_timeout: timedelta) -> list[str]:
+    """The saga's custom search attributes the client's namespace lacks, sorted.
+
+    Without them Temporal refuses every order's start and the workflow's every
+    upsert: a Temporal that answers is not enough to be ready. `ordersaga dev`
+    registers them, a deployment's setup step must (README, "Running in
+    production")."""
+    registered = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace), timeout=rpc_timeout
+    )
+    return sorted(set(SEARCH_ATTRIBUTE_TYPES) - set(registered.custom_attributes))
+
+
+def search_attributes_problem(missing: list[str], namespace: str) -> str:
+    """What a readiness probe says when `missing` is not empty."""
+    return (
+        f"Temporal namespace {namespace!r} lacks the search attributes "
+        f"{', '.join(missing)}; register them (README, 'Running in production')"
     )
 
 

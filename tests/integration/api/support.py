@@ -94,9 +94,10 @@ async def eventually(
             await asyncio.sleep(POLL_INTERVAL_SECONDS)
 
 
-async def client_on_new_namespace(server_client: Client) -> Client:
-    """A client on a fresh namespace of the server, its search attributes usable."""
-    namespace = f"api-tests-{uuid.uuid4().hex[:8]}"
+async def client_on_bare_namespace(server_client: Client, prefix: str = "bare") -> Client:
+    """A client on a fresh namespace of the server with no search attribute
+    registered, as a Temporal set up by hand would be."""
+    namespace = f"{prefix}-{uuid.uuid4().hex[:8]}"
     await server_client.workflow_service.register_namespace(
         RegisterNamespaceRequest(
             namespace=namespace,
@@ -105,11 +106,16 @@ async def client_on_new_namespace(server_client: Client) -> Client:
     )
     # Encrypting, as every client and worker in production does; API processes
     # the tests start get the same keys (TEST_CODEC_KEYS).
-    client = await Client.connect(
+    return await Client.connect(
         server_client.service_client.config.target_host,
         namespace=namespace,
         data_converter=data_converter(TEST_KEYRING),
     )
+
+
+async def client_on_new_namespace(server_client: Client) -> Client:
+    """A client on a fresh namespace of the server, its search attributes usable."""
+    client = await client_on_bare_namespace(server_client, "api-tests")
 
     async def search_attributes_usable() -> bool | None:
         # A new namespace and its search attributes reach the frontend's

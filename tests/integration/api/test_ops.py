@@ -26,6 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 from api import temporal_orders
 from api.app import create_app
 from ordersaga.runtime.settings import Settings
+from tests.conftest import register_search_attributes
 from tests.fakes import FakeDomainActivities
 from tests.integration.api.support import (
     UNKNOWN_ORDER,
@@ -33,8 +34,10 @@ from tests.integration.api.support import (
     api_settings,
     asgi_client,
     bearer,
+    client_on_bare_namespace,
     client_on_new_namespace,
     customer_token,
+    eventually,
     free_port,
     new_customer_id,
     place,
@@ -385,3 +388,35 @@ async def test_an_open_order_whose_query_is_refused_reads_as_last_published(
     assert body["stale"] is True
     assert body["total_cents"] == 3499  # published once reserved
     await wait_for_status(api, order_id, "COMPLETED")
+
+
+async def test_not_ready_while_the_namespace_lacks_the_search_attributes(
+    dev_server_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    """A Temporal that answers but was set up by hand without the saga's search
+    attributes refuses every order's start: the API must not call itself ready."""
+    bare = await client_on_bare_namespace(dev_server_env.client)
+    app = create_app(
+        settings.model_copy(update={"temporal_namespace": bare.namespace}),
+        client=bare,
+        verifier=verifier_for_tests(),
+    )
+
+    async def not_ready() -> httpx.Response | None:
+        # The new namespace reaches the frontend's cache asynchronously.
+        answer = await api.get("/readyz")
+        return answer if "search attributes" in answer.text else None
+
+    async with asgi_client(app) as api:
+        ready = await eventually(not_ready)
+        assert ready.status_code == 503
+        for name in ("CustomerId", "FailedStep", "OrderStatus", "OrderTotalCents"):
+            assert name in ready.json()["reason"]
+
+        await register_search_attributes(bare)
+
+        async def ready_now() -> httpx.Response | None:
+            answer = await api.get("/readyz")
+            return answer if answer.status_code == 200 else None
+
+        assert (await eventually(ready_now)).json()["status"] == "ok"
