@@ -25,8 +25,10 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 from temporalio import activity
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.runtime import Runtime
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.http import ServiceClient
@@ -226,7 +228,7 @@ async def connect_when_reachable(
 
 
 class WorkerStartupError(Exception):
-    """The worker cannot start as configured (a port taken, a bad host)."""
+    """The worker cannot start as configured (a port taken, a bad host, no such namespace)."""
 
 
 def _process_runtime(settings: Settings) -> Runtime:
@@ -261,7 +263,8 @@ def _describe_start(settings: Settings, queues: Sequence[str]) -> None:
 async def run_worker(settings: Settings, queues: Sequence[str]) -> None:
     """Serve the queues until SIGTERM/SIGINT, then shut down gracefully.
 
-    Raises WorkerStartupError when a port it must listen on cannot be used.
+    Raises WorkerStartupError when a port it must listen on cannot be used, or
+    Temporal has no such namespace.
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -285,11 +288,34 @@ async def run_worker(settings: Settings, queues: Sequence[str]) -> None:
             if client is None:
                 log.info("stopped before Temporal became reachable")
                 return
+            await _require_namespace(client, settings)
             health.client = client
             await _serve(client, settings, queues, stop, health)
     except ProbePortError as error:
         raise WorkerStartupError(f"probe port: {error}") from None
     log.info("worker stopped")
+
+
+async def _require_namespace(client: Client, settings: Settings) -> None:
+    """A namespace the server lacks is a configuration error, not an outage:
+    say so in one line rather than let the SDK's worker validation fail with a
+    traceback once every worker is built."""
+    try:
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=settings.temporal_namespace),
+            timeout=_NAMESPACE_CHECK_TIMEOUT,
+        )
+    except RPCError as error:
+        if error.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        raise WorkerStartupError(
+            f"Temporal at {settings.temporal_address} has no namespace "
+            f"{settings.temporal_namespace!r}: create it (temporal operator namespace create) "
+            "or set ORDERSAGA_TEMPORAL_NAMESPACE"
+        ) from None
+
+
+_NAMESPACE_CHECK_TIMEOUT = timedelta(seconds=10)
 
 
 async def _serve(

@@ -4,14 +4,22 @@ process must not call itself ready."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from contracts import task_queues
 from tests.conftest import register_search_attributes
 from tests.integration.api.support import client_on_bare_namespace, eventually
+from tests.integration.stack import stack_settings
+from tests.keys import TEST_CODEC_KEYS
+from tests.ports import free_ports
 from workers.health import WorkerHealth
+from workers.main import WorkerStartupError, run_worker
 
 
 async def test_a_worker_is_not_ready_while_the_namespace_lacks_the_search_attributes(
@@ -41,3 +49,19 @@ async def test_a_worker_is_not_ready_while_the_namespace_lacks_the_search_attrib
 
     # Past the attributes, it now waits for its (absent) pollers instead.
     assert "no poller" in await eventually(next_problem)
+
+
+async def test_a_worker_for_a_namespace_temporal_lacks_stops_with_one_clear_line(
+    dev_server_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    health_port, metrics_port = free_ports(2)
+    settings = stack_settings(
+        dev_server_env.client,
+        tmp_path,
+        temporal_namespace="no-such-namespace",
+        codec_keys=TEST_CODEC_KEYS,
+        worker_health_port=health_port,
+        worker_metrics_port=metrics_port,
+    )
+    with pytest.raises(WorkerStartupError, match="has no namespace 'no-such-namespace'"):
+        await asyncio.wait_for(run_worker(settings, [task_queues.ORDERS]), timeout=60)
