@@ -41,8 +41,9 @@ if TYPE_CHECKING:
     from workflows.state import OrderState
 
 FORWARD_STEP_MAX_ATTEMPTS = 5
-# Roughly 1+2+4+8 s of backoff: a short outage is ridden out, a long one fails
-# the order instead of holding the customer's stock and money indefinitely.
+# The local attempt and 4 queued ones, 1, 2 and 4 s apart (runner.py): an
+# outage of a few seconds is ridden out, a longer one fails the order instead
+# of holding the customer's stock and money indefinitely.
 FORWARD_RETRY_POLICY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
