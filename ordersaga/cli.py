@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import errno
 import inspect
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -24,6 +27,7 @@ from ordersaga.runtime.settings import (
     MissingSecretError,
     Settings,
     describe_validation_error,
+    env_var_name,
     parse_queues,
 )
 
@@ -67,6 +71,28 @@ def load_settings(**overrides: Any) -> Settings:
         raise UsageError(f"invalid settings:\n{problems}") from None
     except SettingsError as error:
         raise UsageError(f"invalid settings: {error}") from None
+
+
+@contextlib.contextmanager
+def _data_dir_usable(settings: Settings, refusal: str) -> Iterator[None]:
+    """Turns an OSError on a file of the data dir, or a secret dev mode keeps in
+    it (ordersaga.runtime.dev_secrets), into one line naming the path."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None:  # not a file's (a socket's, say): not this one's to explain
+            raise
+        raise UsageError(
+            f"{refusal}: cannot use {error.filename} "
+            f"({env_var_name('data_dir')}={settings.data_dir}): {error.strerror or error}"
+        ) from None
+
+
+def _make_data_dir(settings: Settings) -> None:
+    """The data dir, created if absent; an OSError if it cannot be written to."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not os.access(settings.data_dir, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(settings.data_dir))
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -141,7 +167,8 @@ def cmd_service(args: argparse.Namespace) -> int:
         raise UsageError(f"refusing to start the {name} service: {problem}")
     try:
         # Outside dev mode it must be configured; dev mode keeps one in data_dir.
-        worker_token = SecretStr(settings.worker_token_value())
+        with _data_dir_usable(settings, f"refusing to start the {name} service"):
+            worker_token = SecretStr(settings.worker_token_value())
     except MissingSecretError as error:
         raise UsageError(f"refusing to start the {name} service: {error}") from None
     if worker_token.get_secret_value() == settings.admin_token.get_secret_value():
@@ -151,7 +178,8 @@ def cmd_service(args: argparse.Namespace) -> int:
         )
     if settings.configured_database_url(name) is None:
         # The default SQLite file lives there; SQLite creates files, not folders.
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        with _data_dir_usable(settings, f"refusing to start the {name} service"):
+            _make_data_dir(settings)
     _setup_telemetry(settings, name)
     try:
         app = service_app(name, settings, worker_token)
@@ -170,8 +198,11 @@ def _codec_keyring(settings: Settings, role: str) -> Keyring:
     from ordersaga.runtime.settings import MissingSecretError
 
     try:
-        payload_keyring(settings)
-        return keyring_from_settings(settings)
+        with _data_dir_usable(
+            settings, f"refusing to start the {role}"
+        ):  # dev mode keeps its key there
+            payload_keyring(settings)
+            return keyring_from_settings(settings)
     except (MissingSecretError, ValueError) as error:
         raise UsageError(f"refusing to start the {role}: {error}") from None
 
@@ -183,7 +214,10 @@ def cmd_api(args: argparse.Namespace) -> int:
     from api.app import create_app
 
     try:
-        app = create_app(settings)
+        with _data_dir_usable(
+            settings, "refusing to start the API"
+        ):  # dev mode's page-token key and issuer
+            app = create_app(settings)
     except ValueError as error:  # MissingSecretError included
         raise UsageError(f"refusing to start the API: {error}") from None
     _serve_http(app, settings.api_host, settings.api_port, settings)
@@ -208,7 +242,8 @@ def cmd_token(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{subject!r} is not a plain id (letters, digits, _ . : -, at most 64 characters)"
         )
-    issuer = DevIssuer.from_settings(settings)
+    with _data_dir_usable(settings, "cannot mint a token"):
+        issuer = DevIssuer.from_settings(settings)
     print(issuer.mint(subject, [scope], ttl_seconds=args.ttl))
     return 0
 
@@ -222,6 +257,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
         except ValueError as error:
             raise UsageError(f"--queues: {error}") from None
     _codec_keyring(settings, "worker")
+    if settings.dev_mode:
+        # Made up in data_dir now, so a folder it cannot use is one line, not a
+        # traceback from inside the worker; run_worker reads the same one.
+        with _data_dir_usable(settings, "refusing to start the worker"):
+            settings.worker_token_value()
     _setup_telemetry(settings, "worker")
     from ordersaga.runtime.logging import structured_temporal_loggers
 
@@ -243,7 +283,8 @@ def cmd_codec_server(args: argparse.Namespace) -> int:
     from ordersaga.runtime.auth import TokenVerifier
 
     try:
-        verifier = TokenVerifier.from_settings(settings)
+        with _data_dir_usable(settings, "refusing to start the codec server"):  # dev mode's issuer
+            verifier = TokenVerifier.from_settings(settings)
     except ValueError as error:
         raise UsageError(f"refusing to start the codec server: {error}") from None
     _setup_telemetry(settings, "codec-server")
@@ -263,6 +304,8 @@ def cmd_codec_server(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     # The supervisor and every child it starts run in dev mode.
     settings = load_settings(dev_mode=True)
+    with _data_dir_usable(settings, "refusing to start the dev stack"):
+        _make_data_dir(settings)
     from ordersaga.devstack import run_dev_stack
 
     return run_dev_stack(settings)

@@ -5,9 +5,10 @@ Workflows never read it: a workflow's behaviour must depend only on its history.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
@@ -33,6 +34,13 @@ SERVICES = DOMAINS.names
 DEFAULT_SERVICE_DATABASE_POOL_SIZE = 20
 
 
+# Outside dev mode a secret token or key is at least this long (openssl rand -hex 32
+# gives 64 characters); dev mode makes its own up and accepts the dev admin token.
+MIN_SECRET_LENGTH = 32
+# The database URLs a service can run on (services.common.db.create_engine):
+# SQLAlchemy's asyncio extension needs an async driver, and these are the ones installed.
+DATABASE_URL_SCHEMES = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+
 # One line, after the variable's name: why a component will not start with it.
 CODEC_DISABLED_OUTSIDE_DEV_MODE = (
     "refused outside dev mode: it turns payload encryption off and is for "
@@ -42,6 +50,23 @@ CODEC_DISABLED_OUTSIDE_DEV_MODE = (
 
 class MissingSecretError(ValueError):
     """A secret that production must be given is missing."""
+
+
+def short_secret_problem(secret: str) -> str | None:
+    """Why `secret` is too short to be a secret outside dev mode, or None."""
+    if len(secret) < MIN_SECRET_LENGTH:
+        return (
+            f"is {len(secret)} characters; outside dev mode use at least {MIN_SECRET_LENGTH} "
+            "random ones (e.g. openssl rand -hex 32)"
+        )
+    return None
+
+
+def _long_enough(value: SecretStr) -> SecretStr:
+    problem = short_secret_problem(value.get_secret_value())
+    if problem:
+        raise ValueError(problem)
+    return value
 
 
 def parse_queues(value: str | Iterable[str], domains: Registry = DOMAINS) -> list[str]:
@@ -74,10 +99,65 @@ def describe_validation_error(error: ValidationError) -> list[str]:
     return lines
 
 
+def http_url_problem(value: str, *, bare: bool = False) -> str | None:
+    """Why `value` is not an absolute http(s) URL with a host, or None. `bare`
+    also refuses a query and a fragment (a base URL that paths are added to)."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - ValueError for a port that is not one
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"expected an absolute http:// or https:// URL with a host, got {value!r}"
+    if bare and (parts.query or parts.fragment):
+        return f"expected a URL without a query or fragment, got {value!r}"
+    return None
+
+
+def _valid_service_url(value: str | None) -> str | None:
+    if value:  # unset or empty: service_host and the service's port
+        problem = http_url_problem(value.strip(), bare=True)
+        if problem:
+            raise ValueError(problem)
+        return value.strip()
+    return value
+
+
+def database_url_problem(value: str) -> str | None:
+    """Why a service cannot run on the database URL `value`, or None.
+
+    Never quotes the URL: it may carry the database password.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    expected = " or ".join(f"{b}+{d}://..." for b, d in DATABASE_URL_SCHEMES.items())
+    try:
+        url = make_url(value)
+    except (ArgumentError, ValueError):
+        return f"not a database URL (expected {expected})"
+    backend = url.get_backend_name()
+    if backend not in DATABASE_URL_SCHEMES:
+        return f"{backend} databases are not supported; expected {expected}"
+    driver = url.get_driver_name()  # without "+driver", SQLAlchemy's default one
+    if driver != DATABASE_URL_SCHEMES[backend]:
+        return f"{backend} driver {driver} is not supported (not async); expected {expected}"
+    return None
+
+
+def _valid_database_url(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and value.get_secret_value().strip():
+        problem = database_url_problem(value.get_secret_value().strip())
+        if problem:
+            raise ValueError(problem)
+    return value
+
+
 def _per_domain_fields(domains: Registry) -> type[BaseSettings]:
     """ORDERSAGA_<DOMAIN>_PORT, _URL and _DATABASE_URL for every domain of the
     registry, so a new domain is configured like the others without a line here."""
     fields: dict[str, Any] = {}
+    validators: dict[str, Callable[..., Any]] = {}
     for domain in domains:
         fields[f"{domain.name}_port"] = (int, Field(default=domain.default_port, ge=1, le=65535))
         # Where activities reach the service; defaults to service_host and the port above.
@@ -85,7 +165,14 @@ def _per_domain_fields(domains: Registry) -> type[BaseSettings]:
         # A SQLAlchemy async URL; defaults to a SQLite file under data_dir.
         # Secret: a production URL carries the database password.
         fields[f"{domain.name}_database_url"] = (SecretStr | None, None)
-    return create_model("DomainSettings", __base__=BaseSettings, **fields)
+    urls = [f"{domain.name}_url" for domain in domains]
+    database_urls = [f"{domain.name}_database_url" for domain in domains]
+    if urls:
+        validators["_valid_service_urls"] = field_validator(*urls)(_valid_service_url)
+        validators["_valid_database_urls"] = field_validator(*database_urls)(_valid_database_url)
+    return create_model(
+        "DomainSettings", __base__=BaseSettings, __validators__=validators, **fields
+    )
 
 
 if TYPE_CHECKING:
@@ -173,12 +260,41 @@ class Settings(_DomainSettings):
 
     @field_validator("codec_keys")
     @classmethod
-    def _valid_keyring(cls, value: SecretStr | None) -> SecretStr | None:
+    def _valid_keyring(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is not None and value.get_secret_value().strip():
             from ordersaga.runtime.keyring import Keyring
 
-            Keyring.parse(value.get_secret_value())  # KeyringError is a ValueError
+            keyring = Keyring.parse(value.get_secret_value())  # KeyringError is a ValueError
+            if not info.data.get("dev_mode", False):
+                for key_id, key in keyring.keys.items():
+                    if len(set(key)) == 1:
+                        raise ValueError(
+                            f"key {key_id!r} is one byte repeated, not a secret; outside dev "
+                            "mode give random keys (e.g. k1:$(openssl rand -base64 32))"
+                        )
         return value
+
+    @field_validator("auth_jwks_url")
+    @classmethod
+    def _jwks_url(cls, value: str | None) -> str | None:
+        if not value:  # unset, or set empty: auth_problem says what is missing
+            return None
+        problem = http_url_problem(value.strip())
+        if problem:
+            raise ValueError(problem)
+        return value.strip()
+
+    @field_validator("worker_token", "api_page_token_key")
+    @classmethod
+    def _strong_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None or not value.get_secret_value() or info.data.get("dev_mode", False):
+            return value  # unset: dev_secret says it is required outside dev mode
+        if info.field_name == "worker_token" and value.get_secret_value() == DEV_ADMIN_TOKEN:
+            raise ValueError(
+                "is the public dev default admin token; give the workers a secret credential "
+                "(e.g. openssl rand -hex 32)"
+            )
+        return _long_enough(value)
 
     @field_validator("codec_current_key_id")
     @classmethod
@@ -382,4 +498,5 @@ class Settings(_DomainSettings):
                 "ORDERSAGA_ADMIN_TOKEN is the public dev default; set a secret token "
                 "(or ORDERSAGA_DEV_MODE=true for local use)"
             )
-        return None
+        problem = short_secret_problem(token)
+        return f"ORDERSAGA_ADMIN_TOKEN {problem}" if problem else None

@@ -30,8 +30,8 @@ from tests.ports import free_ports
 from tests.tokens import as_customer, bearer, new_customer_id, operator_token, verifier_for_tests
 from tests.versioning_support import route_to_unversioned
 
-ADMIN_TOKEN = "integration-admin-token"
-WORKER_TOKEN = "integration-worker-token"
+ADMIN_TOKEN = "integration-admin-token-of-32-chars"
+WORKER_TOKEN = "integration-worker-token-32-chars"
 
 
 @dataclass
@@ -139,7 +139,7 @@ def stack_settings(client: Client, data_dir: Path, **overrides: Any) -> Settings
         temporal_address=client.service_client.config.target_host,
         admin_token=ADMIN_TOKEN,  # type: ignore[arg-type]
         worker_token=WORKER_TOKEN,  # type: ignore[arg-type]
-        api_page_token_key="page-token-key-of-the-stack",  # type: ignore[arg-type]
+        api_page_token_key="page-token-key-of-the-test-stacks",  # type: ignore[arg-type]
         api_order_rate_limit="10000/minute",
         api_port=api,
         inventory_port=inventory,

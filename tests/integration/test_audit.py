@@ -325,7 +325,7 @@ async def test_an_unreachable_service_exits_3_with_one_line(placed: Placed, tmp_
 
 
 async def test_a_refused_admin_token_exits_2(placed: Placed) -> None:
-    result = await audit(placed, ORDERSAGA_ADMIN_TOKEN="not-the-admin-token")
+    result = await audit(placed, ORDERSAGA_ADMIN_TOKEN="not-the-admin-token-though-32-long")
 
     assert result.status == 2, (result.stdout, result.stderr)
     assert result.stderr.count("\n") == 1

@@ -102,7 +102,10 @@ def test_service_refuses_to_start_without_a_worker_token_outside_dev_mode(tmp_pa
     result = run(
         "service",
         "shipping",
-        env={"ORDERSAGA_ADMIN_TOKEN": "a-secret-admin-token", "ORDERSAGA_DATA_DIR": str(tmp_path)},
+        env={
+            "ORDERSAGA_ADMIN_TOKEN": "a-secret-admin-token-of-32-chars",
+            "ORDERSAGA_DATA_DIR": str(tmp_path),
+        },
     )
 
     assert_refused(result, "refusing to start the shipping service", "ORDERSAGA_WORKER_TOKEN")
@@ -113,14 +116,14 @@ def test_service_refuses_a_worker_token_that_is_the_admin_token(tmp_path: Path) 
         "service",
         "payments",
         env={
-            "ORDERSAGA_ADMIN_TOKEN": "one-secret",
-            "ORDERSAGA_WORKER_TOKEN": "one-secret",
+            "ORDERSAGA_ADMIN_TOKEN": "one-secret-shared-by-both-tokens",
+            "ORDERSAGA_WORKER_TOKEN": "one-secret-shared-by-both-tokens",
             "ORDERSAGA_DATA_DIR": str(tmp_path),
         },
     )
 
     assert_refused(result, "ORDERSAGA_WORKER_TOKEN is the admin token")
-    assert "one-secret" not in result.stderr + result.stdout
+    assert "one-secret-shared-by-both-tokens" not in result.stderr + result.stdout
 
 
 def test_unknown_queue_on_the_command_line_exits_2() -> None:

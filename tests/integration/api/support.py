@@ -143,7 +143,7 @@ def api_settings(**overrides: Any) -> Settings:
     """Settings for an API under test: its own page-token key, limits that do
     not get in the way of tests placing many orders (test_limits.py tests them)."""
     values: dict[str, Any] = {
-        "api_page_token_key": SecretStr("page-token-key-of-the-api-tests"),
+        "api_page_token_key": SecretStr("page-token-key-of-the-api-tests-32"),
         "api_order_rate_limit": "10000/minute",
         "api_max_open_orders_per_customer": 10_000,
         "codec_keys": SecretStr(TEST_CODEC_KEYS),
@@ -280,7 +280,7 @@ def api_process(
         "ORDERSAGA_AUTH_JWKS_URL": jwks_url,
         "ORDERSAGA_AUTH_ISSUER": TEST_ISSUER.issuer,
         "ORDERSAGA_AUTH_AUDIENCE": TEST_ISSUER.audience,
-        "ORDERSAGA_API_PAGE_TOKEN_KEY": "shared-by-every-replica",
+        "ORDERSAGA_API_PAGE_TOKEN_KEY": "shared-by-every-replica-of-the-api",
         "ORDERSAGA_LOG_FORMAT": "json",
         "ORDERSAGA_CODEC_KEYS": TEST_CODEC_KEYS,
         **env,

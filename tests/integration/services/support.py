@@ -26,9 +26,9 @@ from tests.http_server import serving_with_uvicorn
 from tests.ports import free_port
 
 POSTGRES_URL = os.environ.get("ORDERSAGA_TEST_POSTGRES_URL")
-ADMIN_TOKEN = "test-admin-token"
+ADMIN_TOKEN = "test-admin-token-of-32-characters"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-WORKER_TOKEN = "test-worker-token"
+WORKER_TOKEN = "test-worker-token-of-32-characters"
 # What the service clients of the tests send unless a test says otherwise.
 WORKER = {"Authorization": f"Bearer {WORKER_TOKEN}"}
 CATALOG_CURRENCY = "EUR"
