@@ -63,6 +63,12 @@ class RateLimited(ApiError, status_code=429, code="RATE_LIMITED"):
 class TooManyOpenOrders(RateLimited, code="TOO_MANY_OPEN_ORDERS"): ...
 
 
+class RateLimitUnavailable(RateLimited, status_code=503, code="RATE_LIMIT_UNAVAILABLE"):
+    """The rate limit's shared storage (Redis) did not answer, so the order is
+    refused rather than let past an uncounted limit. A refusal like the others:
+    a retry of an order already accepted still gets its order."""
+
+
 class Forbidden(ApiError, status_code=403, code="FORBIDDEN"): ...
 
 

@@ -21,19 +21,40 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
+import coredis.exceptions
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.errors import ConcurrentUpdateError, ConfigurationError, StorageError
 from limits.storage import storage_from_string
 
-from api.errors import RateLimited, TooManyOpenOrders
+from api.errors import RateLimited, RateLimitUnavailable, TooManyOpenOrders
 
 log = logging.getLogger(__name__)
 
 # The async flavour of a storage URL: "redis://h:p" -> "async+redis://h:p".
 _ASYNC_PREFIX = "async+"
 _IN_MEMORY = "async+memory://"
+STORAGE_URL_SETTING = "ORDERSAGA_RATE_LIMIT_STORAGE_URL"
+
+# coredis, the library's async Redis client, waits without end by default, for
+# a connection and for each answer: a Redis that accepts connections but never
+# answers (paused, swapping, a half-open connection) would hold every order
+# request for good. Redis answers in about a millisecond, so a third of a
+# second is ample; the client tries a command three times (its default retry
+# policy), so an unresponsive Redis costs an order about 1.5 s before its 503.
+REDIS_TIMEOUT_SECONDS = 0.3
+
+# What the storage raises when it cannot count, so the order is refused with a
+# 503 rather than let past the limit. Anything else is a bug and a 500.
+STORAGE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    coredis.exceptions.ConnectionError,  # refused, reset, unknown host, still loading
+    coredis.exceptions.TimeoutError,  # REDIS_TIMEOUT_SECONDS passed
+    StorageError,  # the library's wrapper of the above, should it ever wrap them
+    ConcurrentUpdateError,  # the library gave up on a contended count
+)
 
 
 def async_storage_url(url: str) -> str:
@@ -72,26 +93,86 @@ class MemorySweptEachSecond(MemoryStorage):
 
 class OrderRateLimit:
     def __init__(self, limit: str, storage_url: str) -> None:
+        """Raises ValueError, naming ORDERSAGA_RATE_LIMIT_STORAGE_URL (its
+        password hidden), when the library cannot use that storage."""
         self._item: RateLimitItem = parse(limit)
         url = async_storage_url(storage_url)
-        storage = MemorySweptEachSecond() if url == _IN_MEMORY else storage_from_string(url)
+        try:
+            storage = (
+                MemorySweptEachSecond()
+                if url == _IN_MEMORY
+                else storage_from_string(url, **_storage_options(url))
+            )
+        except ConfigurationError as error:
+            raise ValueError(_storage_problem(storage_url, str(error))) from None
         if not isinstance(storage, Storage):
-            raise ValueError(f"{storage_url!r} is not an async rate-limit storage")
+            raise ValueError(_storage_problem(storage_url, "not an async storage"))
         self._storage = storage
         self._limiter = SlidingWindowCounterRateLimiter(storage)
         self.description = str(self._item)
 
     async def check(self, customer_id: str) -> None:
-        """Count one order for the customer, or raise RateLimited with Retry-After."""
-        if await self._limiter.hit(self._item, "place_order", customer_id):
-            return
-        stats = await self._limiter.get_window_stats(self._item, "place_order", customer_id)
+        """Count one order for the customer, or raise RateLimited with Retry-After
+        (RateLimitUnavailable, a 503, when the storage cannot count it)."""
+        try:
+            if await self._limiter.hit(self._item, "place_order", customer_id):
+                return
+            stats = await self._limiter.get_window_stats(self._item, "place_order", customer_id)
+        except STORAGE_UNAVAILABLE as error:
+            # Expected while Redis is down: one line, no traceback.
+            log.warning(
+                "order rate limit storage unavailable, order refused: %s: %s",
+                type(error).__name__,
+                error,
+                extra={"customer_id": customer_id},
+            )
+            raise RateLimitUnavailable(
+                "the order rate limit cannot be checked right now; retry later",
+                retry_after_seconds=1,
+            ) from None
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         log.info("order rate limit reached", extra={"customer_id": customer_id})
         raise RateLimited(
             f"too many orders: at most {self.description} per customer; retry later",
             retry_after_seconds=retry_after,
         )
+
+
+def _storage_options(url: str) -> dict[str, float]:
+    """Bounded waits for a Redis storage (REDIS_TIMEOUT_SECONDS)."""
+    scheme = urlsplit(url).scheme.removeprefix(_ASYNC_PREFIX)
+    if scheme.partition("+")[0] in ("redis", "rediss"):
+        return {"connect_timeout": REDIS_TIMEOUT_SECONDS, "stream_timeout": REDIS_TIMEOUT_SECONDS}
+    return {}
+
+
+def _storage_problem(storage_url: str, reason: str) -> str:
+    """One line naming the setting, with the URL's password (a secret) hidden."""
+    shown = _without_password(storage_url)
+    if shown != storage_url:
+        reason = reason.replace(async_storage_url(storage_url), async_storage_url(shown))
+        reason = reason.replace(storage_url, shown)
+        if _password(storage_url) in reason:  # quoted otherwise: leave the reason out
+            reason = "see the library's documentation of storage URLs"
+    return (
+        f"{STORAGE_URL_SETTING}: cannot use {shown!r} as the order rate limit's storage "
+        f"({reason}); use memory:// (one API process) or redis://host:6379 (shared)"
+    )
+
+
+def _password(url: str) -> str:
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:
+        return ""
+
+
+def _without_password(url: str) -> str:
+    if not _password(url):
+        return url
+    scheme, rest = url.split("://", 1)
+    userinfo, _, hosts = rest.rpartition("@")
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{hosts}"
 
 
 class OpenOrderCap:

@@ -76,7 +76,8 @@ _AUTH: Responses = {
     ),
 }
 _UNAVAILABLE = _documented_error(
-    status.HTTP_503_SERVICE_UNAVAILABLE, "Temporal (or every worker) is unreachable; safe to retry."
+    status.HTTP_503_SERVICE_UNAVAILABLE,
+    "Temporal, every worker, or the rate limit's storage is unreachable; safe to retry.",
 )
 _NOT_FOUND = _documented_error(status.HTTP_404_NOT_FOUND, "No such order.")
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from tests.integration.api.support import (
     place,
     verifier_for_tests,
 )
+from tests.silent_server import silent_server
 
 # Set by .ci/run (which starts Redis when it is not running); a machine without
 # Redis skips these two tests and says so, as with ORDERSAGA_TEST_POSTGRES_URL.
@@ -181,6 +183,57 @@ async def test_the_rate_limit_holds_across_two_api_processes(
             )
             codes.append(response.status_code)
     assert codes == [202, 202, 202, 429, 429], codes
+
+
+@pytest.fixture
+async def silent_port() -> AsyncIterator[int]:
+    """A port that accepts connections and never answers, as a hung Redis would."""
+    async with silent_server() as port:
+        yield port
+
+
+@pytest.mark.parametrize("storage", ["refusing", "silent"])
+async def test_an_order_while_the_rate_limit_storage_is_unreachable_gets_503_not_a_pass(
+    settings: Settings,
+    temporal_client: Client,
+    new_order: NewOrder,
+    silent_port: int,
+    storage: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Fail closed: no order goes past a limit that cannot count it. Redis
+    being down is expected, so one WARNING line and no traceback."""
+    port = {"refusing": 1, "silent": silent_port}[storage]  # nothing listens on 1
+    app = create_app(
+        _limited_settings(
+            settings, rate_limit_storage_url=SecretStr(f"redis://127.0.0.1:{port}/0")
+        ),
+        client=temporal_client,
+        verifier=verifier_for_tests(),
+    )
+    started = time.monotonic()
+    with caplog.at_level("INFO"):
+        async with asgi_client(app) as api:
+            response = await asyncio.wait_for(place(api, new_order()), timeout=10)
+    assert time.monotonic() - started < 5.0, "a hung Redis must not hold the request"
+    assert response.status_code == 503, response.text
+    assert response.json()["detail"]["code"] == "RATE_LIMIT_UNAVAILABLE"
+    assert int(response.headers["Retry-After"]) >= 1
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    warnings = [r for r in caplog.records if r.name == "api.limits"]
+    assert [r.levelname for r in warnings] == ["WARNING"]
+
+
+def test_a_rate_limit_storage_url_the_library_cannot_use_stops_app_creation(
+    settings: Settings,
+) -> None:
+    for url in ("foo://x", "foo://user:s3cret@x:1"):
+        with pytest.raises(ValueError, match="ORDERSAGA_RATE_LIMIT_STORAGE_URL") as refused:
+            create_app(
+                _limited_settings(settings, rate_limit_storage_url=SecretStr(url)),
+                verifier=verifier_for_tests(),
+            )
+        assert "s3cret" not in str(refused.value)
 
 
 @pytest.mark.parametrize(
