@@ -198,9 +198,8 @@ def _codec_keyring(settings: Settings, role: str) -> Keyring:
     from ordersaga.runtime.settings import MissingSecretError
 
     try:
-        with _data_dir_usable(
-            settings, f"refusing to start the {role}"
-        ):  # dev mode keeps its key there
+        # Dev mode keeps its key in the data dir.
+        with _data_dir_usable(settings, f"refusing to start the {role}"):
             payload_keyring(settings)
             return keyring_from_settings(settings)
     except (MissingSecretError, ValueError) as error:
@@ -214,9 +213,8 @@ def cmd_api(args: argparse.Namespace) -> int:
     from api.app import create_app
 
     try:
-        with _data_dir_usable(
-            settings, "refusing to start the API"
-        ):  # dev mode's page-token key and issuer
+        # Dev mode keeps its page-token key and issuer in the data dir.
+        with _data_dir_usable(settings, "refusing to start the API"):
             app = create_app(settings)
     except ValueError as error:  # MissingSecretError included
         raise UsageError(f"refusing to start the API: {error}") from None
@@ -283,7 +281,8 @@ def cmd_codec_server(args: argparse.Namespace) -> int:
     from ordersaga.runtime.auth import TokenVerifier
 
     try:
-        with _data_dir_usable(settings, "refusing to start the codec server"):  # dev mode's issuer
+        # Dev mode keeps its issuer in the data dir.
+        with _data_dir_usable(settings, "refusing to start the codec server"):
             verifier = TokenVerifier.from_settings(settings)
     except ValueError as error:
         raise UsageError(f"refusing to start the codec server: {error}") from None

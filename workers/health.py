@@ -84,11 +84,11 @@ class WorkerHealth:
         now = time.monotonic()
         if self._cached is not None and now - self._cached[0] < READINESS_CACHE_SECONDS:
             return self._cached[1]
-        problem = await self._polling_problem(self.client)
+        problem = await self._server_problem(self.client)
         self._cached = (time.monotonic(), problem)
         return problem
 
-    async def _polling_problem(self, client: Client) -> str | None:
+    async def _server_problem(self, client: Client) -> str | None:
         try:
             if not self._search_attributes_found:
                 missing = await missing_search_attributes(client, rpc_timeout=_DESCRIBE_TIMEOUT)

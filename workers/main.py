@@ -296,6 +296,9 @@ async def run_worker(settings: Settings, queues: Sequence[str]) -> None:
     log.info("worker stopped")
 
 
+_NAMESPACE_CHECK_TIMEOUT = timedelta(seconds=10)
+
+
 async def _require_namespace(client: Client, settings: Settings) -> None:
     """A namespace the server lacks is a configuration error, not an outage:
     say so in one line rather than let the SDK's worker validation fail with a
@@ -313,9 +316,6 @@ async def _require_namespace(client: Client, settings: Settings) -> None:
             f"{settings.temporal_namespace!r}: create it (temporal operator namespace create) "
             "or set ORDERSAGA_TEMPORAL_NAMESPACE"
         ) from None
-
-
-_NAMESPACE_CHECK_TIMEOUT = timedelta(seconds=10)
 
 
 async def _serve(

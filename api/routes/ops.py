@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["ops"])
 
 READINESS_DEADLINE_SECONDS = 2.0
+_DEADLINE = timedelta(seconds=READINESS_DEADLINE_SECONDS)
+# Set on the app's state once Temporal has listed every search attribute.
+_ATTRIBUTES_FOUND = "ordersaga_search_attributes_found"
 
 
 @router.get("/healthz", response_model=ReadinessReport)
@@ -59,11 +62,6 @@ async def readyz(*, request: Request, client: TemporalClientDep) -> ReadinessRep
         return _not_ready(problem)
     setattr(request.app.state, _ATTRIBUTES_FOUND, True)
     return ReadinessReport(status="ok")
-
-
-_DEADLINE = timedelta(seconds=READINESS_DEADLINE_SECONDS)
-# Set on the app's state once Temporal has listed every search attribute.
-_ATTRIBUTES_FOUND = "ordersaga_search_attributes_found"
 
 
 def _not_ready(reason: str) -> JSONResponse:

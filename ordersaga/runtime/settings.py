@@ -62,13 +62,6 @@ def short_secret_problem(secret: str) -> str | None:
     return None
 
 
-def _long_enough(value: SecretStr) -> SecretStr:
-    problem = short_secret_problem(value.get_secret_value())
-    if problem:
-        raise ValueError(problem)
-    return value
-
-
 def parse_queues(value: str | Iterable[str], domains: Registry = DOMAINS) -> list[str]:
     """Task queue names from `a,b,c` (or a list); ValueError names any unknown one."""
     raw = value.split(",") if isinstance(value, str) else list(value)
@@ -294,7 +287,10 @@ class Settings(_DomainSettings):
                 "is the public dev default admin token; give the workers a secret credential "
                 "(e.g. openssl rand -hex 32)"
             )
-        return _long_enough(value)
+        problem = short_secret_problem(value.get_secret_value())
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("codec_current_key_id")
     @classmethod
