@@ -54,6 +54,14 @@ STORAGE_UNAVAILABLE: tuple[type[Exception], ...] = (
     coredis.exceptions.TimeoutError,  # REDIS_TIMEOUT_SECONDS passed
     StorageError,  # the library's wrapper of the above, should it ever wrap them
     ConcurrentUpdateError,  # the library gave up on a contended count
+    coredis.exceptions.ReadOnlyError,  # a replica, say mid-failover: it cannot count
+)
+# What Redis says when it will not serve these credentials: the order is refused
+# the same way, but this does not pass by itself, so it is an ERROR line that
+# names the setting to fix.
+STORAGE_REFUSED_CREDENTIALS: tuple[type[Exception], ...] = (
+    coredis.exceptions.AuthenticationError,  # wrong user or password, or none given
+    coredis.exceptions.AuthorizationError,  # an ACL user without the commands it needs
 )
 
 
@@ -126,16 +134,31 @@ class OrderRateLimit:
                 error,
                 extra={"customer_id": customer_id},
             )
-            raise RateLimitUnavailable(
-                "the order rate limit cannot be checked right now; retry later",
-                retry_after_seconds=1,
-            ) from None
+            raise _unavailable() from None
+        except STORAGE_REFUSED_CREDENTIALS as error:
+            log.error(
+                "order rate limit storage refused this API's credentials, order refused; "
+                "check the user and password in %s: %s: %s",
+                STORAGE_URL_SETTING,
+                type(error).__name__,
+                error,
+                extra={"customer_id": customer_id},
+            )
+            raise _unavailable() from None
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         log.info("order rate limit reached", extra={"customer_id": customer_id})
         raise RateLimited(
             f"too many orders: at most {self.description} per customer; retry later",
             retry_after_seconds=retry_after,
         )
+
+
+def _unavailable() -> RateLimitUnavailable:
+    # The customer is told no more than that the limit cannot be checked: why
+    # is the operator's business, and in the log.
+    return RateLimitUnavailable(
+        "the order rate limit cannot be checked right now; retry later", retry_after_seconds=1
+    )
 
 
 def _storage_options(url: str) -> dict[str, float]:

@@ -224,6 +224,36 @@ async def test_an_order_while_the_rate_limit_storage_is_unreachable_gets_503_not
     assert [r.levelname for r in warnings] == ["WARNING"]
 
 
+@needs_redis
+async def test_an_order_while_redis_refuses_the_apis_credentials_gets_503_and_one_error_line(
+    settings: Settings,
+    temporal_client: Client,
+    new_order: NewOrder,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A wrong user or password in the storage URL: the order is refused as
+    when Redis is down, never a 500; the operator gets one ERROR line naming
+    the setting, without the password and without a traceback."""
+    host = REDIS_URL.split("://", 1)[1].rpartition("@")[2]
+    wrong = f"redis://ordersaga-no-such-user:wrong-s3cret@{host}"
+    app = create_app(
+        _limited_settings(settings, rate_limit_storage_url=SecretStr(wrong)),
+        client=temporal_client,
+        verifier=verifier_for_tests(),
+    )
+    with caplog.at_level("INFO"):
+        async with asgi_client(app) as api:
+            response = await asyncio.wait_for(place(api, new_order()), timeout=10)
+    assert response.status_code == 503, response.text
+    assert response.json()["detail"]["code"] == "RATE_LIMIT_UNAVAILABLE"
+    assert "credential" not in response.text, "why is the operator's business"
+    assert not [r for r in caplog.records if r.exc_info]
+    lines = [r for r in caplog.records if r.name == "api.limits"]
+    assert [r.levelname for r in lines] == ["ERROR"]
+    assert "ORDERSAGA_RATE_LIMIT_STORAGE_URL" in lines[0].getMessage()
+    assert "wrong-s3cret" not in lines[0].getMessage()
+
+
 def test_a_rate_limit_storage_url_the_library_cannot_use_stops_app_creation(
     settings: Settings,
 ) -> None:
