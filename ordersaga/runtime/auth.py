@@ -237,8 +237,10 @@ class TokenVerifier:
         )
 
     async def verify(self, token: str) -> Principal:
-        if not token or len(token) > MAX_TOKEN_BYTES:
+        if not token:
             raise unauthenticated("a bearer token is required")
+        if len(token) > MAX_TOKEN_BYTES:
+            raise unauthenticated(f"the bearer token is longer than {MAX_TOKEN_BYTES} bytes")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as err:

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from temporalio.client import Client
 
 from api.app import create_app
-from ordersaga.runtime.auth import DevIssuer, RemoteJwks, TokenVerifier
+from ordersaga.runtime.auth import MAX_TOKEN_BYTES, DevIssuer, RemoteJwks, TokenVerifier
 from ordersaga.runtime.settings import Settings
 from tests.fakes import FakeDomainActivities
 from tests.integration.api.support import (
@@ -162,6 +162,18 @@ async def test_every_route_refuses_a_caller_without_a_valid_token(
     assert response.status_code == 401, response.text
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert response.json()["detail"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_an_oversized_token_is_refused_for_its_size_before_it_is_parsed(
+    auth_api: httpx.AsyncClient,
+) -> None:
+    # A real token padded past the bound: refused for its length, not its contents.
+    oversized = customer_token("cus_x") + "A" * MAX_TOKEN_BYTES
+    response = await auth_api.get(f"/orders/{UNKNOWN_ORDER}", headers=bearer(oversized))
+    assert response.status_code == 401, response.text
+    detail = response.json()["detail"]
+    assert detail["code"] == "UNAUTHENTICATED"
+    assert f"longer than {MAX_TOKEN_BYTES} bytes" in detail["message"], detail
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=ROUTE_IDS)
