@@ -63,6 +63,16 @@ with workflow.unsafe.imports_passed_through():
 # its calls local first, the commit included; orders from before no longer run.
 LOCAL_FIRST_PATCH = "local-first-attempt"
 LOCAL_COMMIT_PATCH = "local-commit"
+# A customer's cancel being checked (cancel()) holds the next forward step, not
+# only the commit: without it an order whose cancel arrived while it reserved
+# went on to charge the card and ship, and then undid both. Asked only where a
+# check is pending, so a marker appears on that path alone; orders recorded
+# before it replay going on with the next step.
+CANCEL_HOLDS_NEXT_STEP_PATCH = "cancel-holds-next-step"
+
+
+# Statuses of an order being undone (or waiting for an operator to finish it).
+_UNWINDING = frozenset({OrderStatus.COMPENSATING, OrderStatus.NEEDS_ATTENTION})
 
 
 class _CancelAccepted(Exception):
@@ -118,6 +128,7 @@ class OrderWorkflow:
         done: dict[StepName, str | None] = {}
         try:
             for step in STEPS:
+                await self._await_cancel_checks()
                 self._stop_if_cancel_accepted()
                 done[step.name] = await self._forward(step)
             # A customer's cancel still being checked (cancel()) decides before
@@ -207,6 +218,14 @@ class OrderWorkflow:
             undo_unseen_steps(self._compensations, self._refused)
         await self._shield.through(self._until_done.unwind(self._compensations))
 
+    async def _await_cancel_checks(self) -> None:
+        """Start no step while a customer's cancel is being checked: it is decided first."""
+        if self._cancels_being_checked and workflow.patched(CANCEL_HOLDS_NEXT_STEP_PATCH):
+            await workflow.wait_condition(lambda: not self._cancels_being_checked)
+
+    def _a_step_failed(self) -> bool:
+        return any(self._state.steps[step.name].state is StepState.FAILED for step in STEPS)
+
     def _stop_if_cancel_accepted(self) -> None:
         if self._cancel_request is not None:
             raise _CancelAccepted()
@@ -221,7 +240,7 @@ class OrderWorkflow:
     async def cancel(self, request: CancelOrder) -> CancelAccepted:
         if self._cancel_request is None:
             # The validator saw no shipment, but a lost task may have gone on to
-            # the commit; the commit waits while this asks (_fulfil).
+            # the commit; the next step and the commit wait while this asks (_fulfil).
             self._cancels_being_checked += 1
             try:
                 committed = await reservation_committed_unseen(self._state, self._shield.through)
@@ -230,6 +249,17 @@ class OrderWorkflow:
             if committed is not None:
                 raise ApplicationError(
                     "too late to cancel: the order has been committed", type="TooLate"
+                )
+            # A step may have failed while this asked: the order is then being
+            # undone as FAILED (_fulfil), and would not end CANCELLED as accepted.
+            if (
+                self._cancel_request is None
+                and self._a_step_failed()
+                and workflow.patched(CANCEL_HOLDS_NEXT_STEP_PATCH)
+            ):
+                raise ApplicationError(
+                    "too late to cancel: a step has failed and the order is being undone",
+                    type="TooLate",
                 )
         if self._cancel_request is None:
             self._cancel_request = request
@@ -242,10 +272,15 @@ class OrderWorkflow:
     def _validate_cancel(self, request: CancelOrder) -> None:
         if self._cancel_request is not None:
             return  # a repeated cancel is accepted again, changing nothing
+        if self._cancels_being_checked:
+            # Another cancel is being decided: this one gets the same answer
+            # (the handler asks too), not a refusal on a step that landed
+            # meanwhile of an order that may yet end CANCELLED.
+            return
         status = self._state.status
         if self._state.steps[StepName.CREATE_SHIPMENT].state is StepState.COMPLETED:
             raise ValueError("too late to cancel: the shipment has been created")
-        if status in (OrderStatus.COMPENSATING, OrderStatus.NEEDS_ATTENTION) or status.is_terminal:
+        if status in _UNWINDING or status.is_terminal:
             raise ValueError(f"too late to cancel: the order is {status.value}")
 
     @workflow.update(name=RETRY_COMPENSATION_UPDATE)

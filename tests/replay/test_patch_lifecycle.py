@@ -1,8 +1,9 @@
 """The patch lifecycle (docs/changing-workflows.md), shown on the saga's own patches.
 
-Live: `undo-all-before-parking` and `catalog-prices`. The gate holds histories
+Live: `undo-all-before-parking` and `catalog-prices`, whose gate holds histories
 down both paths of each, and the undo-all change without its guard breaks the
-orders from before it. Retired: `failed-step-search-attribute`,
+orders from before it; and `cancel-holds-next-step`, which no recorded history
+reaches (docs/changing-workflows.md). Retired: `failed-step-search-attribute`,
 `local-first-attempt` and `local-commit`, deprecated once no order from before
 them could run; new orders record them as deprecated markers, and the
 recordings that needed their old paths left the gate with them.

@@ -93,6 +93,17 @@ class SagaHarness:
                     return view
                 await asyncio.sleep(0.05)
 
+    async def wait_for_status_of_step(
+        self, handle: WorkflowHandle[Any, Any], step: str, state: str, within: float = 20
+    ) -> None:
+        """Wait until the order's view shows `step` in `state` (a StepState value)."""
+        async with asyncio.timeout(within):
+            while True:
+                view = await self.view(handle)
+                if any(s.name == step and s.state.value == state for s in view.steps):
+                    return
+                await asyncio.sleep(0.05)
+
     async def wait_entered(self, activity_name: str, within: float = 20) -> None:
         await self.fakes.wait_entered(activity_name, within=within)
 

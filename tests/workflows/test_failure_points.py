@@ -72,6 +72,7 @@ TRANSIENT = "transient"
 # (None: the workflow never saw the step done, so the service looks it up by order).
 Undo = tuple[str, str | None]
 RELEASE: Undo = ("release_inventory", "res_fake")
+RELEASE_BY_ORDER: Undo = ("release_inventory", None)
 REFUND: Undo = ("refund_payment", "ch_fake")
 REFUND_BY_ORDER: Undo = ("refund_payment", None)
 CANCEL_SHIPMENT: Undo = ("cancel_shipment", "shp_fake")
@@ -338,12 +339,12 @@ CASES = [
     Case(
         # The local attempt holds the order's one task, so the cancel waits; the
         # task goes on to commit and close the order, the waiting update makes
-        # the server reject it. The next run runs the steps again under their
-        # keys while its cancel asks inventory, and the commit waits for the
-        # answer: committed, so the cancel is refused.
+        # the server reject it. The next run's cancel asks inventory before any
+        # step runs again: committed, so the cancel is refused, and the steps
+        # run again under their keys (the same answers) to the commit.
         "customer-cancels-while-shipping-locally",
         cancel=Cancel(during="create_shipment", locally=True, refused=TOO_LATE_COMMITTED),
-        calls=(*FORWARD, *FORWARD[:3], LOOKUP, "commit_reservation"),
+        calls=(*FORWARD, LOOKUP, *FORWARD),
         failed_tasks=(REJECTED_TASK,),
     ),
     # --- cancellation through Temporal (Web UI, CLI): the step in flight lands
@@ -405,20 +406,21 @@ CASES = [
         "customer-cancels-after-a-lost-task-that-committed",
         lose_task=LoseTask(before=None),
         cancel=Cancel(during="commit_reservation", locally=True, refused=TOO_LATE_COMMITTED),
-        calls=(*FORWARD, *FORWARD[:3], LOOKUP, "commit_reservation"),
+        calls=(*FORWARD, LOOKUP, *FORWARD),
         failed_tasks=(LOST_TASK,),
     ),
     Case(
-        # The next run does the steps again (same keys, same answers) while its
-        # cancel asks inventory, then undoes everything, newest first; nothing
-        # was committed.
+        # The next run's cancel asks inventory before any step runs again:
+        # nothing was committed, so it is accepted, and every step the run never
+        # saw is undone, newest first, looked up by order.
         "customer-cancels-after-a-lost-task-that-did-not-commit",
         lose_task=LoseTask(before="commit_reservation"),
         cancel=Cancel(during="create_shipment", locally=True),
         status=OrderStatus.CANCELLED,
         steps=steps(COMPENSATED, COMPENSATED, COMPENSATED),
-        calls=(*FORWARD[:3], *FORWARD[:3], LOOKUP),
-        undone=(CANCEL_SHIPMENT, REFUND, RELEASE),
+        calls=(*FORWARD[:3], LOOKUP),
+        undone=(CANCEL_SHIPMENT_BY_ORDER, REFUND_BY_ORDER, RELEASE_BY_ORDER),
+        total=None,  # the run never saw the reservation that priced it
         reason=CancelOrder().reason,
         failed_tasks=(LOST_TASK,),
     ),

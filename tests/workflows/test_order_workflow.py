@@ -27,14 +27,16 @@ from contracts.orders import (
 )
 from tests.workflows.conftest import SagaHarness, sample_order
 from tests.workflows.support import CATALOG_TOTAL, activity_summaries, send_cancel, status_upserts
-from workflows.search_attributes import ORDER_TOTAL_CENTS_KEY
+from workflows.search_attributes import ORDER_STATUS_KEY, ORDER_TOTAL_CENTS_KEY
 
 # --- what the order's state refuses, and when a cancel is decided ---------------------
 
 
-async def test_the_commit_waits_while_a_customer_cancel_is_being_checked(
+async def test_no_step_starts_while_a_customer_cancel_is_being_checked(
     saga: SagaHarness,
 ) -> None:
+    """A cancel that arrived while the charge was in flight is decided before
+    the order ships: otherwise it ships, and then cancels the shipment."""
     lookup = saga.fakes.hold_calls("find_committed_reservation")
     charge = saga.fakes.hold_calls("charge_payment")
     handle = await saga.start(sample_order())
@@ -42,10 +44,42 @@ async def test_the_commit_waits_while_a_customer_cancel_is_being_checked(
     cancel = send_cancel(handle)
     await saga.wait_entered("find_committed_reservation")
 
-    # The charge lands and the order ships while the cancel's check is held:
-    # the next step would be the commit.
+    # The charge lands while the cancel's check is held: the next step waits.
     charge.set()
+    await saga.wait_for_status_of_step(handle, "charge_payment", "completed")
+    await asyncio.sleep(0.3)
+    assert "create_shipment" not in saga.fakes.names_called()
+    lookup.set()
+    accepted = await cancel
+    result = await handle.result()
+
+    assert accepted.status is OrderStatus.COMPENSATING
+    assert result.status is OrderStatus.CANCELLED
+    assert "create_shipment" not in saga.fakes.names_called()
+    assert "commit_reservation" not in saga.fakes.names_called()
+    # The step it never saw is looked up by order too (workflows/lost_task.py),
+    # and there is nothing to cancel: no shipment was ever asked for.
+    assert saga.fakes.compensations_run() == [
+        "cancel_shipment",
+        "refund_payment",
+        "release_inventory",
+    ]
+
+
+async def test_the_commit_waits_while_a_customer_cancel_is_being_checked(
+    saga: SagaHarness,
+) -> None:
+    lookup = saga.fakes.hold_calls("find_committed_reservation")
+    ship = saga.fakes.hold_calls("create_shipment")
+    handle = await saga.start(sample_order())
     await saga.wait_entered("create_shipment")
+    cancel = send_cancel(handle)
+    await saga.wait_entered("find_committed_reservation")
+
+    # The shipment lands while the cancel's check is held: the next step would
+    # be the commit.
+    ship.set()
+    await saga.wait_for_status_of_step(handle, "create_shipment", "completed")
     await asyncio.sleep(0.2)
     lookup.set()
     accepted = await cancel
@@ -61,6 +95,59 @@ async def test_the_commit_waits_while_a_customer_cancel_is_being_checked(
         "refund_payment",
         "release_inventory",
     ]
+
+
+async def test_a_second_cancel_while_the_first_is_checked_gets_the_same_answer(
+    saga: SagaHarness,
+) -> None:
+    """The shipment lands while the first cancel is being checked. A second
+    cancel then must not be refused as too late for an order that ends
+    CANCELLED: both are decided by the same check."""
+    lookup = saga.fakes.hold_calls("find_committed_reservation")
+    ship = saga.fakes.hold_calls("create_shipment")
+    handle = await saga.start(sample_order())
+    await saga.wait_entered("create_shipment")
+    first = send_cancel(handle)
+    await saga.wait_entered("find_committed_reservation")
+    ship.set()
+    await saga.wait_for_status_of_step(handle, "create_shipment", "completed")
+
+    second = send_cancel(handle)
+    await asyncio.sleep(0.2)
+    lookup.set()
+    answers = [await first, await second]
+    result = await handle.result()
+
+    assert [answer.status for answer in answers] == [OrderStatus.COMPENSATING] * 2
+    assert result.status is OrderStatus.CANCELLED
+
+
+async def test_a_cancel_checked_while_a_step_is_refused_is_too_late(saga: SagaHarness) -> None:
+    """The order fails while the cancel is being checked: it is undone as
+    FAILED, so the cancel is refused rather than accepted for an order that
+    will not end CANCELLED (and that would publish COMPENSATING last)."""
+    order = sample_order()
+    lookup = saga.fakes.hold_calls("find_committed_reservation")
+    charge = saga.fakes.hold_calls("charge_payment")
+    saga.fakes.refuse("charge_payment", order.order_id, "PAYMENT_DECLINED")
+    handle = await saga.start(order)
+    await saga.wait_entered("charge_payment")
+    cancel = send_cancel(handle)
+    await saga.wait_entered("find_committed_reservation")
+
+    charge.set()
+    await saga.wait_for_status_of_step(handle, "charge_payment", "failed")
+    lookup.set()
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await cancel
+    result = await handle.result()
+
+    assert "too late to cancel" in str(refused.value.cause)
+    assert result.status is OrderStatus.FAILED
+    assert result.failure_reason is not None and "charge_payment" in result.failure_reason
+    assert saga.fakes.compensations_run() == ["release_inventory"]
+    final_status = (await handle.describe()).typed_search_attributes.get(ORDER_STATUS_KEY)
+    assert final_status == "FAILED"
 
 
 async def test_cancel_of_a_finished_order_is_rejected(saga: SagaHarness) -> None:
