@@ -20,6 +20,7 @@ from temporalio.service import RPCError
 
 from api.ids import IDEMPOTENCY_KEY_HEADER, idempotency_key_problem
 from ordersaga.runtime.auth import AuthError
+from ordersaga.runtime.codec import PayloadDecryptionError
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,27 @@ async def _runtime_error(request: Request, exc: Exception) -> JSONResponse:
     return await _unexpected(request, exc)
 
 
+async def _undecryptable(request: Request, exc: Exception) -> JSONResponse:
+    """What Temporal holds for this order was encrypted with a key this API's
+    keyring cannot use: a keyring out of step with another process's (a
+    rotation done in one step, say). Nothing the client can fix, and not a
+    bug: one ERROR line naming the key id (the codec's message) for the
+    operator, and a 503, since the same request succeeds once the keyring is
+    fixed."""
+    log.error(
+        "cannot decrypt a payload for %s %s: %s; every process needs every key in "
+        "ORDERSAGA_CODEC_KEYS that another may encrypt with",
+        request.method,
+        request.url.path,
+        exc,
+    )
+    return _error(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        "PAYLOAD_UNDECRYPTABLE",
+        "the order's data cannot be decrypted by this server right now; retry later",
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _error(
@@ -207,6 +229,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AuthError, _coded_error)
     app.add_exception_handler(RPCError, _rpc_error)
     app.add_exception_handler(RuntimeError, _runtime_error)
+    app.add_exception_handler(PayloadDecryptionError, _undecryptable)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
