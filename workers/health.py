@@ -7,8 +7,10 @@ worker in it is running,
 the first-deploy bootstrap of the deployments' current version is settled, the
 Temporal server has listed this process (by its identity, and build id when
 versioned) among the recent pollers of every task queue it serves, and the
-server still answers. The last two are server round trips, so the answer is
-cached for a few seconds. After SIGTERM the process reports 503 at once: it is
+server still answers. Those two are server round trips, so their answer is
+cached for a few seconds. Nor is it ready while a payload failed to decrypt
+lately: a keyring without a key the other processes write with fails every
+task it gets. After SIGTERM the process reports 503 at once: it is
 draining.
 """
 
@@ -36,6 +38,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from contracts import task_queues
+from ordersaga.runtime.codec import EncryptionCodec
 from ordersaga.runtime.temporal_config import missing_search_attributes, search_attributes_problem
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,10 @@ READINESS_CACHE_SECONDS = 3.0
 # than this means this process stopped polling that queue.
 POLLER_FRESH_SECONDS = 90.0
 _DESCRIBE_TIMEOUT = timedelta(seconds=5)
+# How long a payload this process could not decrypt keeps it unready: a task it
+# failed comes back to some worker within seconds (a workflow task's retry, an
+# activity's), so a keyring that still cannot read fails again well within it.
+DECRYPTION_FAILURE_SECONDS = 60.0
 # The server's default number of partitions per task queue (matching.numTaskqueue*Partitions).
 TASK_QUEUE_PARTITIONS = 4
 
@@ -64,6 +71,7 @@ class WorkerHealth:
     # The build id the server must list for this process's pollers; None when unversioned.
     build_id: str | None
     client: Client | None = None
+    codec: EncryptionCodec | None = None
     workers: list[Worker] = field(default_factory=list)
     versions_settled: asyncio.Event = field(default_factory=asyncio.Event)
     draining: bool = False
@@ -82,6 +90,9 @@ class WorkerHealth:
         if not self.versions_settled.is_set():
             return "waiting for the deployments' current version to be settled"
         now = time.monotonic()
+        failure = self.codec.last_failure if self.codec is not None else None
+        if failure is not None and now - failure[0] < DECRYPTION_FAILURE_SECONDS:
+            return f"cannot decrypt what Temporal holds for its tasks: {failure[1]}"
         if self._cached is not None and now - self._cached[0] < READINESS_CACHE_SECONDS:
             return self._cached[1]
         problem = await self._server_problem(self.client)

@@ -34,7 +34,7 @@ from temporalio.worker import Worker
 from activities.http import ServiceClient
 from contracts import task_queues
 from contracts.domains import DOMAINS, Domain, DomainConfigError, Registry
-from ordersaga.runtime.codec import payload_keyring
+from ordersaga.runtime.codec import EncryptionCodec, payload_keyring
 from ordersaga.runtime.domains import resolve
 from ordersaga.runtime.eventloop import exit_without_finalizing as exit_without_finalizing
 from ordersaga.runtime.heap import freeze_startup_objects
@@ -290,6 +290,8 @@ async def run_worker(settings: Settings, queues: Sequence[str]) -> None:
                 return
             await _require_namespace(client, settings)
             health.client = client
+            codec = client.data_converter.payload_codec
+            health.codec = codec if isinstance(codec, EncryptionCodec) else None
             await _serve(client, settings, queues, stop, health)
     except ProbePortError as error:
         raise WorkerStartupError(f"probe port: {error}") from None

@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +72,10 @@ class EncryptionCodec(PayloadCodec):
     def __init__(self, keyring: Keyring) -> None:
         self._keyring = keyring
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keyring.keys.items()}
+        # (time.monotonic(), why) of the last payload this codec could not
+        # decrypt: a worker whose keyring lacks a key the others write with
+        # fails every task it is given, and its readiness says so (workers/health.py).
+        self.last_failure: tuple[float, str] | None = None
 
     @property
     def keyring(self) -> Keyring:
@@ -80,7 +85,11 @@ class EncryptionCodec(PayloadCodec):
         return [self.encrypt(payload) for payload in payloads]
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        return [self.decrypt(payload) for payload in payloads]
+        try:
+            return [self.decrypt(payload) for payload in payloads]
+        except PayloadDecryptionError as failure:
+            self.last_failure = (time.monotonic(), str(failure))
+            raise
 
     def encrypt(self, payload: Payload) -> Payload:
         key_id = self._keyring.current_key_id

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import time
@@ -19,17 +20,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from contracts import task_queues
+from contracts.orders import WORKFLOW_TYPE
+from ordersaga.runtime.keyring import format_keyring
+from ordersaga.runtime.temporal_config import data_converter
 from tests.e2e.worker_process import WorkerProcess, worker_env, worker_process
+from tests.integration.api.support import eventually
 from tests.integration.stack import ADMIN_TOKEN, ShopWithoutWorkers, serving_shop
+from tests.keys import TEST_KEY_ID, TEST_KEYRING
 from tests.orders import order_body
 from tests.ports import free_port
 from tests.tokens import as_customer, new_customer_id
 from tests.versioning_support import own_dev_server
+from tests.workflows.conftest import sample_order
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 # Time for a stopping process to finish after its grace period: the SDK's own
@@ -115,6 +124,42 @@ async def test_worker_is_ready_when_polling_then_stops_with_exit_0_on_a_signal(
     assert "in-flight tasks have 2s to finish" in text
     assert "worker stopped" in text
     assert "Traceback" not in text
+
+
+async def test_a_worker_that_cannot_decrypt_its_tasks_is_not_ready_and_names_the_key(
+    temporal: WorkflowEnvironment,
+) -> None:
+    """A keyring out of step with the other processes' (a rotation done in one
+    restart): the worker fails every task it gets, so it must not call itself
+    ready, or a rollout would go on past it."""
+    foreign_keys = format_keyring({"k9": os.urandom(32)})
+    env = worker_env(address_of(temporal.client), codec_keys=foreign_keys)
+    writer = Client(
+        temporal.client.service_client,
+        namespace=temporal.client.namespace,
+        data_converter=data_converter(TEST_KEYRING),
+    )
+    order = sample_order()
+    async with worker_process(env, "--queues", "orders") as worker:
+        await worker.wait_ready()
+        handle = await writer.start_workflow(
+            WORKFLOW_TYPE, order, id=order.order_id, task_queue=task_queues.ORDERS
+        )
+        try:
+
+            async def unready() -> httpx.Response | None:
+                response = await worker.probe("/readyz")
+                return response if response.status_code == 503 else None
+
+            refused = await eventually(unready)
+        finally:
+            await handle.terminate("test: no worker here can read it")
+        worker.send_signal(signal.SIGTERM)
+        await worker.wait_exit(within=30)
+
+    reason = refused.json()["reason"]
+    assert "cannot decrypt" in reason
+    assert repr(TEST_KEY_ID) in reason, reason
 
 
 # --- SIGTERM while charge_payment is in flight -----------------------------------
