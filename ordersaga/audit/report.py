@@ -30,6 +30,10 @@ class AuditReport:
     def warnings(self) -> list[Finding]:
         return [f for f in self.findings if f.severity == "warning"]
 
+    def summary(self) -> str:
+        """`1 error, 2 warnings`."""
+        return f"{_plural(len(self.errors), 'error')}, {_plural(len(self.warnings), 'warning')}"
+
     def checked(self) -> dict[str, int]:
         snapshot = self.snapshot
         return {
@@ -61,10 +65,7 @@ def render_json(report: AuditReport) -> str:
 def render_table(report: AuditReport) -> str:
     checked = ", ".join(f"{n} {what}" for what, n in report.checked().items())
     window = f" since {report.since.isoformat()}" if report.since else ""
-    head = (
-        f"ordersaga audit{window}: checked {checked}; "
-        f"{_plural(len(report.errors), 'error')}, {_plural(len(report.warnings), 'warning')}"
-    )
+    head = f"ordersaga audit{window}: checked {checked}; {report.summary()}"
     if not report.findings:
         return f"{head}\nclean: every order agrees with the ledgers"
     rows = [("SEVERITY", "KIND", "ORDER", "SUBJECT", "WHAT")]
@@ -139,6 +140,33 @@ def metrics_text(
 
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+class MetricsFileError(Exception):
+    """--metrics-file names a path the textfile cannot be written to."""
+
+
+def check_metrics_file(path: Path) -> None:
+    """Refuse, before the audit runs, a path write_metrics_file could not
+    replace: rather than find out after the whole audit (or never, if the run
+    that could not write it was the one that mattered). The folder is probed
+    with the very temporary file the write makes, so whatever stops it (no
+    permission, a read-only or full filesystem, a name too long) shows now."""
+    if path.is_dir():
+        raise MetricsFileError(f"{path} is a folder: name the file to write")
+    if not path.parent.is_dir():
+        raise MetricsFileError(f"no folder {path.parent}")
+    try:
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise MetricsFileError(f"cannot write in {path.parent}: {why(error)}") from None
+    os.close(fd)
+    Path(probe).unlink(missing_ok=True)
+
+
+def why(error: OSError) -> str:
+    """An OSError in a few words (`No space left on device`), not its repr."""
+    return error.strerror or str(error) or type(error).__name__
 
 
 def write_metrics_file(path: Path, text: str) -> None:

@@ -22,6 +22,10 @@ Severity = Literal["error", "warning"]
 # Temporal's execution status of a workflow that has not closed.
 RUNNING = "RUNNING"
 COMPLETED_EXECUTION = "COMPLETED"
+# Cancelled through Temporal itself (Web UI, `temporal workflow cancel`): the
+# saga unwinds as for a customer's cancel, publishes CANCELLED, then re-raises
+# the cancellation, so the execution ends CANCELED, with no result.
+CANCELED_EXECUTION = "CANCELED"
 
 # Ledger states (services/*/domain.py), as the services answer them.
 CAPTURED, REFUNDED = "captured", "refunded"
@@ -34,7 +38,8 @@ _COMPENSATED = frozenset({OrderStatus.FAILED.value, OrderStatus.CANCELLED.value}
 class Kind(StrEnum):
     """What is wrong. Stable names: they are the `kind` label of the metric."""
 
-    # A FAILED or CANCELLED order that kept an effect it should have undone.
+    # A FAILED or CANCELLED order (cancelled through Temporal included) that
+    # kept an effect it should have undone.
     CHARGE_NOT_REFUNDED = "charge_not_refunded"
     SHIPMENT_NOT_CANCELLED = "shipment_not_cancelled"
     RESERVATION_COMMITTED = "reservation_committed"
@@ -55,7 +60,8 @@ class Kind(StrEnum):
     # A product whose `reserved` is not what its open reservations hold.
     STOCK_MISMATCH = "stock_mismatch"
     # The workflow closed without the saga's own end (terminated, timed out,
-    # failed, or completed without a terminal order status): nothing compensated.
+    # failed, canceled short of CANCELLED, or completed without a terminal
+    # order status): nothing compensated.
     WORKFLOW_CLOSED_ABNORMALLY = "workflow_closed_abnormally"
     # Open for longer than any order should take, and not parked.
     ORDER_OPEN_TOO_LONG = "order_open_too_long"
@@ -121,8 +127,18 @@ class Order:
 
     @property
     def is_compensated(self) -> bool:
-        """Closed by the saga itself as FAILED or CANCELLED."""
+        """Closed by the saga itself as FAILED or CANCELLED: completed, or
+        canceled through Temporal once the saga had unwound to CANCELLED (it
+        publishes that status only after its last undo)."""
+        if self.execution_status == CANCELED_EXECUTION:
+            return self.order_status == OrderStatus.CANCELLED.value
         return self.execution_status == COMPLETED_EXECUTION and self.order_status in _COMPENSATED
+
+    @property
+    def has_result(self) -> bool:
+        """Whether the execution returned the order's result (its final view,
+        with the operators' decisions): a canceled one re-raised instead."""
+        return self.execution_status == COMPLETED_EXECUTION
 
     def resolution_of(self, step: str) -> Resolution | None:
         """The operator's last resolve of the call `step`, if any."""
@@ -241,8 +257,12 @@ def check(snapshot: Snapshot, policy: Policy | None = None) -> list[Finding]:
 def orders_that_kept_an_effect(orders: Iterable[Order], ledger: Ledger) -> list[str]:
     """The FAILED or CANCELLED orders with a row still in its forward state:
     those whose resolutions (if an operator resolved the undo) decide between
-    an error and a resolved_by_operator warning. collect reads only theirs."""
-    compensated = {order.order_id for order in orders if order.is_compensated}
+    an error and a resolved_by_operator warning. collect reads only theirs.
+
+    Only orders with a result: one cancelled through Temporal has none to
+    read the resolutions from, so what it kept stays an error (the safe side).
+    """
+    compensated = {o.order_id for o in orders if o.is_compensated and o.has_result}
     return sorted(
         {
             row.order_id
@@ -291,9 +311,11 @@ def _check_order(order: Order, ledger: Ledger, now: datetime, policy: Policy) ->
         yield from _open_order(order, now, policy)
         return
     status = order.order_status
-    if order.execution_status != COMPLETED_EXECUTION or not (
-        status == OrderStatus.COMPLETED.value or status in _COMPENSATED
-    ):
+    if order.is_compensated:
+        yield from _compensated_order(order, ledger)
+    elif order.execution_status == COMPLETED_EXECUTION and status == OrderStatus.COMPLETED.value:
+        yield from _completed_order(order, ledger)
+    else:
         yield Finding(
             Kind.WORKFLOW_CLOSED_ABNORMALLY,
             order.order_id,
@@ -302,10 +324,6 @@ def _check_order(order: Order, ledger: Ledger, now: datetime, policy: Policy) ->
             order.order_id,
             {**_order_evidence(order), **ledger.evidence()},
         )
-    elif order.is_compensated:
-        yield from _compensated_order(order, ledger)
-    else:
-        yield from _completed_order(order, ledger)
     for reservation in ledger.reservations:
         if reservation.state == RESERVED:
             yield _about(
@@ -357,6 +375,12 @@ def _compensated_order(order: Order, ledger: Ledger) -> Iterable[Finding]:
         message = f"{order.order_status} order has {what}"
         resolution = order.resolution_of(undo.value)
         if resolution is None:
+            if not order.has_result:
+                # An operator may have settled it by hand: say why the audit
+                # cannot tell, rather than let them think it missed their resolve.
+                message += (
+                    " (cancelled through Temporal: no result to read an operator's resolve from)"
+                )
             yield _about(order, kind, row_id, message, **{noun: _row(row)})
         else:
             yield _about(

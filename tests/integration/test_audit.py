@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
+from ordersaga.histories import IN_FLIGHT_LATENCY_MS
 from ordersaga.runtime.settings import SERVICES
 from tests import orders
 from tests.integration.stack import ADMIN_TOKEN, Stack, running_stack
@@ -176,8 +178,9 @@ async def test_a_clean_system_audits_clean_and_exits_0(placed: Placed, tmp_path:
 # --- planted, one at a time ---------------------------------------------------------
 
 
-def flip_refund_back(placed: Placed) -> Callable[[], None]:
-    charge_id = the_charge(placed, placed.failed_aq)["charge_id"]
+def flip_refund_back(placed: Placed, order_id: str | None = None) -> Callable[[], None]:
+    """The refund of the order's charge (the AQ order's by default) undone."""
+    charge_id = the_charge(placed, order_id or placed.failed_aq)["charge_id"]
     with database(placed, "payments") as db:
         db.execute("UPDATE charges SET state = 'captured' WHERE charge_id = ?", (charge_id,))
 
@@ -308,6 +311,54 @@ async def test_a_planted_discrepancy_is_found_alone_with_its_evidence(
     assert (await audit(placed, "--json")).errors() == []
 
 
+# --- cancelled through Temporal ----------------------------------------------------
+
+
+async def cancel_through_temporal_while_shipping(placed: Placed) -> str:
+    """An order cancelled as from the Web UI while its shipment is being created:
+    the shipment lands, then everything is undone and the execution ends CANCELED."""
+    stack = placed.stack
+    faults = await stack.shipping.put(
+        "/admin/faults",
+        json={"error_rate": 0, "latency_ms": IN_FLIGHT_LATENCY_MS},
+        headers=stack.admin,
+    )
+    assert faults.status_code == 200, faults.text
+    try:
+        order_id = await place(stack, orders.order_body(sku=placed.sku, country="DE"))
+        await stack.wait_for_status(order_id, "SHIPPING", within=30)
+        await stack.temporal.get_workflow_handle(order_id).cancel()
+    finally:
+        await stack.shipping.delete("/admin/faults", headers=stack.admin)
+    assert await wait_for_end(stack, order_id) == "CANCELLED"
+    description = await stack.temporal.get_workflow_handle(order_id).describe()
+    assert description.status is WorkflowExecutionStatus.CANCELED
+    return order_id
+
+
+async def test_an_order_cancelled_through_temporal_is_clean_undone_but_not_keeping_an_effect(
+    placed: Placed,
+) -> None:
+    order_id = await cancel_through_temporal_while_shipping(placed)
+    # It got as far as a charge and a shipment, both undone since.
+    assert the_charge(placed, order_id)["state"] == "refunded"
+
+    undone = await audit(placed, "--json")
+    undo = flip_refund_back(placed, order_id)
+    try:
+        kept = await audit(placed, "--json")
+    finally:
+        undo()
+
+    assert undone.status == 0, (undone.stdout, undone.stderr)
+    assert [f for f in undone.document()["findings"] if f["order_id"] == order_id] == []
+    assert kept.status == 1, (kept.stdout, kept.stderr)
+    (finding,) = kept.errors()
+    assert (finding["kind"], finding["order_id"]) == ("charge_not_refunded", order_id)
+    assert finding["evidence"]["order"]["execution_status"] == "CANCELED"
+    assert finding["evidence"]["order"]["order_status"] == "CANCELLED"
+
+
 # --- could not run ------------------------------------------------------------------
 
 
@@ -330,6 +381,38 @@ async def test_a_refused_admin_token_exits_2(placed: Placed) -> None:
     assert result.status == 2, (result.stdout, result.stderr)
     assert result.stderr.count("\n") == 1
     assert "ORDERSAGA_ADMIN_TOKEN" in result.stderr
+
+
+async def test_a_since_temporal_cannot_take_exits_2_and_the_earliest_it_can_runs(
+    placed: Placed,
+) -> None:
+    env = audit_env(placed.stack)
+
+    year_one = await run_ordersaga(
+        "audit", "--since", "0001-01-01T00:00:00", "--json", within=120, env=env
+    )
+    epoch = await run_ordersaga(
+        "audit", "--since", "1970-01-01T00:00:00Z", "--json", within=120, env=env
+    )
+
+    # Was 3: Temporal refused the listing ("unable to parse datetime").
+    assert year_one.code == 2, (year_one.stdout, year_one.stderr)
+    assert year_one.stderr.count("\n") == 1 and "before 1970-01-01" in year_one.stderr
+    # Every order on the shared server, other test modules' too, whose rows are
+    # in other stacks: findings, maybe, but Temporal took the query.
+    assert epoch.code in (0, 1), (epoch.stdout, epoch.stderr)
+
+
+async def test_a_metrics_file_that_is_a_folder_exits_2_before_the_audit_runs(
+    placed: Placed, tmp_path: Path
+) -> None:
+    result = await audit(placed, "--metrics-file", str(tmp_path))
+
+    # Was the whole audit on stdout, then an IsADirectoryError traceback, exit 1.
+    assert result.status == 2, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert f"--metrics-file: {tmp_path} is a folder" in result.stderr
 
 
 # --- resolved by an operator --------------------------------------------------------

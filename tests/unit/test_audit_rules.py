@@ -404,6 +404,83 @@ def test_a_workflow_closed_without_the_sagas_own_end(execution: str, status: str
     assert finding.evidence["charges"][0]["state"] == "captured"
 
 
+# A cancellation through Temporal (Web UI, `temporal workflow cancel`): the saga
+# unwinds as for a customer's cancel, publishes CANCELLED, then re-raises the
+# cancellation, so the execution ends CANCELED (with no result).
+def cancelled_through_temporal(order_id: str) -> Order:
+    return closed(order_id, "CANCELLED", "CANCELED")
+
+
+def test_an_order_cancelled_through_temporal_and_fully_undone_is_clean() -> None:
+    snapshot = replace(
+        clean_snapshot(),
+        orders=[*clean_snapshot().orders, cancelled_through_temporal("ord_ui")],
+        charges=[*clean_snapshot().charges, charge("ord_ui", "refunded")],
+        shipments=[*clean_snapshot().shipments, shipment("ord_ui", "cancelled")],
+        reservations=[*clean_snapshot().reservations, reservation("ord_ui", "released")],
+    )
+
+    assert check(snapshot) == []
+
+
+def test_only_a_canceled_execution_the_saga_unwound_to_cancelled_is_not_abnormal() -> None:
+    """Terminated, or canceled in any other order status: nothing says the
+    saga undid anything, so it stays workflow_closed_abnormally."""
+    snapshot = replace(
+        clean_snapshot(),
+        orders=[
+            *clean_snapshot().orders,
+            cancelled_through_temporal("ord_ui"),
+            closed("ord_killed", "CANCELLED", "TERMINATED"),
+            closed("ord_midway", "CHARGING", "CANCELED"),
+        ],
+    )
+
+    findings = check(snapshot)
+
+    assert [(f.kind, f.order_id) for f in findings] == [
+        (Kind.WORKFLOW_CLOSED_ABNORMALLY, "ord_killed"),
+        (Kind.WORKFLOW_CLOSED_ABNORMALLY, "ord_midway"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kept", "kind", "subject"),
+    [
+        (Ledger([charge("ord_ui")], [], []), Kind.CHARGE_NOT_REFUNDED, "ch_ord_ui_1"),
+        (Ledger([], [shipment("ord_ui")], []), Kind.SHIPMENT_NOT_CANCELLED, "shp_ord_ui_1"),
+        (
+            Ledger([], [], [reservation("ord_ui", "committed")]),
+            Kind.RESERVATION_COMMITTED,
+            "res_ord_ui_1",
+        ),
+        (
+            Ledger([], [], [reservation("ord_ui", "reserved")]),
+            Kind.RESERVATION_NOT_RELEASED,
+            "res_ord_ui_1",
+        ),
+    ],
+)
+def test_an_order_cancelled_through_temporal_that_kept_an_effect_is_an_error(
+    kept: Ledger, kind: Kind, subject: str
+) -> None:
+    snapshot = Snapshot(
+        taken_at=NOW,
+        orders=[cancelled_through_temporal("ord_ui")],
+        charges=kept.charges,
+        shipments=kept.shipments,
+        reservations=kept.reservations,
+    )
+
+    finding = only(check(snapshot))
+
+    assert (finding.kind, finding.order_id, finding.subject) == (kind, "ord_ui", subject)
+    assert finding.severity == "error"
+    assert finding.evidence["order"]["execution_status"] == "CANCELED"
+    if kind is not Kind.RESERVATION_NOT_RELEASED:  # no operator can resolve that one
+        assert "cancelled through Temporal: no result" in finding.message
+
+
 def test_findings_come_errors_first() -> None:
     parked = Order("ord_parked", "RUNNING", "NEEDS_ATTENTION", NOW)
     snapshot = replace(
@@ -474,3 +551,29 @@ def test_since_takes_a_duration_or_a_moment() -> None:
     for bad in ("yesterday", "10x", "2099-01-01T00:00:00+00:00", "-5m"):
         with pytest.raises(ValueError):
             parse_since(bad, NOW)
+
+
+@pytest.mark.parametrize(
+    "far",
+    [
+        "99999999999d",  # past what a timedelta holds
+        "1000000d",  # a timedelta, but before year 1
+        "9" * 5000 + "s",  # more digits than int() reads
+        "0001-01-01T00:00:00",  # a date Temporal's visibility cannot parse
+        "1969-12-31T23:59:59Z",
+        "1970-01-01T00:30:00+01:00",  # 1969 in UTC
+    ],
+)
+def test_since_reaching_back_before_1970_is_refused_with_a_value_error(far: str) -> None:
+    with pytest.raises(ValueError, match="before 1970-01-01"):
+        parse_since(far, NOW)
+
+
+def test_since_may_reach_back_to_1970_exactly() -> None:
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    back = int((NOW - epoch).total_seconds())
+
+    assert parse_since("1970-01-01T00:00:00Z", NOW) == epoch
+    assert parse_since(f"{back}s", NOW) == epoch
+    with pytest.raises(ValueError, match="before 1970-01-01"):
+        parse_since(f"{back + 1}s", NOW)
