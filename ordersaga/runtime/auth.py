@@ -125,7 +125,14 @@ class StaticKeys:
 class RemoteJwks:
     """A provider's JWKS over HTTP, cached; refreshed when a token names an
     unknown `kid` (key rotation), at most once per `min_refresh_seconds`, so a
-    flood of forged kids cannot turn into a flood of requests to the provider."""
+    flood of forged kids cannot turn into a flood of requests to the provider.
+
+    While the provider fails and no keys are cached, every request is refused
+    with 503 AUTH_UNAVAILABLE; one fetch at a time is tried. Requests that
+    queued behind a fetch that failed share its failure instead of each trying
+    again in turn (behind a hung provider, the eighth would wait eight fetch
+    timeouts), and for `failure_backoff_seconds` after it no request tries.
+    """
 
     def __init__(
         self,
@@ -134,13 +141,21 @@ class RemoteJwks:
         http: httpx.AsyncClient | None = None,
         max_age_seconds: float = 600.0,
         min_refresh_seconds: float = 30.0,
+        failure_backoff_seconds: float = 2.0,
+        timeout_seconds: float = 5.0,
     ) -> None:
         self._url = url
         self._http = http
         self._max_age = max_age_seconds
         self._min_refresh = min_refresh_seconds
+        self._failure_backoff = failure_backoff_seconds
+        self._timeout = timeout_seconds
         self._keys: jwt.PyJWKSet | None = None
         self._fetched_at = float("-inf")
+        self._failed_at = float("-inf")
+        # Fetches finished, successful or not: a request that waited for the
+        # lock sees from it whether one finished meanwhile.
+        self._fetches = 0
         self._lock = asyncio.Lock()
 
     async def key_for(self, kid: str | None) -> jwt.PyJWK:
@@ -158,32 +173,82 @@ class RemoteJwks:
         return await self._refresh()
 
     async def _refresh(self) -> jwt.PyJWKSet:
-        seen = self._fetched_at
+        seen = self._fetches
+        if self._keys is None and time.monotonic() - self._failed_at < self._failure_backoff:
+            raise _keys_unavailable()
         async with self._lock:
-            if self._keys is not None and self._fetched_at != seen:
-                return self._keys  # refreshed by a request that held the lock first
+            if self._fetches != seen:
+                # A fetch finished while this request waited: its outcome is
+                # this request's too, rather than one more wait on the provider.
+                if self._keys is None:
+                    raise _keys_unavailable()
+                return self._keys
             try:
                 keys = await self._fetch()
             except (httpx.HTTPError, ValueError, jwt.PyJWKSetError) as err:
+                self._fetches += 1
+                self._failed_at = time.monotonic()
                 # A provider outage: keep serving with the keys we have.
                 if self._keys is not None:
-                    log.warning("JWKS refresh failed (%s); keeping the cached keys", err)
+                    log.warning(
+                        "cannot fetch the JWKS from %s (%s); keeping the cached keys",
+                        _loggable_url(self._url),
+                        _describe_fetch_error(err, self._timeout),
+                    )
                     self._fetched_at = time.monotonic()
                     return self._keys
-                raise AuthError(
-                    503, "AUTH_UNAVAILABLE", "the token issuer's keys cannot be fetched; retry"
-                ) from err
+                log.error(
+                    "cannot fetch the JWKS from %s (%s); requests with a token are "
+                    "refused with 503 AUTH_UNAVAILABLE until it answers",
+                    _loggable_url(self._url),
+                    _describe_fetch_error(err, self._timeout),
+                )
+                raise _keys_unavailable() from err
+            self._fetches += 1
             self._keys, self._fetched_at = keys, time.monotonic()
             return keys
 
     async def _fetch(self) -> jwt.PyJWKSet:
         if self._http is not None:
-            response = await self._http.get(self._url, timeout=5.0)
+            response = await self._http.get(self._url, timeout=self._timeout)
         else:
-            async with httpx.AsyncClient(timeout=5.0) as http:
+            async with httpx.AsyncClient(timeout=self._timeout) as http:
                 response = await http.get(self._url)
         response.raise_for_status()
-        return jwt.PyJWKSet.from_dict(response.json())
+        document = response.json()
+        if not isinstance(document, dict):
+            raise ValueError("the answer is not a JWKS (a JSON object)")
+        return jwt.PyJWKSet.from_dict(document)
+
+
+def _keys_unavailable() -> AuthError:
+    return AuthError(503, "AUTH_UNAVAILABLE", "the token issuer's keys cannot be fetched; retry")
+
+
+def _loggable_url(url: str) -> str:
+    """The JWKS URL without what could be a credential: a user and password,
+    a query (some providers take a key there)."""
+    try:
+        parts = httpx.URL(url)
+    except httpx.InvalidURL:
+        return "the configured JWKS URL"
+    return str(parts.copy_with(userinfo=b"", query=None, fragment=None))
+
+
+def _describe_fetch_error(err: Exception, timeout_seconds: float) -> str:
+    """One line: httpx's own text for a bad status spans lines and repeats the
+    URL, and its timeouts may have no text at all."""
+    if isinstance(err, httpx.HTTPStatusError):
+        response = err.response
+        return f"HTTP {response.status_code} {response.reason_phrase}".strip()
+    if isinstance(err, httpx.ConnectTimeout):
+        return f"no connection within {timeout_seconds:g} s"
+    if isinstance(err, httpx.TimeoutException):
+        return f"no answer within {timeout_seconds:g} s"
+    if isinstance(err, json.JSONDecodeError):
+        return "the answer is not JSON"
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def _pick(keys: jwt.PyJWKSet, kid: str | None) -> jwt.PyJWK:

@@ -3,6 +3,12 @@
 Nothing happens at import or in `create_service_app` beyond wiring: the engine is
 created, the schema migrated and the service's start-up hook run in the lifespan,
 and the engine is disposed of when the app stops.
+
+A database the service cannot use at start-up (none at that address, a role or
+database missing, a URL parameter asyncpg refuses) stops it with one line naming
+the setting and the cause, not a traceback. It does not wait for the database to
+come up: docker-compose.yml starts the services once PostgreSQL is healthy and
+restarts one that exits, as an orchestrator does.
 """
 
 from __future__ import annotations
@@ -16,11 +22,13 @@ from typing import Required, TypedDict
 from fastapi import APIRouter, Depends, FastAPI
 from opentelemetry.trace import TracerProvider
 from pydantic import SecretStr
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ordersaga.runtime.http_guard import HttpGuard
 from ordersaga.runtime.logging import AccessLogMiddleware
-from ordersaga.runtime.settings import DEFAULT_SERVICE_DATABASE_POOL_SIZE
+from ordersaga.runtime.settings import DEFAULT_SERVICE_DATABASE_POOL_SIZE, env_var_name
 from ordersaga.runtime.telemetry import (
     FASTAPI_OWN_TELEMETRY_OFF,
     instrument_engine,
@@ -29,7 +37,12 @@ from ordersaga.runtime.telemetry import (
 from services.common import health
 from services.common.admin import faults_router
 from services.common.auth import AdminOnly, authenticate
-from services.common.db import create_engine
+from services.common.db import (
+    DatabaseUrlError,
+    create_engine,
+    database_error_text,
+    redacted_database_url,
+)
 from services.common.deadlines import ArrivalTime
 from services.common.errors import install_error_handlers
 from services.common.fences import fences_router
@@ -58,6 +71,48 @@ class ServiceSpec:
 
 # Service requests are an order's lines and an address: far below this.
 SERVICE_MAX_BODY_BYTES = 64 * 1024
+
+
+class StartupFailure(Exception):
+    """Start-up cannot go ahead for a reason the operator fixes; the message,
+    one line, says which setting and why."""
+
+
+class OneLineStartupFailure:
+    """Reports a StartupFailure to the server as its message alone.
+
+    Starlette reports a lifespan that raised with its whole traceback, which
+    uvicorn logs (a hundred lines for a database that is not there). A
+    StartupFailure already says what to fix; any other exception is a bug and
+    keeps its traceback.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        held: list[Message] = []
+
+        async def hold_startup_failure(message: Message) -> None:
+            # Held until the exception behind it reaches this middleware.
+            if message["type"] == "lifespan.startup.failed":
+                held.append(message)
+            else:
+                await send(message)
+
+        try:
+            await self.app(scope, receive, hold_startup_failure)
+        except StartupFailure as failure:
+            # The server logs the message, then sees the failure reported
+            # already and says nothing of the exception.
+            held[:] = [{**message, "message": str(failure)} for message in held]
+            raise
+        finally:
+            for message in held:
+                await send(message)
 
 
 class ServiceArguments(TypedDict, total=False):
@@ -97,14 +152,30 @@ def create_service_app(
         metrics=HttpMetrics(spec.name),
     )
 
+    def unusable_database(cause: str) -> StartupFailure:
+        setting = env_var_name(f"{spec.name}_database_url")
+        return StartupFailure(
+            f"cannot start the {spec.name} service: {setting} "
+            f"({redacted_database_url(database_url)}): {cause}"
+        )
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(database_url, pool_size=database_pool_size)
+        try:
+            engine = create_engine(database_url, pool_size=database_pool_size)
+        except DatabaseUrlError as error:
+            raise unusable_database(str(error)) from None
         instrument_engine(engine, tracer_provider)
         try:
-            await upgrade_to_head(engine, spec.migrations, lock_name=spec.name)
-            if spec.on_startup is not None:
-                await spec.on_startup(engine)
+            try:
+                await upgrade_to_head(engine, spec.migrations, lock_name=spec.name)
+                if spec.on_startup is not None:
+                    await spec.on_startup(engine)
+            except (DBAPIError, OSError) as error:
+                # Refused, unreachable, or no such role or database: the
+                # operator's to fix, so the cause alone, no traceback. An
+                # OSError is the connection's (asyncpg lets those through).
+                raise unusable_database(database_error_text(error)) from None
             runtime.started_engine = engine
             yield
         finally:
@@ -120,6 +191,8 @@ def create_service_app(
     app.state.runtime = runtime
     document_idempotency_key(app)
     install_error_handlers(app)
+    # Rewrites lifespan messages only; a request goes straight through.
+    app.add_middleware(OneLineStartupFailure)
     # Inside the metrics and access log, so they count its refusals and its 500s.
     app.add_middleware(HttpGuard, max_body_bytes=max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
