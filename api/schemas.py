@@ -203,7 +203,8 @@ class OrderPublic(BaseModel):
     updated_at: datetime | None
     stale: bool = Field(
         description="True when no worker answered in time and the order was read from "
-        "the state it last published: its status may have moved on, its steps are not known."
+        "the state it last published: its steps and prices are not known, and an open "
+        "order's status may have moved on."
     )
 
 
@@ -226,9 +227,17 @@ class OrderPage(BaseModel):
 
 
 class CancelRequest(StrictRequest):
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)] = (
-        "cancelled by customer"
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)] = Field(
+        default="cancelled by customer",
+        description="Why, in the customer's words: printable text, no control characters.",
     )
+
+    @field_validator("reason")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        # Shown back as the order's failure_reason, to the customer and to
+        # operators: the same rule as an operator's note.
+        return printable(value, "a reason")
 
 
 class OrderCancelAccepted(BaseModel):
@@ -237,7 +246,29 @@ class OrderCancelAccepted(BaseModel):
 
 
 class OperatorActionRequest(StrictRequest):
-    note: Annotated[str, StringConstraints(max_length=1000)] = ""
+    note: Annotated[str, StringConstraints(max_length=1000)] = Field(
+        default="",
+        description="Why, in the operator's words: printable text, no control characters.",
+    )
+
+    @field_validator("note")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        # Kept in the order's history and shown back to operators (API, Web UI,
+        # audit report). A note may be left empty.
+        return printable(value, "a note") if value else value
+
+
+_TEXT = re.compile(fields.TEXT_PATTERN)
+
+
+def printable(value: str, what: str) -> str:
+    """`value`, refused when it holds a control character: an escape sequence
+    or a line break in text shown back later could restyle a terminal or forge
+    a log line. The rule of the shipping address's text (contracts.fields)."""
+    if not _TEXT.fullmatch(value):
+        raise ValueError(f"{what} may not contain control characters (line breaks included)")
+    return value
 
 
 class OperatorActionAcceptedPublic(BaseModel):

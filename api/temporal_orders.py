@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -56,6 +56,7 @@ from contracts.orders import (
     RESOLVE_COMPENSATION_UPDATE,
     RETRY_COMPENSATION_UPDATE,
     STATUS_QUERY,
+    TERMINAL_STATUSES,
     WORKFLOW_TYPE,
     CancelAccepted,
     CancelOrder,
@@ -85,11 +86,28 @@ DEFAULT_RPC_TIMEOUT = timedelta(seconds=2)
 ResultT = TypeVar("ResultT")
 
 
+# The failure_code of an order whose workflow was closed in Temporal itself
+# (terminated, timed out, failed) before the saga reached a terminal status: the
+# saga undid nothing, so neither "completed" nor "failed and undone" is true.
+ABANDONED = "ORDER_ABANDONED"
+# What a customer is told of it: not the usual "nothing was charged or
+# shipped", which may be false here.
+PUBLIC_REASON_ABANDONED = (
+    "the order was stopped before it could be completed; our team will check "
+    "what was charged or shipped"
+)
+# The failure_code of an order cancelled through Temporal (the Web UI, `temporal
+# workflow cancel`) rather than by its customer: the saga undid it as for a
+# customer's cancel, but its reason is the workflow's, not the customer's words.
+CANCELLED_BY_OPERATOR = "CANCELLED_BY_OPERATOR"
+
+
 @dataclass(frozen=True)
 class OrderRead:
     view: OrderView
     # Read from the order's last published state because no worker answered:
-    # its status may already have moved on, and its steps are not known.
+    # its steps and prices are not known, and an open order's status may
+    # already have moved on.
     stale: bool
 
 
@@ -216,13 +234,18 @@ class TemporalOrders:
 
         The server alone answers describe: it names the order's customer (a
         customer other than `reader` gets OrderNotFound before anything else is
-        read) and whether it is closed. A closed order is read from its result,
-        where the workflow leaves its final view. An open one is asked through
-        the status query, unless a worker is running one of its workflow tasks
-        (a query would wait for that task, as long as a slow local attempt
-        holds it); then, or when no worker answers within READ_QUERY_DEADLINE,
-        it is read from what the workflow last published (its search
-        attributes) and its input, marked possibly stale.
+        read) and whether it is closed. An order the saga finished is read from
+        its result, where the workflow leaves its final view. Otherwise it is
+        asked through the status query: an open one unless a worker is running
+        one of its workflow tasks (a query would wait for that task, as long as
+        a slow local attempt holds it); a closed one without a result
+        (cancelled or terminated through Temporal) is answered by a worker
+        replaying its history. Then, or when no worker answers within
+        READ_QUERY_DEADLINE, it is read from what the workflow last published
+        (its search attributes) and its input, marked stale: its steps are not
+        known there.
+
+        A closed order always shows a terminal status (closed_view).
         """
         handle = self._client.get_workflow_handle(order_id, result_type=OrderResult)
         with _not_found_as(OrderNotFound(f"no order {order_id}")):
@@ -233,42 +256,54 @@ class TemporalOrders:
             and description.typed_search_attributes.get(CUSTOMER_ID_KEY) != reader
         ):
             raise OrderNotFound(f"no order {order_id}")
-        if description.status is WorkflowExecutionStatus.COMPLETED:
+        execution = description.status
+        view: OrderView | None = None
+        if execution is WorkflowExecutionStatus.COMPLETED:
             async with self._server_deadline():
                 result = await handle.result(rpc_timeout=self._rpc_timeout)
-            if result.view is not None:
-                return OrderRead(result.view, stale=False)
-        elif description.status is WorkflowExecutionStatus.RUNNING and _task_in_flight(description):
-            log.debug("a workflow task is in flight; reading the last published state")
-        elif description.status is WorkflowExecutionStatus.RUNNING:
-            try:
-                async with asyncio.timeout(READ_QUERY_DEADLINE.total_seconds()):
-                    view = await handle.query(
-                        STATUS_QUERY, result_type=OrderView, rpc_timeout=READ_QUERY_DEADLINE
-                    )
-                return OrderRead(view, stale=False)
-            except (TimeoutError, RPCTimeoutOrCancelledError, WorkflowQueryFailedError) as err:
-                # No worker answered in time, or the query failed in the workflow.
-                log.info(
-                    "no worker answered the status query in time (%s); "
-                    "reading the last published state",
-                    type(err).__name__,
+            view = result.view
+        if view is None and execution is WorkflowExecutionStatus.RUNNING:
+            if _task_in_flight(description):
+                log.debug("a workflow task is in flight; reading the last published state")
+            else:
+                view = await self._queried_view(handle)
+        elif view is None:
+            # A closed execution keeps no result when it was cancelled or
+            # terminated through Temporal; a worker can still replay its
+            # history and answer the query with the steps as they ended.
+            view = await self._queried_view(handle)
+        stale = view is None
+        if view is None:
+            view = await self._published_state(handle, description)
+        return OrderRead(closed_view(view, description), stale=stale)
+
+    async def _queried_view(self, handle: WorkflowHandle[Any, Any]) -> OrderView | None:
+        """The status query's answer, or None when no worker gave one in time."""
+        try:
+            async with asyncio.timeout(READ_QUERY_DEADLINE.total_seconds()):
+                view: OrderView = await handle.query(
+                    STATUS_QUERY, result_type=OrderView, rpc_timeout=READ_QUERY_DEADLINE
                 )
-            except RPCError as err:
-                # The server refuses the query when no worker can answer it: a
-                # workflow task failing (its worker was killed mid-task) is
-                # FAILED_PRECONDITION, as is a queue no poller has been seen on.
-                # Neither means the order is unreadable.
-                if err.status is not RPCStatusCode.FAILED_PRECONDITION:
-                    raise
-                log.info(
-                    "the status query was refused (%s); reading the last published state",
-                    err.message,
-                )
-        return OrderRead(
-            await self._published_state(handle, description),
-            stale=description.status is WorkflowExecutionStatus.RUNNING,
-        )
+            return view
+        except (TimeoutError, RPCTimeoutOrCancelledError, WorkflowQueryFailedError) as err:
+            # No worker answered in time, or the query failed in the workflow.
+            log.info(
+                "no worker answered the status query in time (%s); "
+                "reading the last published state",
+                type(err).__name__,
+            )
+        except RPCError as err:
+            # The server refuses the query when no worker can answer it: a
+            # workflow task failing (its worker was killed mid-task) is
+            # FAILED_PRECONDITION, as is a queue no poller has been seen on.
+            # Neither means the order is unreadable.
+            if err.status is not RPCStatusCode.FAILED_PRECONDITION:
+                raise
+            log.info(
+                "the status query was refused (%s); reading the last published state",
+                err.message,
+            )
+        return None
 
     async def _published_state(
         self, handle: WorkflowHandle[Any, Any], description: WorkflowExecutionDescription
@@ -289,10 +324,9 @@ class TemporalOrders:
                 break
         if placed is None:
             raise OrderNotFound(f"no order {handle.id}")
-        status = _order_status(attributes.get(ORDER_STATUS_KEY), description.status)
         return OrderView(
             order_id=handle.id,
-            status=status,
+            status=_known_status(attributes.get(ORDER_STATUS_KEY)) or OrderStatus.RECEIVED,
             customer_id=placed.customer_id,
             items=placed.items,
             total_cents=attributes.get(ORDER_TOTAL_CENTS_KEY),
@@ -398,29 +432,83 @@ class TemporalOrders:
         handle = self._client.get_workflow_handle(order_id)
         with _not_found_as(OrderNotFound(f"no order {order_id}")):
             description = await handle.describe(rpc_timeout=self._rpc_timeout)
-        order_status = description.typed_search_attributes.get(ORDER_STATUS_KEY)
-        if order_status:
-            return order_status
-        execution = description.status
-        return execution.name if isinstance(execution, WorkflowExecutionStatus) else "unknown"
+        published = description.typed_search_attributes.get(ORDER_STATUS_KEY)
+        order_status = order_status_of(published, description.status)
+        return order_status.value if order_status else "unknown"
 
 
-def _order_status(published: str | None, execution: WorkflowExecutionStatus | None) -> OrderStatus:
-    """The status the workflow last published; for an execution that ended
-    without publishing one (cancelled or terminated through Temporal), what
-    its end means for the order."""
-    if published:
-        with contextlib.suppress(ValueError):
-            return OrderStatus(published)
+def _known_status(published: str | None) -> OrderStatus | None:
+    # A status this API version does not know counts as none published, rather
+    # than failing the read or the whole page of a listing.
+    try:
+        return OrderStatus(published) if published else None
+    except ValueError:
+        return None
+
+
+def order_status_of(
+    published: str | None, execution: WorkflowExecutionStatus | None
+) -> OrderStatus | None:
+    """The order's status from what Temporal keeps without a worker: the
+    OrderStatus the workflow last published, and its execution's status.
+
+    An open order is what it published (None if nothing known). A closed one is
+    never shown as still under way: only a terminal status it published stands;
+    otherwise it was closed through Temporal before the saga finished, and is
+    CANCELLED if it was cancelled there, else FAILED (terminated, timed out or
+    failed: abandoned, see closed_view). visibility_query filters by exactly
+    this rule, so a listing and a read agree.
+    """
+    status = _known_status(published)
+    if execution is None or execution is WorkflowExecutionStatus.RUNNING:
+        return status
+    if status is not None and status.is_terminal:
+        return status
     if execution is WorkflowExecutionStatus.CANCELED:
         return OrderStatus.CANCELLED
-    if execution in (
-        WorkflowExecutionStatus.FAILED,
-        WorkflowExecutionStatus.TERMINATED,
-        WorkflowExecutionStatus.TIMED_OUT,
-    ):
-        return OrderStatus.FAILED
-    return OrderStatus.RECEIVED
+    return OrderStatus.FAILED
+
+
+def closed_view(view: OrderView, description: WorkflowExecutionDescription) -> OrderView:
+    """The view of an order whose execution closed through Temporal, as that
+    end means for it (order_status_of); any other view as it is.
+
+    Cancelled through Temporal, the workflow unwinds as for a customer's
+    cancel: CANCELLED, with failure_code CANCELLED_BY_OPERATOR. Terminated,
+    timed out or failed before the saga finished, it stopped where it was and
+    undoes nothing further: FAILED with failure_code ABANDONED, the steps still
+    showing what took effect, the reason saying what happened for operators.
+    """
+    status = order_status_of(view.status.value, description.status)
+    if description.status is WorkflowExecutionStatus.CANCELED and status is OrderStatus.CANCELLED:
+        return replace(view, status=status, failure_code=CANCELLED_BY_OPERATOR)
+    if status is None or status is view.status:
+        return view
+    how = _CLOSED_HOW.get(description.status, "closed")
+    reason = (
+        f"the order's workflow was {how} in Temporal while {view.status.value}: "
+        "the saga stopped there and undoes nothing further; settle by hand what "
+        "its steps show in effect (`ordersaga audit` reports it as "
+        "workflow_closed_abnormally)"
+    )
+    if view.failure_reason:
+        reason = f"{reason}. Before that: {view.failure_reason}"
+    closed_at = description.close_time
+    return replace(
+        view,
+        status=status,
+        failure_code=ABANDONED,
+        failure_reason=reason,
+        # When it stopped: the workflow's own clock stopped at its last step.
+        updated_at=closed_at.isoformat() if closed_at else view.updated_at,
+    )
+
+
+_CLOSED_HOW: dict[WorkflowExecutionStatus | None, str] = {
+    WorkflowExecutionStatus.TERMINATED: "terminated",
+    WorkflowExecutionStatus.TIMED_OUT: "timed out",
+    WorkflowExecutionStatus.FAILED: "failed",
+}
 
 
 def visibility_query(*, status: OrderStatus | None, customer_id: str | None) -> str:
@@ -433,12 +521,30 @@ def visibility_query(*, status: OrderStatus | None, customer_id: str | None) -> 
     """
     clauses = [f"WorkflowType = '{WORKFLOW_TYPE}'"]
     if status is not None:
-        clauses.append(f"{ORDER_STATUS} = '{OrderStatus(status).value}'")
+        clauses.append(_status_clause(OrderStatus(status)))
     if customer_id is not None:
         if not is_safe_id(customer_id):
             raise ValueError("customer_id is not a safe identifier")
         clauses.append(f"{CUSTOMER_ID} = '{customer_id}'")
     return " AND ".join(clauses)
+
+
+def _status_clause(status: OrderStatus) -> str:
+    """Orders that order_status_of shows as `status`: the published status of
+    an open order; a terminal one as published, or what the end of an
+    execution closed through Temporal means for it."""
+    published = f"{ORDER_STATUS} = '{status.value}'"
+    if not status.is_terminal:
+        return f"{published} AND ExecutionStatus = 'Running'"
+    if status is OrderStatus.CANCELLED:
+        closed_as = "ExecutionStatus = 'Canceled'"
+    elif status is OrderStatus.FAILED:
+        closed_as = "ExecutionStatus NOT IN ('Running', 'Canceled')"
+    else:
+        return published  # only the saga completes an order
+    terminal = ", ".join(f"'{each.value}'" for each in sorted(TERMINAL_STATUSES))
+    no_terminal_status = f"({ORDER_STATUS} IS NULL OR {ORDER_STATUS} NOT IN ({terminal}))"
+    return f"({published} OR ({closed_as} AND {no_terminal_status}))"
 
 
 # Page tokens are Temporal's own, wrapped with an HMAC under the API's key and

@@ -222,15 +222,37 @@ def cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
+# A minted token is a bearer credential nobody can revoke: a day at most, so a
+# leaked one does not outlive the work it was minted for.
+MAX_TOKEN_TTL_SECONDS = 24 * 3600
+
+
+def _token_ttl(text: str) -> int:
+    """--ttl in seconds, 1 to MAX_TOKEN_TTL_SECONDS, or UsageError."""
+    bounds = f"a whole number of seconds from 1 to {MAX_TOKEN_TTL_SECONDS} (24 hours)"
+    # Checked here rather than by argparse, whose refusal also prints the usage:
+    # a refusal is one line. The text is echoed only when short.
+    shown = repr(text) if len(text) <= 24 else "a longer text"
+    try:
+        seconds = int(text)
+    except ValueError:  # not a number, or too many digits to convert
+        raise UsageError(f"--ttl must be {bounds}, got {shown}") from None
+    if not 1 <= seconds <= MAX_TOKEN_TTL_SECONDS:
+        raise UsageError(f"--ttl must be {bounds}, got {shown}")
+    return seconds
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     """Mint a token with dev mode's own issuer; only the token goes to stdout."""
+    # Before anything is read or created: a refused --ttl leaves no trace.
+    ttl_seconds = None if args.ttl is None else _token_ttl(args.ttl)
     settings = load_settings(dev_mode=True)
     if settings.auth_jwks_url:
         raise UsageError(
             "ORDERSAGA_AUTH_JWKS_URL is set: tokens come from that provider, not from "
             "`ordersaga token` (a dev-only issuer)"
         )
-    from ordersaga.runtime.auth import DevIssuer, customer_id_for
+    from ordersaga.runtime.auth import DEFAULT_TOKEN_TTL_SECONDS, DevIssuer, customer_id_for
 
     if args.operator is not None:
         subject, scope = args.operator, settings.auth_operator_scope
@@ -242,7 +264,9 @@ def cmd_token(args: argparse.Namespace) -> int:
         )
     with _data_dir_usable(settings, "cannot mint a token"):
         issuer = DevIssuer.from_settings(settings)
-    print(issuer.mint(subject, [scope], ttl_seconds=args.ttl))
+    if ttl_seconds is None:
+        ttl_seconds = DEFAULT_TOKEN_TTL_SECONDS
+    print(issuer.mint(subject, [scope], ttl_seconds=ttl_seconds))
     return 0
 
 
@@ -577,10 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token.add_argument(
         "--ttl",
-        type=_positive_int,
-        default=12 * 3600,
         metavar="SECONDS",
-        help="lifetime in seconds (default: 43200, 12 hours)",
+        help=f"lifetime in seconds, 1 to {MAX_TOKEN_TTL_SECONDS} (default: 43200, 12 hours)",
     )
     token.set_defaults(handler=cmd_token)
 

@@ -15,14 +15,17 @@ The Web UI of `temporal server start-dev` has no login, so it has no access
 token to pass. For it, an operator opens a browser session here: `GET /login`
 is a form where they paste their operator token, `POST /login` verifies it
 like any bearer token and keeps it in an HttpOnly, SameSite=Strict cookie that
-lives as long as the token does; `POST /logout` drops it. `/encode` and
-`/decode` take the token from `Authorization: Bearer` or from that cookie and
-verify it on every call. Because a browser attaches a cookie on its own, a
+lives as long as the token does, MAX_SESSION_SECONDS at most; `POST /logout`
+drops it. `/encode` and `/decode` take the token from `Authorization: Bearer`
+or from that cookie and verify it on every call. Because a browser attaches a cookie on its own, a
 request authenticated by the cookie alone is honoured only with an `Origin`
 that is one of the Web UI origins (403 otherwise, missing Origin included),
 and `/login` and `/logout` only from this server's own page, so another site
 can neither read payloads with an operator's session nor plant its own token
 in a victim's browser (login CSRF).
+
+Every error is the API's `{"detail": {"code", "message"}}`, an unknown path
+(404) or method (405) included.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from google.protobuf import json_format
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from temporalio.api.common.v1 import Payload, Payloads
 
+from api.errors import error_body, install_error_handlers
 from ordersaga.runtime.auth import AuthError, Principal, bearer_token, forbidden, unauthenticated
 from ordersaga.runtime.codec import EncryptionCodec, PayloadDecryptionError
 from ordersaga.runtime.http_guard import BODY_TOO_LARGE
@@ -59,6 +63,10 @@ MAX_LOGIN_BODY_BYTES = 16 * 1024
 # payload and 4 MiB a gRPC message:
 MAX_BODY_BYTES = 16 * 1024 * 1024
 CORS_MAX_AGE_SECONDS = 600
+# The longest a browser session lasts, whatever the token's own expiry: a token
+# from a provider (or `ordersaga token`) may live far longer than a working
+# day, and the cookie that carries it should not.
+MAX_SESSION_SECONDS = 12 * 3600
 
 
 class Verifier(Protocol):
@@ -66,9 +74,7 @@ class Verifier(Protocol):
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse(
-        {"detail": {"code": code, "message": message}}, status_code=status, headers=headers
-    )
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
 def _auth_error(error: AuthError) -> Response:
@@ -145,9 +151,10 @@ code {{ background: #eee; padding: 0 .2em; }}
 </html>
 """
 
-_LOGIN_FORM = """<p>Payloads are encrypted. Paste an operator token to let this browser's
+_LOGIN_FORM = f"""<p>Payloads are encrypted. Paste an operator token to let this browser's
 Temporal Web UI decode them through this codec server; it is kept in an
-HttpOnly cookie until the token expires, and checked again on every request.</p>
+HttpOnly cookie until the token expires ({MAX_SESSION_SECONDS // 3600} hours at most), and
+checked again on every request.</p>
 <p>In dev mode: <code>.venv/bin/ordersaga token --operator</code>.</p>
 <form method="post" action="login">
 <p><label for="token">Operator token</label><br>
@@ -158,7 +165,7 @@ HttpOnly cookie until the token expires, and checked again on every request.</p>
 """
 
 _SIGNED_IN = """<p class="ok" role="status">Signed in as <strong>{subject}</strong> until
-{until}.</p>
+{until} at the latest.</p>
 <p>The Temporal Web UI decodes payloads through this server once its codec
 settings include cross-origin credentials (see the README, "Encrypted payloads").</p>
 <form method="post" action="logout"><p><button type="submit">Sign out</button></p></form>
@@ -171,6 +178,17 @@ def _page(body: str, status: int = 200) -> HTMLResponse:
 
 def _utc(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _session_end_at_latest(expires_at: float) -> float:
+    """When a session on a token with this expiry ends at the latest.
+
+    The cookie does not say when it was set, so this is the token's expiry or
+    a whole MAX_SESSION_SECONDS from now, whichever comes first: never earlier
+    than the browser drops it. Bounded, too, so a token claiming to live for
+    ages (exp 1e20) cannot push the date past what a datetime holds.
+    """
+    return min(expires_at, time.time() + MAX_SESSION_SECONDS)
 
 
 def _own_origin(request: Request) -> str:
@@ -220,6 +238,10 @@ def create_codec_app(
     cors_origins: Sequence[str] = (),
 ) -> FastAPI:
     app = FastAPI(title="ordersaga codec server", docs_url=None, redoc_url=None, openapi_url=None)
+    # The API's handlers, so that what FastAPI answers by itself (unknown path,
+    # wrong method) and anything unexpected have the body every refusal here
+    # has, not FastAPI's bare {"detail": "Not Found"}.
+    install_error_handlers(app)
     ui_origins = frozenset(origin.rstrip("/").lower() for origin in cors_origins)
     if cors_origins:
         app.add_middleware(
@@ -316,11 +338,8 @@ def create_codec_app(
         principal = await current_session(request)
         if principal is None or principal.expires_at is None:
             return _page(_LOGIN_FORM)
-        return _page(
-            _SIGNED_IN.format(
-                subject=html.escape(principal.subject), until=_utc(principal.expires_at)
-            )
-        )
+        until = _utc(_session_end_at_latest(principal.expires_at))
+        return _page(_SIGNED_IN.format(subject=html.escape(principal.subject), until=until))
 
     def login_refused(request: Request, error: AuthError) -> Response:
         if _is_form(request):
@@ -348,20 +367,22 @@ def create_codec_app(
             principal = await operator(token)
         except AuthError as error:
             return login_refused(request, error)
-        # The cookie dies with the token; a token without an expiry gets no session.
+        # The cookie dies with the token, or MAX_SESSION_SECONDS from now if
+        # that is sooner; a token without an expiry gets no session.
         remaining = int((principal.expires_at or 0.0) - time.time())
         if remaining <= 0:
             return login_refused(request, unauthenticated("the token has expired"))
+        lifetime = min(remaining, MAX_SESSION_SECONDS)
         response: Response
         if _is_form(request):
             # Post/Redirect/Get: reloading the page does not post the token again.
             response = RedirectResponse("login", status_code=303)
         else:
-            response = JSONResponse({"subject": principal.subject, "expires_in_seconds": remaining})
+            response = JSONResponse({"subject": principal.subject, "expires_in_seconds": lifetime})
         response.set_cookie(
             SESSION_COOKIE,
             token,
-            max_age=remaining,
+            max_age=lifetime,
             path="/",
             secure=request.url.scheme == "https",
             httponly=True,

@@ -43,7 +43,13 @@ from api.schemas import (
     OrderSummary,
     StepPublic,
 )
-from api.temporal_orders import TemporalOrders
+from api.temporal_orders import (
+    ABANDONED,
+    CANCELLED_BY_OPERATOR,
+    PUBLIC_REASON_ABANDONED,
+    TemporalOrders,
+    order_status_of,
+)
 from contracts.errors import PUBLIC_REASON_CANCELLED, public_reason
 from contracts.orders import CancelOrder, OperatorAction, OperatorRecord, OrderStatus, OrderView
 from ordersaga.runtime.auth import Principal
@@ -205,9 +211,11 @@ async def get_order(*, caller: ReaderDep, order_id: OrderIdDep, orders: OrdersDe
     read all, with the full account of any failure.
 
     Reading never waits on a worker: a finished order is read from what
-    Temporal keeps for it, and an open one whose workers do not answer within a
-    second from its last published state, with `stale: true` (its steps then
-    empty: they are not known there)."""
+    Temporal keeps for it, and one whose workers do not answer within a second
+    from its last published state, with `stale: true` (its steps then empty:
+    they are not known there). A closed order always has a terminal status: one
+    whose workflow was terminated in Temporal before it finished is FAILED with
+    failure_code ORDER_ABANDONED (nothing was undone)."""
     reader = None if caller.is_operator else caller.customer_id
     read = await orders.read(order_id, reader=reader)
     return public_view(read.view, for_operator=caller.is_operator, stale=read.stale)
@@ -359,8 +367,13 @@ def _failure_reason(view: OrderView, *, for_operator: bool) -> str | None:
     if view.failure_reason is None or for_operator:
         return view.failure_reason
     if view.status is OrderStatus.CANCELLED:
-        # The customer's own words when they cancelled; nothing internal.
+        # The customer's own words when they cancelled; nothing internal (the
+        # workflow's own reason when it was cancelled through Temporal).
+        if view.failure_code == CANCELLED_BY_OPERATOR:
+            return PUBLIC_REASON_CANCELLED
         return view.failure_reason or PUBLIC_REASON_CANCELLED
+    if view.failure_code == ABANDONED:
+        return PUBLIC_REASON_ABANDONED
     return public_reason(view.failure_code)
 
 
@@ -368,21 +381,13 @@ def summary_of(execution: WorkflowExecution) -> OrderSummary:
     attributes = execution.typed_search_attributes
     return OrderSummary(
         order_id=execution.id,
-        status=_known_status(attributes.get(ORDER_STATUS_KEY)),
+        # As a read shows it: a closed order never as still under way.
+        status=order_status_of(attributes.get(ORDER_STATUS_KEY), execution.status),
         customer_id=attributes.get(CUSTOMER_ID_KEY),
         total_cents=attributes.get(ORDER_TOTAL_CENTS_KEY),
         started_at=execution.start_time,
         closed_at=execution.close_time,
     )
-
-
-def _known_status(raw: str | None) -> OrderStatus | None:
-    # A status this API version does not know is shown as unknown rather than
-    # failing the whole page.
-    try:
-        return OrderStatus(raw) if raw else None
-    except ValueError:
-        return None
 
 
 def _timestamp(value: str) -> datetime | None:

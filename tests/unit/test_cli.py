@@ -150,6 +150,22 @@ def test_no_command_exits_2_with_usage() -> None:
     assert_refused(result, "usage: ordersaga")
 
 
+@pytest.mark.parametrize(
+    "ttl", ["99999999999999999999", "86401", "0", "-1", "1.5", "an hour", "9" * 5000]
+)
+def test_token_refuses_a_ttl_outside_a_second_to_a_day_in_one_line(
+    tmp_path: Path, ttl: str
+) -> None:
+    # Found by a tester: --ttl 99999999999999999999 minted a token valid until
+    # about 1e20, which the API and the codec server accepted.
+    result = run("token", "--operator", "--ttl", ttl, env={"ORDERSAGA_DATA_DIR": str(tmp_path)})
+
+    assert_refused(result, "--ttl must be a whole number of seconds from 1 to 86400")
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert not any(tmp_path.iterdir()), "refused before the issuer's key is made"
+
+
 # --- help and version ----------------------------------------------------------
 
 

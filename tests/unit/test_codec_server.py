@@ -8,6 +8,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -18,10 +19,11 @@ from temporalio.api.common.v1 import Payload, Payloads
 from ordersaga.codec_server import (
     MAX_BODY_BYTES,
     MAX_LOGIN_BODY_BYTES,
+    MAX_SESSION_SECONDS,
     SESSION_COOKIE,
     create_codec_app,
 )
-from ordersaga.runtime.auth import DevIssuer, StaticKeys, TokenVerifier
+from ordersaga.runtime.auth import DevIssuer, Principal, StaticKeys, TokenVerifier
 from ordersaga.runtime.codec import EncryptionCodec
 from tests.keys import TEST_KEY_ID, TEST_KEYRING
 
@@ -323,6 +325,30 @@ async def test_the_cookie_is_secure_over_https(issuer: DevIssuer) -> None:
     assert "secure" in set_cookie(response)
 
 
+@pytest.mark.parametrize("as_form", [False, True])
+async def test_a_session_lasts_no_longer_than_its_limit_whatever_the_token_says(
+    http: httpx.AsyncClient, issuer: DevIssuer, as_form: bool
+) -> None:
+    # Found by a tester: `ordersaga token --ttl 99999999999999999999` (exp about
+    # 1e20) got a session cookie with Max-Age=1e20.
+    token = issuer.mint("ops-1", [OPERATOR_SCOPE], ttl_seconds=99999999999999999999)
+    if as_form:
+        response = await http.post("/login", content=f"token={token}", headers={**OWN_PAGE, **FORM})
+        assert response.status_code == 303
+    else:
+        response = await http.post("/login", json={"token": token}, headers=OWN_PAGE)
+        assert response.status_code == 200
+        assert response.json()["expires_in_seconds"] == MAX_SESSION_SECONDS
+    assert int(set_cookie(response)["max-age"]) == MAX_SESSION_SECONDS
+
+    signed_in = await http.get("/login", headers=session(token))
+    assert signed_in.status_code == 200
+    shown = re.search(r"until\s+(\S+ \S+) UTC at the latest", signed_in.text)
+    assert shown, signed_in.text
+    until = datetime.strptime(shown.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    assert until.timestamp() <= time.time() + MAX_SESSION_SECONDS + 1
+
+
 def refused_tokens(issuer: DevIssuer, elsewhere: DevIssuer) -> dict[str, tuple[str, int]]:
     long_ago = time.time() - 2 * TTL_SECONDS
     return {
@@ -482,6 +508,54 @@ async def test_metrics_count_decodes_and_refusals_by_status(
 
     assert 'codec_requests_total{method="POST",route="/decode",status="200"} 1.0' in scrape
     assert 'codec_requests_total{method="POST",route="/decode",status="401"} 1.0' in scrape
+
+
+# --- the error shape ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/nowhere", 404, "NOT_FOUND"),
+        ("POST", "/decode/more", 404, "NOT_FOUND"),
+        ("GET", "/decode", 405, "METHOD_NOT_ALLOWED"),
+        ("PUT", "/login", 405, "METHOD_NOT_ALLOWED"),
+        ("DELETE", "/metrics", 405, "METHOD_NOT_ALLOWED"),
+    ],
+)
+async def test_unknown_paths_and_methods_are_refused_in_the_one_error_shape(
+    http: httpx.AsyncClient, method: str, path: str, status: int, code: str
+) -> None:
+    # Found by a tester: FastAPI's {"detail": "Not Found"}, unlike every other
+    # refusal here and in the API and the services.
+    response = await http.request(method, path)
+
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    assert set(detail) == {"code", "message"}
+    assert detail["code"] == code and detail["message"]
+    if status == 405:
+        assert response.headers["allow"]
+
+
+class BrokenVerifier:
+    async def verify(self, token: str) -> Principal:
+        raise RuntimeError("a bug, with a secret in it: tok_visa")
+
+
+async def test_an_unexpected_error_is_a_500_in_the_one_error_shape() -> None:
+    app = create_codec_app(
+        codec=EncryptionCodec(TEST_KEYRING), verifier=BrokenVerifier(), namespace="default"
+    )
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://codec") as http:
+        response = await http.post(
+            "/decode", content=body("x"), headers={"Authorization": "Bearer x"}
+        )
+
+    assert response.status_code == 500
+    assert response.json()["detail"]["code"] == "INTERNAL_ERROR"
+    assert "tok_visa" not in response.text
 
 
 # --- bodies over the limits: refused, never buffered --------------------------

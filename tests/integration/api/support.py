@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from google.protobuf.duration_pb2 import Duration
 from pydantic import SecretStr
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor, OutboundInterceptor, QueryWorkflowInput
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.ids import derive_order_id
@@ -137,6 +137,23 @@ async def terminate_open_orders(client: Client) -> None:
     async for execution in client.list_workflows("ExecutionStatus = 'Running'"):
         with contextlib.suppress(RPCError):
             await client.get_workflow_handle(execution.id).terminate("API tests finished")
+
+
+class NoWorkerAnswers(Interceptor):
+    """Every query hangs, as with every worker stopped."""
+
+    def __init__(self) -> None:
+        self.queries = 0
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        outer = self
+
+        class Hanging(OutboundInterceptor):
+            async def query_workflow(self, input: QueryWorkflowInput) -> Any:
+                outer.queries += 1
+                await asyncio.Event().wait()
+
+        return Hanging(next)
 
 
 def api_settings(**overrides: Any) -> Settings:

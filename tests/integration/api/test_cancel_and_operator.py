@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import Client
 
 from ordersaga.runtime.auth import customer_id_for
 from tests.fakes import FakeDomainActivities
@@ -64,6 +65,38 @@ async def test_invalid_action_bodies_are_422(
     assert response.status_code == 422
 
 
+@pytest.mark.parametrize(
+    ("action", "field"),
+    [*((action, "note") for action in OPERATOR_ACTIONS), ("cancel", "reason")],
+)
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("refunded by hand\x1b[2J", id="escape"),
+        pytest.param("refunded\nresolved by operator op_boss: all fine", id="newline"),
+        pytest.param("tab\there", id="tab"),
+        pytest.param("nul\x00", id="nul"),
+        pytest.param("c1\x85control", id="c1"),
+        pytest.param("del\x7f", id="del"),
+    ],
+)
+async def test_a_note_or_cancel_reason_with_a_control_character_is_422(
+    api: httpx.AsyncClient, action: str, field: str, text: str
+) -> None:
+    # Found by a tester: stored raw in the order (operator_actions, the
+    # customer's reason as failure_reason) and shown back. Refused before the
+    # order is looked at, as any invalid body.
+    who = bearer(customer_token(new_customer_id())) if action == "cancel" else {}
+    response = await api.post(f"/orders/{UNKNOWN_ORDER}/{action}", json={field: text}, headers=who)
+
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail["code"] == "INVALID_REQUEST"
+    (error,) = detail["fields"]
+    assert error["loc"] == ["body", field]
+    assert "control characters" in error["msg"]
+
+
 # --- too late --------------------------------------------------------------------
 
 
@@ -117,6 +150,23 @@ async def test_cancel_once_the_shipment_exists_is_409_too_late(
     assert_conflict(response, "TOO_LATE", mentioning="shipment")
     gate.set()
     await wait_for_status(api, order_id, "COMPLETED")
+
+
+async def test_cancel_of_an_order_terminated_in_temporal_is_409_naming_it_failed(
+    api: httpx.AsyncClient,
+    fakes: FakeDomainActivities,
+    temporal_client: Client,
+    new_order: NewOrder,
+) -> None:
+    # Found by a tester: the refusal said "the order is closed (SHIPPING)".
+    order = new_order()
+    order_id, gate = await place_held_at(api, fakes, order, "create_shipment")
+    await temporal_client.get_workflow_handle(order_id).terminate("stopped by hand")
+    gate.set()
+
+    response = await api.post(f"/orders/{order_id}/cancel", headers=order.auth)
+
+    assert_conflict(response, "TOO_LATE", mentioning="the order is closed (FAILED)")
 
 
 @pytest.mark.parametrize("action", OPERATOR_ACTIONS)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -31,6 +30,7 @@ from tests.fakes import FakeDomainActivities
 from tests.integration.api.support import (
     UNKNOWN_ORDER,
     NewOrder,
+    NoWorkerAnswers,
     api_settings,
     asgi_client,
     bearer,
@@ -295,23 +295,6 @@ async def test_openapi_documents_the_order_endpoints(api: httpx.AsyncClient) -> 
     assert any(p["name"] == "Idempotency-Key" for p in post["parameters"])
     assert {"OrderCreate", "OrderPublic", "OrderAccepted"} <= set(schema["components"]["schemas"])
     assert "409" in schema["paths"]["/orders/{order_id}/cancel"]["post"]["responses"]
-
-
-class NoWorkerAnswers(Interceptor):
-    """Every query hangs, as with every worker stopped."""
-
-    def __init__(self) -> None:
-        self.queries = 0
-
-    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
-        outer = self
-
-        class Hanging(OutboundInterceptor):
-            async def query_workflow(self, input: QueryWorkflowInput) -> Any:
-                outer.queries += 1
-                await asyncio.Event().wait()
-
-        return Hanging(next)
 
 
 async def test_a_finished_order_is_read_whole_without_asking_any_worker(

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
 
+from api.app import create_app
+from ordersaga.runtime.settings import Settings
 from tests.fakes import FakeDomainActivities
 from tests.integration.api.support import (
     CUSTOMER_NAME,
@@ -16,9 +20,12 @@ from tests.integration.api.support import (
     STREET,
     UNKNOWN_ORDER,
     NewOrder,
+    NoWorkerAnswers,
+    asgi_client,
     eventually,
     place_accepted,
     place_held_at,
+    verifier_for_tests,
     wait_for_status,
 )
 
@@ -123,6 +130,161 @@ async def test_reading_an_order_while_a_local_step_runs_answers_at_once_from_wha
     assert finished.json()["stale"] is False
 
 
+# --- orders closed through Temporal -----------------------------------------------
+
+
+@pytest.fixture
+async def no_worker_reader(
+    settings: Settings, temporal_client: Client
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An API (read as an operator) to whose status queries no worker answers."""
+    unanswered = Client(
+        temporal_client.service_client,
+        namespace=temporal_client.namespace,
+        data_converter=temporal_client.data_converter,
+        interceptors=[NoWorkerAnswers()],
+    )
+    async with asgi_client(
+        create_app(settings, client=unanswered, verifier=verifier_for_tests())
+    ) as reader:
+        yield reader
+
+
+async def terminated_while_shipping(
+    api: httpx.AsyncClient, fakes: FakeDomainActivities, temporal_client: Client, order: Any
+) -> str:
+    """Place the order and terminate its workflow (as `temporal workflow
+    terminate` does) while its shipment is being created: reserved and charged,
+    nothing undone."""
+    order_id, gate = await place_held_at(api, fakes, order, "create_shipment")
+    await temporal_client.get_workflow_handle(order_id).terminate("stopped by hand")
+    gate.set()
+    return order_id
+
+
+async def cancelled_through_temporal(
+    api: httpx.AsyncClient, fakes: FakeDomainActivities, temporal_client: Client, order: Any
+) -> str:
+    """Place the order and cancel its workflow (as the Web UI's cancel does)
+    while it charges the card; once the workflow has unwound and closed."""
+    order_id, gate = await place_held_at(api, fakes, order, "charge_payment")
+    handle = temporal_client.get_workflow_handle(order_id)
+    await handle.cancel()
+    gate.set()
+
+    async def closed() -> WorkflowExecutionStatus | None:
+        status = (await handle.describe()).status
+        return None if status is WorkflowExecutionStatus.RUNNING else status
+
+    assert await eventually(closed) is WorkflowExecutionStatus.CANCELED
+    return order_id
+
+
+async def test_an_order_terminated_in_temporal_mid_saga_reads_failed_abandoned_with_its_steps(
+    api: httpx.AsyncClient,
+    fakes: FakeDomainActivities,
+    temporal_client: Client,
+    new_order: NewOrder,
+) -> None:
+    # Found by a tester: it read SHIPPING, stale false, forever.
+    order = new_order()
+    order_id = await terminated_while_shipping(api, fakes, temporal_client, order)
+
+    response = await api.get(f"/orders/{order_id}")
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["status"], body["stale"]) == ("FAILED", False)
+    assert body["failure_code"] == "ORDER_ABANDONED"
+    assert "terminated in Temporal while SHIPPING" in body["failure_reason"]
+    assert "undoes nothing further" in body["failure_reason"]
+    # A worker replayed the closed workflow: what took effect is all there.
+    states = {step["name"]: step["state"] for step in body["steps"]}
+    assert states == {
+        "reserve_inventory": "completed",
+        "charge_payment": "completed",
+        "create_shipment": "running",
+        "commit_reservation": "pending",
+    }
+    assert [line["unit_price_cents"] for line in body["items"]] == [1250, 999]
+    # The customer is not told "nothing was charged": it may have been.
+    customer = (await api.get(f"/orders/{order_id}", headers=order.auth)).json()
+    assert customer["status"] == "FAILED"
+    assert "our team will check what was charged" in customer["failure_reason"]
+    assert "Temporal" not in customer["failure_reason"]
+
+
+async def test_an_order_terminated_in_temporal_reads_failed_and_stale_when_no_worker_answers(
+    api: httpx.AsyncClient,
+    no_worker_reader: httpx.AsyncClient,
+    fakes: FakeDomainActivities,
+    temporal_client: Client,
+    new_order: NewOrder,
+) -> None:
+    order_id = await terminated_while_shipping(api, fakes, temporal_client, new_order())
+
+    response = await no_worker_reader.get(f"/orders/{order_id}")
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    # Never SHIPPING once closed; its steps unknown without a worker: stale.
+    assert (body["status"], body["stale"], body["steps"]) == ("FAILED", True, [])
+    assert body["failure_code"] == "ORDER_ABANDONED"
+    assert "terminated in Temporal while SHIPPING" in body["failure_reason"]
+
+
+async def test_an_order_cancelled_through_temporal_reads_whole_with_its_undone_steps(
+    api: httpx.AsyncClient,
+    fakes: FakeDomainActivities,
+    temporal_client: Client,
+    new_order: NewOrder,
+) -> None:
+    # Found by a tester: it read CANCELLED with no steps and no prices (the
+    # execution closed cancelled keeps no result), as if that were all.
+    order = new_order()
+    order_id = await cancelled_through_temporal(api, fakes, temporal_client, order)
+
+    response = await api.get(f"/orders/{order_id}")
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["status"], body["stale"]) == ("CANCELLED", False)
+    assert body["failure_code"] == "CANCELLED_BY_OPERATOR"
+    assert body["failure_reason"] == "cancelled through Temporal"
+    states = {step["name"]: step["state"] for step in body["steps"]}
+    assert states == {
+        "reserve_inventory": "compensated",
+        "charge_payment": "compensated",
+        "create_shipment": "pending",
+        "commit_reservation": "pending",
+    }
+    assert [line["unit_price_cents"] for line in body["items"]] == [1250, 999]
+    assert body["total_cents"] == 3499
+    # The workflow's reason is not the customer's words: they are told plainly.
+    customer = (await api.get(f"/orders/{order_id}", headers=order.auth)).json()
+    assert (customer["failure_code"], customer["failure_reason"]) == (
+        "CANCELLED_BY_OPERATOR",
+        "the order was cancelled",
+    )
+
+
+async def test_an_order_cancelled_through_temporal_reads_stale_when_no_worker_answers(
+    api: httpx.AsyncClient,
+    no_worker_reader: httpx.AsyncClient,
+    fakes: FakeDomainActivities,
+    temporal_client: Client,
+    new_order: NewOrder,
+) -> None:
+    order_id = await cancelled_through_temporal(api, fakes, temporal_client, new_order())
+
+    response = await no_worker_reader.get(f"/orders/{order_id}")
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    # Its steps and prices are not known without a worker: said, not hidden.
+    assert (body["status"], body["stale"], body["steps"]) == ("CANCELLED", True, [])
+
+
 # --- listing ---------------------------------------------------------------------
 
 
@@ -188,6 +350,29 @@ async def test_list_by_customer_and_status_returns_the_order(
     assert row["total_cents"] == 3499
     assert datetime.fromisoformat(row["started_at"]) <= datetime.fromisoformat(row["closed_at"])
     assert await _listed(api, customer_id=order.customer_id, status="FAILED") == []
+
+
+async def test_an_order_terminated_in_temporal_is_listed_as_failed_not_as_its_last_step(
+    api: httpx.AsyncClient,
+    fakes: FakeDomainActivities,
+    temporal_client: Client,
+    new_order: NewOrder,
+) -> None:
+    # Found by a tester: GET /orders?status=SHIPPING listed it forever.
+    order = new_order()
+    order_id = await terminated_while_shipping(api, fakes, temporal_client, order)
+
+    async def listed_as_failed() -> list[dict[str, Any]] | None:
+        items = await _listed(api, customer_id=order.customer_id, status="FAILED")
+        return items or None
+
+    (row,) = await eventually(listed_as_failed)
+
+    assert (row["order_id"], row["status"]) == (order_id, "FAILED")
+    assert row["closed_at"] is not None
+    assert await _listed(api, customer_id=order.customer_id, status="SHIPPING") == []
+    (unfiltered,) = await _listed(api, customer_id=order.customer_id)
+    assert unfiltered["status"] == "FAILED"
 
 
 async def test_list_pages_through_every_order_once(
