@@ -95,7 +95,7 @@ class OrderWorkflow:
         self._refused: set[StepName] = set()
         self._cancel_request: CancelOrder | None = None
         # Customer cancels asking inventory whether a lost task committed the
-        # order (cancel()); the commit waits for them.
+        # order (cancel()); the next step and the commit wait for them.
         self._cancels_being_checked = 0
 
     @workflow.run
