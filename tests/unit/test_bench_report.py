@@ -225,6 +225,14 @@ def test_cpu_per_request_divides_by_the_requests_a_happy_order_makes() -> None:
     assert found["saga-happy-postgres_payments_cpu_ms_per_request"]["met"] is False
 
 
+def test_cpu_per_request_at_exactly_the_target_meets_it_whatever_the_floats_last_bit() -> None:
+    # What a median of tick counts gave in a real run: printed 2.0, judged over 2.
+    found = cpu_per_request({SAGA_HAPPY: scenario(20.0, {"shipping": 2.0000000000000004})})
+
+    shipping = found["saga-happy_shipping_cpu_ms_per_request"]
+    assert (shipping["value"], shipping["met"]) == (2.0, True)
+
+
 def test_the_targets_table_holds_every_target_with_its_verdict() -> None:
     report = report_of(
         {
