@@ -5,7 +5,9 @@ Workflows never read it: a workflow's behaviour must depend only on its history.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import importlib
+import inspect
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -135,6 +137,37 @@ def database_url_problem(value: str) -> str | None:
     driver = url.get_driver_name()  # without "+driver", SQLAlchemy's default one
     if driver != DATABASE_URL_SCHEMES[backend]:
         return f"{backend} driver {driver} is not supported (not async); expected {expected}"
+    return _asyncpg_query_problem(url.query) if driver == "asyncpg" else None
+
+
+# The URL query parameters SQLAlchemy's asyncpg dialect takes for itself; it
+# passes every other one to asyncpg's connect() as a keyword argument.
+_SQLALCHEMY_ASYNCPG_PARAMETERS = frozenset(
+    {"prepared_statement_cache_size", "prepared_statement_name_func"}
+)
+# asyncpg's connect() arguments no URL can carry (objects, not strings).
+_NOT_FROM_A_URL = frozenset({"dsn", "loop", "connection_class", "record_class"})
+
+
+def _asyncpg_query_problem(query: Mapping[str, str | tuple[str, ...]]) -> str | None:
+    """Why asyncpg would refuse a URL with this query, or None.
+
+    SQLAlchemy hands every query parameter to asyncpg's connect() as a keyword,
+    so a libpq parameter (sslmode=require, as psycopg and psql take it) would
+    fail each connection with a TypeError. Only sslmode's value is quoted:
+    another parameter's may be a secret.
+    """
+    # Imported here: only a PostgreSQL URL needs it, and it has no type hints.
+    connect = importlib.import_module("asyncpg").connect
+    taken = set(inspect.signature(connect).parameters) - _NOT_FROM_A_URL
+    for name in query:
+        if name in taken or name in _SQLALCHEMY_ASYNCPG_PARAMETERS:
+            continue
+        if name == "sslmode":
+            mode = query[name]
+            mode = mode if isinstance(mode, str) else "require"
+            return f"sslmode is libpq's parameter, not asyncpg's: write ssl={mode} instead"
+        return f"asyncpg takes no URL parameter {name!r}"
     return None
 
 

@@ -5,7 +5,7 @@ created, the schema migrated and the service's start-up hook run in the lifespan
 and the engine is disposed of when the app stops.
 
 A database the service cannot use at start-up (none at that address, a role or
-database missing, a URL parameter asyncpg refuses) stops it with one line naming
+database missing) stops it with one line naming
 the setting and the cause, not a traceback. It does not wait for the database to
 come up: docker-compose.yml starts the services once PostgreSQL is healthy and
 restarts one that exits, as an orchestrator does.
@@ -37,12 +37,7 @@ from ordersaga.runtime.telemetry import (
 from services.common import health
 from services.common.admin import faults_router
 from services.common.auth import AdminOnly, authenticate
-from services.common.db import (
-    DatabaseUrlError,
-    create_engine,
-    database_error_text,
-    redacted_database_url,
-)
+from services.common.db import create_engine, database_error_text, redacted_database_url
 from services.common.deadlines import ArrivalTime
 from services.common.errors import install_error_handlers
 from services.common.fences import fences_router
@@ -161,10 +156,7 @@ def create_service_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        try:
-            engine = create_engine(database_url, pool_size=database_pool_size)
-        except DatabaseUrlError as error:
-            raise unusable_database(str(error)) from None
+        engine = create_engine(database_url, pool_size=database_pool_size)
         instrument_engine(engine, tracer_provider)
         try:
             try:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-import inspect
 import sqlite3
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -15,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
-from sqlalchemy import URL, Connection, Table, event
+from sqlalchemy import Connection, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
@@ -42,35 +40,17 @@ POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
 POOL_OVERFLOW = 10
 # Execution option that marks a connection as about to write (see _on_sqlite_begin).
 WRITE_OPTION = "ordersaga_write"
-# The URL query parameters SQLAlchemy's asyncpg dialect takes for itself; it
-# passes every other one to asyncpg's connect() as a keyword argument.
-_SQLALCHEMY_ASYNCPG_PARAMETERS = frozenset(
-    {"prepared_statement_cache_size", "prepared_statement_name_func"}
-)
-# asyncpg's connect() arguments no URL can carry (objects, not strings).
-_NOT_FROM_A_URL = frozenset({"dsn", "loop", "connection_class", "record_class"})
-
-
-class DatabaseUrlError(ValueError):
-    """A database URL no engine can be made from; the message never quotes it
-    (it may carry the password)."""
 
 
 def create_engine(
     database_url: str, *, pool_size: int = DEFAULT_SERVICE_DATABASE_POOL_SIZE
 ) -> AsyncEngine:
     """The service's engine; `pool_size` is PostgreSQL's connections kept open
-    (SQLite's writers queue for one connection anyway). DatabaseUrlError for a
-    URL asyncpg would refuse at the first connection."""
-    try:
-        url = make_url(database_url)
-    except (ArgumentError, ValueError):
-        raise DatabaseUrlError("not a database URL") from None
+    (SQLite's writers queue for one connection anyway). The URL is one
+    Settings validated (ordersaga.runtime.settings.database_url_problem)."""
+    url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
         asyncpg = url.get_driver_name() == "asyncpg"
-        problem = asyncpg_query_problem(url) if asyncpg else None
-        if problem:
-            raise DatabaseUrlError(problem)
         engine = create_async_engine(
             url,
             hide_parameters=True,
@@ -97,28 +77,6 @@ def create_engine(
     )
     event.listen(engine.sync_engine, "begin", _on_sqlite_begin)
     return engine
-
-
-def asyncpg_query_problem(url: URL) -> str | None:
-    """Why asyncpg would refuse the URL's query, or None.
-
-    SQLAlchemy hands every query parameter to asyncpg's connect() as a keyword,
-    so a libpq parameter (sslmode=require, as psycopg and psql take it) fails
-    each connection with a TypeError. Named here before any connection is tried.
-    Only sslmode's value is quoted: another parameter's may be a secret.
-    """
-    # Imported by name: only PostgreSQL's engines need it, and it has no type hints.
-    connect = importlib.import_module("asyncpg").connect
-    taken = set(inspect.signature(connect).parameters) - _NOT_FROM_A_URL
-    for name in url.query:
-        if name in taken or name in _SQLALCHEMY_ASYNCPG_PARAMETERS:
-            continue
-        if name == "sslmode":
-            mode = url.query[name]
-            mode = mode if isinstance(mode, str) else "require"
-            return f"sslmode is libpq's parameter, not asyncpg's: write ssl={mode} instead"
-        return f"asyncpg takes no URL parameter {name!r}"
-    return None
 
 
 def redacted_database_url(database_url: str) -> str:
