@@ -31,6 +31,7 @@ from limits.errors import ConcurrentUpdateError, ConfigurationError, StorageErro
 from limits.storage import storage_from_string
 
 from api.errors import RateLimited, RateLimitUnavailable, TooManyOpenOrders
+from ordersaga.runtime.settings import url_for_logs
 
 log = logging.getLogger(__name__)
 
@@ -170,12 +171,13 @@ def _storage_options(url: str) -> dict[str, float]:
 
 
 def _storage_problem(storage_url: str, reason: str) -> str:
-    """One line naming the setting, with the URL's password (a secret) hidden."""
-    shown = _without_password(storage_url)
+    """One line naming the setting, with the URL's secrets (a password, a
+    query) hidden: the library's reason may quote the URL whole."""
+    shown = url_for_logs(storage_url)
     if shown != storage_url:
         reason = reason.replace(async_storage_url(storage_url), async_storage_url(shown))
         reason = reason.replace(storage_url, shown)
-        if _password(storage_url) in reason:  # quoted otherwise: leave the reason out
+        if any(secret in reason for secret in _secrets_of(storage_url)):
             reason = "see the library's documentation of storage URLs"
     return (
         f"{STORAGE_URL_SETTING}: cannot use {shown!r} as the order rate limit's storage "
@@ -183,19 +185,13 @@ def _storage_problem(storage_url: str, reason: str) -> str:
     )
 
 
-def _password(url: str) -> str:
+def _secrets_of(url: str) -> list[str]:
+    """The parts of `url` that url_for_logs hides: its user, password and query."""
     try:
-        return urlsplit(url).password or ""
+        parts = urlsplit(url)
     except ValueError:
-        return ""
-
-
-def _without_password(url: str) -> str:
-    if not _password(url):
-        return url
-    scheme, rest = url.split("://", 1)
-    userinfo, _, hosts = rest.rpartition("@")
-    return f"{scheme}://{userinfo.partition(':')[0]}:***@{hosts}"
+        return []
+    return [part for part in (parts.netloc.rpartition("@")[0], parts.query) if part]
 
 
 class OpenOrderCap:

@@ -34,7 +34,7 @@ from jwt.algorithms import ECAlgorithm
 
 from contracts.fields import SAFE_ID_PATTERN
 from ordersaga.runtime.dev_secrets import read_or_create
-from ordersaga.runtime.settings import Settings
+from ordersaga.runtime.settings import Settings, url_for_logs
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ class RemoteJwks:
                 if self._keys is not None:
                     log.warning(
                         "cannot fetch the JWKS from %s (%s); keeping the cached keys",
-                        _loggable_url(self._url),
+                        url_for_logs(self._url),
                         _describe_fetch_error(err, self._timeout),
                     )
                     self._fetched_at = time.monotonic()
@@ -200,7 +200,7 @@ class RemoteJwks:
                 log.error(
                     "cannot fetch the JWKS from %s (%s); requests with a token are "
                     "refused with 503 AUTH_UNAVAILABLE until it answers",
-                    _loggable_url(self._url),
+                    url_for_logs(self._url),
                     _describe_fetch_error(err, self._timeout),
                 )
                 raise _keys_unavailable() from err
@@ -223,16 +223,6 @@ class RemoteJwks:
 
 def _keys_unavailable() -> AuthError:
     return AuthError(503, "AUTH_UNAVAILABLE", "the token issuer's keys cannot be fetched; retry")
-
-
-def _loggable_url(url: str) -> str:
-    """The JWKS URL without what could be a credential: a user and password,
-    a query (some providers take a key there)."""
-    try:
-        parts = httpx.URL(url)
-    except httpx.InvalidURL:
-        return "the configured JWKS URL"
-    return str(parts.copy_with(userinfo=b"", query=None, fragment=None))
 
 
 def _describe_fetch_error(err: Exception, timeout_seconds: float) -> str:

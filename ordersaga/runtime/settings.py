@@ -10,7 +10,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     Field,
@@ -107,6 +107,17 @@ def http_url_problem(value: str, *, bare: bool = False) -> str | None:
     if bare and (parts.query or parts.fragment):
         return f"expected a URL without a query or fragment, got {value!r}"
     return None
+
+
+def url_for_logs(url: str) -> str:
+    """`url` as it may be logged or shown: without its user and password, its
+    query or its fragment (a provider or a Redis URL may carry a key there)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a malformed IPv6 host, say: nothing of it is shown
+        return "(not a URL)"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def _valid_service_url(value: str | None) -> str | None:
