@@ -10,9 +10,11 @@ back, and the prices the order is charged at.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from contracts.orders import (
@@ -23,6 +25,7 @@ from contracts.orders import (
     CancelOrder,
     OperatorAction,
     OrderStatus,
+    PlaceOrder,
     PricedLine,
 )
 from tests.workflows.conftest import SagaHarness, sample_order
@@ -32,26 +35,42 @@ from workflows.search_attributes import ORDER_STATUS_KEY, ORDER_TOTAL_CENTS_KEY
 # --- what the order's state refuses, and when a cancel is decided ---------------------
 
 
+@dataclass
+class CheckHeld:
+    """An order whose customer cancelled while `step` was in flight, the step
+    since landed (as `landed`), and the cancel's check of inventory still held."""
+
+    handle: WorkflowHandle[Any, Any]
+    cancel: asyncio.Task[CancelAccepted]
+    lookup: asyncio.Event
+
+
+async def cancel_checked_while(
+    saga: SagaHarness, step: str, *, landed: str = "completed", order: PlaceOrder | None = None
+) -> CheckHeld:
+    lookup = saga.fakes.hold_calls("find_committed_reservation")
+    gate = saga.fakes.hold_calls(step)
+    handle = await saga.start(order or sample_order())
+    await saga.wait_entered(step)
+    cancel = send_cancel(handle)
+    await saga.wait_entered("find_committed_reservation")
+    gate.set()
+    await saga.wait_for_status_of_step(handle, step, landed)
+    return CheckHeld(handle, cancel, lookup)
+
+
 async def test_no_step_starts_while_a_customer_cancel_is_being_checked(
     saga: SagaHarness,
 ) -> None:
     """A cancel that arrived while the charge was in flight is decided before
     the order ships: otherwise it ships, and then cancels the shipment."""
-    lookup = saga.fakes.hold_calls("find_committed_reservation")
-    charge = saga.fakes.hold_calls("charge_payment")
-    handle = await saga.start(sample_order())
-    await saga.wait_entered("charge_payment")
-    cancel = send_cancel(handle)
-    await saga.wait_entered("find_committed_reservation")
-
     # The charge lands while the cancel's check is held: the next step waits.
-    charge.set()
-    await saga.wait_for_status_of_step(handle, "charge_payment", "completed")
+    held = await cancel_checked_while(saga, "charge_payment")
     await asyncio.sleep(0.3)
     assert "create_shipment" not in saga.fakes.names_called()
-    lookup.set()
-    accepted = await cancel
-    result = await handle.result()
+    held.lookup.set()
+    accepted = await held.cancel
+    result = await held.handle.result()
 
     assert accepted.status is OrderStatus.COMPENSATING
     assert result.status is OrderStatus.CANCELLED
@@ -69,21 +88,13 @@ async def test_no_step_starts_while_a_customer_cancel_is_being_checked(
 async def test_the_commit_waits_while_a_customer_cancel_is_being_checked(
     saga: SagaHarness,
 ) -> None:
-    lookup = saga.fakes.hold_calls("find_committed_reservation")
-    ship = saga.fakes.hold_calls("create_shipment")
-    handle = await saga.start(sample_order())
-    await saga.wait_entered("create_shipment")
-    cancel = send_cancel(handle)
-    await saga.wait_entered("find_committed_reservation")
-
     # The shipment lands while the cancel's check is held: the next step would
     # be the commit.
-    ship.set()
-    await saga.wait_for_status_of_step(handle, "create_shipment", "completed")
+    held = await cancel_checked_while(saga, "create_shipment")
     await asyncio.sleep(0.2)
-    lookup.set()
-    accepted = await cancel
-    result = await handle.result()
+    held.lookup.set()
+    accepted = await held.cancel
+    result = await held.handle.result()
 
     # Inventory had no commit, so the cancel was accepted; the order must not
     # have committed meanwhile, or the customer would have been told a lie.
@@ -103,20 +114,13 @@ async def test_a_second_cancel_while_the_first_is_checked_gets_the_same_answer(
     """The shipment lands while the first cancel is being checked. A second
     cancel then must not be refused as too late for an order that ends
     CANCELLED: both are decided by the same check."""
-    lookup = saga.fakes.hold_calls("find_committed_reservation")
-    ship = saga.fakes.hold_calls("create_shipment")
-    handle = await saga.start(sample_order())
-    await saga.wait_entered("create_shipment")
-    first = send_cancel(handle)
-    await saga.wait_entered("find_committed_reservation")
-    ship.set()
-    await saga.wait_for_status_of_step(handle, "create_shipment", "completed")
+    held = await cancel_checked_while(saga, "create_shipment")
 
-    second = send_cancel(handle)
+    second = send_cancel(held.handle)
     await asyncio.sleep(0.2)
-    lookup.set()
-    answers = [await first, await second]
-    result = await handle.result()
+    held.lookup.set()
+    answers = [await held.cancel, await second]
+    result = await held.handle.result()
 
     assert [answer.status for answer in answers] == [OrderStatus.COMPENSATING] * 2
     assert result.status is OrderStatus.CANCELLED
@@ -127,26 +131,18 @@ async def test_a_cancel_checked_while_a_step_is_refused_is_too_late(saga: SagaHa
     FAILED, so the cancel is refused rather than accepted for an order that
     will not end CANCELLED (and that would publish COMPENSATING last)."""
     order = sample_order()
-    lookup = saga.fakes.hold_calls("find_committed_reservation")
-    charge = saga.fakes.hold_calls("charge_payment")
     saga.fakes.refuse("charge_payment", order.order_id, "PAYMENT_DECLINED")
-    handle = await saga.start(order)
-    await saga.wait_entered("charge_payment")
-    cancel = send_cancel(handle)
-    await saga.wait_entered("find_committed_reservation")
-
-    charge.set()
-    await saga.wait_for_status_of_step(handle, "charge_payment", "failed")
-    lookup.set()
+    held = await cancel_checked_while(saga, "charge_payment", landed="failed", order=order)
+    held.lookup.set()
     with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await cancel
-    result = await handle.result()
+        await held.cancel
+    result = await held.handle.result()
 
     assert "too late to cancel" in str(refused.value.cause)
     assert result.status is OrderStatus.FAILED
     assert result.failure_reason is not None and "charge_payment" in result.failure_reason
     assert saga.fakes.compensations_run() == ["release_inventory"]
-    final_status = (await handle.describe()).typed_search_attributes.get(ORDER_STATUS_KEY)
+    final_status = (await held.handle.describe()).typed_search_attributes.get(ORDER_STATUS_KEY)
     assert final_status == "FAILED"
 
 
