@@ -48,6 +48,19 @@ class Stack:
     def admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
+    @contextlib.asynccontextmanager
+    async def slowed(self, service: httpx.AsyncClient, latency_ms: int) -> AsyncIterator[None]:
+        """`service` answers `latency_ms` late while the block runs (its admin
+        faults API), and on time again after, however the block ends."""
+        faults = await service.put(
+            "/admin/faults", json={"error_rate": 0, "latency_ms": latency_ms}, headers=self.admin
+        )
+        assert faults.status_code == 200, faults.text
+        try:
+            yield
+        finally:
+            await service.delete("/admin/faults", headers=self.admin)
+
     async def stock(self, sku: str, available: int, *, price_cents: int = 1500) -> None:
         """Create or restock a product of the catalog, at a price."""
         response = await self.inventory.put(

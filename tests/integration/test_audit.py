@@ -318,18 +318,10 @@ async def cancel_through_temporal_while_shipping(placed: Placed) -> str:
     """An order cancelled as from the Web UI while its shipment is being created:
     the shipment lands, then everything is undone and the execution ends CANCELED."""
     stack = placed.stack
-    faults = await stack.shipping.put(
-        "/admin/faults",
-        json={"error_rate": 0, "latency_ms": IN_FLIGHT_LATENCY_MS},
-        headers=stack.admin,
-    )
-    assert faults.status_code == 200, faults.text
-    try:
+    async with stack.slowed(stack.shipping, IN_FLIGHT_LATENCY_MS):
         order_id = await place(stack, orders.order_body(sku=placed.sku, country="DE"))
         await stack.wait_for_status(order_id, "SHIPPING", within=30)
         await stack.temporal.get_workflow_handle(order_id).cancel()
-    finally:
-        await stack.shipping.delete("/admin/faults", headers=stack.admin)
     assert await wait_for_end(stack, order_id) == "CANCELLED"
     description = await stack.temporal.get_workflow_handle(order_id).describe()
     assert description.status is WorkflowExecutionStatus.CANCELED

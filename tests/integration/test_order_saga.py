@@ -94,13 +94,7 @@ async def test_cancel_while_the_shipment_is_being_created_undoes_everything(
 ) -> None:
     # Slow shipping down past the local attempt's timeout, so create_shipment
     # goes to the shipping queue and the cancel lands while it is in flight there.
-    faults = await stack.shipping.put(
-        "/admin/faults",
-        json={"error_rate": 0, "latency_ms": IN_FLIGHT_LATENCY_MS},
-        headers=stack.admin,
-    )
-    assert faults.status_code == 200, faults.text
-    try:
+    async with stack.slowed(stack.shipping, IN_FLIGHT_LATENCY_MS):
         customer = new_customer_id()
         order_id = await stack.place(order_body(sku, quantity=2), customer=customer)
         await stack.wait_for_status(order_id, "SHIPPING", within=30)
@@ -110,8 +104,6 @@ async def test_cancel_while_the_shipment_is_being_created_undoes_everything(
         )
         assert cancel.status_code == 202, cancel.text
         order = await stack.wait_for_status(order_id, "CANCELLED", "COMPLETED", "FAILED")
-    finally:
-        await stack.shipping.delete("/admin/faults", headers=stack.admin)
 
     assert order["status"] == "CANCELLED", order
     assert step_states(order) == ["compensated", "compensated", "compensated", "pending"]
