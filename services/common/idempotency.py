@@ -4,7 +4,16 @@ A client (an activity, retried by Temporal) sends the same `Idempotency-Key`
 with every attempt of one request. The first attempt's answer is stored with a
 fingerprint of the request, in the same transaction as its effect; a repeat gets
 that answer again and changes nothing, and a different request under a used key
-is refused. Business refusals are answers too and are replayed (stored with
+is refused.
+
+The key is written last, with its answer, in one statement: the effect runs
+first, and if the key turns out to be taken (a repeat, or a twin that committed
+while this one ran) the whole transaction rolls back and the stored answer is
+replayed. The key decides, never the effect: whatever a repeat's effect did or
+refused is thrown away. Retries are rare and the first attempt is the common
+case, so it pays one statement for its key, not two (a claim up front and its
+answer at the end): one PostgreSQL round trip less per write
+(docs/performance.md, round 13). Business refusals are answers too and are replayed (stored with
 no effect: the effect's writes roll back); injected faults and unexpected
 errors roll everything back, so a retry really runs again.
 
@@ -41,7 +50,6 @@ from sqlalchemy import (
     Table,
     bindparam,
     select,
-    update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -72,8 +80,9 @@ IDEMPOTENCY_KEYS = Table(
     Column("caller", String(32), primary_key=True),
     Column("key", String(255), primary_key=True),
     Column("request_fingerprint", String(64), nullable=False),
-    # Empty only inside the transaction that claimed the key, which fills them
-    # before it commits: no other transaction ever sees them empty.
+    # Written with the key, in one statement. Nullable because keys were once
+    # claimed first and answered later, in the same transaction: no committed
+    # row was ever left empty, and none is written empty now.
     Column("status_code", Integer, nullable=True),
     Column("response_body", JSON, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
@@ -88,16 +97,16 @@ class StoredResponse:
 
 
 # Built once (services.common.db.PerDialect says why); `p_` names the bind
-# parameters, which may not share a column's name in an INSERT or UPDATE.
-_CALLER = IDEMPOTENCY_KEYS.c.caller == bindparam("p_caller")
-_KEY = IDEMPOTENCY_KEYS.c.key == bindparam("p_key")
-_CLAIM = PerDialect(
+# parameters, which may not share a column's name in an INSERT.
+_RECORD = PerDialect(
     lambda insert: (
         insert(IDEMPOTENCY_KEYS)
         .values(
             caller=bindparam("p_caller"),
             key=bindparam("p_key"),
             request_fingerprint=bindparam("p_fingerprint"),
+            status_code=bindparam("p_status_code"),
+            response_body=bindparam("p_body"),
             created_at=bindparam("p_created_at"),
         )
         .on_conflict_do_nothing(index_elements=[IDEMPOTENCY_KEYS.c.caller, IDEMPOTENCY_KEYS.c.key])
@@ -107,11 +116,9 @@ _GET = select(
     IDEMPOTENCY_KEYS.c.request_fingerprint,
     IDEMPOTENCY_KEYS.c.status_code,
     IDEMPOTENCY_KEYS.c.response_body,
-).where(_CALLER, _KEY)
-_COMPLETE = (
-    update(IDEMPOTENCY_KEYS)
-    .where(_CALLER, _KEY)
-    .values(status_code=bindparam("p_status_code"), response_body=bindparam("p_body"))
+).where(
+    IDEMPOTENCY_KEYS.c.caller == bindparam("p_caller"),
+    IDEMPOTENCY_KEYS.c.key == bindparam("p_key"),
 )
 
 
@@ -119,8 +126,10 @@ class IdempotencyStore:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
-    async def claim(self, caller: str, key: str, request_fingerprint: str) -> bool:
-        """Take the key for this transaction; False when another request has it.
+    async def record(
+        self, caller: str, key: str, request_fingerprint: str, status_code: int, body: Any
+    ) -> bool:
+        """Store the key with its answer; False when the key is taken already.
 
         On PostgreSQL the insert waits while a concurrent twin holds the key
         uncommitted, then does nothing if the twin committed: the twin's answer
@@ -128,11 +137,13 @@ class IdempotencyStore:
         serialised already (BEGIN IMMEDIATE), so there is no such twin.
         """
         result = await self._connection.execute(
-            _CLAIM.on(self._connection),
+            _RECORD.on(self._connection),
             {
                 "p_caller": caller,
                 "p_key": key,
                 "p_fingerprint": request_fingerprint,
+                "p_status_code": status_code,
+                "p_body": body,
                 "p_created_at": datetime.now(UTC),
             },
         )
@@ -145,12 +156,6 @@ class IdempotencyStore:
         if row is None:
             return None
         return StoredResponse(row.request_fingerprint, row.status_code, row.response_body)
-
-    async def complete(self, caller: str, key: str, status_code: int, body: Any) -> None:
-        await self._connection.execute(
-            _COMPLETE,
-            {"p_caller": caller, "p_key": key, "p_status_code": status_code, "p_body": body},
-        )
 
 
 def request_fingerprint(method: str, path: str, body: bytes) -> str:
@@ -196,10 +201,12 @@ class IdempotentRequest:
         present: type[BaseModel],
         status_code: int,
     ) -> JSONResponse:
-        """Answer from the store, or run `effect` and store its answer with it.
+        """Run `effect` and store its answer with it, or answer from the store.
 
         `effect` gets the unit of work in a write transaction and returns a
-        domain object; `present` turns it into the response body.
+        domain object; `present` turns it into the response body. The key is
+        written last (the module says why): when it is taken, the effect rolls
+        back and the stored answer is replayed.
 
         A domain refusal rolls back that transaction, and with it whatever the
         effect had done so far (a reservation's first lines, say); the refusal
@@ -209,30 +216,25 @@ class IdempotentRequest:
         """
         deadlines.check(self.deadline)
         async with uow.writing() as tx:
-            store = IdempotencyStore(tx.connection)
-            if not await store.claim(self.caller, self.key, self.fingerprint):
-                return self._replay(await store.get(self.caller, self.key))
             try:
                 result = await effect(tx)
             except DomainError as refusal:
                 refused = refusal
             else:
                 body = present.model_validate(result).model_dump(mode="json")
-                return await self._store(tx, store, status_code, body)
-        # Between the two transactions a twin may claim the key: the claim
-        # below then replays the twin's answer, as for any repeat.
+                return await self._answer(tx, status_code, body)
+        # A repeat's refusal is thrown away here too: if the key is taken, the
+        # insert below does nothing and the stored answer is replayed.
         status, body = domain_error_reply(refused)
         async with uow.writing() as tx:
-            store = IdempotencyStore(tx.connection)
-            if not await store.claim(self.caller, self.key, self.fingerprint):
-                return self._replay(await store.get(self.caller, self.key))
-            return await self._store(tx, store, status, body)
+            return await self._answer(tx, status, body)
 
-    async def _store(
-        self, tx: SqlUnitOfWork, store: IdempotencyStore, status: int, body: Any
-    ) -> JSONResponse:
-        """Store the answer under the claimed key, commit, and answer it."""
-        await store.complete(self.caller, self.key, status, body)
+    async def _answer(self, tx: SqlUnitOfWork, status: int, body: Any) -> JSONResponse:
+        """Store the answer under the key and commit; or, when the key is taken,
+        leave the transaction to roll back and replay what the key holds."""
+        store = IdempotencyStore(tx.connection)
+        if not await store.record(self.caller, self.key, self.fingerprint, status, body):
+            return self._replay(await store.get(self.caller, self.key))
         # Last thing before the commit: waiting for a lock or the write
         # lock counts too. Raising here rolls back the effect and the key.
         deadlines.check(self.deadline)
@@ -241,8 +243,8 @@ class IdempotentRequest:
 
     def _replay(self, stored: StoredResponse | None) -> JSONResponse:
         if stored is None or stored.status_code is None:
-            # Only if the twin that held the key rolled back between our two
-            # statements; retrying is safe and will run the request.
+            # Neither happens (keys are never deleted, and are written with
+            # their answer); if one did, a retry is safe and runs the request.
             raise ServiceError(
                 errors.SERVICE_UNAVAILABLE, "a request with this Idempotency-Key was in flight"
             )

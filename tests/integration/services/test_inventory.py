@@ -214,6 +214,24 @@ async def test_a_repeated_reservation_replays_the_answer_and_reserves_once(
     assert await stock(inventory, sku) == {"sku": sku, "available": 7, "reserved": 3}
 
 
+async def test_a_reservation_is_replayed_even_once_the_stock_has_run_out(
+    inventory: httpx.AsyncClient,
+) -> None:
+    """The key is written after the effect (services.common.idempotency): a
+    repeat runs the effect again, here into OUT_OF_STOCK, and the key must
+    still decide, with the repeat's own refusal thrown away."""
+    sku = await stocked_sku(inventory, 3)
+    body, key = reservation(sku, quantity=3), new_key()
+    first = await inventory.post("/reservations", json=body, headers=key)
+
+    again = await inventory.post("/reservations", json=body, headers=key)
+
+    assert (first.status_code, again.status_code) == (201, 201), again.text
+    assert again.content == first.content
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert await stock(inventory, sku) == {"sku": sku, "available": 0, "reserved": 3}
+
+
 async def test_a_key_reused_for_another_request_is_refused(inventory: httpx.AsyncClient) -> None:
     sku = await stocked_sku(inventory, 10)
     key = new_key()

@@ -99,18 +99,17 @@ def holding(monkeypatch: pytest.MonkeyPatch, key: str) -> Iterator[Held]:
     """Hold the request under `key` inside its transaction, effect made and not
     committed (its locks held), until the test releases it."""
     held = Held(key, asyncio.Event(), asyncio.Event())
-    complete = IdempotencyStore.complete
+    record = IdempotencyStore.record
 
-    async def complete_when_released(
-        store: IdempotencyStore, caller: str, key: str, status_code: int, body: Any
-    ) -> None:
+    async def record_and_hold(store: IdempotencyStore, caller: str, key: str, *answer: Any) -> bool:
+        recorded = await record(store, caller, key, *answer)
         if key == held.key:
             held.reached.set()
             await held.release.wait()
-        await complete(store, caller, key, status_code, body)
+        return recorded
 
     with monkeypatch.context() as patch:
-        patch.setattr(IdempotencyStore, "complete", complete_when_released)
+        patch.setattr(IdempotencyStore, "record", record_and_hold)
         yield held
 
 
@@ -219,16 +218,15 @@ async def test_in_every_interleaving_the_effect_is_never_left_live(
 ) -> None:
     """Forward requests (one per order, each held inside its transaction for a
     random while) race their orders' compensations, started at random."""
-    complete = IdempotencyStore.complete
+    record = IdempotencyStore.record
     rng = random.Random(15)
 
-    async def complete_slowly(
-        store: IdempotencyStore, caller: str, key: str, status_code: int, body: Any
-    ) -> None:
+    async def record_slowly(store: IdempotencyStore, caller: str, key: str, *answer: Any) -> bool:
+        recorded = await record(store, caller, key, *answer)
         await asyncio.sleep(rng.uniform(0, 0.03))
-        await complete(store, caller, key, status_code, body)
+        return recorded
 
-    monkeypatch.setattr(IdempotencyStore, "complete", complete_slowly)
+    monkeypatch.setattr(IdempotencyStore, "record", record_slowly)
 
     async def race(order_id: str) -> tuple[httpx.Response, list[str]]:
         async def compensate_later() -> list[str]:

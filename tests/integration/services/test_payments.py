@@ -19,6 +19,7 @@ from tests.integration.services.support import (
     created,
     listed,
     new_key,
+    new_order_id,
     sent_twice,
     serving,
 )
@@ -187,6 +188,32 @@ async def test_a_repeated_charge_replays_the_answer_and_charges_once(
     assert again.content == first.content
     assert first.json()["amount_cents"] == 1234 and first.json()["state"] == "captured"
     assert len(await charges_of(payments, body["order_id"])) == 1
+
+
+async def test_a_charge_at_the_limit_is_replayed_and_its_repeat_leaves_no_exposure(
+    payments: httpx.AsyncClient,
+) -> None:
+    """A repeat runs the effect again before the key turns it away
+    (services.common.idempotency); here the effect would be declined at the
+    customer's limit. The answer is the first one, and the repeat adds nothing
+    to the customer's open charges: once the charge is refunded, the whole
+    limit is free again."""
+    customer = "cus_" + new_order_id()
+    body, key = charge(customer_id=customer, amount_cents=CUSTOMER_LIMIT_CENTS), new_key()
+    first = await payments.post("/charges", json=body, headers=key)
+
+    again = await payments.post("/charges", json=body, headers=key)
+
+    assert (first.status_code, again.status_code) == (201, 201), again.text
+    assert again.content == first.content
+    assert again.headers["Idempotent-Replayed"] == "true"
+    await payments.post(f"/charges/{first.json()['charge_id']}/refund", headers=new_key())
+    whole_limit = await payments.post(
+        "/charges",
+        json=charge(customer_id=customer, amount_cents=CUSTOMER_LIMIT_CENTS),
+        headers=new_key(),
+    )
+    assert whole_limit.status_code == 201, whole_limit.text
 
 
 async def test_a_charge_key_reused_for_another_amount_is_refused(
