@@ -43,6 +43,21 @@ _GIVE_BACK = (
 )
 _SHIP = update(products).where(_SKU).values(reserved=products.c.reserved - _QUANTITY)
 _ADD_LINES = insert(reservation_lines)
+# A reservation and its lines in one statement (lock and its lines read were
+# two round trips on PostgreSQL): only the reservation's row is locked, and a
+# reservation with no line, which the domain never makes, still comes back.
+_LOCK_WITH_LINES = (
+    select(
+        reservations,
+        reservation_lines.c.sku,
+        reservation_lines.c.quantity,
+        reservation_lines.c.unit_price_cents,
+    )
+    .select_from(reservations.outerjoin(reservation_lines))
+    .where(reservations.c.reservation_id == bindparam("p_id"))
+    .order_by(reservation_lines.c.sku)
+    .with_for_update(of=reservations)
+)
 _LINES_OF = (
     select(reservation_lines)
     .where(reservation_lines.c.reservation_id.in_(bindparam("p_ids", expanding=True)))
@@ -165,6 +180,23 @@ class SqlReservationRepository(SqlOrderResources[Reservation]):
         ]
         if rows:
             await self._connection.execute(_ADD_LINES, rows)
+
+    async def lock(self, resource_id: str) -> Reservation | None:
+        rows = (await self._connection.execute(_LOCK_WITH_LINES, {"p_id": resource_id})).all()
+        if not rows:
+            return None
+        first = rows[0]
+        return Reservation(
+            reservation_id=first.reservation_id,
+            order_id=first.order_id,
+            lines=[
+                ReservedLine(row.sku, row.quantity, row.unit_price_cents)
+                for row in rows
+                if row.sku is not None
+            ],
+            currency=first.currency,
+            state=ReservationState(first.state),
+        )
 
     def _to_row(self, resource: Reservation) -> dict[str, Any]:
         return {
