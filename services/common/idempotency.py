@@ -4,7 +4,9 @@ A client (an activity, retried by Temporal) sends the same `Idempotency-Key`
 with every attempt of one request. The first attempt's answer is stored with a
 fingerprint of the request, in the same transaction as its effect; a repeat gets
 that answer again and changes nothing, and a different request under a used key
-is refused.
+is refused. Business refusals are answers too and are replayed (stored with
+no effect: the effect's writes roll back); injected faults and unexpected
+errors roll everything back, so a retry really runs again.
 
 The key is written last, with its answer, in one statement: the effect runs
 first, and if the key turns out to be taken (a repeat, or a twin that committed
@@ -13,9 +15,10 @@ replayed. The key decides, never the effect: whatever a repeat's effect did or
 refused is thrown away. Retries are rare and the first attempt is the common
 case, so it pays one statement for its key, not two (a claim up front and its
 answer at the end): one PostgreSQL round trip less per write
-(docs/performance.md, round 13). Business refusals are answers too and are replayed (stored with
-no effect: the effect's writes roll back); injected faults and unexpected
-errors roll everything back, so a retry really runs again.
+(docs/performance.md, round 13). So an effect must be safe to run again and
+roll back: no call out of the transaction, and no unique constraint that a
+repeat would hit before its key (it would answer 500 where the key would have
+replayed).
 
 A request whose caller said how long it would wait (services.common.deadlines)
 commits nothing once that time is up, not even its answer: the caller is gone,
