@@ -185,18 +185,12 @@ class SqlReservationRepository(SqlOrderResources[Reservation]):
         rows = (await self._connection.execute(_LOCK_WITH_LINES, {"p_id": resource_id})).all()
         if not rows:
             return None
-        first = rows[0]
-        return Reservation(
-            reservation_id=first.reservation_id,
-            order_id=first.order_id,
-            lines=[
-                ReservedLine(row.sku, row.quantity, row.unit_price_cents)
-                for row in rows
-                if row.sku is not None
-            ],
-            currency=first.currency,
-            state=ReservationState(first.state),
-        )
+        lines = [
+            ReservedLine(row.sku, row.quantity, row.unit_price_cents)
+            for row in rows
+            if row.sku is not None
+        ]
+        return _reservation(rows[0], lines)
 
     def _to_row(self, resource: Reservation) -> dict[str, Any]:
         return {
@@ -208,16 +202,7 @@ class SqlReservationRepository(SqlOrderResources[Reservation]):
 
     async def _from_rows(self, rows: Sequence[Row[Any]]) -> list[Reservation]:
         lines = await self._lines_of([row.reservation_id for row in rows])
-        return [
-            Reservation(
-                reservation_id=row.reservation_id,
-                order_id=row.order_id,
-                lines=lines.get(row.reservation_id, []),
-                currency=row.currency,
-                state=ReservationState(row.state),
-            )
-            for row in rows
-        ]
+        return [_reservation(row, lines.get(row.reservation_id, [])) for row in rows]
 
     async def _lines_of(self, reservation_ids: Sequence[str]) -> dict[str, list[ReservedLine]]:
         result = await self._connection.execute(_LINES_OF, {"p_ids": list(reservation_ids)})
@@ -227,6 +212,16 @@ class SqlReservationRepository(SqlOrderResources[Reservation]):
                 ReservedLine(row.sku, row.quantity, row.unit_price_cents)
             )
         return lines
+
+
+def _reservation(row: Row[Any], lines: list[ReservedLine]) -> Reservation:
+    return Reservation(
+        reservation_id=row.reservation_id,
+        order_id=row.order_id,
+        lines=lines,
+        currency=row.currency,
+        state=ReservationState(row.state),
+    )
 
 
 class SqlInventoryUnitOfWork(SqlUnitOfWork):
