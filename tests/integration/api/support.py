@@ -156,6 +156,17 @@ class NoWorkerAnswers(Interceptor):
         return Hanging(next)
 
 
+def intercepted(client: Client, *interceptors: Interceptor) -> Client:
+    """The test's Temporal client (same connection, namespace and payload
+    keys) with `interceptors` in front of its calls."""
+    return Client(
+        client.service_client,
+        namespace=client.namespace,
+        data_converter=client.data_converter,
+        interceptors=interceptors,
+    )
+
+
 def api_settings(**overrides: Any) -> Settings:
     """Settings for an API under test: its own page-token key, limits that do
     not get in the way of tests placing many orders (test_limits.py tests them)."""
@@ -255,6 +266,18 @@ async def place_held_at(
     order_id = await place_accepted(api, order)
     await fakes.wait_entered(step, order_id)
     return order_id, gate
+
+
+async def terminated_while_shipping(
+    api: httpx.AsyncClient, fakes: FakeDomainActivities, temporal_client: Client, order: Any
+) -> str:
+    """Place the order and terminate its workflow (as `temporal workflow
+    terminate` does) while its shipment is being created: reserved and charged,
+    nothing undone."""
+    order_id, gate = await place_held_at(api, fakes, order, "create_shipment")
+    await temporal_client.get_workflow_handle(order_id).terminate("stopped by hand")
+    gate.set()
+    return order_id
 
 
 async def wait_for_status(

@@ -23,6 +23,7 @@ from tests.integration.api.support import (
     operator_token,
     place_accepted,
     place_held_at,
+    terminated_while_shipping,
     wait_for_status,
 )
 from workflows.runner import LOCAL_ATTEMPT_TIMEOUT
@@ -160,9 +161,7 @@ async def test_cancel_of_an_order_terminated_in_temporal_is_409_naming_it_failed
 ) -> None:
     # Found by a tester: the refusal said "the order is closed (SHIPPING)".
     order = new_order()
-    order_id, gate = await place_held_at(api, fakes, order, "create_shipment")
-    await temporal_client.get_workflow_handle(order_id).terminate("stopped by hand")
-    gate.set()
+    order_id = await terminated_while_shipping(api, fakes, temporal_client, order)
 
     response = await api.post(f"/orders/{order_id}/cancel", headers=order.auth)
 

@@ -39,6 +39,7 @@ from tests.integration.api.support import (
     customer_token,
     eventually,
     free_port,
+    intercepted,
     new_customer_id,
     place,
     place_accepted,
@@ -307,12 +308,7 @@ async def test_a_finished_order_is_read_whole_without_asking_any_worker(
     order_id = await place_accepted(api, order)
     finished = await wait_for_status(api, order_id, "COMPLETED")
     no_workers = NoWorkerAnswers()
-    unanswered = Client(
-        temporal_client.service_client,
-        namespace=temporal_client.namespace,
-        data_converter=temporal_client.data_converter,
-        interceptors=[no_workers],
-    )
+    unanswered = intercepted(temporal_client, no_workers)
     app = create_app(settings, client=unanswered, verifier=verifier_for_tests())
 
     async with asgi_client(app) as reader:
@@ -352,12 +348,7 @@ async def test_an_open_order_whose_query_is_refused_reads_as_last_published(
     """Found by the chaos suite: a refused query (FAILED_PRECONDITION) was a 503."""
     order = new_order()
     order_id, gate = await place_held_at(api, fakes, order, "charge_payment")
-    refused = Client(
-        temporal_client.service_client,
-        namespace=temporal_client.namespace,
-        data_converter=temporal_client.data_converter,
-        interceptors=[QueriesRefused()],
-    )
+    refused = intercepted(temporal_client, QueriesRefused())
     try:
         async with asgi_client(
             create_app(settings, client=refused, verifier=verifier_for_tests())

@@ -23,8 +23,10 @@ from tests.integration.api.support import (
     NoWorkerAnswers,
     asgi_client,
     eventually,
+    intercepted,
     place_accepted,
     place_held_at,
+    terminated_while_shipping,
     verifier_for_tests,
     wait_for_status,
 )
@@ -138,28 +140,11 @@ async def no_worker_reader(
     settings: Settings, temporal_client: Client
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An API (read as an operator) to whose status queries no worker answers."""
-    unanswered = Client(
-        temporal_client.service_client,
-        namespace=temporal_client.namespace,
-        data_converter=temporal_client.data_converter,
-        interceptors=[NoWorkerAnswers()],
-    )
+    unanswered = intercepted(temporal_client, NoWorkerAnswers())
     async with asgi_client(
         create_app(settings, client=unanswered, verifier=verifier_for_tests())
     ) as reader:
         yield reader
-
-
-async def terminated_while_shipping(
-    api: httpx.AsyncClient, fakes: FakeDomainActivities, temporal_client: Client, order: Any
-) -> str:
-    """Place the order and terminate its workflow (as `temporal workflow
-    terminate` does) while its shipment is being created: reserved and charged,
-    nothing undone."""
-    order_id, gate = await place_held_at(api, fakes, order, "create_shipment")
-    await temporal_client.get_workflow_handle(order_id).terminate("stopped by hand")
-    gate.set()
-    return order_id
 
 
 async def cancelled_through_temporal(
