@@ -21,6 +21,7 @@ from temporalio.service import RPCError
 from api.ids import IDEMPOTENCY_KEY_HEADER, idempotency_key_problem
 from ordersaga.runtime.auth import AuthError
 from ordersaga.runtime.codec import PayloadDecryptionError
+from ordersaga.runtime.logging import loggable_path
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ async def _undecryptable(request: Request, exc: Exception) -> JSONResponse:
         "cannot decrypt a payload for %s %s: %s; every process needs every key in "
         "ORDERSAGA_CODEC_KEYS that another may encrypt with",
         request.method,
-        request.url.path,
+        loggable_path(request.url.path),
         exc,
     )
     return _error(
@@ -175,7 +176,9 @@ async def _undecryptable(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.exception(
+        "unhandled error on %s %s", request.method, loggable_path(request.url.path), exc_info=exc
+    )
     return _error(
         status.HTTP_500_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "internal error; it was logged"
     )

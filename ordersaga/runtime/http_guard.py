@@ -39,6 +39,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ordersaga.runtime.asgi import mark_client_gone
+from ordersaga.runtime.logging import loggable_path
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,11 @@ class HttpGuard:
             if started:
                 raise  # half an answer is out: nothing left but to drop it
             # A bug: the traceback goes to the log, never to the client.
-            log.exception("unhandled error answering %s %s", scope.get("method"), scope.get("path"))
+            log.exception(
+                "unhandled error answering %s %s",
+                scope.get("method"),
+                loggable_path(scope.get("path", "")),
+            )
             await send_error(
                 send, 500, INTERNAL_ERROR, "the server failed to answer; the error has been logged"
             )

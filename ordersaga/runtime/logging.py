@@ -61,6 +61,10 @@ _TEXT_HIDDEN = frozenset(
 _NOT_FIELDS = frozenset({*RESERVED_ATTRS, "taskName", "color_message"})
 # Requests that run every few seconds (probes, scrapes) log at DEBUG only.
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Far longer than any route of ordersaga with its ids (a path is at most a few
+# hundred characters); the rest of a longer one a client chose is counted, not
+# written, so a 60 KB URL cannot make every request of it a 120 KB log line.
+MAX_LOGGED_PATH_CHARS = 512
 
 # The request's (or activity's) fields. A dict, so that a route deep inside the
 # request can add the order id and the access line logged at the end sees it.
@@ -194,6 +198,15 @@ _CONTROL_ESCAPES = {
 }
 
 
+def loggable_path(path: str) -> str:
+    """The request path as a log line shows it: whole up to
+    MAX_LOGGED_PATH_CHARS, else its start and how much was left out."""
+    if len(path) <= MAX_LOGGED_PATH_CHARS:
+        return path
+    left_out = len(path) - MAX_LOGGED_PATH_CHARS
+    return f"{path[:MAX_LOGGED_PATH_CHARS]}...({left_out} more characters)"
+
+
 def escape_controls(text: str) -> str:
     """`text` on one line with no control character: what a client sent (a
     request's path, an id) cannot forge a log line of its own, colour a
@@ -299,7 +312,7 @@ class AccessLogMiddleware:
             try:
                 await self.app(scope, receive, status.send)
             finally:
-                path: str = scope.get("path", "")
+                path = loggable_path(scope.get("path", ""))
                 route = getattr(scope.get("route"), "path", None)
                 duration_ms = round((time.perf_counter() - started) * 1000, 1)
                 level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
