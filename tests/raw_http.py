@@ -21,6 +21,7 @@ BAD_REQUESTS: dict[str, tuple[bytes, str | None, int]] = {
     "lone-surrogate": (b'{"order_id": "ord_\\ud800", "lines": []}', JSON_TYPE, 400),
     "deep-nesting": (b'{"order_id": ' + b"[" * 200 + b"]" * 200 + b"}", JSON_TYPE, 400),
     "5000-digit-number": (b'{"amount_cents": ' + b"7" * 5000 + b"}", JSON_TYPE, 400),
+    "duplicate-key": (b'{"amount_cents": 1, "amount_cents": 100000}', JSON_TYPE, 400),
     "wrong-content-type": (b'{"order_id": "ord_1"}', "text/plain", 415),
     "missing-content-type": (b'{"order_id": "ord_1"}', None, 415),
     "oversize": (b'{"pad": "' + b"x" * OVERSIZE + b'"}', JSON_TYPE, 413),

@@ -13,7 +13,10 @@ it imports neither). For each HTTP request it
   `json.dumps(...).encode()` raises), nesting at most `max_json_depth` deep,
   number literals at most `max_number_digits` long (Python refuses to parse
   integers past 4300 digits with a ValueError, and far smaller ones are already
-  absurd) and no NaN or Infinity (400 MALFORMED_JSON);
+  absurd), no NaN or Infinity, and no object with a key twice (400
+  MALFORMED_JSON). JSON leaves duplicate keys to the reader: Python keeps the
+  last, other readers the first, so a proxy or firewall in front could check
+  one amount while the app takes another;
 - answers 500 INTERNAL_ERROR, with the traceback logged, for an exception
   that escapes the app before it responded. Starlette's own last resort sends
   its 500 and then re-raises, and the server then closes the connection; this
@@ -66,6 +69,10 @@ class Refusal(Exception):
 
 
 class _NumberTooLong(ValueError):
+    pass
+
+
+class _DuplicateKey(ValueError):
     pass
 
 
@@ -168,10 +175,11 @@ class HttpGuard:
                 parse_int=self._parse_int,
                 parse_float=self._parse_float,
                 parse_constant=_refuse_constant,
+                object_pairs_hook=_object_with_unique_keys,
             )
         except RecursionError:
             raise _malformed(f"the body nests deeper than {self.max_json_depth} levels") from None
-        except _NumberTooLong as err:
+        except (_NumberTooLong, _DuplicateKey) as err:
             raise _malformed(str(err)) from None
         except json.JSONDecodeError as err:
             raise _malformed(f"the body is not valid JSON ({err.msg} at {err.pos})") from None
@@ -219,6 +227,20 @@ class HttpGuard:
 
 def _malformed(message: str) -> Refusal:
     return Refusal(400, MALFORMED_JSON, message)
+
+
+def _object_with_unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    parsed = dict(pairs)
+    if len(parsed) < len(pairs):
+        seen: set[str] = set()
+        for key, _value in pairs:
+            if key in seen:
+                # ASCII-escaped (a lone surrogate stays printable) and bounded.
+                shown = json.dumps(key)
+                shown = shown if len(shown) <= 66 else f"{shown[:64]}..."
+                raise _DuplicateKey(f"the body has the key {shown} twice in one object")
+            seen.add(key)
+    return parsed
 
 
 def _refuse_constant(name: str) -> Any:

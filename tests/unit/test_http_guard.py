@@ -91,6 +91,9 @@ async def test_a_body_that_is_not_declared_json_is_415(headers: dict[str, str]) 
         b'{"n": -1E400}',
         b'{"n": ',
         b"\xef\xbb\xbf{}",
+        b'{"amount_cents": 1, "amount_cents": 100000}',
+        b'{"items": [{"sku": "a", "quantity": 1, "quantity": 9}]}',
+        b'{"\\u0061": 1, "a": 2}',  # the same key, escaped once
     ],
     ids=[
         "invalid-utf8",
@@ -108,12 +111,38 @@ async def test_a_body_that_is_not_declared_json_is_415(headers: dict[str, str]) 
         "negative-float-overflow",
         "truncated",
         "bom",
+        "duplicate-key",
+        "nested-duplicate-key",
+        "escaped-duplicate-key",
     ],
 )
 async def test_bodies_that_are_not_plain_json_are_400(body: bytes) -> None:
     async with client(max_number_digits=40) as http:
         response = await http.post("/", content=body[:MAX_BODY], headers=JSON)
     assert_refused(response, 400, "MALFORMED_JSON")
+
+
+async def test_a_duplicate_key_is_named_and_bounded_in_the_refusal() -> None:
+    long_key = "k" * 400
+    async with client() as http:
+        named = await http.post("/", content=b'{"a": {"b": 1, "b": 2}}', headers=JSON)
+        bounded = await http.post(
+            "/", content=f'{{"{long_key}": 1, "{long_key}": 2}}'.encode(), headers=JSON
+        )
+    assert_refused(named, 400, "MALFORMED_JSON")
+    assert named.json()["detail"]["message"] == 'the body has the key "b" twice in one object'
+    assert_refused(bounded, 400, "MALFORMED_JSON")
+    shown = '"' + "k" * 63 + "..."
+    expected = f"the body has the key {shown} twice in one object"
+    assert bounded.json()["detail"]["message"] == expected
+
+
+async def test_the_same_key_in_different_objects_is_fine() -> None:
+    body = b'{"a": {"id": 1}, "b": {"id": 2}, "items": [{"id": 3}, {"id": 4}]}'
+    async with client() as http:
+        response = await http.post("/", content=body, headers=JSON)
+    assert response.status_code == 200
+    assert response.content == body
 
 
 async def test_nesting_up_to_the_limit_is_fine() -> None:
