@@ -18,6 +18,7 @@ from api.deps import (
     OrderIdDep,
     OrderRateLimitDep,
     OrdersDep,
+    each_query_parameter_once,
 )
 from api.errors import (
     CurrencyNotSold,
@@ -160,6 +161,7 @@ async def place_order(
 @router.get(
     "",
     response_model=OrderPage,
+    dependencies=[Depends(each_query_parameter_once)],
     responses={
         **_documented_error(
             status.HTTP_400_BAD_REQUEST,

@@ -282,6 +282,9 @@ async def test_an_order_cancelled_through_temporal_reads_stale_when_no_worker_an
         pytest.param("page_size=0", "page_size", id="page-size-0"),
         pytest.param("page_size=101", "page_size", id="page-size-101"),
         pytest.param("page_size=ten", "page_size", id="page-size-text"),
+        pytest.param("status=FAILED&status=COMPLETED", "status", id="status-twice"),
+        pytest.param("customer_id=cus_a&customer_id=cus_b", "customer_id", id="customer-twice"),
+        pytest.param("page_size=5&page_size=5", "page_size", id="page-size-twice-alike"),
     ],
 )
 async def test_invalid_list_filters_are_422(api: httpx.AsyncClient, query: str, field: str) -> None:
