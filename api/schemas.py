@@ -30,7 +30,7 @@ from contracts.orders import (
     PlaceOrder,
     StepState,
 )
-from ordersaga.runtime.fields import City, PostalCode, Sku, Text
+from ordersaga.runtime.fields import City, CountryCode, PostalCode, Sku, Text
 
 # The same types the services check their fields with (ordersaga.runtime.fields):
 # what the API accepts, they accept.
@@ -79,9 +79,7 @@ class ShippingAddressCreate(StrictRequest):
     line2: Text | None = None
     city: City
     postal_code: PostalCode
-    country: Annotated[str, StringConstraints(pattern=fields.COUNTRY_PATTERN)] = Field(
-        description="ISO 3166-1 alpha-2 country code"
-    )
+    country: CountryCode
 
     def to_address(self) -> Address:
         # The contract's Address has these fields, name for name.

@@ -8,9 +8,11 @@ constants (contracts imports no pydantic).
 
 from __future__ import annotations
 
-from typing import Annotated
+import functools
+from typing import Annotated, Any
 
-from pydantic import StringConstraints
+import pycountry
+from pydantic import AfterValidator, Field, StringConstraints
 
 from contracts import fields
 
@@ -38,4 +40,39 @@ City = Annotated[
 PostalCode = Annotated[
     str,
     _typed_by_people(max_length=fields.POSTAL_CODE_MAX_LENGTH, pattern=fields.POSTAL_CODE_PATTERN),
+]
+
+
+# Kosovo's code is user-assigned in ISO 3166-1, not official, but carriers,
+# card networks and the EU use it; the rest are the officially assigned codes.
+_IN_USE_THOUGH_USER_ASSIGNED = frozenset({"XK"})
+
+
+@functools.cache
+def country_codes() -> frozenset[str]:
+    """The ISO 3166-1 alpha-2 codes of countries, in upper case."""
+    return frozenset(country.alpha_2 for country in pycountry.countries) | (
+        _IN_USE_THOUGH_USER_ASSIGNED
+    )
+
+
+def assigned_country(code: str) -> str:
+    """`code` when it names a country; a ValueError (a 422) when it only has the
+    shape of one (`XX`, `ZZ`), so that no shipment goes to no country."""
+    if code not in country_codes():
+        raise ValueError("not a country: use the ISO 3166-1 alpha-2 code of one")
+    return code
+
+
+def _document_country_codes(schema: dict[str, Any]) -> None:
+    # Called when a schema is built, not at import: the list is loaded then.
+    schema["enum"] = sorted(country_codes())
+
+
+# ISO 3166-1 alpha-2, upper case, and a country's: the OpenAPI document lists them.
+CountryCode = Annotated[
+    str,
+    StringConstraints(pattern=fields.COUNTRY_PATTERN),
+    AfterValidator(assigned_country),
+    Field(description="ISO 3166-1 alpha-2 country code", json_schema_extra=_document_country_codes),
 ]

@@ -6,18 +6,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
 from contracts import fields
 from contracts.orders import Address
-from ordersaga.runtime.fields import City, PostalCode, Text
+from ordersaga.runtime.fields import City, PostalCode, Text, assigned_country
 from services.common.schemas import Identifier, Lines
 from services.shipping.domain import ShipmentState
 
-# fields.COUNTRY_PATTERN in either case: the API sends upper case, and a lower
-# case one from another caller is taken as the same country.
+# fields.COUNTRY_PATTERN in either case, and a country's (the API's rule): the
+# API sends upper case, and a lower case one from another caller is taken as
+# the same country.
 CountryCode = Annotated[
-    str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z]{2}$")
+    str,
+    StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z]{2}$"),
+    AfterValidator(assigned_country),
 ]
 # A second address line may be left empty.
 OptionalText = Annotated[

@@ -143,6 +143,8 @@ def _set(body: dict[str, Any], path: tuple[str | int, ...], value: Any) -> None:
         pytest.param(("shipping_address", "postal_code"), "SW1Y/4JH", id="slash-postal-code"),
         pytest.param(("payment", "token"), "tok visa", id="space-token"),
         pytest.param(("shipping_address", "country"), "DEU", id="country"),
+        pytest.param(("shipping_address", "country"), "XX", id="country-no-country"),
+        pytest.param(("shipping_address", "country"), "ZZ", id="country-unassigned"),
         pytest.param(("shipping_address", "city"), ABSENT, id="no-city"),
         pytest.param(("payment",), ABSENT, id="no-payment"),
         pytest.param(("payment", "token"), "", id="empty-token"),

@@ -63,6 +63,8 @@ async def test_bad_shipments_are_422_and_never_echo_the_address(
     bodies: list[Any] = [
         with_address(country="GBR"),
         with_address(country="G1"),
+        with_address(country="XX"),
+        with_address(country="zz"),
         with_address(name=""),
         with_address(line1="Bad\x00Street"),
         with_address(postal_code=12345),
@@ -75,6 +77,16 @@ async def test_bad_shipments_are_422_and_never_echo_the_address(
         response = await shipping.post("/shipments", json=body, headers=new_key())
         assert response.status_code == 422, (body, response.text)
         assert NAME not in response.text and STREET not in response.text
+
+
+async def test_kosovo_ships_though_its_code_is_user_assigned(
+    shipping: httpx.AsyncClient,
+) -> None:
+    body = shipment(country="xk")
+
+    made = await created(shipping, "/shipments", body)
+
+    assert made["country"] == "XK"
 
 
 async def test_answers_carry_the_country_but_no_name_or_street(
