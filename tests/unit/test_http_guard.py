@@ -11,6 +11,7 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from ordersaga.runtime.http_guard import HttpGuard
+from ordersaga.runtime.logging import MAX_LOGGED_PATH_CHARS, loggable_path
 
 MAX_BODY = 1024
 
@@ -192,6 +193,21 @@ async def test_an_unhandled_error_is_a_logged_500_that_leaks_nothing(
     assert_refused(response, 500, "INTERNAL_ERROR")
     assert "tok_4242" not in response.text
     assert any(record.exc_info for record in caplog.records)
+
+
+async def test_the_error_line_bounds_a_long_path(caplog: pytest.LogCaptureFixture) -> None:
+    async def crashing(scope: Scope, receive: Receive, send: Send) -> None:
+        raise RuntimeError("a bug")
+
+    with caplog.at_level(logging.ERROR, logger="ordersaga.runtime.http_guard"):
+        async with client(crashing) as http:
+            response = await http.get("/" + "a" * 20_000)
+    assert_refused(response, 500, "INTERNAL_ERROR")
+    (record,) = caplog.records
+    assert (
+        record.getMessage() == f"unhandled error answering GET {loggable_path('/' + 'a' * 20_000)}"
+    )
+    assert len(record.getMessage()) < MAX_LOGGED_PATH_CHARS + 100
 
 
 async def test_an_error_after_the_response_started_is_not_answered_twice() -> None:
