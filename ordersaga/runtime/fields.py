@@ -3,7 +3,8 @@
 Built once from contracts.fields, so that the API (at the edge) and every
 service (behind it) check a field by one definition: what the API accepts, no
 service refuses for its shape. Lower layers see only contracts.fields' plain
-constants (contracts imports no pydantic).
+constants (contracts imports no pydantic). Country codes also come from
+pycountry's ISO 3166-1 list: a pattern alone lets `XX` through.
 """
 
 from __future__ import annotations
