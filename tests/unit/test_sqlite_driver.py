@@ -53,15 +53,23 @@ async def test_a_commit_leaves_the_checkpoint_to_a_thread(
     engine: AsyncEngine, database: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(Checkpoints, "WRITES", 3)
+    # Read the file once the checkpoint is over: read while the thread copies
+    # pages into it, the file can be half written ("malformed").
+    checkpointed = asyncio.Event()
+    finish = Checkpoints._done
+
+    def finish_and_tell(self: Checkpoints, finished: asyncio.Future[None]) -> None:
+        finish(self, finished)
+        checkpointed.set()
+
+    monkeypatch.setattr(Checkpoints, "_done", finish_and_tell)
     await insert(engine, 1)
     # The connections never checkpoint themselves.
     assert in_database_file(database) == []
+    assert not checkpointed.is_set()
 
     await insert(engine, 2)
-    for _ in range(200):
-        if in_database_file(database) == [1, 2]:
-            break
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(checkpointed.wait(), timeout=5)
     assert in_database_file(database) == [1, 2]
 
 
