@@ -39,6 +39,7 @@ from ordersaga.runtime.codec import EncryptionCodec, decrypt_history_json, keyri
 from ordersaga.runtime.keyring import Keyring
 from ordersaga.runtime.settings import Settings
 from ordersaga.runtime.temporal_config import data_converter, temporal_interceptors
+from workflows.order import CANCEL_HOLDS_NEXT_STEP_PATCH
 from workflows.runner import LOCAL_ATTEMPT_TIMEOUT
 
 # Written into every folder `record` creates; the replay test reads it to know
@@ -52,6 +53,12 @@ POLL_SECONDS = 0.1
 # where a cancel can be accepted meanwhile. Long enough to act then, short
 # enough to keep `record` quick.
 IN_FLIGHT_LATENCY_MS = round(LOCAL_ATTEMPT_TIMEOUT.total_seconds() * 1000) + 2_000
+# A customer's cancel first asks inventory whether the order is committed
+# (workflows/lost_task.py). Slowed this much, that check is still pending when
+# a step held by IN_FLIGHT_LATENCY_MS lands, yet answers inside the workers'
+# read timeout (Settings.http_read_timeout_seconds, 5 s) and so the API's wait
+# for the cancel's answer.
+CHECK_OUTLASTS_STEP_MS = IN_FLIGHT_LATENCY_MS + 1_000
 TEST_SKU = "sku_mug"
 # The SDK core releases a client's Python objects from its own threads a moment
 # after the last reference goes; a short-lived process that exits before then
@@ -308,6 +315,21 @@ class Driver:
         response = await self.http.post(f"{self.api_url}{path}", json=body, headers=headers)
         self._expect(response, 202, f"POST {path}")
 
+    async def patches_recorded(self, order_id: str) -> set[str]:
+        """The ids of the `workflow.patched` markers in the order's history."""
+        history = await self.client.get_workflow_handle(order_id).fetch_history()
+        payloads = [
+            payload
+            for event in history.events
+            if event.HasField("marker_recorded_event_attributes")
+            and "patch-data" in event.marker_recorded_event_attributes.details
+            for payload in event.marker_recorded_event_attributes.details["patch-data"].payloads
+        ]
+        codec = self.client.data_converter.payload_codec
+        if codec is not None:
+            payloads = await codec.decode(payloads)
+        return {json.loads(payload.data)["id"] for payload in payloads}
+
     # The operator ------------------------------------------------------------
 
     async def set_faults(self, service: str, *, error_rate: float, latency_ms: int = 0) -> None:
@@ -431,6 +453,33 @@ async def cancelled_step_in_flight(d: Driver) -> str:
     return order_id
 
 
+async def cancel_decided_before_shipping(d: Driver) -> str:
+    """A customer's cancel still being decided when the charge landed: the
+    shipment waits for the decision (patch cancel-holds-next-step), so nothing
+    ships only to be cancelled again."""
+    await d.set_faults("payments", error_rate=0.0, latency_ms=IN_FLIGHT_LATENCY_MS)
+    try:
+        order_id = await d.place()
+        await d.wait_for_activity(order_id, "charge_payment", failed=False)
+        await d.set_faults("inventory", error_rate=0.0, latency_ms=CHECK_OUTLASTS_STEP_MS)
+        try:
+            await d.cancel(order_id)  # answered once inventory has: not committed
+        finally:
+            await d.clear_faults("inventory")
+    finally:
+        await d.clear_faults("payments")
+    order = await d.wait_for(order_id, *TERMINAL)
+    expect_step(order, "charge_payment", "compensated")
+    expect_step(order, "create_shipment", "pending")
+    await _wait_closed(d.client, order_id)
+    if CANCEL_HOLDS_NEXT_STEP_PATCH not in await d.patches_recorded(order_id):
+        raise ScenarioFailed(
+            f"order {order_id}: the charge landed with no cancel being checked "
+            f"(no {CANCEL_HOLDS_NEXT_STEP_PATCH} marker)"
+        )
+    return order_id
+
+
 async def cancelled_through_temporal(d: Driver) -> str:
     """Cancelled in the Web UI / CLI (a Temporal cancellation), not through the API."""
     await d.set_faults("shipping", error_rate=0.0, latency_ms=IN_FLIGHT_LATENCY_MS)
@@ -489,6 +538,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         OrderStatus.CANCELLED,
         "cancel accepted while create_shipment was in flight: it landed, then all undone",
         cancelled_step_in_flight,
+    ),
+    Scenario(
+        "cancel_decided_before_shipping",
+        OrderStatus.CANCELLED,
+        "cancel still being checked when the charge landed: shipping waited for it; "
+        "refunded, released, never shipped",
+        cancel_decided_before_shipping,
     ),
     Scenario(
         "cancelled_through_temporal",
