@@ -6,6 +6,11 @@
   without its `workflow.patched` guard, so replaying a history recorded before
   that change, in which an undo was refused, must fail: proof that the patch
   is needed.
+- DeliberatelyUnguardedCancelCheckOrderWorkflow makes the cancel-holds-next-step
+  change the same way: a step waits for a cancel being checked whatever the
+  history says. Replaying an order recorded before it, whose shipment went
+  ahead while the check ran, must fail; so must one recorded after it, whose
+  patch marker no longer has its `workflow.patched` call.
 
 They live under tests/, which is not part of the installed package, and no
 worker registers them (workers register OrderWorkflow by class), so neither
@@ -53,3 +58,15 @@ class DeliberatelyUnpatchedOrderWorkflow(OrderWorkflow):
     @workflow.run
     async def run(self, order: PlaceOrder) -> OrderResult:
         return await super().run(order)
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class DeliberatelyUnguardedCancelCheckOrderWorkflow(OrderWorkflow):
+    @workflow.run
+    async def run(self, order: PlaceOrder) -> OrderResult:
+        return await super().run(order)
+
+    async def _await_cancel_checks(self) -> None:
+        # The change as first written, without `workflow.patched(...)`.
+        if self._cancels_being_checked:
+            await workflow.wait_condition(lambda: not self._cancels_being_checked)

@@ -1,9 +1,9 @@
 """The patch lifecycle (docs/changing-workflows.md), shown on the saga's own patches.
 
-Live: `undo-all-before-parking` and `catalog-prices`, whose gate holds histories
-down both paths of each, and the undo-all change without its guard breaks the
-orders from before it; and `cancel-holds-next-step`, which no recorded history
-reaches (docs/changing-workflows.md). Retired: `failed-step-search-attribute`,
+Live: `undo-all-before-parking`, `catalog-prices` and `cancel-holds-next-step`,
+whose gate holds histories down both paths of each; the undo-all and the
+cancel-holds changes without their guards break the orders from before them.
+Retired: `failed-step-search-attribute`,
 `local-first-attempt` and `local-commit`, deprecated once no order from before
 them could run; new orders record them as deprecated markers, and the
 recordings that needed their old paths left the gate with them.
@@ -23,7 +23,10 @@ from temporalio.workflow import NondeterminismError
 from contracts.search_attributes import FAILED_STEP
 from tests.integration.stack import Stack, module_stack
 from tests.orders import order_body
-from tests.replay.deliberately_broken_workflow import DeliberatelyUnpatchedOrderWorkflow
+from tests.replay.deliberately_broken_workflow import (
+    DeliberatelyUnguardedCancelCheckOrderWorkflow,
+    DeliberatelyUnpatchedOrderWorkflow,
+)
 from tests.replay.replayer import (
     HISTORIES_DIR,
     NEWEST_RECORDING,
@@ -36,12 +39,18 @@ from tests.replay.replayer import (
 )
 from tests.tokens import as_customer, new_customer_id
 from workflows.compensation import UNDO_ALL_BEFORE_PARKING_PATCH
-from workflows.order import LOCAL_COMMIT_PATCH, LOCAL_FIRST_PATCH
+from workflows.order import CANCEL_HOLDS_NEXT_STEP_PATCH, LOCAL_COMMIT_PATCH, LOCAL_FIRST_PATCH
 from workflows.search_attributes import FAILED_STEP_KEY
 from workflows.state import CATALOG_PRICES_PATCH, FAILED_STEP_PATCH
 
 RETIRED_PATCHES = {FAILED_STEP_PATCH, LOCAL_FIRST_PATCH, LOCAL_COMMIT_PATCH}
 REFUSED_UNDO = "needs_attention_resolved.json"
+# A customer's cancel still being checked when the charge landed: recorded on
+# the build before cancel-holds-next-step (the shipment went ahead, then was
+# undone) and on the first build with it (the shipment waited).
+CANCEL_CHECKED = "cancel_decided_before_shipping.json"
+BEFORE_CANCEL_HOLDS = HISTORIES_DIR / "v0.2.1-before-cancel-holds" / CANCEL_CHECKED
+WITH_CANCEL_HOLDS = HISTORIES_DIR / "v0.3.0-cancel-holds-next-step" / CANCEL_CHECKED
 
 
 def reservation_was_priced(path: Path) -> bool:
@@ -69,6 +78,17 @@ def test_each_live_patch_has_histories_down_both_paths() -> None:
         m["id"] == CATALOG_PRICES_PATCH for path in recorded for m in patch_markers(path)
     )
 
+    assert CANCEL_HOLDS_NEXT_STEP_PATCH not in {m["id"] for m in patch_markers(BEFORE_CANCEL_HOLDS)}
+    assert {"id": CANCEL_HOLDS_NEXT_STEP_PATCH, "deprecated": False} in patch_markers(
+        WITH_CANCEL_HOLDS
+    )
+    # Asked only where a cancel is being checked: on no other path.
+    assert [
+        history_id(path)
+        for path in recorded
+        if CANCEL_HOLDS_NEXT_STEP_PATCH in {m["id"] for m in patch_markers(path)}
+    ] == [history_id(WITH_CANCEL_HOLDS)]
+
 
 def test_retired_patches_are_in_no_history_without_their_marker() -> None:
     """Retiring made their new paths unconditional: a history that took an old
@@ -86,7 +106,35 @@ async def test_the_undo_all_change_without_its_patch_breaks_orders_from_before()
 
 
 @pytest.mark.parametrize(
-    "path", [OLDEST_RECORDING / REFUSED_UNDO, NEWEST_RECORDING / REFUSED_UNDO], ids=history_id
+    ("path", "why"),
+    [
+        # The order from before shipped while its cancel was checked; the
+        # unguarded change waits there and has no shipment to match.
+        (BEFORE_CANCEL_HOLDS, "LocalActivity"),
+        # The order from after recorded the marker: the `patched` call may
+        # only go once the patch is deprecated (docs/changing-workflows.md).
+        (WITH_CANCEL_HOLDS, CANCEL_HOLDS_NEXT_STEP_PATCH),
+    ],
+    ids=["before", "after"],
+)
+async def test_the_cancel_holds_change_without_its_patch_breaks_orders_of_both_builds(
+    path: Path, why: str
+) -> None:
+    with pytest.raises(NondeterminismError, match=why):
+        await replayer(DeliberatelyUnguardedCancelCheckOrderWorkflow).replay_workflow(
+            load_history(path)
+        )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        OLDEST_RECORDING / REFUSED_UNDO,
+        NEWEST_RECORDING / REFUSED_UNDO,
+        BEFORE_CANCEL_HOLDS,
+        WITH_CANCEL_HOLDS,
+    ],
+    ids=history_id,
 )
 async def test_orders_from_before_and_after_the_change_replay(path: Path) -> None:
     result = await replayer().replay_workflow(load_history(path))
