@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request
-from fastapi.exceptions import RequestValidationError
 from temporalio.client import Client
 
 from api.errors import (
@@ -39,21 +37,6 @@ async def get_temporal_client(request: Request) -> Client:
 
 
 TemporalClientDep = Annotated[Client, Depends(get_temporal_client)]
-
-
-async def each_query_parameter_once(request: Request) -> None:
-    """422 for a query parameter given twice (`?status=FAILED&status=COMPLETED`).
-    FastAPI would read the last one; the client meant one of them, and which
-    one is not the API's to guess."""
-    counts = Counter(name for name, _value in request.query_params.multi_items())
-    repeated = sorted(name for name, count in counts.items() if count > 1)
-    if repeated:
-        raise RequestValidationError(
-            [
-                {"type": "repeated", "loc": ("query", name), "msg": "give this parameter once"}
-                for name in repeated
-            ]
-        )
 
 
 async def get_orders(request: Request, *, client: TemporalClientDep) -> TemporalOrders:

@@ -18,7 +18,6 @@ from api.deps import (
     OrderIdDep,
     OrderRateLimitDep,
     OrdersDep,
-    each_query_parameter_once,
 )
 from api.errors import (
     CurrencyNotSold,
@@ -55,6 +54,7 @@ from contracts.errors import PUBLIC_REASON_CANCELLED, public_reason
 from contracts.orders import CancelOrder, OperatorAction, OperatorRecord, OrderStatus, OrderView
 from ordersaga.runtime.auth import Principal
 from ordersaga.runtime.logging import bind_log_fields
+from ordersaga.runtime.query import EACH_QUERY_PARAMETER_ONCE
 from workflows.search_attributes import CUSTOMER_ID_KEY, ORDER_STATUS_KEY, ORDER_TOTAL_CENTS_KEY
 
 router = APIRouter(prefix="/orders", tags=["orders"])
@@ -161,7 +161,7 @@ async def place_order(
 @router.get(
     "",
     response_model=OrderPage,
-    dependencies=[Depends(each_query_parameter_once)],
+    dependencies=[EACH_QUERY_PARAMETER_ONCE],
     responses={
         **_documented_error(
             status.HTTP_400_BAD_REQUEST,

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ordersaga.runtime.query import EACH_QUERY_PARAMETER_ONCE
 from services.common.auth import AuthenticatedCaller, Caller, check_admitted
 from services.common.db import SqlUnitOfWork
 from services.common.domain import Dated
@@ -189,7 +190,12 @@ def add_ledger_route(
         ],
     )
     router.add_api_route(
-        "/ledger", endpoint, methods=["GET"], response_model=page, description=description
+        "/ledger",
+        endpoint,
+        methods=["GET"],
+        response_model=page,
+        dependencies=[EACH_QUERY_PARAMETER_ONCE],
+        description=description,
     )
 
 

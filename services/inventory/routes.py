@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, status
 from fastapi.responses import JSONResponse
 
 from contracts import errors
+from ordersaga.runtime.query import EACH_QUERY_PARAMETER_ONCE
 from services.common.auth import WorkerOrAdmin
 from services.common.errors import FORBIDDEN, UNAUTHORIZED
 from services.common.idempotency import IDEMPOTENT_ERRORS
@@ -113,7 +114,11 @@ add_action_route(
 )
 
 
-@reservations_router.get("", response_model=ReservationsPublic, dependencies=[WorkerOrAdmin])
+@reservations_router.get(
+    "",
+    response_model=ReservationsPublic,
+    dependencies=[WorkerOrAdmin, EACH_QUERY_PARAMETER_ONCE],
+)
 async def list_reservations(*, order_id: OrderIdQuery, uow: InventoryUoW) -> ReservationsPublic:
     async with uow:
         found = await uow.reservations.for_order(order_id)
@@ -202,7 +207,9 @@ add_ledger_route(
 )
 
 
-@audit_router.get("/stock", response_model=StockHoldingsPublic)
+@audit_router.get(
+    "/stock", response_model=StockHoldingsPublic, dependencies=[EACH_QUERY_PARAMETER_ONCE]
+)
 async def stock_holdings(
     *, uow: InventoryUoW, after: AfterQuery = None, limit: LimitQuery = DEFAULT_LEDGER_PAGE
 ) -> StockHoldingsPublic:

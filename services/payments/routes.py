@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, status
 from fastapi.responses import JSONResponse
 
 from contracts import errors
+from ordersaga.runtime.query import EACH_QUERY_PARAMETER_ONCE
 from services.common.auth import WorkerOrAdmin
 from services.common.errors import FORBIDDEN, UNAUTHORIZED
 from services.common.idempotency import IDEMPOTENT_ERRORS
@@ -78,7 +79,11 @@ add_action_route(
 )
 
 
-@charges_router.get("", response_model=ChargesPublic, dependencies=[WorkerOrAdmin])
+@charges_router.get(
+    "",
+    response_model=ChargesPublic,
+    dependencies=[WorkerOrAdmin, EACH_QUERY_PARAMETER_ONCE],
+)
 async def list_charges(*, order_id: OrderIdQuery, uow: PaymentsUoW) -> ChargesPublic:
     async with uow:
         found = await uow.charges.for_order(order_id)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, status
 from fastapi.responses import JSONResponse
 
 from contracts import errors
+from ordersaga.runtime.query import EACH_QUERY_PARAMETER_ONCE
 from services.common.auth import WorkerOrAdmin
 from services.common.errors import FORBIDDEN, UNAUTHORIZED
 from services.common.idempotency import IDEMPOTENT_ERRORS
@@ -76,7 +77,11 @@ add_action_route(
 )
 
 
-@shipments_router.get("", response_model=ShipmentsPublic, dependencies=[WorkerOrAdmin])
+@shipments_router.get(
+    "",
+    response_model=ShipmentsPublic,
+    dependencies=[WorkerOrAdmin, EACH_QUERY_PARAMETER_ONCE],
+)
 async def list_shipments(*, order_id: OrderIdQuery, uow: ShippingUoW) -> ShipmentsPublic:
     async with uow:
         found = await uow.shipments.for_order(order_id)

@@ -346,6 +346,31 @@ async def test_the_listing_needs_an_order_id(service: Service) -> None:
     assert "query.order_id" in detail["message"]
 
 
+async def test_the_listing_takes_its_order_id_once(service: Service) -> None:
+    """The last of two would be read; which one the caller meant is not the
+    service's to guess."""
+    response = await service.client.get(
+        service.collection, params=[("order_id", "ord_a"), ("order_id", "ord_b")]
+    )
+
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail["code"] == "REQUEST_REJECTED"
+    assert detail["fields"] == [
+        {"loc": ["query", "order_id"], "msg": "give this parameter once", "type": "repeated"}
+    ]
+
+
+async def test_a_stranger_repeating_a_parameter_is_told_to_authenticate(service: Service) -> None:
+    response = await service.client.get(
+        service.collection,
+        params=[("order_id", "ord_a"), ("order_id", "ord_b")],
+        headers={"Authorization": ""},
+    )
+
+    assert response.status_code == 401
+
+
 async def test_validation_errors_never_echo_the_input(service: Service) -> None:
     body = service.new_body()
     body["order_id"] = "secret value with spaces " * 3

@@ -143,3 +143,19 @@ async def test_a_page_limit_out_of_bounds_is_the_usual_422(payments: httpx.Async
         response = await payments.get("/admin/ledger", params={"limit": limit}, headers=ADMIN)
         assert response.status_code == 422
         assert response.json()["detail"]["code"] == "REQUEST_REJECTED"
+
+
+async def test_a_page_parameter_given_twice_is_a_422_naming_it(
+    payments: httpx.AsyncClient, inventory: httpx.AsyncClient
+) -> None:
+    for client, path in ((payments, "/admin/ledger"), (inventory, "/admin/stock")):
+        response = await client.get(
+            path, params=[("limit", 5), ("limit", 1000), ("after", "a")], headers=ADMIN
+        )
+
+        assert response.status_code == 422, path
+        detail = response.json()["detail"]
+        assert detail["code"] == "REQUEST_REJECTED"
+        assert detail["fields"] == [
+            {"loc": ["query", "limit"], "msg": "give this parameter once", "type": "repeated"}
+        ]
