@@ -18,6 +18,7 @@ from opentelemetry.trace import TracerProvider
 from temporalio.client import Client
 from temporalio.service import RetryConfig
 
+from api.auth import refuse_strangers
 from api.errors import install_error_handlers
 from api.limits import OpenOrderCap, OrderRateLimit
 from api.metrics import ApiMetrics, MetricsMiddleware
@@ -97,7 +98,11 @@ def create_app(
     app.state.open_order_cap = OpenOrderCap(settings.api_max_open_orders_per_customer)
     app.state.catalog_currency = settings.catalog_currency
     # Inside metrics and the access log, so refused bodies are counted and logged.
-    app.add_middleware(HttpGuard, max_body_bytes=settings.api_max_body_bytes)
+    app.add_middleware(
+        HttpGuard,
+        max_body_bytes=settings.api_max_body_bytes,
+        authenticate=refuse_strangers(verifier),
+    )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(AccessLogMiddleware)
     instrument_fastapi(app, tracer_provider)

@@ -18,9 +18,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from api.errors import Forbidden, Unauthenticated
 from ordersaga.runtime.auth import AuthError, Principal, TokenVerifier
+from ordersaga.runtime.http_guard import Authenticate, Refusal
 from ordersaga.runtime.logging import bind_log_fields
 
 # auto_error=False: a missing header gets our error body, not FastAPI's.
@@ -32,12 +34,15 @@ _bearer = HTTPBearer(
 )
 
 
+TOKEN_REQUIRED = "a bearer token is required (Authorization: Bearer <token>)"
+
+
 async def authenticated(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> Principal:
     if credentials is None or not credentials.credentials:
-        raise Unauthenticated("a bearer token is required (Authorization: Bearer <token>)")
+        raise Unauthenticated(TOKEN_REQUIRED)
     verifier: TokenVerifier = request.app.state.verifier
     try:
         principal = await verifier.verify(credentials.credentials)
@@ -51,6 +56,29 @@ async def authenticated(
 
 
 CallerDep = Annotated[Principal, Depends(authenticated)]
+
+
+def refuse_strangers(verifier: TokenVerifier) -> Authenticate:
+    """The HTTP guard's question before it refuses a body: the 401 `authenticated`
+    would answer, or None. Only a refused body pays for the check; when the
+    issuer's keys cannot be had (503), the body's own refusal stands."""
+
+    async def unknown_caller(authorization: str | None) -> Refusal | None:
+        scheme, token = get_authorization_scheme_param(authorization)
+        if scheme.lower() != "bearer" or not token:
+            return _refusal(Unauthenticated(TOKEN_REQUIRED))
+        try:
+            await verifier.verify(token)
+        except AuthError as err:
+            if err.status_code == 401:
+                return _refusal(Unauthenticated(err.message))
+        return None
+
+    return unknown_caller
+
+
+def _refusal(error: Unauthenticated) -> Refusal:
+    return Refusal(error.status_code, error.code, error.message, headers=error.headers)
 
 
 async def customer(principal: CallerDep) -> Principal:

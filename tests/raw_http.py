@@ -27,6 +27,14 @@ BAD_REQUESTS: dict[str, tuple[bytes, str | None, int]] = {
     "oversize": (b'{"pad": "' + b"x" * OVERSIZE + b'"}', JSON_TYPE, 413),
 }
 
+# Callers no app knows: each bad request above must get the app's 401 from them,
+# not the refusal of its body.
+STRANGERS: dict[str, dict[str, str]] = {
+    "no-credential": {},
+    "unknown-token": {"Authorization": "Bearer eyJhbGciOiJFUzI1NiJ9.e30.c2ln"},
+    "basic-scheme": {"Authorization": "Basic d29ya2VyOnNlY3JldA=="},
+}
+
 
 @dataclass
 class Response:
@@ -74,3 +82,17 @@ class RawConnection:
                 headers[name.strip().lower()] = value.strip()
             content = await self._reader.readexactly(int(headers["content-length"]))
         return Response(int(status_line.split()[1]), headers, content)
+
+
+async def assert_every_bad_request_is_401(
+    connection: RawConnection, paths: tuple[str, ...], code: str, challenge: str
+) -> None:
+    """Each of BAD_REQUESTS, POSTed to each path by a stranger, gets the app's
+    401 (its code and WWW-Authenticate), and the connection lives on."""
+    for bad, (body, content_type, _) in sorted(BAD_REQUESTS.items()):
+        for path in paths:
+            refused = await connection.request("POST", path, body, content_type)
+            assert refused.status == 401, (bad, path, refused.body)
+            assert refused.json()["detail"]["code"] == code
+            assert refused.headers["www-authenticate"] == challenge
+            assert refused.headers.get("connection") != "close"

@@ -17,6 +17,11 @@ it imports neither). For each HTTP request it
   MALFORMED_JSON). JSON leaves duplicate keys to the reader: Python keeps the
   last, other readers the first, so a proxy or firewall in front could check
   one amount while the app takes another;
+- asks the app's `authenticate`, when it gave one, before it refuses the body
+  of a POST, PUT or PATCH: a request that names no caller the app knows gets
+  the app's own 401 instead, so a stranger is told to authenticate, not what
+  the app would accept (every such route of an ordersaga app takes a
+  credential). Only a refusal pays for the question;
 - answers 500 INTERNAL_ERROR, with the traceback logged, for an exception
   that escapes the app before it responded. Starlette's own last resort sends
   its 500 and then re-raises, and the server then closes the connection; this
@@ -36,7 +41,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -61,11 +66,19 @@ JSON_METHODS = frozenset({"POST", "PUT", "PATCH"})
 class Refusal(Exception):
     """A request the guard answers itself, with a status and the error shape."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = dict(headers or {})
+
+
+# The app's answer to a request's Authorization header (None when there is
+# none): its 401 when the header names no caller it knows, else None.
+Authenticate = Callable[[str | None], Awaitable[Refusal | None]]
 
 
 class _NumberTooLong(ValueError):
@@ -84,10 +97,12 @@ class HttpGuard:
         max_body_bytes: int,
         max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
         max_number_digits: int = DEFAULT_MAX_NUMBER_DIGITS,
+        authenticate: Authenticate | None = None,
     ) -> None:
         if max_body_bytes < 1 or max_json_depth < 1 or max_number_digits < 1:
             raise ValueError("the guard's limits must be positive")
         self.app = app
+        self.authenticate = authenticate
         self.max_body_bytes = max_body_bytes
         self.max_json_depth = max_json_depth
         self.max_number_digits = max_number_digits
@@ -105,13 +120,18 @@ class HttpGuard:
             await send(message)
 
         try:
-            screened = await self._screen(scope, receive)
+            try:
+                screened = await self._screen(scope, receive)
+            except Refusal as refusal:
+                raise await self._unless_a_stranger(scope, refusal) from None
             if screened is None:  # the client went away while sending
                 mark_client_gone(scope)
                 return
             await self.app(scope, screened, send_tracked)
         except Refusal as refusal:
-            await send_error(send, refusal.status, refusal.code, refusal.message)
+            await send_error(
+                send, refusal.status, refusal.code, refusal.message, headers=refusal.headers
+            )
         except Exception:
             if started:
                 raise  # half an answer is out: nothing left but to drop it
@@ -142,6 +162,16 @@ class HttpGuard:
             _require_json_media_type(headers.get(b"content-type"))
             self.check_json(body)
         return _replaying(body, receive)
+
+    async def _unless_a_stranger(self, scope: Scope, refusal: Refusal) -> Refusal:
+        """The body's refusal, or the app's 401 when the caller is not one it knows."""
+        if self.authenticate is None or str(scope.get("method", "")).upper() not in JSON_METHODS:
+            return refusal
+        authorization = _headers(scope.get("headers", ())).get(b"authorization")
+        unknown = await self.authenticate(
+            None if authorization is None else authorization.decode("latin-1")
+        )
+        return unknown or refusal
 
     async def _read(self, receive: Receive) -> bytes | None:
         chunks: list[bytes] = []
@@ -305,7 +335,9 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def send_error(send: Send, status: int, code: str, message: str) -> None:
+async def send_error(
+    send: Send, status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None
+) -> None:
     body = json.dumps({"detail": {"code": code, "message": message}}).encode()
     await send(
         {
@@ -314,6 +346,10 @@ async def send_error(send: Send, status: int, code: str, message: str) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *(
+                    (name.encode("latin-1"), value.encode("latin-1"))
+                    for name, value in (headers or {}).items()
+                ),
             ],
         }
     )

@@ -17,10 +17,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import SecretStr
 
+from ordersaga.runtime.http_guard import Authenticate, Refusal
 from services.common.errors import FORBIDDEN, UNAUTHORIZED, ServiceError
-from services.common.runtime import runtime_of
+from services.common.runtime import ServiceRuntime, runtime_of
 
 
 class Caller(StrEnum):
@@ -42,13 +44,11 @@ def _matches(presented: bytes, expected: SecretStr) -> bool:
     return secrets.compare_digest(presented, expected.get_secret_value().encode())
 
 
-async def authenticate(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Caller:
-    """The caller the bearer credential names; 401 when it names none."""
-    runtime = runtime_of(request)
-    presented = credentials.credentials.encode() if credentials else b""
+_CREDENTIAL_REQUIRED = "a valid credential is required (Authorization: Bearer <token>)"
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def _caller_named_by(runtime: ServiceRuntime, presented: bytes) -> Caller | None:
     # Both comparisons always run, so timing does not tell which one matched.
     is_worker = _matches(presented, runtime.worker_token)
     is_admin = _matches(presented, runtime.admin_token)
@@ -56,11 +56,33 @@ async def authenticate(
         return Caller.WORKER
     if presented and is_admin:
         return Caller.ADMIN
-    raise ServiceError(
-        UNAUTHORIZED,
-        "a valid credential is required (Authorization: Bearer <token>)",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
+    return None
+
+
+async def authenticate(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    """The caller the bearer credential names; 401 when it names none."""
+    presented = credentials.credentials.encode() if credentials else b""
+    caller = _caller_named_by(runtime_of(request), presented)
+    if caller is None:
+        raise ServiceError(UNAUTHORIZED, _CREDENTIAL_REQUIRED, headers=_CHALLENGE)
+    return caller
+
+
+def refuse_strangers(runtime: ServiceRuntime) -> Authenticate:
+    """The HTTP guard's question before it refuses a body: the same 401 as
+    `authenticate`, read from the header as HTTPBearer reads it."""
+
+    async def unknown_caller(authorization: str | None) -> Refusal | None:
+        scheme, token = get_authorization_scheme_param(authorization)
+        presented = token.encode() if scheme.lower() == "bearer" and token else b""
+        if _caller_named_by(runtime, presented) is not None:
+            return None
+        return Refusal(401, UNAUTHORIZED, _CREDENTIAL_REQUIRED, headers=_CHALLENGE)
+
+    return unknown_caller
 
 
 AuthenticatedCaller = Annotated[Caller, Depends(authenticate)]

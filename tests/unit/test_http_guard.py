@@ -10,7 +10,7 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from ordersaga.runtime.http_guard import HttpGuard
+from ordersaga.runtime.http_guard import HttpGuard, Refusal
 from ordersaga.runtime.logging import MAX_LOGGED_PATH_CHARS, loggable_path
 
 MAX_BODY = 1024
@@ -30,8 +30,8 @@ async def echo(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def client(app: Any = echo, **limits: int) -> httpx.AsyncClient:
-    guarded = HttpGuard(app, max_body_bytes=MAX_BODY, **limits)
+def client(app: Any = echo, **options: Any) -> httpx.AsyncClient:
+    guarded = HttpGuard(app, max_body_bytes=MAX_BODY, **options)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=guarded), base_url="http://t")
 
 
@@ -223,3 +223,70 @@ async def test_an_error_after_the_response_started_is_not_answered_twice() -> No
 def test_limits_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         HttpGuard(echo, max_body_bytes=0)
+
+
+# --- a stranger is told to authenticate, not what the app would accept ---------
+
+
+class Credentials:
+    """An app's `authenticate`: knows one token, and counts how often it is asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[str | None] = []
+
+    async def __call__(self, authorization: str | None) -> Refusal | None:
+        self.asked.append(authorization)
+        if authorization == "Bearer known":
+            return None
+        return Refusal(401, "UNAUTHORIZED", "who are you?", headers={"WWW-Authenticate": "Bearer"})
+
+
+BAD_BODIES = {
+    "not-json": (b"{", JSON),
+    "wrong-type": (b"{}", {"Content-Type": "text/plain"}),
+    "too-large": (b"[" + b"1," * MAX_BODY + b"1]", JSON),
+}
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_BODIES))
+@pytest.mark.parametrize("authorization", [None, "Bearer forged", "Basic a25vd24="])
+async def test_a_bad_body_from_a_stranger_gets_the_apps_401(
+    bad: str, authorization: str | None
+) -> None:
+    credentials = Credentials()
+    body, headers = BAD_BODIES[bad]
+    if authorization is not None:
+        headers = {**headers, "Authorization": authorization}
+    async with client(authenticate=credentials) as http:
+        response = await http.post("/", content=body, headers=headers)
+
+    assert_refused(response, 401, "UNAUTHORIZED")
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert credentials.asked == [authorization]
+
+
+@pytest.mark.parametrize(
+    ("bad", "status"), [("not-json", 400), ("wrong-type", 415), ("too-large", 413)]
+)
+async def test_a_bad_body_from_a_known_caller_gets_its_own_refusal(bad: str, status: int) -> None:
+    body, headers = BAD_BODIES[bad]
+    async with client(authenticate=Credentials()) as http:
+        response = await http.post(
+            "/", content=body, headers={**headers, "Authorization": "Bearer known"}
+        )
+
+    assert response.status_code == status, response.text
+    assert "www-authenticate" not in response.headers
+
+
+async def test_only_a_refusal_asks_who_is_calling() -> None:
+    """A good body costs nothing more; nor does a body-less GET, whose routes
+    include the public ones (a stranger's oversized GET body is a 413)."""
+    credentials = Credentials()
+    async with client(authenticate=credentials) as http:
+        good = await http.post("/", content=b"{}", headers=JSON)
+        public = await http.request("GET", "/", content=b"x" * (MAX_BODY + 1))
+
+    assert good.status_code == 200
+    assert_refused(public, 413, "BODY_TOO_LARGE")
+    assert credentials.asked == []

@@ -14,7 +14,13 @@ from temporalio.client import Client
 
 from tests.fakes import FakeDomainActivities
 from tests.integration.api.support import api_process, bearer, customer_token, order_body
-from tests.raw_http import BAD_REQUESTS, JSON_TYPE, RawConnection
+from tests.raw_http import (
+    BAD_REQUESTS,
+    JSON_TYPE,
+    STRANGERS,
+    RawConnection,
+    assert_every_bad_request_is_401,
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +52,26 @@ async def test_bad_bytes_get_a_4xx_and_the_connection_lives_on(
         good = json.dumps(order_body()).encode()
         placed = await connection.request("POST", "/orders", good, JSON_TYPE)
         assert placed.status == 202, placed.body
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+@pytest.mark.parametrize("stranger", sorted(STRANGERS))
+async def test_a_stranger_sending_bad_bytes_is_told_to_authenticate(
+    api_port: int, stranger: str
+) -> None:
+    """Who is calling comes before what was sent: the 401 of a request without
+    a valid token, not the body's 400, 413 or 415."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", api_port)
+    connection = RawConnection(reader, writer, STRANGERS[stranger])
+    try:
+        await assert_every_bad_request_is_401(
+            connection,
+            ("/orders", "/orders/ord_x/cancel"),
+            "UNAUTHENTICATED",
+            'Bearer realm="ordersaga"',
+        )
     finally:
         writer.close()
         await writer.wait_closed()

@@ -28,7 +28,13 @@ from tests.integration.services.support import (
     shipment,
     shipping_app,
 )
-from tests.raw_http import BAD_REQUESTS, JSON_TYPE, RawConnection
+from tests.raw_http import (
+    BAD_REQUESTS,
+    JSON_TYPE,
+    STRANGERS,
+    RawConnection,
+    assert_every_bad_request_is_401,
+)
 
 # Each service's create endpoint, a good body for it, and an action on a resource.
 SERVICES: dict[str, tuple[Callable[[str], FastAPI], str, Callable[[], dict[str, Any]], str]] = {
@@ -79,3 +85,21 @@ async def test_bad_bytes_get_a_4xx_and_the_connection_lives_on(
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+@pytest.mark.parametrize("stranger", sorted(STRANGERS))
+async def test_a_stranger_sending_bad_bytes_is_told_to_authenticate(
+    service: tuple[str, int], stranger: str
+) -> None:
+    """Who is calling comes before what was sent: the 401 every route gives a
+    stranger, not the body's 400, 413 or 415."""
+    name, port = service
+    _, collection, _, action = SERVICES[name]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    connection = RawConnection(reader, writer, STRANGERS[stranger])
+    try:
+        await assert_every_bad_request_is_401(
+            connection, (collection, action), "UNAUTHORIZED", "Bearer"
+        )
+    finally:
+        writer.close()
