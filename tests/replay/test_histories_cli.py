@@ -23,8 +23,9 @@ from tests.orders import CUSTOMER_NAME, PAYMENT_TOKEN, STREET, order_body
 from tests.ordersaga_cli import clean_env, run_ordersaga
 from tests.ports import free_port
 from tests.processes import Ran
-from tests.replay.replayer import load_history, replayer
+from tests.replay.replayer import load_history, patch_ids, replayer
 from tests.tokens import as_customer, new_customer_id
+from workflows.order import CANCEL_HOLDS_NEXT_STEP_PATCH
 
 
 async def ordersaga(*args: str, within: float = 60) -> Ran:
@@ -203,7 +204,7 @@ async def test_record_drives_real_scenarios_into_replayable_histories(tmp_path: 
         "--scenario",
         "payment_declined",
         "--scenario",
-        "cancelled_before_shipping",
+        "cancel_decided_before_shipping",
         within=180,
     )
 
@@ -211,11 +212,14 @@ async def test_record_drives_real_scenarios_into_replayable_histories(tmp_path: 
     recording = tmp_path / "smoke"
     assert entries(recording) == [
         RECORDING_MANIFEST,
-        "cancelled_before_shipping.json",
+        "cancel_decided_before_shipping.json",
         "payment_declined.json",
     ]
     assert "FAILED as expected" in ran.stdout
     assert "CANCELLED as expected" in ran.stdout
+    # The scenario holds a cancel's check past the charge, so the next step waited.
+    held = recording / "cancel_decided_before_shipping.json"
+    assert CANCEL_HOLDS_NEXT_STEP_PATCH in patch_ids(held)
     for history in recording.glob("*.json"):
         result = await replayer().replay_workflow(load_history(history))
         assert result.replay_failure is None
