@@ -79,6 +79,15 @@ def transient() -> ApplicationError:
     return ApplicationError("fake 503", type="SERVICE_UNAVAILABLE", non_retryable=False)
 
 
+class AnswerLost(ApplicationError):
+    """A passing fault raised after the call took effect: the service did it,
+    and its answer never reached the worker (a timeout, a dropped connection)."""
+
+
+def answer_lost() -> AnswerLost:
+    return AnswerLost("fake: done, answer lost", type="SERVICE_UNAVAILABLE", non_retryable=False)
+
+
 class FakeDomainActivities:
     """Fake inventory, payments and shipping activities, scripted by the test.
 
@@ -105,6 +114,9 @@ class FakeDomainActivities:
     def __init__(self) -> None:
         self.catalog_prices = dict(FAKE_CATALOG_PRICES)
         self.calls: list[tuple[str, Any]] = []
+        # (name, order id) of each call that answered: what took effect. A call
+        # that failed changed nothing, as a service's rolled-back request does.
+        self.effects: list[tuple[str, str]] = []
         self.ran_locally: list[bool] = []
         self.on_queue: set[Target] = set()
         self.fail_next: defaultdict[Target, list[BaseException]] = defaultdict(list)
@@ -195,19 +207,25 @@ class FakeDomainActivities:
                 await gate.wait()
         for key in scripts:
             if key in self.fail_always:
-                raise self.fail_always[key]
+                raise self._after_effect(self.fail_always[key], name, request.order_id)
         for key in scripts:
             scripted = self.fail_next.get(key)
             if scripted:
-                raise scripted.pop(0)
+                raise self._after_effect(scripted.pop(0), name, request.order_id)
         if name in UNDOES and resource_id is None:
             # Undo by order: like the services, find what the step made, if anything.
-            if UNDOES[name] not in self.calls_for(request.order_id):
+            if (UNDOES[name], request.order_id) not in self.effects:
                 return StepOutcome(
                     resource_id=None, attempt=activity.info().attempt, nothing_to_undo=True
                 )
             resource_id = CREATED_IDS[UNDOES[name]]
+        self.effects.append((name, request.order_id))
         return StepOutcome(resource_id=resource_id, attempt=activity.info().attempt)
+
+    def _after_effect(self, fault: BaseException, name: str, order_id: str) -> BaseException:
+        if isinstance(fault, AnswerLost):
+            self.effects.append((name, order_id))
+        return fault
 
     def all_activities(self) -> list[Callable[..., Any]]:
         """Every fake, for the orders worker's local attempts."""

@@ -53,7 +53,7 @@ class UntilDone:
         refused: list[PendingCompensation] = []
         for pending in undo:
             record = state.steps[pending.step]
-            never_seen_running = record.state is StepState.PENDING
+            before = record.state
             record.state = StepState.COMPENSATING
             state.touch()
             state.metrics.compensation_started(pending.step.value)
@@ -69,8 +69,12 @@ class UntilDone:
                 outcome = await self.settle_with_operator(
                     pending.step, self._undo_call(pending), action=pending.name.value
                 )
-            if never_seen_running and outcome is not None and outcome.nothing_to_undo:
-                record.state = StepState.PENDING  # it never happened
+            if before in _MAYBE_NEVER_HAPPENED and outcome is not None and outcome.nothing_to_undo:
+                # The service found nothing of it: it never happened, so nothing
+                # was undone either. A step never seen running stays pending; a
+                # step whose calls all failed stays failed (not "compensated",
+                # which would send an operator looking for a refund).
+                record.state = before
         for pending in refused:
             await self.settle_with_operator(
                 pending.step, self._undo_call(pending), action=pending.name.value
@@ -178,6 +182,11 @@ class UntilDone:
         assert self.operator_decision is not None
         taken, self.operator_decision = self.operator_decision, None
         return taken
+
+
+# Steps undone by order because they may have taken effect unseen: a cancel's
+# unseen steps (still pending) and steps whose last call failed ambiguously.
+_MAYBE_NEVER_HAPPENED = frozenset({StepState.PENDING, StepState.FAILED})
 
 
 def _is_commit(step: StepName) -> bool:

@@ -33,7 +33,7 @@ from contracts.orders import (
     OrderView,
     StepState,
 )
-from tests.fakes import FakeDomainActivities, transient
+from tests.fakes import FakeDomainActivities, answer_lost, transient
 from tests.workflows.conftest import SagaHarness, saga_workers, sample_order
 from tests.workflows.support import (
     CATALOG_TOTAL,
@@ -67,6 +67,7 @@ ALL_COMPLETED = steps(COMPLETED, COMPLETED, COMPLETED, COMPLETED)
 # A fault a fake raises: TRANSIENT is a passing one, Temporal retries it; any
 # other is the domain's refusal with that code.
 TRANSIENT = "transient"
+ANSWER_LOST = "answer-lost"  # a passing fault after the call took effect
 
 # An undo as the fakes saw it: the compensation, and the id of what it undid
 # (None: the workflow never saw the step done, so the service looks it up by order).
@@ -194,6 +195,20 @@ SHIP_REFUSED = Case(
     reason=refused(errors.ADDRESS_UNDELIVERABLE),
 )
 REFUND_ALWAYS_REFUSED = {**SHIP_REFUSED.fail_always, "refund_payment": errors.REFUND_REFUSED}
+CHARGE_PAST_ITS_BUDGET = Case(
+    # The charge may have gone through before the service stopped answering,
+    # so it is refunded too, looked up by order. Payments finds none: the
+    # charge stays failed, not "compensated" (nothing was refunded).
+    "charge-faults-past-its-retry-budget",
+    fail_always={"charge_payment": TRANSIENT},
+    status=OrderStatus.FAILED,
+    steps=steps(COMPENSATED, FAILED),
+    calls=("reserve_inventory", *["charge_payment"] * FORWARD_STEP_MAX_ATTEMPTS),
+    undone=(REFUND_BY_ORDER, RELEASE),
+    code=errors.SERVICE_UNAVAILABLE,
+    reason=Containing(f"gave up after {FORWARD_STEP_MAX_ATTEMPTS} attempts"),
+    attempts=(1, FORWARD_STEP_MAX_ATTEMPTS, 0, 0),
+)
 
 CASES = [
     Case(
@@ -269,18 +284,14 @@ CASES = [
         ran_locally=(True, True, False, False, True, True),
         queued=(("charge_payment", "payments"),),
     ),
-    Case(
-        # The charge may have gone through before the service stopped answering,
-        # so it is refunded too, looked up by order.
-        "charge-faults-past-its-retry-budget",
-        fail_always={"charge_payment": TRANSIENT},
-        status=OrderStatus.FAILED,
+    CHARGE_PAST_ITS_BUDGET,
+    replace(
+        CHARGE_PAST_ITS_BUDGET,
+        # Every charge went through and every answer was lost: payments finds
+        # the charge by order and refunds it.
+        name="charge-lands-but-every-answer-is-lost",
+        fail_always={"charge_payment": ANSWER_LOST},
         steps=steps(COMPENSATED, COMPENSATED),
-        calls=("reserve_inventory", *["charge_payment"] * FORWARD_STEP_MAX_ATTEMPTS),
-        undone=(REFUND_BY_ORDER, RELEASE),
-        code=errors.SERVICE_UNAVAILABLE,
-        reason=Containing(f"gave up after {FORWARD_STEP_MAX_ATTEMPTS} attempts"),
-        attempts=(1, FORWARD_STEP_MAX_ATTEMPTS, 0, 0),
     ),
     replace(
         SHIP_REFUSED,
@@ -543,6 +554,8 @@ def fault(code: str) -> ApplicationError:
     # from the error's type.
     if code == TRANSIENT:
         return transient()
+    if code == ANSWER_LOST:
+        return answer_lost()
     return ApplicationError("the fake domain said no", type=code, non_retryable=True)
 
 
