@@ -7,8 +7,10 @@ in the data folder, publishes its JWKS, and mints customer and operator tokens
 
 A token is accepted only with a valid signature from a key in the JWKS (by
 `kid`), an asymmetric algorithm, and valid `exp`, `nbf`, `iss`, `aud` and
-`sub`. Scopes come from `scope` (space-separated, RFC 8693) or `scp` (a list,
-as some providers send it).
+`sub`. Scopes come from `scope` (space-separated, RFC 8693 and RFC 9068) or
+`scp`, each either space-separated or a list of strings, as providers send
+them (Okta's `scp` is a list, Entra ID's a string); anything else in them is
+ignored.
 """
 
 from __future__ import annotations
@@ -97,14 +99,12 @@ def customer_id_for(subject: str) -> str:
 
 def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
     found: set[str] = set()
-    scope = claims.get("scope")
-    if isinstance(scope, str):
-        found.update(scope.split())
-    scp = claims.get("scp")
-    if isinstance(scp, str):
-        found.update(scp.split())
-    elif isinstance(scp, list):
-        found.update(item for item in scp if isinstance(item, str))
+    for claim in ("scope", "scp"):
+        value = claims.get(claim)
+        if isinstance(value, str):
+            found.update(value.split())
+        elif isinstance(value, list):
+            found.update(item for item in value if isinstance(item, str) and item)
     return frozenset(found)
 
 
