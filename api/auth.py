@@ -18,10 +18,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from fastapi.security.utils import get_authorization_scheme_param
 
 from api.errors import Forbidden, Unauthenticated
-from ordersaga.runtime.auth import AuthError, Principal, TokenVerifier
+from ordersaga.runtime.auth import AuthError, Principal, TokenVerifier, bearer_token
 from ordersaga.runtime.http_guard import Authenticate, Refusal
 from ordersaga.runtime.logging import bind_log_fields
 
@@ -34,15 +33,12 @@ _bearer = HTTPBearer(
 )
 
 
-TOKEN_REQUIRED = "a bearer token is required (Authorization: Bearer <token>)"
-
-
 async def authenticated(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> Principal:
     if credentials is None or not credentials.credentials:
-        raise Unauthenticated(TOKEN_REQUIRED)
+        raise Unauthenticated("a bearer token is required (Authorization: Bearer <token>)")
     verifier: TokenVerifier = request.app.state.verifier
     try:
         principal = await verifier.verify(credentials.credentials)
@@ -64,11 +60,8 @@ def refuse_strangers(verifier: TokenVerifier) -> Authenticate:
     issuer's keys cannot be had (503), the body's own refusal stands."""
 
     async def unknown_caller(authorization: str | None) -> Refusal | None:
-        scheme, token = get_authorization_scheme_param(authorization)
-        if scheme.lower() != "bearer" or not token:
-            return _refusal(Unauthenticated(TOKEN_REQUIRED))
         try:
-            await verifier.verify(token)
+            await verifier.verify(bearer_token(authorization))
         except AuthError as err:
             if err.status_code == 401:
                 return _refusal(Unauthenticated(err.message))
