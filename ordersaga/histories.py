@@ -299,21 +299,30 @@ class Driver:
                 f"{ORDER_WAIT_SECONDS:.0f}s; last status {order.get('status')}"
             ) from None
 
-    async def cancel(self, order_id: str) -> None:
-        await self._act_on(order_id, "cancel", {"reason": "replay recording"}, self._customer)
+    async def cancel(self, order_id: str, *, answer: int = 202) -> None:
+        """Cancel as the customer; the API accepts with 202, refuses with 409."""
+        await self._act_on(
+            order_id, "cancel", {"reason": "replay recording"}, self._customer, answer=answer
+        )
 
     async def resolve(self, order_id: str) -> None:
         note = "refunded by hand (replay recording)"
         await self._act_on(order_id, "compensation/resolve", {"note": note}, self._operator)
 
     async def _act_on(
-        self, order_id: str, action: str, body: dict[str, str], headers: dict[str, str]
+        self,
+        order_id: str,
+        action: str,
+        body: dict[str, str],
+        headers: dict[str, str],
+        *,
+        answer: int = 202,
     ) -> None:
         """POST /orders/{order_id}/{action}: the API accepts a cancel or an
         operator's decision with 202."""
         path = f"/orders/{order_id}/{action}"
         response = await self.http.post(f"{self.api_url}{path}", json=body, headers=headers)
-        self._expect(response, 202, f"POST {path}")
+        self._expect(response, answer, f"POST {path}")
 
     async def patches_recorded(self, order_id: str) -> set[str]:
         """The ids of the `workflow.patched` markers in the order's history."""
@@ -453,30 +462,55 @@ async def cancelled_step_in_flight(d: Driver) -> str:
     return order_id
 
 
-async def cancel_decided_before_shipping(d: Driver) -> str:
-    """A customer's cancel still being decided when the charge landed: the
-    shipment waits for the decision (patch cancel-holds-next-step), so nothing
-    ships only to be cancelled again."""
+async def _cancel_while_the_charge_lands(d: Driver, *, token: str, answer: int) -> str:
+    """Cancel while the charge is in flight, with the cancel's check on
+    inventory (is the order committed?) still pending when the charge lands:
+    the moment patch cancel-holds-next-step decides. `answer` is the API's."""
     await d.set_faults("payments", error_rate=0.0, latency_ms=IN_FLIGHT_LATENCY_MS)
     try:
-        order_id = await d.place()
+        order_id = await d.place(token=token)
         await d.wait_for_activity(order_id, "charge_payment", failed=False)
         await d.set_faults("inventory", error_rate=0.0, latency_ms=CHECK_OUTLASTS_STEP_MS)
         try:
-            await d.cancel(order_id)  # answered once inventory has: not committed
+            await d.cancel(order_id, answer=answer)  # answered once inventory has
         finally:
             await d.clear_faults("inventory")
     finally:
         await d.clear_faults("payments")
-    order = await d.wait_for(order_id, *TERMINAL)
-    expect_step(order, "charge_payment", "compensated")
-    expect_step(order, "create_shipment", "pending")
-    # Recorded when the charge landed, long before the order showed CANCELLED.
+    return order_id
+
+
+async def expect_cancel_checked_when_the_charge_landed(d: Driver, order_id: str) -> None:
+    """The patch's marker is in the history: it was asked while the cancel was
+    still checked, so the history takes one of its new branches."""
     if CANCEL_HOLDS_NEXT_STEP_PATCH not in await d.patches_recorded(order_id):
         raise ScenarioFailed(
             f"order {order_id}: the charge landed with no cancel being checked "
             f"(no {CANCEL_HOLDS_NEXT_STEP_PATCH} marker)"
         )
+
+
+async def cancel_decided_before_shipping(d: Driver) -> str:
+    """A customer's cancel still being decided when the charge landed: the
+    shipment waits for the decision (patch cancel-holds-next-step), so nothing
+    ships only to be cancelled again."""
+    order_id = await _cancel_while_the_charge_lands(d, token="tok_visa", answer=202)
+    order = await d.wait_for(order_id, *TERMINAL)
+    expect_step(order, "charge_payment", "compensated")
+    expect_step(order, "create_shipment", "pending")
+    await expect_cancel_checked_when_the_charge_landed(d, order_id)
+    return order_id
+
+
+async def cancel_checked_while_the_charge_failed(d: Driver) -> str:
+    """A customer's cancel still being decided when the charge was declined:
+    the order is already being undone as FAILED, so the cancel is refused as
+    too late (409; patch cancel-holds-next-step) and the order ends FAILED."""
+    order_id = await _cancel_while_the_charge_lands(d, token="tok_chargeDeclined", answer=409)
+    order = await d.wait_for(order_id, *TERMINAL)
+    expect_step(order, "charge_payment", "failed")
+    expect_step(order, "create_shipment", "pending")
+    await expect_cancel_checked_when_the_charge_landed(d, order_id)
     return order_id
 
 
@@ -545,6 +579,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         "cancel still being checked when the charge landed: shipping waited for it; "
         "refunded, released, never shipped",
         cancel_decided_before_shipping,
+    ),
+    Scenario(
+        "cancel_checked_while_the_charge_failed",
+        OrderStatus.FAILED,
+        "cancel still being checked when the charge was declined: refused as too late; "
+        "released, never shipped",
+        cancel_checked_while_the_charge_failed,
     ),
     Scenario(
         "cancelled_through_temporal",

@@ -226,6 +226,12 @@ class OrderWorkflow:
     def _a_step_failed(self) -> bool:
         return any(self._state.steps[step.name].state is StepState.FAILED for step in STEPS)
 
+    def _failed_while_cancel_checked(self) -> bool:
+        """Whether a step failed while a customer's cancel was being checked: the
+        order is then being undone as FAILED (_fulfil), and would not end
+        CANCELLED as accepted. The patch is asked only then, as recorded."""
+        return self._a_step_failed() and workflow.patched(CANCEL_HOLDS_NEXT_STEP_PATCH)
+
     def _stop_if_cancel_accepted(self) -> None:
         if self._cancel_request is not None:
             raise _CancelAccepted()
@@ -250,13 +256,7 @@ class OrderWorkflow:
                 raise ApplicationError(
                     "too late to cancel: the order has been committed", type="TooLate"
                 )
-            # A step may have failed while this asked: the order is then being
-            # undone as FAILED (_fulfil), and would not end CANCELLED as accepted.
-            if (
-                self._cancel_request is None
-                and self._a_step_failed()
-                and workflow.patched(CANCEL_HOLDS_NEXT_STEP_PATCH)
-            ):
+            if self._cancel_request is None and self._failed_while_cancel_checked():
                 raise ApplicationError(
                     "too late to cancel: a step has failed and the order is being undone",
                     type="TooLate",

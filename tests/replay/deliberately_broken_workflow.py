@@ -7,10 +7,11 @@
   that change, in which an undo was refused, must fail: proof that the patch
   is needed.
 - DeliberatelyUnguardedCancelCheckOrderWorkflow makes the cancel-holds-next-step
-  change the same way: a step waits for a cancel being checked whatever the
-  history says. Replaying an order recorded before it, whose shipment went
-  ahead while the check ran, must fail; so must one recorded after it, whose
-  patch marker no longer has its `workflow.patched` call.
+  change the same way: a step waits for a cancel being checked, and a cancel
+  checked while a step failed is refused, whatever the history says.
+  Replaying an order recorded before it, whose shipment went ahead while the
+  check ran, must fail; so must the ones recorded after it down either
+  branch, whose patch marker no longer has its `workflow.patched` call.
 
 They live under tests/, which is not part of the installed package, and no
 worker registers them (workers register OrderWorkflow by class), so neither
@@ -70,3 +71,6 @@ class DeliberatelyUnguardedCancelCheckOrderWorkflow(OrderWorkflow):
         # The change as first written, without `workflow.patched(...)`.
         if self._cancels_being_checked:
             await workflow.wait_condition(lambda: not self._cancels_being_checked)
+
+    def _failed_while_cancel_checked(self) -> bool:
+        return self._a_step_failed()
