@@ -7,11 +7,14 @@
   that change, in which an undo was refused, must fail: proof that the patch
   is needed.
 - DeliberatelyUnguardedCancelCheckOrderWorkflow makes the cancel-holds-next-step
-  change the same way: a step waits for a cancel being checked, and a cancel
-  checked while a step failed is refused, whatever the history says.
-  Replaying an order recorded before it, whose shipment went ahead while the
-  check ran, must fail; so must the ones recorded after it down either
-  branch, whose patch marker no longer has its `workflow.patched` call.
+  change the same way: a step waits for a cancel being checked whatever the
+  history says. Replaying an order recorded before it, whose shipment went
+  ahead while the check ran, must fail; so must one recorded after it, whose
+  patch marker no longer has its `workflow.patched` call.
+- DeliberatelyUnguardedCancelRefusalOrderWorkflow makes that change's other
+  half unguarded: a cancel whose check ends after a step failed is refused.
+  Replaying an order recorded after it down that branch must fail on its
+  marker.
 
 They live under tests/, which is not part of the installed package, and no
 worker registers them (workers register OrderWorkflow by class), so neither
@@ -72,5 +75,13 @@ class DeliberatelyUnguardedCancelCheckOrderWorkflow(OrderWorkflow):
         if self._cancels_being_checked:
             await workflow.wait_condition(lambda: not self._cancels_being_checked)
 
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class DeliberatelyUnguardedCancelRefusalOrderWorkflow(OrderWorkflow):
+    @workflow.run
+    async def run(self, order: PlaceOrder) -> OrderResult:
+        return await super().run(order)
+
     def _failed_while_cancel_checked(self) -> bool:
+        # The same change's other half without `workflow.patched(...)`.
         return self._a_step_failed()

@@ -25,6 +25,7 @@ from tests.integration.stack import Stack, module_stack
 from tests.orders import order_body
 from tests.replay.deliberately_broken_workflow import (
     DeliberatelyUnguardedCancelCheckOrderWorkflow,
+    DeliberatelyUnguardedCancelRefusalOrderWorkflow,
     DeliberatelyUnpatchedOrderWorkflow,
 )
 from tests.replay.replayer import (
@@ -51,6 +52,13 @@ REFUSED_UNDO = "needs_attention_resolved.json"
 CANCEL_CHECKED = "cancel_decided_before_shipping.json"
 BEFORE_CANCEL_HOLDS = HISTORIES_DIR / "v0.2.1-before-cancel-holds" / CANCEL_CHECKED
 WITH_CANCEL_HOLDS = HISTORIES_DIR / "v0.3.0-cancel-holds-next-step" / CANCEL_CHECKED
+# The patch's other branch: the charge declined while the cancel was checked,
+# so the cancel was refused as too late and the order ended FAILED.
+CANCEL_REFUSED_AFTER_A_FAILURE = (
+    HISTORIES_DIR
+    / "v0.3.1-cancel-refused-after-a-failure"
+    / "cancel_checked_while_the_charge_failed.json"
+)
 
 
 def reservation_was_priced(path: Path) -> bool:
@@ -79,15 +87,16 @@ def test_each_live_patch_has_histories_down_both_paths() -> None:
     )
 
     assert CANCEL_HOLDS_NEXT_STEP_PATCH not in {m["id"] for m in patch_markers(BEFORE_CANCEL_HOLDS)}
-    assert {"id": CANCEL_HOLDS_NEXT_STEP_PATCH, "deprecated": False} in patch_markers(
-        WITH_CANCEL_HOLDS
-    )
+    for new_branch in (WITH_CANCEL_HOLDS, CANCEL_REFUSED_AFTER_A_FAILURE):
+        assert {"id": CANCEL_HOLDS_NEXT_STEP_PATCH, "deprecated": False} in patch_markers(
+            new_branch
+        )
     # Asked only where a cancel is being checked: on no other path.
-    assert [
+    assert sorted(
         history_id(path)
         for path in recorded
         if CANCEL_HOLDS_NEXT_STEP_PATCH in {m["id"] for m in patch_markers(path)}
-    ] == [history_id(WITH_CANCEL_HOLDS)]
+    ) == sorted(map(history_id, (WITH_CANCEL_HOLDS, CANCEL_REFUSED_AFTER_A_FAILURE)))
 
 
 def test_retired_patches_are_in_no_history_without_their_marker() -> None:
@@ -126,6 +135,20 @@ async def test_the_cancel_holds_change_without_its_patch_breaks_orders_of_both_b
         )
 
 
+async def test_each_half_of_the_cancel_holds_change_is_held_by_its_own_history() -> None:
+    """The change has two `patched` calls: the next step waits for a cancel
+    being checked, and a cancel whose check ends after a step failed is
+    refused. The refused cancel's history recorded its marker in the cancel's
+    handler, with no step waiting: only that call matches it."""
+    history = load_history(CANCEL_REFUSED_AFTER_A_FAILURE)
+    with pytest.raises(NondeterminismError, match=CANCEL_HOLDS_NEXT_STEP_PATCH):
+        await replayer(DeliberatelyUnguardedCancelRefusalOrderWorkflow).replay_workflow(history)
+    # The waiting half is never asked there: unguarded, it replays that
+    # history, which so holds the refusal's guard alone.
+    result = await replayer(DeliberatelyUnguardedCancelCheckOrderWorkflow).replay_workflow(history)
+    assert result.replay_failure is None
+
+
 @pytest.mark.parametrize(
     "path",
     [
@@ -133,6 +156,7 @@ async def test_the_cancel_holds_change_without_its_patch_breaks_orders_of_both_b
         NEWEST_RECORDING / REFUSED_UNDO,
         BEFORE_CANCEL_HOLDS,
         WITH_CANCEL_HOLDS,
+        CANCEL_REFUSED_AFTER_A_FAILURE,
     ],
     ids=history_id,
 )
