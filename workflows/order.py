@@ -229,7 +229,8 @@ class OrderWorkflow:
     def _failed_while_cancel_checked(self) -> bool:
         """Whether a step failed while a customer's cancel was being checked: the
         order is then being undone as FAILED (_fulfil), and would not end
-        CANCELLED as accepted. The patch is asked only then, as recorded."""
+        CANCELLED as accepted. The patch is asked only once a step has failed,
+        as every history since it recorded: keep that order of the two tests."""
         return self._a_step_failed() and workflow.patched(CANCEL_HOLDS_NEXT_STEP_PATCH)
 
     def _stop_if_cancel_accepted(self) -> None:
