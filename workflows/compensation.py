@@ -36,6 +36,8 @@ class UntilDone:
         self._runner = runner
         # Set by the operator updates (OrderWorkflow), taken by the parked call.
         self.operator_decision: tuple[OperatorDecision, OperatorAction] | None = None
+        # Undos refused and not yet retried or resolved by an operator.
+        self.refused_undos: set[StepName] = set()
 
     async def unwind(self, compensations: CompensationStack) -> None:
         """Undo, in reverse, every step that may have taken effect."""
@@ -106,7 +108,11 @@ class UntilDone:
     ) -> StepOutcome:
         """One call that must succeed (its retries included).
 
-        A refusal is written on the step, which is left FAILED, and raised.
+        A refusal is written on the step's error and raised. A refused commit
+        leaves its step FAILED. A refused undo leaves its step COMPENSATING,
+        in refused_undos until an operator decides: the undo is outstanding,
+        and "failed" on a charge whose refund was refused would tell its
+        customer that nothing was charged.
         """
         state = self._state
         record = state.steps[step]
@@ -119,7 +125,10 @@ class UntilDone:
             refusal = f"{action} refused: {reason}"
             # A refusal after an operator's retry keeps what came before it.
             record.error = f"{record.error}; {refusal}" if operator_retry else refusal
-            record.state = StepState.FAILED
+            if _is_commit(step):
+                record.state = StepState.FAILED
+            else:
+                self.refused_undos.add(step)
             state.step_finished(action, outcome_of(err), started, error=refusal)
             raise
         state.step_finished(action, "completed", started)
@@ -158,6 +167,7 @@ class UntilDone:
             state.record_operator_decision(
                 operator_record(decision, taken, action, workflow.now()), record
             )
+            self.refused_undos.discard(step)
             if decision == "resolve":
                 record.state = _done_state(step)
                 state.set_status(resume)

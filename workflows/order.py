@@ -224,7 +224,12 @@ class OrderWorkflow:
             await workflow.wait_condition(lambda: not self._cancels_being_checked)
 
     def _a_step_failed(self) -> bool:
-        return any(self._state.steps[step.name].state is StepState.FAILED for step in STEPS)
+        # A refused undo counts as a failure, as it did when its step showed
+        # FAILED: this decides whether the cancel check's patch is asked, and
+        # histories have recorded that.
+        return bool(self._until_done.refused_undos) or any(
+            self._state.steps[step.name].state is StepState.FAILED for step in STEPS
+        )
 
     def _failed_while_cancel_checked(self) -> bool:
         """Whether a step failed while a customer's cancel was being checked: the

@@ -54,6 +54,8 @@ from workflows.steps import FORWARD_STEP_MAX_ATTEMPTS
 COMPLETED = StepState.COMPLETED
 FAILED = StepState.FAILED
 COMPENSATED = StepState.COMPENSATED
+# A refused undo's step while the order is parked: its undo is outstanding.
+COMPENSATING = StepState.COMPENSATING
 PENDING = StepState.PENDING
 
 
@@ -447,7 +449,7 @@ CASES = [
                 on="refund_payment",
                 refusal=errors.REFUND_REFUSED,
                 action=OperatorAction(note="issuer back up", operator="ops_ada"),
-                parked_steps=steps(COMPENSATED, FAILED, FAILED),
+                parked_steps=steps(COMPENSATED, COMPENSATING, FAILED),
                 parked_undone=(REFUND, RELEASE),
             ),
         ),
@@ -463,7 +465,7 @@ CASES = [
                 on="refund_payment",
                 refusal=errors.REFUND_REFUSED,
                 action=OperatorAction(note="refunded by bank transfer", operator="ops_ada"),
-                parked_steps=steps(COMPENSATED, FAILED, FAILED),
+                parked_steps=steps(COMPENSATED, COMPENSATING, FAILED),
                 parked_undone=(REFUND, RELEASE),
             ),
         ),
@@ -481,7 +483,7 @@ CASES = [
                 on="refund_payment",
                 refusal=errors.REFUND_REFUSED,
                 action=OperatorAction(),
-                parked_steps=steps(COMPENSATED, FAILED, FAILED),
+                parked_steps=steps(COMPENSATED, COMPENSATING, FAILED),
                 parked_undone=(REFUND, RELEASE),
             ),
             Decide(
@@ -489,7 +491,7 @@ CASES = [
                 on="refund_payment",
                 refusal=errors.REFUND_REFUSED,
                 action=OperatorAction(note="refunded by bank transfer"),
-                parked_steps=steps(COMPENSATED, FAILED, FAILED),
+                parked_steps=steps(COMPENSATED, COMPENSATING, FAILED),
                 parked_undone=(REFUND, RELEASE, REFUND),
             ),
         ),
@@ -509,7 +511,7 @@ CASES = [
                 on="refund_payment",
                 refusal=errors.REFUND_REFUSED,
                 action=OperatorAction(operator="ops_1"),
-                parked_steps=steps(FAILED, FAILED, FAILED),
+                parked_steps=steps(COMPENSATING, COMPENSATING, FAILED),
                 parked_undone=(REFUND, RELEASE),
             ),
             Decide(
@@ -517,7 +519,7 @@ CASES = [
                 on="release_inventory",
                 refusal=errors.INVALID_STATE,
                 action=OperatorAction(operator="ops_2"),
-                parked_steps=steps(FAILED, COMPENSATED, FAILED),
+                parked_steps=steps(COMPENSATING, COMPENSATED, FAILED),
                 parked_undone=(REFUND, RELEASE, REFUND),
             ),
         ),

@@ -296,6 +296,8 @@ async def needs_attention(
     body = await wait_for_status(api, order_id, "NEEDS_ATTENTION")
     steps = {step["name"]: step for step in body["steps"]}
     assert "REFUND_REFUSED" in steps["charge_payment"]["error"]
+    # The refund is outstanding, not the charge failed: the card was charged.
+    assert steps["charge_payment"]["state"] == "compensating"
     # Only the refund is outstanding: the stock went back before the order parked.
     assert steps["reserve_inventory"]["state"] == "compensated"
     assert "release_inventory" in fakes.calls_for(order_id)
