@@ -142,6 +142,11 @@ class FakeDomainActivities:
             self.run_on_queue(name, order_id)
         return gate
 
+    def stop_holding(self, name: str, order_id: str | None = None) -> None:
+        """Let later calls of `name` through; a call already held stays held
+        until its gate (hold_calls' event) is set."""
+        self.hold.pop(target(name, order_id), None)
+
     def run_on_queue(self, name: str, order_id: str | None = None) -> None:
         """Make the local attempt of `name` (of one order's) fail with a passing fault."""
         self.on_queue.add(target(name, order_id))

@@ -27,6 +27,7 @@ from contracts.orders import (
     OrderStatus,
     PlaceOrder,
     PricedLine,
+    StepState,
 )
 from tests.workflows.conftest import SagaHarness, sample_order
 from tests.workflows.support import CATALOG_TOTAL, activity_summaries, send_cancel, status_upserts
@@ -144,6 +145,33 @@ async def test_a_cancel_checked_while_a_step_is_refused_is_too_late(saga: SagaHa
     assert saga.fakes.compensations_run() == ["release_inventory"]
     final_status = (await held.handle.describe()).typed_search_attributes.get(ORDER_STATUS_KEY)
     assert final_status == "FAILED"
+
+
+async def test_a_cancel_checked_while_an_undo_is_refused_is_too_late(saga: SagaHarness) -> None:
+    """Cancelled through Temporal while a customer's cancel is still checked,
+    the order is undone and parks on a refused refund. The customer's cancel
+    is then too late, as after any failure: accepted, it would publish
+    COMPENSATING over NEEDS_ATTENTION. The refund's step shows compensating
+    (the card was charged), yet counts as a failure here."""
+    order = sample_order()
+    saga.fakes.refuse("refund_payment", order.order_id, "REFUND_REFUSED")
+    held = await cancel_checked_while(saga, "charge_payment", order=order)
+    # The cancellation's own check of inventory goes through; the customer's stays held.
+    saga.fakes.stop_holding("find_committed_reservation")
+    await held.handle.cancel()
+    await saga.wait_for_status(held.handle, OrderStatus.NEEDS_ATTENTION)
+    held.lookup.set()
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await held.cancel
+
+    assert "too late to cancel" in str(refused.value.cause)
+    view = await saga.view(held.handle)
+    assert view.status is OrderStatus.NEEDS_ATTENTION
+    charge = next(step for step in view.steps if step.name == "charge_payment")
+    assert charge.state is StepState.COMPENSATING
+    assert charge.error is not None and "REFUND_REFUSED" in charge.error
+    listed = (await held.handle.describe()).typed_search_attributes.get(ORDER_STATUS_KEY)
+    assert listed == OrderStatus.NEEDS_ATTENTION.value
 
 
 async def test_cancel_of_a_finished_order_is_rejected(saga: SagaHarness) -> None:
