@@ -462,10 +462,14 @@ async def cancelled_step_in_flight(d: Driver) -> str:
     return order_id
 
 
-async def _cancel_while_the_charge_lands(d: Driver, *, token: str, answer: int) -> str:
+async def _cancel_while_the_charge_lands(
+    d: Driver, *, token: str, answer: int, charge_ends: str
+) -> str:
     """Cancel while the charge is in flight, with the cancel's check on
     inventory (is the order committed?) still pending when the charge lands:
-    the moment patch cancel-holds-next-step decides. `answer` is the API's."""
+    the moment patch cancel-holds-next-step decides. `answer` is the API's to
+    the cancel, `charge_ends` the charge step's state once the order has
+    ended; nothing ships either way."""
     await d.set_faults("payments", error_rate=0.0, latency_ms=IN_FLIGHT_LATENCY_MS)
     try:
         order_id = await d.place(token=token)
@@ -477,41 +481,35 @@ async def _cancel_while_the_charge_lands(d: Driver, *, token: str, answer: int) 
             await d.clear_faults("inventory")
     finally:
         await d.clear_faults("payments")
-    return order_id
-
-
-async def expect_cancel_checked_when_the_charge_landed(d: Driver, order_id: str) -> None:
-    """The patch's marker is in the history: it was asked while the cancel was
-    still checked, so the history takes one of its new branches."""
+    order = await d.wait_for(order_id, *TERMINAL)
+    expect_step(order, "charge_payment", charge_ends)
+    expect_step(order, "create_shipment", "pending")
+    # The patch was asked while the cancel was still checked: the history
+    # takes one of its new branches.
     if CANCEL_HOLDS_NEXT_STEP_PATCH not in await d.patches_recorded(order_id):
         raise ScenarioFailed(
             f"order {order_id}: the charge landed with no cancel being checked "
             f"(no {CANCEL_HOLDS_NEXT_STEP_PATCH} marker)"
         )
+    return order_id
 
 
 async def cancel_decided_before_shipping(d: Driver) -> str:
     """A customer's cancel still being decided when the charge landed: the
     shipment waits for the decision (patch cancel-holds-next-step), so nothing
     ships only to be cancelled again."""
-    order_id = await _cancel_while_the_charge_lands(d, token="tok_visa", answer=202)
-    order = await d.wait_for(order_id, *TERMINAL)
-    expect_step(order, "charge_payment", "compensated")
-    expect_step(order, "create_shipment", "pending")
-    await expect_cancel_checked_when_the_charge_landed(d, order_id)
-    return order_id
+    return await _cancel_while_the_charge_lands(
+        d, token="tok_visa", answer=202, charge_ends="compensated"
+    )
 
 
 async def cancel_checked_while_the_charge_failed(d: Driver) -> str:
     """A customer's cancel still being decided when the charge was declined:
     the order is already being undone as FAILED, so the cancel is refused as
     too late (409; patch cancel-holds-next-step) and the order ends FAILED."""
-    order_id = await _cancel_while_the_charge_lands(d, token="tok_chargeDeclined", answer=409)
-    order = await d.wait_for(order_id, *TERMINAL)
-    expect_step(order, "charge_payment", "failed")
-    expect_step(order, "create_shipment", "pending")
-    await expect_cancel_checked_when_the_charge_landed(d, order_id)
-    return order_id
+    return await _cancel_while_the_charge_lands(
+        d, token="tok_chargeDeclined", answer=409, charge_ends="failed"
+    )
 
 
 async def cancelled_through_temporal(d: Driver) -> str:
