@@ -18,7 +18,7 @@ from opentelemetry.trace import TracerProvider
 from temporalio.client import Client
 from temporalio.service import RetryConfig
 
-from api.auth import refuse_strangers
+from api.auth import refuse_unadmitted
 from api.errors import install_error_handlers
 from api.limits import OpenOrderCap, OrderRateLimit
 from api.metrics import ApiMetrics, MetricsMiddleware
@@ -101,7 +101,7 @@ def create_app(
     app.add_middleware(
         HttpGuard,
         max_body_bytes=settings.api_max_body_bytes,
-        authenticate=refuse_strangers(verifier),
+        check_caller=refuse_unadmitted(verifier, app),
     )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(AccessLogMiddleware)

@@ -18,11 +18,14 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.applications import Starlette
+from starlette.types import Scope
 
-from api.errors import Forbidden, Unauthenticated
+from api.errors import ApiError, Forbidden, Unauthenticated
 from ordersaga.runtime.auth import AuthError, Principal, TokenVerifier, bearer_token
-from ordersaga.runtime.http_guard import Authenticate, Refusal
+from ordersaga.runtime.http_guard import CallerCheck, Refusal, authorization_of
 from ordersaga.runtime.logging import bind_log_fields
+from ordersaga.runtime.route_dependencies import dependencies_of_route
 
 # auto_error=False: a missing header gets our error body, not FastAPI's.
 _bearer = HTTPBearer(
@@ -54,23 +57,33 @@ async def authenticated(
 CallerDep = Annotated[Principal, Depends(authenticated)]
 
 
-def refuse_strangers(verifier: TokenVerifier) -> Authenticate:
-    """The HTTP guard's question before it refuses a body: the 401 `authenticated`
-    would answer, or None. Only a refused body pays for the check; when the
-    issuer's keys cannot be had (503), the body's own refusal stands."""
+def refuse_unadmitted(verifier: TokenVerifier, app: Starlette) -> CallerCheck:
+    """The HTTP guard's question before it refuses a request: the 401 or 403
+    the route it asks for would answer, or None. A route that takes no token
+    (health, metrics, docs) leaves the guard's refusal standing, and so does an
+    issuer whose keys cannot be had (503). Only a refused request pays."""
 
-    async def unknown_caller(authorization: str | None) -> Refusal | None:
+    async def refusal_of_caller(scope: Scope) -> Refusal | None:
+        required = dependencies_of_route(app.routes, scope)
+        if required is not None and authenticated not in required:
+            return None
         try:
-            await verifier.verify(bearer_token(authorization))
+            principal = await verifier.verify(bearer_token(authorization_of(scope)))
         except AuthError as err:
             if err.status_code == 401:
                 return _refusal(Unauthenticated(err.message))
+            return None
+        for admit in _SCOPE_CHECKS.intersection(required or ()):
+            try:
+                await admit(principal)
+            except Forbidden as err:
+                return _refusal(err)
         return None
 
-    return unknown_caller
+    return refusal_of_caller
 
 
-def _refusal(error: Unauthenticated) -> Refusal:
+def _refusal(error: ApiError) -> Refusal:
     return Refusal(error.status_code, error.code, error.message, headers=error.headers)
 
 
@@ -95,3 +108,6 @@ async def customer_or_operator(principal: CallerDep) -> Principal:
 CustomerDep = Annotated[Principal, Depends(customer)]
 OperatorDep = Annotated[Principal, Depends(operator)]
 ReaderDep = Annotated[Principal, Depends(customer_or_operator)]
+
+# What a route may require of a caller's scopes, asked by `refuse_unadmitted`.
+_SCOPE_CHECKS = frozenset({customer, operator, customer_or_operator})

@@ -28,7 +28,7 @@ BAD_REQUESTS: dict[str, tuple[bytes, str | None, int]] = {
 }
 
 # Callers no app knows: each bad request above must get the app's 401 from them,
-# not the refusal of its body.
+# not the refusal of its body (and a known caller a route does not admit, its 403).
 STRANGERS: dict[str, dict[str, str]] = {
     "no-credential": {},
     "unknown-token": {"Authorization": "Bearer eyJhbGciOiJFUzI1NiJ9.e30.c2ln"},
@@ -84,15 +84,23 @@ class RawConnection:
         return Response(int(status_line.split()[1]), headers, content)
 
 
-async def assert_every_bad_request_is_401(
-    connection: RawConnection, paths: tuple[str, ...], code: str, challenge: str
+async def assert_every_bad_request_is_refused_for_its_caller(
+    connection: RawConnection,
+    paths: tuple[str, ...],
+    status: int,
+    code: str,
+    challenge: str | None = None,
+    *,
+    method: str = "POST",
 ) -> None:
-    """Each of BAD_REQUESTS, POSTed to each path by a stranger, gets the app's
-    401 (its code and WWW-Authenticate), and the connection lives on."""
+    """Each of BAD_REQUESTS, sent to each path by a caller the route refuses,
+    gets the route's own refusal of that caller (a stranger's 401 with its
+    WWW-Authenticate, or the 403 of a caller it does not admit), not the body's,
+    and the connection lives on."""
     for bad, (body, content_type, _) in sorted(BAD_REQUESTS.items()):
         for path in paths:
-            refused = await connection.request("POST", path, body, content_type)
-            assert refused.status == 401, (bad, path, refused.body)
+            refused = await connection.request(method, path, body, content_type)
+            assert refused.status == status, (bad, path, refused.body)
             assert refused.json()["detail"]["code"] == code
-            assert refused.headers["www-authenticate"] == challenge
+            assert refused.headers.get("www-authenticate") == challenge
             assert refused.headers.get("connection") != "close"

@@ -17,11 +17,13 @@ it imports neither). For each HTTP request it
   MALFORMED_JSON). JSON leaves duplicate keys to the reader: Python keeps the
   last, other readers the first, so a proxy or firewall in front could check
   one amount while the app takes another;
-- asks the app's `authenticate`, when it gave one, before it refuses the body
-  of a POST, PUT or PATCH: a request that names no caller the app knows gets
-  the app's own 401 instead, so a stranger is told to authenticate, not what
-  the app would accept (every such route of an ordersaga app takes a
-  credential). Only a refusal pays for the question;
+- asks the app's `check_caller`, when it gave one, before it refuses a
+  request: a caller the route would refuse gets the route's own answer
+  instead, 401 for a stranger and 403 for a known caller the route does not
+  admit. So a caller is told who may call, never what the route would accept
+  from those who may. The app reads the route from the request
+  (ordersaga.runtime.route_dependencies), so a public route's refusal stands.
+  Only a refusal pays for the question;
 - answers 500 INTERNAL_ERROR, with the traceback logged, for an exception
   that escapes the app before it responded. Starlette's own last resort sends
   its 500 and then re-raises, and the server then closes the connection; this
@@ -76,9 +78,15 @@ class Refusal(Exception):
         self.headers = dict(headers or {})
 
 
-# The app's answer to a request's Authorization header (None when there is
-# none): its 401 when the header names no caller it knows, else None.
-Authenticate = Callable[[str | None], Awaitable[Refusal | None]]
+# The app's answer to who sent a request, for the route it asks for: that
+# route's 401 (a stranger) or 403 (a caller it does not admit), else None.
+CallerCheck = Callable[[Scope], Awaitable[Refusal | None]]
+
+
+def authorization_of(scope: Scope) -> str | None:
+    """The request's Authorization header, or None when it has none."""
+    value = _headers(scope.get("headers", ())).get(b"authorization")
+    return None if value is None else value.decode("latin-1")
 
 
 class _NumberTooLong(ValueError):
@@ -97,12 +105,12 @@ class HttpGuard:
         max_body_bytes: int,
         max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
         max_number_digits: int = DEFAULT_MAX_NUMBER_DIGITS,
-        authenticate: Authenticate | None = None,
+        check_caller: CallerCheck | None = None,
     ) -> None:
         if max_body_bytes < 1 or max_json_depth < 1 or max_number_digits < 1:
             raise ValueError("the guard's limits must be positive")
         self.app = app
-        self.authenticate = authenticate
+        self.check_caller = check_caller
         self.max_body_bytes = max_body_bytes
         self.max_json_depth = max_json_depth
         self.max_number_digits = max_number_digits
@@ -123,7 +131,7 @@ class HttpGuard:
             try:
                 screened = await self._screen(scope, receive)
             except Refusal as refusal:
-                raise await self._unless_a_stranger(scope, refusal) from None
+                raise await self._unless_the_caller_is_refused(scope, refusal) from None
             if screened is None:  # the client went away while sending
                 mark_client_gone(scope)
                 return
@@ -163,15 +171,11 @@ class HttpGuard:
             self.check_json(body)
         return _replaying(body, receive)
 
-    async def _unless_a_stranger(self, scope: Scope, refusal: Refusal) -> Refusal:
-        """The body's refusal, or the app's 401 when the caller is not one it knows."""
-        if self.authenticate is None or str(scope.get("method", "")).upper() not in JSON_METHODS:
+    async def _unless_the_caller_is_refused(self, scope: Scope, refusal: Refusal) -> Refusal:
+        """The request's refusal, or the route's own 401 or 403 for its caller."""
+        if self.check_caller is None:
             return refusal
-        authorization = _headers(scope.get("headers", ())).get(b"authorization")
-        unknown = await self.authenticate(
-            None if authorization is None else authorization.decode("latin-1")
-        )
-        return unknown or refusal
+        return await self.check_caller(scope) or refusal
 
     async def _read(self, receive: Receive) -> bytes | None:
         chunks: list[bytes] = []

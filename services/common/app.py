@@ -36,7 +36,7 @@ from ordersaga.runtime.telemetry import (
 )
 from services.common import health
 from services.common.admin import faults_router
-from services.common.auth import AdminOnly, authenticate, refuse_strangers
+from services.common.auth import AdminOnly, authenticate, refuse_unadmitted
 from services.common.db import create_engine, database_error_text, redacted_database_url
 from services.common.deadlines import ArrivalTime
 from services.common.errors import install_error_handlers
@@ -187,7 +187,7 @@ def create_service_app(
     app.add_middleware(OneLineStartupFailure)
     # Inside the metrics and access log, so they count its refusals and its 500s.
     app.add_middleware(
-        HttpGuard, max_body_bytes=max_body_bytes, authenticate=refuse_strangers(runtime)
+        HttpGuard, max_body_bytes=max_body_bytes, check_caller=refuse_unadmitted(runtime, app)
     )
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
     app.add_middleware(AccessLogMiddleware)

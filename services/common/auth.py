@@ -13,16 +13,21 @@ from __future__ import annotations
 import secrets
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.types import Scope
 
-from ordersaga.runtime.http_guard import Authenticate, Refusal
+from ordersaga.runtime.http_guard import CallerCheck, Refusal, authorization_of
+from ordersaga.runtime.route_dependencies import dependencies_of_route
 from services.common.errors import FORBIDDEN, UNAUTHORIZED, ServiceError
 from services.common.runtime import ServiceRuntime, runtime_of
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Caller(StrEnum):
@@ -71,18 +76,29 @@ async def authenticate(
     return caller
 
 
-def refuse_strangers(runtime: ServiceRuntime) -> Authenticate:
-    """The HTTP guard's question before it refuses a body: the same 401 as
-    `authenticate`, read from the header as HTTPBearer reads it."""
+def refuse_unadmitted(runtime: ServiceRuntime, app: Starlette) -> CallerCheck:
+    """The HTTP guard's question before it refuses a request: the 401 or 403
+    the route it asks for would answer, or None. A public route (health,
+    metrics, the catalogue) leaves the guard's refusal standing. Only a refused
+    request pays."""
 
-    async def unknown_caller(authorization: str | None) -> Refusal | None:
-        scheme, token = get_authorization_scheme_param(authorization)
-        presented = token.encode() if scheme.lower() == "bearer" and token else b""
-        if _caller_named_by(runtime, presented) is not None:
+    async def refusal_of_caller(scope: Scope) -> Refusal | None:
+        required = dependencies_of_route(app.routes, scope)
+        if required is not None and authenticate not in required:
             return None
-        return Refusal(401, UNAUTHORIZED, _CREDENTIAL_REQUIRED, headers=_CHALLENGE)
+        scheme, token = get_authorization_scheme_param(authorization_of(scope))
+        presented = token.encode() if scheme.lower() == "bearer" and token else b""
+        caller = _caller_named_by(runtime, presented)
+        if caller is None:
+            return Refusal(401, UNAUTHORIZED, _CREDENTIAL_REQUIRED, headers=_CHALLENGE)
+        for admission in _ADMITTED.keys() & (required or frozenset()):
+            try:
+                check_admitted(caller, _ADMITTED[admission])
+            except ServiceError as err:
+                return Refusal(err.status_code, err.code, err.message)
+        return None
 
-    return unknown_caller
+    return refusal_of_caller
 
 
 AuthenticatedCaller = Annotated[Caller, Depends(authenticate)]
@@ -95,6 +111,18 @@ def check_admitted(caller: Caller, admitted: frozenset[Caller]) -> None:
         raise ServiceError(FORBIDDEN, f"this endpoint is for the {names} only, not {caller}")
 
 
+# Which callers each admitting dependency admits, for `refuse_unadmitted`,
+# which asks before the route runs. Filled as the routes are declared.
+_ADMITTED: dict[Callable[..., Any], frozenset[Caller]] = {}
+
+
+def declare_admitted(dependency: F, admitted: frozenset[Caller]) -> F:
+    """Record that `dependency` admits only `admitted` (it must check that
+    itself, with `check_admitted`), so a refused request is refused the same."""
+    _ADMITTED[dependency] = admitted
+    return dependency
+
+
 def admitting(*callers: Caller) -> Callable[[Caller], Awaitable[Caller]]:
     """A dependency that admits only these callers (403 for another known one)."""
     admitted = frozenset(callers)
@@ -103,7 +131,7 @@ def admitting(*callers: Caller) -> Callable[[Caller], Awaitable[Caller]]:
         check_admitted(caller, admitted)
         return caller
 
-    return admit
+    return declare_admitted(admit, admitted)
 
 
 # Route dependencies: the saga's writes, reads (the saga and an audit), operators.

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ordersaga.runtime.query import EACH_QUERY_PARAMETER_ONCE
-from services.common.auth import AuthenticatedCaller, Caller, check_admitted
+from services.common.auth import AuthenticatedCaller, Caller, check_admitted, declare_admitted
 from services.common.db import SqlUnitOfWork
 from services.common.domain import Dated
 from services.common.errors import FORBIDDEN, UNAUTHORIZED
@@ -89,7 +89,7 @@ def worker_write(
             await idempotent_request(request, caller, key),
         )
 
-    return provide
+    return declare_admitted(provide, _WORKERS)
 
 
 def add_action_route(

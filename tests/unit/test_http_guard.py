@@ -10,7 +10,7 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from ordersaga.runtime.http_guard import HttpGuard, Refusal
+from ordersaga.runtime.http_guard import HttpGuard, Refusal, authorization_of
 from ordersaga.runtime.logging import MAX_LOGGED_PATH_CHARS, loggable_path
 
 MAX_BODY = 1024
@@ -225,20 +225,26 @@ def test_limits_must_be_positive() -> None:
         HttpGuard(echo, max_body_bytes=0)
 
 
-# --- a stranger is told to authenticate, not what the app would accept ---------
+# --- a caller the route refuses is told so, not what the route would accept ---
 
 
-class Credentials:
-    """An app's `authenticate`: knows one token, and counts how often it is asked."""
+class Callers:
+    """An app's `check_caller`: knows one token, admits it everywhere but
+    /operators-only, and records what it was asked."""
 
     def __init__(self) -> None:
-        self.asked: list[str | None] = []
+        self.asked: list[tuple[str, str | None]] = []
 
-    async def __call__(self, authorization: str | None) -> Refusal | None:
-        self.asked.append(authorization)
-        if authorization == "Bearer known":
-            return None
-        return Refusal(401, "UNAUTHORIZED", "who are you?", headers={"WWW-Authenticate": "Bearer"})
+    async def __call__(self, scope: Scope) -> Refusal | None:
+        authorization = authorization_of(scope)
+        self.asked.append((scope["path"], authorization))
+        if authorization != "Bearer known":
+            return Refusal(
+                401, "UNAUTHORIZED", "who are you?", headers={"WWW-Authenticate": "Bearer"}
+            )
+        if scope["path"] == "/operators-only":
+            return Refusal(403, "FORBIDDEN", "not for you")
+        return None
 
 
 BAD_BODIES = {
@@ -253,24 +259,38 @@ BAD_BODIES = {
 async def test_a_bad_body_from_a_stranger_gets_the_apps_401(
     bad: str, authorization: str | None
 ) -> None:
-    credentials = Credentials()
+    callers = Callers()
     body, headers = BAD_BODIES[bad]
     if authorization is not None:
         headers = {**headers, "Authorization": authorization}
-    async with client(authenticate=credentials) as http:
+    async with client(check_caller=callers) as http:
         response = await http.post("/", content=body, headers=headers)
 
     assert_refused(response, 401, "UNAUTHORIZED")
     assert response.headers["www-authenticate"] == "Bearer"
-    assert credentials.asked == [authorization]
+    assert callers.asked == [("/", authorization)]
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_BODIES))
+async def test_a_bad_body_from_a_caller_the_route_does_not_admit_gets_its_403(bad: str) -> None:
+    body, headers = BAD_BODIES[bad]
+    async with client(check_caller=Callers()) as http:
+        response = await http.post(
+            "/operators-only", content=body, headers={**headers, "Authorization": "Bearer known"}
+        )
+
+    assert_refused(response, 403, "FORBIDDEN")
+    assert "www-authenticate" not in response.headers
 
 
 @pytest.mark.parametrize(
     ("bad", "status"), [("not-json", 400), ("wrong-type", 415), ("too-large", 413)]
 )
-async def test_a_bad_body_from_a_known_caller_gets_its_own_refusal(bad: str, status: int) -> None:
+async def test_a_bad_body_from_an_admitted_caller_gets_its_own_refusal(
+    bad: str, status: int
+) -> None:
     body, headers = BAD_BODIES[bad]
-    async with client(authenticate=Credentials()) as http:
+    async with client(check_caller=Callers()) as http:
         response = await http.post(
             "/", content=body, headers={**headers, "Authorization": "Bearer known"}
         )
@@ -279,14 +299,29 @@ async def test_a_bad_body_from_a_known_caller_gets_its_own_refusal(bad: str, sta
     assert "www-authenticate" not in response.headers
 
 
+async def test_every_method_asks_who_is_calling_before_refusing() -> None:
+    """An oversized body on a GET or DELETE is refused like a POST's: the
+    caller's refusal first (where the app's check answers None, as on a public
+    route, the 413 stands)."""
+    callers = Callers()
+    async with client(check_caller=callers) as http:
+        stranger = await http.request("GET", "/", content=b"x" * (MAX_BODY + 1))
+        known = await http.request(
+            "DELETE", "/", content=b"x" * (MAX_BODY + 1), headers={"Authorization": "Bearer known"}
+        )
+
+    assert_refused(stranger, 401, "UNAUTHORIZED")
+    assert_refused(known, 413, "BODY_TOO_LARGE")
+    assert callers.asked == [("/", None), ("/", "Bearer known")]
+
+
 async def test_only_a_refusal_asks_who_is_calling() -> None:
-    """A good body costs nothing more; nor does a body-less GET, whose routes
-    include the public ones (a stranger's oversized GET body is a 413)."""
-    credentials = Credentials()
-    async with client(authenticate=credentials) as http:
+    """A good body costs nothing more, nor does a GET without a body."""
+    callers = Callers()
+    async with client(check_caller=callers) as http:
         good = await http.post("/", content=b"{}", headers=JSON)
-        public = await http.request("GET", "/", content=b"x" * (MAX_BODY + 1))
+        read = await http.get("/")
 
     assert good.status_code == 200
-    assert_refused(public, 413, "BODY_TOO_LARGE")
-    assert credentials.asked == []
+    assert read.status_code == 200
+    assert callers.asked == []

@@ -6,20 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client
 
 from tests.fakes import FakeDomainActivities
-from tests.integration.api.support import api_process, bearer, customer_token, order_body
+from tests.integration.api.support import (
+    api_process,
+    bearer,
+    customer_token,
+    operator_token,
+    order_body,
+)
 from tests.raw_http import (
     BAD_REQUESTS,
     JSON_TYPE,
     STRANGERS,
     RawConnection,
-    assert_every_bad_request_is_401,
+    assert_every_bad_request_is_refused_for_its_caller,
 )
 
 
@@ -66,11 +72,39 @@ async def test_a_stranger_sending_bad_bytes_is_told_to_authenticate(
     reader, writer = await asyncio.open_connection("127.0.0.1", api_port)
     connection = RawConnection(reader, writer, STRANGERS[stranger])
     try:
-        await assert_every_bad_request_is_401(
+        await assert_every_bad_request_is_refused_for_its_caller(
             connection,
-            ("/orders", "/orders/ord_x/cancel"),
+            ("/orders", "/orders/ord_x/cancel", "/orders/ord_x/compensation/resolve"),
+            401,
             "UNAUTHENTICATED",
             'Bearer realm="ordersaga"',
+        )
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+@pytest.mark.parametrize(
+    ("token", "paths"),
+    [
+        (
+            lambda: customer_token("cus_bad_bytes"),
+            ("/orders/ord_x/compensation/resolve", "/orders/ord_x/compensation/retry"),
+        ),
+        (lambda: operator_token(), ("/orders", "/orders/ord_x/cancel")),
+    ],
+    ids=["customer-on-operator-routes", "operator-on-customer-routes"],
+)
+async def test_a_caller_the_route_does_not_admit_sending_bad_bytes_gets_the_routes_403(
+    api_port: int, token: Callable[[], str], paths: tuple[str, ...]
+) -> None:
+    """A valid token without the route's scope is told that, not what the
+    route would accept from those who have it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", api_port)
+    connection = RawConnection(reader, writer, bearer(token()))
+    try:
+        await assert_every_bad_request_is_refused_for_its_caller(
+            connection, paths, 403, "FORBIDDEN"
         )
     finally:
         writer.close()

@@ -18,6 +18,7 @@ import pytest
 from fastapi import FastAPI
 
 from tests.integration.services.support import (
+    ADMIN_TOKEN,
     WORKER_TOKEN,
     Databases,
     charge,
@@ -33,7 +34,7 @@ from tests.raw_http import (
     JSON_TYPE,
     STRANGERS,
     RawConnection,
-    assert_every_bad_request_is_401,
+    assert_every_bad_request_is_refused_for_its_caller,
 )
 
 # Each service's create endpoint, a good body for it, and an action on a resource.
@@ -98,8 +99,46 @@ async def test_a_stranger_sending_bad_bytes_is_told_to_authenticate(
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     connection = RawConnection(reader, writer, STRANGERS[stranger])
     try:
-        await assert_every_bad_request_is_401(
-            connection, (collection, action), "UNAUTHORIZED", "Bearer"
+        await assert_every_bad_request_is_refused_for_its_caller(
+            connection, (collection, action), 401, "UNAUTHORIZED", "Bearer"
         )
     finally:
         writer.close()
+
+
+async def test_a_caller_the_route_does_not_admit_sending_bad_bytes_gets_the_routes_403(
+    service: tuple[str, int],
+) -> None:
+    """The admin token on the workers' writes, and the workers' credential on
+    the admin's routes, are told 403, not what the route would accept."""
+    name, port = service
+    _, collection, _, action = SERVICES[name]
+    for credential, paths, method in (
+        (ADMIN_TOKEN, (collection, action), "POST"),
+        (WORKER_TOKEN, ("/admin/faults",), "PUT"),
+    ):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        connection = RawConnection(reader, writer, {"Authorization": f"Bearer {credential}"})
+        try:
+            await assert_every_bad_request_is_refused_for_its_caller(
+                connection, paths, 403, "FORBIDDEN", method=method
+            )
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+
+async def test_a_public_route_refuses_the_bytes_themselves(service: tuple[str, int]) -> None:
+    """A route that takes no credential has no caller to refuse: a stranger's
+    oversized body there gets the 413."""
+    _, port = service
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    connection = RawConnection(reader, writer, {})
+    try:
+        body, content_type, status = BAD_REQUESTS["oversize"]
+        refused = await connection.request("GET", "/healthz", body, content_type)
+        assert refused.status == status == 413, refused.body
+        assert refused.json()["detail"]["code"] == "BODY_TOO_LARGE"
+    finally:
+        writer.close()
+        await writer.wait_closed()

@@ -1,0 +1,45 @@
+"""Which dependencies the route answering a request declares, read before the
+route runs.
+
+The HTTP guard (ordersaga.runtime.http_guard) refuses a bad body before
+FastAPI routes the request. To tell a caller the route would refuse its 401 or
+403 rather than what was wrong with the body, the app asks which route the
+request is for and what that route requires of its caller: the dependencies
+it declares, its router's included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
+
+
+def dependencies_of_route(
+    routes: Sequence[BaseRoute], scope: Scope
+) -> frozenset[Callable[..., Any]] | None:
+    """The callables of every dependency, at any depth, of the route that would
+    answer `scope`, its routers' included (none for a route that is not
+    FastAPI's, such as /docs); None when no route answers its path and method.
+
+    FastAPI keeps an included router as one lazy entry of `app.routes`;
+    `iter_route_contexts` is its public way to see each route with the prefix
+    and dependencies its inclusion gave it."""
+    for route in iter_route_contexts(routes):
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            if isinstance(route.original_route, APIRoute):
+                return frozenset(_calls(route.dependant))
+            return frozenset()
+    return None
+
+
+def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
+    for dependency in dependant.dependencies:
+        if dependency.call is not None:
+            yield dependency.call
+        yield from _calls(dependency)
