@@ -529,6 +529,42 @@ async def cancelled_through_temporal(d: Driver) -> str:
     return order_id
 
 
+async def cancel_checked_while_an_undo_was_refused(d: Driver) -> str:
+    """A customer's cancel still being checked when the order, cancelled
+    through Temporal meanwhile, parked on a refused refund: the cancel is too
+    late, as after any failure (patch cancel-holds-next-step, asked because a
+    refused undo counts as one), and the order waits for an operator."""
+    await d.set_faults("shipping", error_rate=0.0, latency_ms=IN_FLIGHT_LATENCY_MS)
+    try:
+        order_id = await d.place(token="tok_refundFail")
+        await d.wait_for_activity(order_id, "create_shipment", failed=False)
+        await d.set_faults("inventory", error_rate=0.0, latency_ms=CHECK_OUTLASTS_STEP_MS)
+        try:
+            # Answered once the check's slowed call to inventory is.
+            cancel = asyncio.create_task(d.cancel(order_id, answer=409))
+            await d.wait_for_activity(order_id, "find_committed_reservation", failed=False)
+        finally:
+            # The latency a call waits is set as it arrives: only the
+            # customer's check stays slowed, and the undo goes at full speed.
+            await d.clear_faults("inventory")
+        await d.client.get_workflow_handle(order_id).cancel()
+    finally:
+        await d.clear_faults("shipping")
+    await d.wait_for(order_id, OrderStatus.NEEDS_ATTENTION, *TERMINAL)
+    await cancel
+    order = await d.order(order_id)
+    if order["status"] != OrderStatus.NEEDS_ATTENTION.value:
+        raise ScenarioFailed(f"order {order_id}: {order['status']} after the cancel was refused")
+    expect_step(order, "charge_payment", "compensating")
+    if CANCEL_HOLDS_NEXT_STEP_PATCH not in await d.patches_recorded(order_id):
+        raise ScenarioFailed(
+            f"order {order_id}: the cancel's check ended before the refund was refused "
+            f"(no {CANCEL_HOLDS_NEXT_STEP_PATCH} marker)"
+        )
+    await d.resolve(order_id)
+    return order_id
+
+
 async def needs_attention_resolved(d: Driver) -> str:
     order_id = await d.place(token="tok_refundFail", country="AQ")
     await d.wait_for(order_id, OrderStatus.NEEDS_ATTENTION, *TERMINAL)
@@ -590,6 +626,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         OrderStatus.CANCELLED,
         "workflow cancelled through Temporal while create_shipment was in flight",
         cancelled_through_temporal,
+    ),
+    Scenario(
+        "cancel_checked_while_an_undo_was_refused",
+        OrderStatus.CANCELLED,
+        "cancel still being checked when the order, cancelled through Temporal, parked "
+        "on a refused refund: refused as too late; resolved by an operator",
+        cancel_checked_while_an_undo_was_refused,
     ),
     Scenario(
         "needs_attention_resolved",

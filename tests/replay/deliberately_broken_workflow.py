@@ -15,6 +15,10 @@
   half unguarded: a cancel whose check ends after a step failed is refused.
   Replaying an order recorded after it down that branch must fail on its
   marker.
+- DeliberatelyUncountedRefusedUndoOrderWorkflow no longer counts a refused
+  undo as a failure (its step shows COMPENSATING, not FAILED). Replaying the
+  order whose customer's cancel was checked while it parked on a refused
+  refund must fail: that history asked the patch, and refused the cancel.
 
 They live under tests/, which is not part of the installed package, and no
 worker registers them (workers register OrderWorkflow by class), so neither
@@ -25,10 +29,10 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from contracts.orders import WORKFLOW_TYPE, OrderResult, OrderStatus, PlaceOrder
+from contracts.orders import WORKFLOW_TYPE, OrderResult, OrderStatus, PlaceOrder, StepState
 from workflows.compensation import UntilDone
 from workflows.order import OrderWorkflow
-from workflows.steps import CHARGE, RESERVE, SHIP
+from workflows.steps import CHARGE, RESERVE, SHIP, STEPS
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -85,3 +89,16 @@ class DeliberatelyUnguardedCancelRefusalOrderWorkflow(OrderWorkflow):
     def _failed_while_cancel_checked(self) -> bool:
         # The same change's other half without `workflow.patched(...)`.
         return self._a_step_failed()
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class DeliberatelyUncountedRefusedUndoOrderWorkflow(OrderWorkflow):
+    @workflow.run
+    async def run(self, order: PlaceOrder) -> OrderResult:
+        return await super().run(order)
+
+    def _a_step_failed(self) -> bool:
+        # A "tidy-up" that reads a failure off the step states alone: a refused
+        # undo leaves its step COMPENSATING, so it no longer counts, and a
+        # customer's cancel checked meanwhile would be accepted.
+        return any(self._state.steps[step.name].state is StepState.FAILED for step in STEPS)

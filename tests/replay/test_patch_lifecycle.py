@@ -24,6 +24,7 @@ from contracts.search_attributes import FAILED_STEP
 from tests.integration.stack import Stack, module_stack
 from tests.orders import order_body
 from tests.replay.deliberately_broken_workflow import (
+    DeliberatelyUncountedRefusedUndoOrderWorkflow,
     DeliberatelyUnguardedCancelCheckOrderWorkflow,
     DeliberatelyUnguardedCancelRefusalOrderWorkflow,
     DeliberatelyUnpatchedOrderWorkflow,
@@ -59,6 +60,14 @@ CANCEL_REFUSED_AFTER_A_FAILURE = (
     / "v0.3.1-cancel-refused-after-a-failure"
     / "cancel_checked_while_the_charge_failed.json"
 )
+# The same refusal where no step failed going forward: cancelled through
+# Temporal while the customer's cancel was checked, the order parked on a
+# refused refund, and the refused undo counted as the failure.
+CANCEL_REFUSED_WHILE_PARKED = (
+    HISTORIES_DIR
+    / "v0.3.2-cancel-refused-while-parked"
+    / "cancel_checked_while_an_undo_was_refused.json"
+)
 
 
 def reservation_was_priced(path: Path) -> bool:
@@ -87,7 +96,8 @@ def test_each_live_patch_has_histories_down_both_paths() -> None:
     )
 
     assert CANCEL_HOLDS_NEXT_STEP_PATCH not in {m["id"] for m in patch_markers(BEFORE_CANCEL_HOLDS)}
-    for new_branch in (WITH_CANCEL_HOLDS, CANCEL_REFUSED_AFTER_A_FAILURE):
+    new_branches = (WITH_CANCEL_HOLDS, CANCEL_REFUSED_AFTER_A_FAILURE, CANCEL_REFUSED_WHILE_PARKED)
+    for new_branch in new_branches:
         assert {"id": CANCEL_HOLDS_NEXT_STEP_PATCH, "deprecated": False} in patch_markers(
             new_branch
         )
@@ -96,7 +106,7 @@ def test_each_live_patch_has_histories_down_both_paths() -> None:
         history_id(path)
         for path in recorded
         if CANCEL_HOLDS_NEXT_STEP_PATCH in {m["id"] for m in patch_markers(path)}
-    ) == sorted(map(history_id, (WITH_CANCEL_HOLDS, CANCEL_REFUSED_AFTER_A_FAILURE)))
+    ) == sorted(map(history_id, new_branches))
 
 
 def test_retired_patches_are_in_no_history_without_their_marker() -> None:
@@ -149,6 +159,16 @@ async def test_each_half_of_the_cancel_holds_change_is_held_by_its_own_history()
     assert result.replay_failure is None
 
 
+async def test_a_refused_undo_counting_as_a_failure_is_held_by_its_history() -> None:
+    """Whether a step failed decides whether the cancel's handler asks the
+    patch, and so what a history recorded. The parked order's history asked it
+    because its refused refund counted: a workflow that reads failures off the
+    step states alone (the refund's step shows compensating) breaks it."""
+    history = load_history(CANCEL_REFUSED_WHILE_PARKED)
+    with pytest.raises(NondeterminismError, match=CANCEL_HOLDS_NEXT_STEP_PATCH):
+        await replayer(DeliberatelyUncountedRefusedUndoOrderWorkflow).replay_workflow(history)
+
+
 @pytest.mark.parametrize(
     "path",
     [
@@ -157,6 +177,7 @@ async def test_each_half_of_the_cancel_holds_change_is_held_by_its_own_history()
         BEFORE_CANCEL_HOLDS,
         WITH_CANCEL_HOLDS,
         CANCEL_REFUSED_AFTER_A_FAILURE,
+        CANCEL_REFUSED_WHILE_PARKED,
     ],
     ids=history_id,
 )
