@@ -7,8 +7,9 @@ open is only checked for how long it has been open. A ledger row whose order
 is not in the visibility read (started since, or closed before --since) is
 looked up by id (DescribeWorkflowExecution: consistent, unlike visibility)
 before it is called an orphan. A FAILED or CANCELLED order that kept an effect
-has its result read too (its final view, which lists the operators' decisions):
-an undo an operator resolved is theirs to have settled by hand.
+has its final view read too, which lists the operators' decisions: an undo an
+operator resolved is theirs to have settled by hand. The view is the order's
+result, or for one cancelled through Temporal (no result) its status query.
 
 With --since, only orders open or closed since then are checked, and only rows
 changed since then are listed; an order that started before it gets its whole
@@ -46,7 +47,7 @@ from workflows.search_attributes import FAILED_STEP_KEY, ORDER_STATUS_KEY, ORDER
 PAGE_SIZE = 500
 # Requests in flight to one service at a time, for the per-order reads.
 SERVICE_CONCURRENCY = 8
-# Results read from Temporal at a time (orders that kept an effect).
+# Final views read from Temporal at a time (orders that kept an effect).
 RESULT_CONCURRENCY = 8
 
 
@@ -68,7 +69,8 @@ class Sources:
     inventory: httpx.AsyncClient
     payments: httpx.AsyncClient
     shipping: httpx.AsyncClient
-    # How long a worker has to answer a parked order's status query.
+    # How long a worker has to answer an order's status query (a parked order's,
+    # or a closed one's that has no result).
     query_timeout: timedelta = timedelta(seconds=5)
 
 
@@ -106,14 +108,12 @@ async def collect(sources: Sources, *, since: datetime | None) -> Snapshot:
     kept = orders_that_kept_an_effect(orders.values(), ledger)
     gate = asyncio.Semaphore(RESULT_CONCURRENCY)
 
-    async def resolutions_of(order_id: str) -> tuple[Resolution, ...]:
+    async def with_resolutions(order: Order) -> Order:
         async with gate:
-            return await _resolutions(sources.temporal, order_id)
+            return await _resolutions(sources, order)
 
-    for order_id, resolutions in zip(
-        kept, await _all(resolutions_of(order_id) for order_id in kept), strict=True
-    ):
-        orders[order_id] = replace(orders[order_id], resolutions=resolutions)
+    for order in await _all(with_resolutions(orders[order_id]) for order_id in kept):
+        orders[order.order_id] = order
     return Snapshot(
         taken_at=taken_at,
         orders=sorted(orders.values(), key=lambda o: o.order_id),
@@ -181,40 +181,71 @@ def _order(execution: WorkflowExecution) -> Order:
 async def _parked_reason(sources: Sources, order_id: str) -> str | None:
     """The order's failure reason, as its status query tells it; None when no
     worker answers in time (the audit reads Temporal, not the workers)."""
+    view = await _queried_view(sources, order_id)
+    return None if view is None else view.failure_reason
+
+
+async def _queried_view(sources: Sources, order_id: str) -> OrderView | None:
+    """The order's view from its status query; None when no worker answers in
+    time, or its answer cannot be read. A closed order's is answered too: a
+    worker replays its history."""
     handle = sources.temporal.get_workflow_handle(order_id)
     try:
         async with asyncio.timeout(sources.query_timeout.total_seconds()):
-            view = await handle.query(STATUS_QUERY, result_type=OrderView)
+            view: OrderView = await handle.query(STATUS_QUERY, result_type=OrderView)
     except (TimeoutError, RPCError, ValueError, TypeError):
         # ValueError/TypeError: a payload this keyring or converter cannot read.
         return None
-    reason: str | None = view.failure_reason
-    return reason
+    return view
 
 
-async def _resolutions(client: Client, order_id: str) -> tuple[Resolution, ...]:
-    """The calls operators resolved, from the closed order's result (one history
-    read: its close event). Empty when it has none, or holds no view (an order
-    from before the view), or this keyring cannot decrypt it: the finding then
-    stays an error, which is the safe side."""
+async def _resolutions(sources: Sources, order: Order) -> Order:
+    """The order with the calls operators resolved, and why they could not be
+    read if they could not (the finding then stays an error, the safe side).
+
+    From the closed order's result (one history read: its close event), which
+    keeps its final view. An order cancelled through Temporal has no result:
+    its view then comes from its status query, which a worker answers by
+    replaying its history."""
+    view: OrderView | None
+    if order.has_result:
+        view, unread = await _final_view(sources.temporal, order.order_id)
+    else:
+        view = await _queried_view(sources, order.order_id)
+        unread = (
+            None
+            if view is not None
+            else "cancelled through Temporal, it has no result, and no worker answered "
+            f"its status query within {sources.query_timeout.total_seconds():g} s"
+        )
+    if view is None:
+        return replace(order, resolutions_unread=unread)
+    return replace(
+        order,
+        resolutions=tuple(
+            Resolution(step=action.step, operator=action.operator, note=action.note, at=action.at)
+            for action in view.operator_actions
+            if action.decision == "resolve"
+        ),
+    )
+
+
+async def _final_view(client: Client, order_id: str) -> tuple[OrderView | None, str | None]:
+    """The closed order's final view from its result, or why there is none."""
     handle = client.get_workflow_handle(order_id, result_type=OrderResult)
     try:
         result = await handle.result(follow_runs=False)
     except RPCError as error:
         if error.status is RPCStatusCode.NOT_FOUND:
-            return ()  # gone since (retention): nothing to read
+            return None, "its history is gone (retention)"
         raise AuditUnavailable(
             f"Temporal refused the result of {order_id}: {error.message}"
         ) from None
     except (ValueError, TypeError):
-        return ()  # a payload this keyring or converter cannot read
+        return None, "its result cannot be read with this keyring"
     if not isinstance(result, OrderResult) or result.view is None:
-        return ()
-    return tuple(
-        Resolution(step=action.step, operator=action.operator, note=action.note, at=action.at)
-        for action in result.view.operator_actions
-        if action.decision == "resolve"
-    )
+        return None, "its result holds no view (an order from before the view)"
+    return result.view, None
 
 
 # --- the services ------------------------------------------------------------------

@@ -118,8 +118,10 @@ class Order:
     # NEEDS_ATTENTION only: why, from the order's status query, when a worker answered.
     parked_reason: str | None = None
     # A compensated order that kept an effect only: the calls operators resolved,
-    # from the order's result (empty when none, or when it could not be read).
+    # from the order's final view (empty when none, or when it could not be read),
     resolutions: tuple[Resolution, ...] = ()
+    # ... and why that view could not be read, when it could not.
+    resolutions_unread: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -259,10 +261,10 @@ def orders_that_kept_an_effect(orders: Iterable[Order], ledger: Ledger) -> list[
     those whose resolutions (if an operator resolved the undo) decide between
     an error and a resolved_by_operator warning. collect reads only theirs.
 
-    Only orders with a result: one cancelled through Temporal has none to
-    read the resolutions from, so what it kept stays an error (the safe side).
+    One cancelled through Temporal included: it has no result, but its status
+    query (answered by a worker) holds the same view.
     """
-    compensated = {o.order_id for o in orders if o.is_compensated and o.has_result}
+    compensated = {o.order_id for o in orders if o.is_compensated}
     return sorted(
         {
             row.order_id
@@ -375,12 +377,10 @@ def _compensated_order(order: Order, ledger: Ledger) -> Iterable[Finding]:
         message = f"{order.order_status} order has {what}"
         resolution = order.resolution_of(undo.value)
         if resolution is None:
-            if not order.has_result:
+            if order.resolutions_unread:
                 # An operator may have settled it by hand: say why the audit
                 # cannot tell, rather than let them think it missed their resolve.
-                message += (
-                    " (cancelled through Temporal: no result to read an operator's resolve from)"
-                )
+                message += f" (an operator's resolve could not be read: {order.resolutions_unread})"
             yield _about(order, kind, row_id, message, **{noun: _row(row)})
         else:
             yield _about(

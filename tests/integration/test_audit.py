@@ -439,3 +439,37 @@ async def test_a_refund_an_operator_resolved_is_a_warning_not_an_error(
     text = metrics.read_text()
     assert 'ordersaga_audit_discrepancies{kind="charge_not_refunded",severity="error"} 0' in text
     assert 'ordersaga_audit_discrepancies{kind="resolved_by_operator",severity="warning"} 1' in text
+
+
+async def test_a_refund_resolved_after_a_cancellation_through_temporal_is_a_warning_too(
+    placed: Placed,
+) -> None:
+    """Cancelled as from the Web UI while shipping, the order parks on a
+    refused refund and an operator resolves it. Its execution ends CANCELED,
+    with no result: the audit reads the resolve from its status query (the
+    stack's worker answers), so the captured charge is a warning, not an error."""
+    stack = placed.stack
+    body = orders.order_body(sku=placed.sku, country="DE", payment_token="tok_refundFail")
+    async with stack.slowed(stack.shipping, IN_FLIGHT_LATENCY_MS):
+        order_id = await place(stack, body)
+        await stack.wait_for_status(order_id, "SHIPPING", within=30)
+        await stack.temporal.get_workflow_handle(order_id).cancel()
+    await stack.wait_for_status(order_id, "NEEDS_ATTENTION")
+    resolved = await stack.api.post(
+        f"/orders/{order_id}/compensation/resolve", json={"note": "refunded after a UI cancel"}
+    )
+    assert resolved.status_code == 202, resolved.text
+    assert await wait_for_end(stack, order_id) == "CANCELLED"
+    description = await stack.temporal.get_workflow_handle(order_id).describe()
+    assert description.status is WorkflowExecutionStatus.CANCELED
+    assert the_charge(placed, order_id)["state"] == "captured"
+
+    as_json = await audit(placed, "--json")
+
+    assert as_json.status == 0, (as_json.stdout, as_json.stderr)
+    assert as_json.errors() == []
+    (finding,) = [f for f in as_json.document()["findings"] if f["order_id"] == order_id]
+    assert (finding["kind"], finding["severity"]) == ("resolved_by_operator", "warning")
+    assert "refund_payment resolved by operator op_tester" in finding["message"]
+    assert "refunded after a UI cancel" in finding["message"]
+    assert finding["evidence"]["order"]["execution_status"] == "CANCELED"

@@ -477,8 +477,52 @@ def test_an_order_cancelled_through_temporal_that_kept_an_effect_is_an_error(
     assert (finding.kind, finding.order_id, finding.subject) == (kind, "ord_ui", subject)
     assert finding.severity == "error"
     assert finding.evidence["order"]["execution_status"] == "CANCELED"
-    if kind is not Kind.RESERVATION_NOT_RELEASED:  # no operator can resolve that one
-        assert "cancelled through Temporal: no result" in finding.message
+    assert "could not be read" not in finding.message  # its view was read: no resolve
+
+
+def test_a_kept_effect_whose_resolutions_could_not_be_read_says_why() -> None:
+    """No worker answered the status query of an order with no result: an
+    operator may have resolved it, and the error says the audit cannot tell."""
+    unread = "cancelled through Temporal, it has no result, and no worker answered"
+    order = replace(cancelled_through_temporal("ord_ui"), resolutions_unread=unread)
+    snapshot = Snapshot(taken_at=NOW, orders=[order], charges=[charge("ord_ui")])
+
+    finding = only(check(snapshot))
+
+    assert (finding.kind, finding.severity) == (Kind.CHARGE_NOT_REFUNDED, "error")
+    assert finding.message.endswith(f"(an operator's resolve could not be read: {unread})")
+
+
+def test_an_order_cancelled_through_temporal_whose_refund_an_operator_resolved_is_a_warning() -> (
+    None
+):
+    """Parked on a refused refund after a cancellation through Temporal, then
+    resolved: its view (from the status query: it has no result) names the
+    resolve, as a FAILED order's result does."""
+    order = replace(cancelled_through_temporal("ord_ui"), resolutions=(REFUNDED_BY_HAND,))
+    snapshot = Snapshot(taken_at=NOW, orders=[order], charges=[charge("ord_ui")])
+
+    finding = only(check(snapshot))
+
+    assert (finding.kind, finding.severity) == (Kind.RESOLVED_BY_OPERATOR, "warning")
+    assert "refund_payment resolved by operator ops_ada" in finding.message
+    assert finding.evidence["order"]["execution_status"] == "CANCELED"
+
+
+def test_an_order_cancelled_through_temporal_that_kept_an_effect_has_its_resolutions_read() -> None:
+    orders = [
+        cancelled_through_temporal("ord_ui"),
+        closed("ord_aq", "FAILED"),
+        closed("ord_clean", "FAILED"),
+        closed("ord_done", "COMPLETED"),
+    ]
+    ledger = Ledger(
+        [charge("ord_ui"), charge("ord_aq"), charge("ord_clean", "refunded"), charge("ord_done")],
+        [],
+        [],
+    )
+
+    assert orders_that_kept_an_effect(orders, ledger) == ["ord_aq", "ord_ui"]
 
 
 def test_findings_come_errors_first() -> None:
