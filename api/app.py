@@ -84,6 +84,9 @@ def create_app(
         ),
         lifespan=lifespan,
         telemetry=FASTAPI_OWN_TELEMETRY_OFF,
+        # A 307 to the path without its slash, before any route checks who is
+        # calling, would build its Location from the client's Host header.
+        redirect_slashes=False,
     )
     # Set here rather than in the lifespan so that an injected client also
     # works under transports that never run the lifespan (httpx.ASGITransport).

@@ -23,7 +23,13 @@ from starlette.types import Scope
 
 from api.errors import ApiError, Forbidden, Unauthenticated
 from ordersaga.runtime.auth import AuthError, Principal, TokenVerifier, bearer_token
-from ordersaga.runtime.http_guard import CallerCheck, Refusal, authorization_of
+from ordersaga.runtime.http_guard import (
+    UNROUTED,
+    CallerCheck,
+    Refusal,
+    Unrouted,
+    authorization_of,
+)
 from ordersaga.runtime.logging import bind_log_fields
 from ordersaga.runtime.route_dependencies import dependencies_of_route
 
@@ -63,9 +69,11 @@ def refuse_unadmitted(verifier: TokenVerifier, app: Starlette) -> CallerCheck:
     (health, metrics, docs) leaves the guard's refusal standing, and so does an
     issuer whose keys cannot be had (503). Only a refused request pays."""
 
-    async def refusal_of_caller(scope: Scope) -> Refusal | None:
+    async def refusal_of_caller(scope: Scope) -> Refusal | Unrouted | None:
         required = dependencies_of_route(app.routes, scope)
-        if required is not None and authenticated not in required:
+        if required is None:
+            return UNROUTED
+        if authenticated not in required:
             return None
         try:
             principal = await verifier.verify(bearer_token(authorization_of(scope)))
@@ -73,7 +81,7 @@ def refuse_unadmitted(verifier: TokenVerifier, app: Starlette) -> CallerCheck:
             if err.status_code == 401:
                 return _refusal(Unauthenticated(err.message))
             return None
-        for admit in _SCOPE_CHECKS.intersection(required or ()):
+        for admit in _SCOPE_CHECKS.intersection(required):
             try:
                 await admit(principal)
             except Forbidden as err:

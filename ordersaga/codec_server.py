@@ -237,7 +237,14 @@ def create_codec_app(
     namespace: str,
     cors_origins: Sequence[str] = (),
 ) -> FastAPI:
-    app = FastAPI(title="ordersaga codec server", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="ordersaga codec server",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        # No 307 built from the client's Host header: a wrong path is a 404.
+        redirect_slashes=False,
+    )
     # The API's handlers, so that what FastAPI answers by itself (unknown path,
     # wrong method) and anything unexpected have the body every refusal here
     # has, not FastAPI's bare {"detail": "Not Found"}.

@@ -61,12 +61,19 @@ class RawConnection:
         self._headers = headers
 
     async def request(
-        self, method: str, path: str, body: bytes = b"", content_type: str | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        content_type: str | None = None,
+        *,
+        extra_headers: tuple[tuple[str, str], ...] = (),
     ) -> Response:
         head = [
             f"{method} {path} HTTP/1.1",
             "Host: ordersaga.test",
             *(f"{name}: {value}" for name, value in self._headers.items()),
+            *(f"{name}: {value}" for name, value in extra_headers),
             f"Idempotency-Key: {uuid.uuid4().hex}",
             f"Content-Length: {len(body)}",
         ]
@@ -104,3 +111,17 @@ async def assert_every_bad_request_is_refused_for_its_caller(
             assert refused.json()["detail"]["code"] == code
             assert refused.headers.get("www-authenticate") == challenge
             assert refused.headers.get("connection") != "close"
+
+
+async def assert_no_route_answers_by_its_body(
+    connection: RawConnection, requests: tuple[tuple[str, str, int], ...]
+) -> None:
+    """Each (method, path, status) no route takes gets the app's own 404 or 405
+    whatever the body, bad or good, and never a redirect."""
+    bodies = {"good": (b"{}", JSON_TYPE), **{b: (r[0], r[1]) for b, r in BAD_REQUESTS.items()}}
+    for method, path, status in requests:
+        for name, (body, content_type) in sorted(bodies.items()):
+            answered = await connection.request(method, path, body, content_type)
+            assert answered.status == status, (method, path, name, answered.body)
+            assert "location" not in answered.headers
+            assert isinstance(answered.json()["detail"]["code"], str)

@@ -17,13 +17,23 @@ it imports neither). For each HTTP request it
   MALFORMED_JSON). JSON leaves duplicate keys to the reader: Python keeps the
   last, other readers the first, so a proxy or firewall in front could check
   one amount while the app takes another;
+- refuses a body that has not all arrived within `body_timeout_seconds` (408
+  REQUEST_TIMEOUT, and the connection is closed): a client trickling bytes
+  cannot hold a request, and its connection, open for ever;
+- refuses a request that names a header twice that may be named only once
+  (Authorization, Content-Type, Content-Length, Host, Idempotency-Key,
+  Request-Timeout: 400 MALFORMED_REQUEST), first of all: this guard would
+  read the last, Starlette reads the first, and two readers must never
+  disagree on who is calling or which key a write has;
 - asks the app's `check_caller`, when it gave one, before it refuses a
   request: a caller the route would refuse gets the route's own answer
   instead, 401 for a stranger and 403 for a known caller the route does not
   admit. So a caller is told who may call, never what the route would accept
   from those who may. The app reads the route from the request
-  (ordersaga.runtime.route_dependencies), so a public route's refusal stands.
-  Only a refusal pays for the question;
+  (ordersaga.runtime.route_dependencies), so a public route's refusal stands,
+  and a request no route takes (UNROUTED) goes on to the app without its
+  body, for the app's own 404 or 405 whatever was sent. Only a refusal pays
+  for the question;
 - answers 500 INTERNAL_ERROR, with the traceback logged, for an exception
   that escapes the app before it responded. Starlette's own last resort sends
   its 500 and then re-raises, and the server then closes the connection; this
@@ -40,10 +50,11 @@ Add it inside the metrics and access-log middlewares, so they count its answers:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -57,10 +68,25 @@ BODY_TOO_LARGE = "BODY_TOO_LARGE"
 UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
 MALFORMED_JSON = "MALFORMED_JSON"
 MALFORMED_REQUEST = "MALFORMED_REQUEST"
+REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
 INTERNAL_ERROR = "INTERNAL_ERROR"
 
 DEFAULT_MAX_JSON_DEPTH = 32
 DEFAULT_MAX_NUMBER_DIGITS = 40
+# Ample for the largest body any route takes (64 KiB) over a slow link.
+DEFAULT_BODY_TIMEOUT_SECONDS = 10.0
+# Headers a request may name once only (RFC 9110 singletons, and ours): read
+# here and by the framework, a second value could mean two different things.
+SINGLETON_HEADERS = frozenset(
+    {
+        b"authorization",
+        b"content-length",
+        b"content-type",
+        b"host",
+        b"idempotency-key",
+        b"request-timeout",
+    }
+)
 # The methods whose bodies must be JSON; a body on any other is only size-capped.
 JSON_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -78,9 +104,16 @@ class Refusal(Exception):
         self.headers = dict(headers or {})
 
 
+class Unrouted:
+    """A CallerCheck's answer for a request no route of the app takes."""
+
+
+UNROUTED = Unrouted()
+
 # The app's answer to who sent a request, for the route it asks for: that
-# route's 401 (a stranger) or 403 (a caller it does not admit), else None.
-CallerCheck = Callable[[Scope], Awaitable[Refusal | None]]
+# route's 401 (a stranger) or 403 (a caller it does not admit); UNROUTED when
+# no route takes the request; else None.
+CallerCheck = Callable[[Scope], Awaitable[Refusal | Unrouted | None]]
 
 
 def authorization_of(scope: Scope) -> str | None:
@@ -105,12 +138,15 @@ class HttpGuard:
         max_body_bytes: int,
         max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
         max_number_digits: int = DEFAULT_MAX_NUMBER_DIGITS,
+        body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
         check_caller: CallerCheck | None = None,
     ) -> None:
-        if max_body_bytes < 1 or max_json_depth < 1 or max_number_digits < 1:
+        limits = (max_body_bytes, max_json_depth, max_number_digits, body_timeout_seconds)
+        if min(limits) <= 0:
             raise ValueError("the guard's limits must be positive")
         self.app = app
         self.check_caller = check_caller
+        self.body_timeout_seconds = body_timeout_seconds
         self.max_body_bytes = max_body_bytes
         self.max_json_depth = max_json_depth
         self.max_number_digits = max_number_digits
@@ -128,10 +164,17 @@ class HttpGuard:
             await send(message)
 
         try:
+            # Before the caller is asked about anything: with two Authorization
+            # headers, who is calling is itself in doubt.
+            _refuse_repeated_singletons(scope.get("headers", ()))
             try:
                 screened = await self._screen(scope, receive)
             except Refusal as refusal:
-                raise await self._unless_the_caller_is_refused(scope, refusal) from None
+                answer = await self._unless_the_caller_is_refused(scope, refusal)
+                if isinstance(answer, Refusal):
+                    raise answer from None
+                # No route takes it: the app answers 404 or 405, reading no body.
+                screened = _replaying(b"", _nothing_more)
             if screened is None:  # the client went away while sending
                 mark_client_gone(scope)
                 return
@@ -171,8 +214,11 @@ class HttpGuard:
             self.check_json(body)
         return _replaying(body, receive)
 
-    async def _unless_the_caller_is_refused(self, scope: Scope, refusal: Refusal) -> Refusal:
-        """The request's refusal, or the route's own 401 or 403 for its caller."""
+    async def _unless_the_caller_is_refused(
+        self, scope: Scope, refusal: Refusal
+    ) -> Refusal | Unrouted:
+        """The request's refusal, or the route's own 401 or 403 for its caller,
+        or UNROUTED when no route takes the request."""
         if self.check_caller is None:
             return refusal
         return await self.check_caller(scope) or refusal
@@ -180,17 +226,27 @@ class HttpGuard:
     async def _read(self, receive: Receive) -> bytes | None:
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise self._too_large()
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        try:
+            async with asyncio.timeout(self.body_timeout_seconds):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return None
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_body_bytes:
+                        raise self._too_large()
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        return b"".join(chunks)
+        except TimeoutError:
+            raise Refusal(
+                408,
+                REQUEST_TIMEOUT,
+                f"the request body did not arrive within {self.body_timeout_seconds:g} s",
+                # The rest of it may still come: the connection cannot be reused.
+                headers={"Connection": "close"},
+            ) from None
 
     def _too_large(self) -> Refusal:
         return Refusal(
@@ -295,6 +351,26 @@ def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
     return {name: value for name, value in raw}
 
 
+def _refuse_repeated_singletons(raw: Sequence[tuple[bytes, bytes]]) -> None:
+    if len({name for name, _value in raw}) == len(raw):
+        return  # the common case: no header named twice
+    seen: set[bytes] = set()
+    for name, _value in raw:
+        if name in seen and name in SINGLETON_HEADERS:
+            raise Refusal(
+                400,
+                MALFORMED_REQUEST,
+                f"the {name.decode('latin-1').title()} header is given more than once",
+            )
+        seen.add(name)
+
+
+async def _nothing_more() -> Message:
+    # A request's body was refused, so the app, answering 404 or 405, never
+    # waits on it; asked anyway, the client is as good as gone.
+    return {"type": "http.disconnect"}
+
+
 def _content_length(value: bytes | None) -> int | None:
     if value is None:
         return None
@@ -351,7 +427,8 @@ async def send_error(
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 *(
-                    (name.encode("latin-1"), value.encode("latin-1"))
+                    # ASGI header names are lower case.
+                    (name.lower().encode("latin-1"), value.encode("latin-1"))
                     for name, value in (headers or {}).items()
                 ),
             ],

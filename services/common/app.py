@@ -179,6 +179,9 @@ def create_service_app(
         description=spec.description,
         lifespan=lifespan,
         telemetry=FASTAPI_OWN_TELEMETRY_OFF,
+        # No 307 to the path without its slash: it would skip authentication
+        # and build its Location from the client's Host header.
+        redirect_slashes=False,
     )
     app.state.runtime = runtime
     document_idempotency_key(app)

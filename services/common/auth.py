@@ -22,7 +22,13 @@ from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.types import Scope
 
-from ordersaga.runtime.http_guard import CallerCheck, Refusal, authorization_of
+from ordersaga.runtime.http_guard import (
+    UNROUTED,
+    CallerCheck,
+    Refusal,
+    Unrouted,
+    authorization_of,
+)
 from ordersaga.runtime.route_dependencies import dependencies_of_route
 from services.common.errors import FORBIDDEN, UNAUTHORIZED, ServiceError
 from services.common.runtime import ServiceRuntime, runtime_of
@@ -82,16 +88,18 @@ def refuse_unadmitted(runtime: ServiceRuntime, app: Starlette) -> CallerCheck:
     metrics, the catalogue) leaves the guard's refusal standing. Only a refused
     request pays."""
 
-    async def refusal_of_caller(scope: Scope) -> Refusal | None:
+    async def refusal_of_caller(scope: Scope) -> Refusal | Unrouted | None:
         required = dependencies_of_route(app.routes, scope)
-        if required is not None and authenticate not in required:
+        if required is None:
+            return UNROUTED
+        if authenticate not in required:
             return None
         scheme, token = get_authorization_scheme_param(authorization_of(scope))
         presented = token.encode() if scheme.lower() == "bearer" and token else b""
         caller = _caller_named_by(runtime, presented)
         if caller is None:
             return Refusal(401, UNAUTHORIZED, _CREDENTIAL_REQUIRED, headers=_CHALLENGE)
-        for admission in _ADMITTED.keys() & (required or frozenset()):
+        for admission in _ADMITTED.keys() & required:
             try:
                 check_admitted(caller, _ADMITTED[admission])
             except ServiceError as err:

@@ -10,6 +10,7 @@ from starlette.types import Scope
 
 from api.auth import CustomerDep, OperatorDep, ReaderDep, refuse_unadmitted
 from ordersaga.runtime.auth import AuthError
+from ordersaga.runtime.http_guard import UNROUTED
 from tests.tokens import TEST_ISSUER, customer_token, operator_token, verifier_for_tests
 
 
@@ -62,7 +63,6 @@ def request(method: str, path: str, authorization: str | None) -> Scope:
         ("POST", "/orders"),
         ("POST", "/orders/ord_x/compensation/resolve"),
         ("GET", "/orders/ord_x"),
-        ("PATCH", "/no/such/route"),
     ],
 )
 async def test_a_caller_without_a_valid_token_gets_the_apis_401(
@@ -111,6 +111,17 @@ async def test_an_admitted_caller_leaves_the_refusal_standing(
 ) -> None:
     check = refuse_unadmitted(verifier_for_tests(), routes())
     assert await check(request(method, path, f"Bearer {token}")) is None
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("PATCH", "/no/such/route"), ("POST", "/healthz"), ("DELETE", "/orders")]
+)
+@pytest.mark.parametrize("authorization", [None, f"Bearer {customer_token('cus_x')}"])
+async def test_a_request_no_route_takes_is_unrouted_whoever_sends_it(
+    method: str, path: str, authorization: str | None
+) -> None:
+    check = refuse_unadmitted(verifier_for_tests(), routes())
+    assert await check(request(method, path, authorization)) is UNROUTED
 
 
 @pytest.mark.parametrize("authorization", [None, "Bearer not.a.jwt"])

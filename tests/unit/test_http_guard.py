@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
 
 import httpx
 import pytest
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from ordersaga.runtime.http_guard import HttpGuard, Refusal, authorization_of
+from ordersaga.runtime.http_guard import UNROUTED, HttpGuard, Refusal, Unrouted, authorization_of
 from ordersaga.runtime.logging import MAX_LOGGED_PATH_CHARS, loggable_path
 
 MAX_BODY = 1024
@@ -325,3 +326,105 @@ async def test_only_a_refusal_asks_who_is_calling() -> None:
     assert good.status_code == 200
     assert read.status_code == 200
     assert callers.asked == []
+
+
+async def test_a_request_no_route_takes_reaches_the_app_without_its_body() -> None:
+    """For the app's own 404 or 405, whatever was sent: the refusal of the
+    body is not told for a route that does not exist."""
+
+    async def unrouted(scope: Scope) -> Refusal | Unrouted | None:
+        return UNROUTED
+
+    for body, headers in BAD_BODIES.values():
+        async with client(check_caller=unrouted) as http:
+            response = await http.post("/nope", content=body, headers=headers)
+
+        assert response.status_code == 200, response.text  # the echo app answered
+        assert response.content == b""
+
+
+# --- a body that never finishes -------------------------------------------------
+
+
+async def send_and_stall(scope: Scope, guarded: HttpGuard) -> list[Message]:
+    """Drive the guard by hand: the first piece of a body, then nothing."""
+    sent: list[Message] = []
+    pieces = [{"type": "http.request", "body": b'{"items": [', "more_body": True}]
+
+    async def receive() -> Message:
+        if pieces:
+            return pieces.pop()
+        await asyncio.Event().wait()  # the rest never comes
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await asyncio.wait_for(guarded(scope, receive, send), timeout=5)
+    return sent
+
+
+def post_scope(authorization: str | None) -> Scope:
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"1000")]
+    if authorization is not None:
+        headers.append((b"authorization", authorization.encode()))
+    return {"type": "http", "method": "POST", "path": "/", "headers": headers}
+
+
+async def test_a_body_that_stops_arriving_is_refused_408_and_the_connection_closed() -> None:
+    guarded = HttpGuard(echo, max_body_bytes=MAX_BODY, body_timeout_seconds=0.2)
+
+    sent = await send_and_stall(post_scope("Bearer known"), guarded)
+
+    start = sent[0]
+    assert start["status"] == 408
+    assert (b"connection", b"close") in start["headers"]
+    assert json.loads(sent[1]["body"])["detail"]["code"] == "REQUEST_TIMEOUT"
+
+
+async def test_a_stranger_whose_body_stops_arriving_is_told_to_authenticate() -> None:
+    guarded = HttpGuard(
+        echo, max_body_bytes=MAX_BODY, body_timeout_seconds=0.2, check_caller=Callers()
+    )
+
+    sent = await send_and_stall(post_scope(None), guarded)
+
+    assert sent[0]["status"] == 401
+    assert json.loads(sent[1]["body"])["detail"]["code"] == "UNAUTHORIZED"
+
+
+# --- headers named twice ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["Authorization", "Content-Type", "Content-Length", "Idempotency-Key"]
+)
+async def test_a_header_that_may_be_named_once_named_twice_is_refused(name: str) -> None:
+    values = {
+        "Authorization": ("Bearer known", "Bearer other"),
+        "Content-Type": ("text/plain", "application/json"),
+        "Content-Length": ("2", "2"),
+        "Idempotency-Key": ("k1", "k2"),
+    }[name]
+    headers = [("Content-Type", "application/json"), *((name, value) for value in values)]
+    if name == "Content-Type":
+        headers = [(name, value) for value in values]
+    callers = Callers()
+    async with client(check_caller=callers) as http:
+        response = await http.post("/", content=b"{}", headers=headers)
+
+    assert_refused(response, 400, "MALFORMED_REQUEST")
+    assert f"the {name} header is given more than once" in response.json()["detail"]["message"]
+    # Who is calling is itself in doubt: the caller is not asked.
+    assert callers.asked == []
+
+
+async def test_headers_that_may_repeat_pass() -> None:
+    async with client() as http:
+        response = await http.post(
+            "/",
+            content=b"{}",
+            headers=[("Content-Type", "application/json"), ("Accept", "a/b"), ("Accept", "c/d")],
+        )
+
+    assert response.status_code == 200, response.text

@@ -26,6 +26,7 @@ from tests.raw_http import (
     STRANGERS,
     RawConnection,
     assert_every_bad_request_is_refused_for_its_caller,
+    assert_no_route_answers_by_its_body,
 )
 
 
@@ -106,6 +107,56 @@ async def test_a_caller_the_route_does_not_admit_sending_bad_bytes_gets_the_rout
         await assert_every_bad_request_is_refused_for_its_caller(
             connection, paths, 403, "FORBIDDEN"
         )
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+@pytest.mark.parametrize("caller", ["stranger", "customer"])
+async def test_a_request_no_route_takes_gets_404_or_405_whatever_its_body(
+    api_port: int, caller: str
+) -> None:
+    """The body of a request no route takes is nobody's business: the same 404
+    or 405 for a good one and each bad one, from anyone; a trailing slash is
+    no route either (no redirect built from the client's Host header)."""
+    headers = {} if caller == "stranger" else bearer(customer_token("cus_bad_bytes"))
+    reader, writer = await asyncio.open_connection("127.0.0.1", api_port)
+    connection = RawConnection(reader, writer, headers)
+    try:
+        await assert_no_route_answers_by_its_body(
+            connection,
+            (
+                ("POST", "/healthz", 405),
+                ("POST", "/nope", 404),
+                ("POST", "/orders/", 404),
+                ("GET", "/orders/ord_x/", 404),
+            ),
+        )
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_two_authorization_headers_are_refused_whichever_comes_first(api_port: int) -> None:
+    """The guard would read one, the route the other: neither may decide."""
+    customer, operator = customer_token("cus_bad_bytes"), operator_token()
+    reader, writer = await asyncio.open_connection("127.0.0.1", api_port)
+    connection = RawConnection(reader, writer, {})
+    try:
+        for first, second in ((customer, operator), (operator, customer)):
+            for body in (b"{", json.dumps(order_body()).encode()):
+                refused = await connection.request(
+                    "POST",
+                    "/orders",
+                    body,
+                    JSON_TYPE,
+                    extra_headers=(
+                        ("Authorization", f"Bearer {first}"),
+                        ("Authorization", f"Bearer {second}"),
+                    ),
+                )
+                assert refused.status == 400, refused.body
+                assert refused.json()["detail"]["code"] == "MALFORMED_REQUEST"
     finally:
         writer.close()
         await writer.wait_closed()

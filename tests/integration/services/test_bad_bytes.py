@@ -35,6 +35,7 @@ from tests.raw_http import (
     STRANGERS,
     RawConnection,
     assert_every_bad_request_is_refused_for_its_caller,
+    assert_no_route_answers_by_its_body,
 )
 
 # Each service's create endpoint, a good body for it, and an action on a resource.
@@ -139,6 +140,47 @@ async def test_a_public_route_refuses_the_bytes_themselves(service: tuple[str, i
         refused = await connection.request("GET", "/healthz", body, content_type)
         assert refused.status == status == 413, refused.body
         assert refused.json()["detail"]["code"] == "BODY_TOO_LARGE"
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+@pytest.mark.parametrize("credential", [None, WORKER_TOKEN])
+async def test_a_request_no_route_takes_gets_404_or_405_whatever_its_body(
+    service: tuple[str, int], credential: str | None
+) -> None:
+    name, port = service
+    _, collection, _, _ = SERVICES[name]
+    headers = {} if credential is None else {"Authorization": f"Bearer {credential}"}
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    connection = RawConnection(reader, writer, headers)
+    try:
+        await assert_no_route_answers_by_its_body(
+            connection,
+            (("POST", "/healthz", 405), ("POST", "/nope", 404), ("POST", f"{collection}/", 404)),
+        )
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_two_idempotency_keys_are_refused(service: tuple[str, int]) -> None:
+    """Which key would the write be stored under? Neither: 400."""
+    name, port = service
+    _, collection, good_body, _ = SERVICES[name]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    connection = RawConnection(reader, writer, {"Authorization": f"Bearer {WORKER_TOKEN}"})
+    try:
+        refused = await connection.request(
+            "POST",
+            collection,
+            json.dumps(good_body()).encode(),
+            JSON_TYPE,
+            extra_headers=(("Idempotency-Key", "a-second-key"),),
+        )
+        assert refused.status == 400, refused.body
+        assert refused.json()["detail"]["code"] == "MALFORMED_REQUEST"
+        assert "Idempotency-Key" in refused.json()["detail"]["message"]
     finally:
         writer.close()
         await writer.wait_closed()
