@@ -160,3 +160,32 @@ async def test_two_authorization_headers_are_refused_whichever_comes_first(api_p
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+async def test_a_request_head_past_64_kib_is_refused_431_and_the_connection_closed(
+    api_port: int,
+) -> None:
+    """llhttp sets no limit on headers: unbounded, one endless header grew the
+    API by hundreds of megabytes. A head that big never ends here, and is
+    refused as soon as it passes the limit; a large one within it is served."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", api_port)
+    try:
+        writer.write(b"GET /orders HTTP/1.1\r\nHost: t\r\nX-Pad: " + b"a" * (70 * 1024))
+        await writer.drain()
+        async with asyncio.timeout(10):
+            answer = await reader.read()  # until the server closes the connection
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 "), head
+    assert b"connection: close" in head
+    assert json.loads(body)["detail"]["code"] == "HEADERS_TOO_LARGE"
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", api_port)
+    connection = RawConnection(reader, writer, {"X-Pad": "a" * (20 * 1024)})
+    try:
+        served = await connection.request("GET", "/orders")
+        assert served.status == 401, served.body  # routed and answered: no token
+    finally:
+        writer.close()
+        await writer.wait_closed()
