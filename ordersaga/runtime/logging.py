@@ -190,11 +190,14 @@ class JsonLineFormatter(JsonFormatter):
 
 
 # Characters that would end a text line or change how a terminal or grep reads
-# the file: C0 and C1 controls, DEL and Unicode's line and paragraph
-# separators, each written as its escape (a newline as \x0a).
+# the file: C0 and C1 controls, DEL, Unicode's line and paragraph separators,
+# and its bidirectional controls (an id with U+202E in it would show its tail
+# reversed, and what follows it on the line too), each written as its escape
+# (a newline as \x0a).
+_BIDI_CONTROLS = (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
 _CONTROL_ESCAPES = {
     code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-    for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+    for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, *_BIDI_CONTROLS)
 }
 
 

@@ -287,6 +287,8 @@ def test_a_path_up_to_the_bound_is_logged_whole() -> None:
         "x\x1b[2Jy",
         "x\u2028y",
         "x\x85y",
+        "x\u202egnp.exe",
+        "x\u2066y\u2069",
     ],
 )
 def test_a_text_line_stays_one_line_whatever_the_client_sent(
@@ -301,6 +303,8 @@ def test_a_text_line_stays_one_line_whatever_the_client_sent(
     assert line.count("FORGED") >= sent.count("FORGED")  # escaped, not dropped
     assert not any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in line)
     assert "\u2028" not in line
+    # Nor reorder what a terminal shows after it (bidirectional controls).
+    assert not any(0x202A <= ord(char) <= 0x202E or 0x2066 <= ord(char) <= 0x2069 for char in line)
     assert " INFO    ordersaga.test: GET /orders/x" in line
 
 
