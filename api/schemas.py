@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -30,30 +29,24 @@ from contracts.orders import (
     PlaceOrder,
     StepState,
 )
-from ordersaga.runtime.fields import City, CountryCode, PostalCode, Sku, Text
+from ordersaga.runtime.fields import (
+    City,
+    CountryCode,
+    LineQuantity,
+    PostalCode,
+    Sku,
+    StrictRequest,
+    Text,
+    TotalCents,
+)
 
 # The same types the services check their fields with (ordersaga.runtime.fields):
 # what the API accepts, they accept.
 
 
-def _integral_float_as_int(value: object) -> object:
-    # JSON Schema counts 2.0 as an integer, as the OpenAPI document promises;
-    # strict validation would refuse it. Strings and 2.5 are still refused.
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-Integer = Annotated[int, BeforeValidator(_integral_float_as_int)]
-
-
-class StrictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
 class OrderLineCreate(StrictRequest):
     sku: Sku
-    quantity: Integer = Field(ge=1, le=fields.MAX_QUANTITY_PER_LINE)
+    quantity: LineQuantity
 
 
 class PaymentCreate(StrictRequest):
@@ -97,21 +90,14 @@ class OrderCreate(StrictRequest):
     )
     payment: PaymentCreate
     shipping_address: ShippingAddressCreate
-    expected_total_cents: int | None = Field(
+    expected_total_cents: TotalCents | None = Field(
         default=None,
-        ge=1,
-        le=fields.MAX_ORDER_TOTAL_CENTS,
         description=(
             "Optional: what you expect to pay. When the catalog's total at "
             "reservation differs, nothing is charged and the order ends FAILED "
             "with failure_code PRICE_CHANGED."
         ),
     )
-
-    @field_validator("expected_total_cents", mode="before")
-    @classmethod
-    def _integral_total(cls, value: object) -> object:
-        return _integral_float_as_int(value)
 
     @field_validator("currency")
     @classmethod

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +91,17 @@ class RawConnection:
                 headers[name.strip().lower()] = value.strip()
             content = await self._reader.readexactly(int(headers["content-length"]))
         return Response(int(status_line.split()[1]), headers, content)
+
+
+@asynccontextmanager
+async def raw_connection(port: int, headers: dict[str, str]) -> AsyncIterator[RawConnection]:
+    """A RawConnection to 127.0.0.1:port, closed after."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        yield RawConnection(reader, writer, headers)
+    finally:
+        writer.close()
+        await writer.wait_closed()
 
 
 async def assert_every_bad_request_is_refused_for_its_caller(

@@ -13,7 +13,14 @@ import functools
 from typing import Annotated, Any
 
 import pycountry
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 from contracts import fields
 
@@ -77,3 +84,29 @@ CountryCode = Annotated[
     AfterValidator(assigned_country),
     Field(description="ISO 3166-1 alpha-2 country code", json_schema_extra=_document_country_codes),
 ]
+
+
+class StrictRequest(BaseModel):
+    """A request body, at the API and at the services alike: no coercion ("2"
+    is not 2, nor "true" true) and no field it does not name."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _integral_float_as_int(value: object) -> object:
+    # JSON Schema counts 2.0 as an integer, as the OpenAPI documents promise;
+    # strict validation would refuse it. Strings and 2.5 are still refused.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# After a whole-number field's bounds, which must come first so that the
+# OpenAPI document shows them as minimum and maximum:
+#     quantity: Annotated[int, Field(ge=1, le=1000), WHOLE_FLOATS_AS_INT]
+WHOLE_FLOATS_AS_INT = BeforeValidator(_integral_float_as_int)
+
+# An order line's quantity, and an order's total (what the customer expects to
+# pay, what payments captures).
+LineQuantity = Annotated[int, Field(ge=1, le=fields.MAX_QUANTITY_PER_LINE), WHOLE_FLOATS_AS_INT]
+TotalCents = Annotated[int, Field(ge=1, le=fields.MAX_ORDER_TOTAL_CENTS), WHOLE_FLOATS_AS_INT]

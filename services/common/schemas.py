@@ -16,6 +16,7 @@ from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from contracts import fields
+from ordersaga.runtime.fields import LineQuantity, StrictRequest
 from ordersaga.runtime.fields import Sku as Sku
 from ordersaga.runtime.fields import Text as Text
 from services.common.domain import Dated, Line
@@ -25,7 +26,7 @@ VISIBLE_ASCII = r"^[\x21-\x7E]+$"
 
 # Ids made by callers (order, customer): visible ASCII, as in a URL or a log line.
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=VISIBLE_ASCII)]
-Quantity = Annotated[int, Field(gt=0, le=fields.MAX_QUANTITY_PER_LINE)]
+Quantity = LineQuantity
 # fields.CURRENCY_PATTERN in either case: the API sends upper case, and a lower
 # case code from another caller is taken as the same currency.
 CurrencyCode = Annotated[str, StringConstraints(to_upper=True, pattern=r"^[A-Za-z]{3}$")]
@@ -65,7 +66,7 @@ ChangedSinceQuery = Annotated[
 ]
 
 
-class LineItem(BaseModel):
+class LineItem(StrictRequest):
     sku: Sku
     quantity: Quantity
 
@@ -96,11 +97,11 @@ def _at_least_one_field(schema: dict[str, Any]) -> None:
         prop.pop("default", None)
 
 
-class PartialUpdate(BaseModel):
+class PartialUpdate(StrictRequest):
     """A PUT body that changes only the fields it names, each optional (None:
     not given), and at least one: an empty body is a 422 that says so."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_at_least_one_field)
+    model_config = ConfigDict(json_schema_extra=_at_least_one_field)
 
     @model_validator(mode="after")
     def _something_to_set(self) -> Self:

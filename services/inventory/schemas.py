@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import fields
+from ordersaga.runtime.fields import WHOLE_FLOATS_AS_INT, StrictRequest, TotalCents
 from services.common.schemas import CurrencyCode, Identifier, Lines, PartialUpdate
 from services.inventory.domain import ReservationState
 
@@ -15,16 +16,19 @@ MAX_STOCK = 1_000_000_000
 # GET /products answers at most this many products (the catalog is small).
 MAX_LISTED_PRODUCTS = 1000
 
-UnitPrice = Annotated[int, Field(ge=fields.MIN_UNIT_PRICE_CENTS, le=fields.MAX_UNIT_PRICE_CENTS)]
+UnitPrice = Annotated[
+    int, Field(ge=fields.MIN_UNIT_PRICE_CENTS, le=fields.MAX_UNIT_PRICE_CENTS), WHOLE_FLOATS_AS_INT
+]
+StockCount = Annotated[int, Field(ge=0, le=MAX_STOCK), WHOLE_FLOATS_AS_INT]
 
 
-class ReservationCreate(BaseModel):
+class ReservationCreate(StrictRequest):
     order_id: Identifier
     lines: Lines
     # The order's currency: refused (PRICE_CHANGED) unless it is the catalog's.
     currency: CurrencyCode
     # When given, a reservation whose total differs is refused (PRICE_CHANGED).
-    expected_total_cents: int | None = Field(default=None, ge=1, le=fields.MAX_ORDER_TOTAL_CENTS)
+    expected_total_cents: TotalCents | None = None
 
 
 class ReservedLinePublic(BaseModel):
@@ -94,7 +98,7 @@ class ProductUpdate(PartialUpdate):
     """What to set; at least one. A new product needs both."""
 
     price_cents: UnitPrice | None = None
-    available: int | None = Field(default=None, ge=0, le=MAX_STOCK)
+    available: StockCount | None = None
 
 
 class ProductPublic(BaseModel):

@@ -8,15 +8,16 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from contracts import fields
+from ordersaga.runtime.fields import StrictRequest, TotalCents
 from services.common.schemas import CurrencyCode, Identifier
 from services.payments.domain import ChargeState
 
 
-class ChargeCreate(BaseModel):
+class ChargeCreate(StrictRequest):
     order_id: Identifier
     customer_id: Identifier
     # The reserved total the workflow passes on; no order can cost more.
-    amount_cents: int = Field(gt=0, le=fields.MAX_ORDER_TOTAL_CENTS)
+    amount_cents: TotalCents
     currency: CurrencyCode
     # SecretStr: the token shows as '**********' in any repr, log or traceback.
     payment_token: SecretStr = Field(

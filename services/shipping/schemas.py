@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
 from contracts import fields
 from contracts.orders import Address
-from ordersaga.runtime.fields import City, PostalCode, Text, assigned_country
+from ordersaga.runtime.fields import City, PostalCode, StrictRequest, Text, assigned_country
 from services.common.schemas import Identifier, Lines
 from services.shipping.domain import ShipmentState
 
@@ -33,7 +33,7 @@ OptionalText = Annotated[
 ]
 
 
-class AddressIn(BaseModel):
+class AddressIn(StrictRequest):
     name: Text
     line1: Text
     line2: OptionalText | None = None
@@ -52,7 +52,7 @@ class AddressIn(BaseModel):
         )
 
 
-class ShipmentCreate(BaseModel):
+class ShipmentCreate(StrictRequest):
     order_id: Identifier
     lines: Lines
     address: AddressIn

@@ -24,9 +24,9 @@ from tests.raw_http import (
     BAD_REQUESTS,
     JSON_TYPE,
     STRANGERS,
-    RawConnection,
     assert_every_bad_request_is_refused_for_its_caller,
     assert_no_route_answers_by_its_body,
+    raw_connection,
 )
 
 
@@ -46,9 +46,7 @@ async def test_bad_bytes_get_a_4xx_and_the_connection_lives_on(
     api_port: int, fakes: FakeDomainActivities, bad: str
 ) -> None:
     body, content_type, expected = BAD_REQUESTS[bad]
-    reader, writer = await asyncio.open_connection("127.0.0.1", api_port)
-    connection = RawConnection(reader, writer, bearer(customer_token("cus_bad_bytes")))
-    try:
+    async with raw_connection(api_port, bearer(customer_token("cus_bad_bytes"))) as connection:
         refused = await connection.request("POST", "/orders", body, content_type)
         assert refused.status == expected, refused.body
         detail = refused.json()["detail"]
@@ -59,9 +57,6 @@ async def test_bad_bytes_get_a_4xx_and_the_connection_lives_on(
         good = json.dumps(order_body()).encode()
         placed = await connection.request("POST", "/orders", good, JSON_TYPE)
         assert placed.status == 202, placed.body
-    finally:
-        writer.close()
-        await writer.wait_closed()
 
 
 @pytest.mark.parametrize("stranger", sorted(STRANGERS))
@@ -70,9 +65,7 @@ async def test_a_stranger_sending_bad_bytes_is_told_to_authenticate(
 ) -> None:
     """Who is calling comes before what was sent: the 401 of a request without
     a valid token, not the body's 400, 413 or 415."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", api_port)
-    connection = RawConnection(reader, writer, STRANGERS[stranger])
-    try:
+    async with raw_connection(api_port, STRANGERS[stranger]) as connection:
         await assert_every_bad_request_is_refused_for_its_caller(
             connection,
             ("/orders", "/orders/ord_x/cancel", "/orders/ord_x/compensation/resolve"),
@@ -80,9 +73,6 @@ async def test_a_stranger_sending_bad_bytes_is_told_to_authenticate(
             "UNAUTHENTICATED",
             'Bearer realm="ordersaga"',
         )
-    finally:
-        writer.close()
-        await writer.wait_closed()
 
 
 @pytest.mark.parametrize(
@@ -101,15 +91,10 @@ async def test_a_caller_the_route_does_not_admit_sending_bad_bytes_gets_the_rout
 ) -> None:
     """A valid token without the route's scope is told that, not what the
     route would accept from those who have it."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", api_port)
-    connection = RawConnection(reader, writer, bearer(token()))
-    try:
+    async with raw_connection(api_port, bearer(token())) as connection:
         await assert_every_bad_request_is_refused_for_its_caller(
             connection, paths, 403, "FORBIDDEN"
         )
-    finally:
-        writer.close()
-        await writer.wait_closed()
 
 
 @pytest.mark.parametrize("caller", ["stranger", "customer"])
@@ -120,9 +105,7 @@ async def test_a_request_no_route_takes_gets_404_or_405_whatever_its_body(
     or 405 for a good one and each bad one, from anyone; a trailing slash is
     no route either (no redirect built from the client's Host header)."""
     headers = {} if caller == "stranger" else bearer(customer_token("cus_bad_bytes"))
-    reader, writer = await asyncio.open_connection("127.0.0.1", api_port)
-    connection = RawConnection(reader, writer, headers)
-    try:
+    async with raw_connection(api_port, headers) as connection:
         await assert_no_route_answers_by_its_body(
             connection,
             (
@@ -132,17 +115,12 @@ async def test_a_request_no_route_takes_gets_404_or_405_whatever_its_body(
                 ("GET", "/orders/ord_x/", 404),
             ),
         )
-    finally:
-        writer.close()
-        await writer.wait_closed()
 
 
 async def test_two_authorization_headers_are_refused_whichever_comes_first(api_port: int) -> None:
     """The guard would read one, the route the other: neither may decide."""
     customer, operator = customer_token("cus_bad_bytes"), operator_token()
-    reader, writer = await asyncio.open_connection("127.0.0.1", api_port)
-    connection = RawConnection(reader, writer, {})
-    try:
+    async with raw_connection(api_port, {}) as connection:
         for first, second in ((customer, operator), (operator, customer)):
             for body in (b"{", json.dumps(order_body()).encode()):
                 refused = await connection.request(
@@ -157,9 +135,6 @@ async def test_two_authorization_headers_are_refused_whichever_comes_first(api_p
                 )
                 assert refused.status == 400, refused.body
                 assert refused.json()["detail"]["code"] == "MALFORMED_REQUEST"
-    finally:
-        writer.close()
-        await writer.wait_closed()
 
 
 async def test_a_request_head_past_64_kib_is_refused_431_and_the_connection_closed(
@@ -181,11 +156,6 @@ async def test_a_request_head_past_64_kib_is_refused_431_and_the_connection_clos
     assert b"connection: close" in head
     assert json.loads(body)["detail"]["code"] == "HEADERS_TOO_LARGE"
 
-    reader, writer = await asyncio.open_connection("127.0.0.1", api_port)
-    connection = RawConnection(reader, writer, {"X-Pad": "a" * (20 * 1024)})
-    try:
+    async with raw_connection(api_port, {"X-Pad": "a" * (20 * 1024)}) as connection:
         served = await connection.request("GET", "/orders")
         assert served.status == 401, served.body  # routed and answered: no token
-    finally:
-        writer.close()
-        await writer.wait_closed()

@@ -9,7 +9,6 @@ connection under the next request.)
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -33,9 +32,9 @@ from tests.raw_http import (
     BAD_REQUESTS,
     JSON_TYPE,
     STRANGERS,
-    RawConnection,
     assert_every_bad_request_is_refused_for_its_caller,
     assert_no_route_answers_by_its_body,
+    raw_connection,
 )
 
 # Each service's create endpoint, a good body for it, and an action on a resource.
@@ -67,9 +66,7 @@ async def test_bad_bytes_get_a_4xx_and_the_connection_lives_on(
     name, port = service
     _, collection, good_body, action = SERVICES[name]
     body, content_type, expected = BAD_REQUESTS[bad]
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    connection = RawConnection(reader, writer, {"Authorization": f"Bearer {WORKER_TOKEN}"})
-    try:
+    async with raw_connection(port, {"Authorization": f"Bearer {WORKER_TOKEN}"}) as connection:
         for path in (collection, action):
             refused = await connection.request("POST", path, body, content_type)
             assert refused.status == expected, (path, refused.body)
@@ -84,9 +81,6 @@ async def test_bad_bytes_get_a_4xx_and_the_connection_lives_on(
             good = json.dumps(good_body()).encode()
             made = await connection.request("POST", collection, good, JSON_TYPE)
             assert made.status == 201, made.body
-    finally:
-        writer.close()
-        await writer.wait_closed()
 
 
 @pytest.mark.parametrize("stranger", sorted(STRANGERS))
@@ -97,14 +91,10 @@ async def test_a_stranger_sending_bad_bytes_is_told_to_authenticate(
     stranger, not the body's 400, 413 or 415."""
     name, port = service
     _, collection, _, action = SERVICES[name]
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    connection = RawConnection(reader, writer, STRANGERS[stranger])
-    try:
+    async with raw_connection(port, STRANGERS[stranger]) as connection:
         await assert_every_bad_request_is_refused_for_its_caller(
             connection, (collection, action), 401, "UNAUTHORIZED", "Bearer"
         )
-    finally:
-        writer.close()
 
 
 async def test_a_caller_the_route_does_not_admit_sending_bad_bytes_gets_the_routes_403(
@@ -118,31 +108,21 @@ async def test_a_caller_the_route_does_not_admit_sending_bad_bytes_gets_the_rout
         (ADMIN_TOKEN, (collection, action), "POST"),
         (WORKER_TOKEN, ("/admin/faults",), "PUT"),
     ):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        connection = RawConnection(reader, writer, {"Authorization": f"Bearer {credential}"})
-        try:
+        async with raw_connection(port, {"Authorization": f"Bearer {credential}"}) as connection:
             await assert_every_bad_request_is_refused_for_its_caller(
                 connection, paths, 403, "FORBIDDEN", method=method
             )
-        finally:
-            writer.close()
-            await writer.wait_closed()
 
 
 async def test_a_public_route_refuses_the_bytes_themselves(service: tuple[str, int]) -> None:
     """A route that takes no credential has no caller to refuse: a stranger's
     oversized body there gets the 413."""
     _, port = service
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    connection = RawConnection(reader, writer, {})
-    try:
+    async with raw_connection(port, {}) as connection:
         body, content_type, status = BAD_REQUESTS["oversize"]
         refused = await connection.request("GET", "/healthz", body, content_type)
         assert refused.status == status == 413, refused.body
         assert refused.json()["detail"]["code"] == "BODY_TOO_LARGE"
-    finally:
-        writer.close()
-        await writer.wait_closed()
 
 
 @pytest.mark.parametrize("credential", [None, WORKER_TOKEN])
@@ -152,25 +132,18 @@ async def test_a_request_no_route_takes_gets_404_or_405_whatever_its_body(
     name, port = service
     _, collection, _, _ = SERVICES[name]
     headers = {} if credential is None else {"Authorization": f"Bearer {credential}"}
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    connection = RawConnection(reader, writer, headers)
-    try:
+    async with raw_connection(port, headers) as connection:
         await assert_no_route_answers_by_its_body(
             connection,
             (("POST", "/healthz", 405), ("POST", "/nope", 404), ("POST", f"{collection}/", 404)),
         )
-    finally:
-        writer.close()
-        await writer.wait_closed()
 
 
 async def test_two_idempotency_keys_are_refused(service: tuple[str, int]) -> None:
     """Which key would the write be stored under? Neither: 400."""
     name, port = service
     _, collection, good_body, _ = SERVICES[name]
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    connection = RawConnection(reader, writer, {"Authorization": f"Bearer {WORKER_TOKEN}"})
-    try:
+    async with raw_connection(port, {"Authorization": f"Bearer {WORKER_TOKEN}"}) as connection:
         refused = await connection.request(
             "POST",
             collection,
@@ -181,6 +154,36 @@ async def test_two_idempotency_keys_are_refused(service: tuple[str, int]) -> Non
         assert refused.status == 400, refused.body
         assert refused.json()["detail"]["code"] == "MALFORMED_REQUEST"
         assert "Idempotency-Key" in refused.json()["detail"]["message"]
-    finally:
-        writer.close()
-        await writer.wait_closed()
+
+
+def _with_a_number_as_text(body: dict[str, Any]) -> dict[str, Any]:
+    if "lines" in body:
+        return {**body, "lines": [{**body["lines"][0], "quantity": "1"}]}
+    return {**body, "amount_cents": str(body["amount_cents"])}
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        pytest.param(_with_a_number_as_text, id="number-as-text"),
+        pytest.param(lambda body: {**body, "price_cents": 1}, id="unknown-field"),
+        pytest.param(lambda body: {**body, "order_id": 7}, id="number-for-text"),
+    ],
+)
+async def test_a_body_is_taken_as_sent_never_coerced_nor_padded(
+    service: tuple[str, int], mangle: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
+    """As strict as the API (ordersaga.runtime.fields.StrictRequest): what one
+    refuses, no service takes in another shape."""
+    name, port = service
+    _, collection, good_body, _ = SERVICES[name]
+    async with raw_connection(port, {"Authorization": f"Bearer {WORKER_TOKEN}"}) as connection:
+        refused = await connection.request(
+            "POST", collection, json.dumps(mangle(good_body())).encode(), JSON_TYPE
+        )
+        assert refused.status == 422, refused.body
+        assert refused.json()["detail"]["code"] == "REQUEST_REJECTED"
+        taken = await connection.request(
+            "POST", collection, json.dumps(good_body()).encode(), JSON_TYPE
+        )
+        assert taken.status == 201, taken.body

@@ -321,15 +321,17 @@ async def test_a_request_whose_deadline_passes_inside_its_transaction_rolls_back
     last thing before the commit, and the effect and the key roll back."""
     order_id, key = new_order_id(), new_key()
     with holding(monkeypatch, key["Idempotency-Key"]) as held:
+        # Long enough to reach the transaction on a loaded machine (at 0.2 s
+        # it sometimes passed before, and the 504 came without the hold).
         forward = asyncio.create_task(
             service.client.post(
                 service.collection,
                 json=service.body(order_id),
-                headers={**key, "Request-Timeout": "0.2"},
+                headers={**key, "Request-Timeout": "1.0"},
             )
         )
         await asyncio.wait_for(held.reached.wait(), 10)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(1.2)
         held.release.set()
         late = await forward
 
