@@ -23,15 +23,9 @@ from starlette.types import Scope
 
 from api.errors import ApiError, Forbidden, Unauthenticated
 from ordersaga.runtime.auth import AuthError, Principal, TokenVerifier, bearer_token
-from ordersaga.runtime.http_guard import (
-    UNROUTED,
-    CallerCheck,
-    Refusal,
-    Unrouted,
-    authorization_of,
-)
+from ordersaga.runtime.http_guard import CallerCheck, Refusal, authorization_of
 from ordersaga.runtime.logging import bind_log_fields
-from ordersaga.runtime.route_dependencies import dependencies_of_route
+from ordersaga.runtime.route_dependencies import Dependencies, check_caller_by_route
 
 # auto_error=False: a missing header gets our error body, not FastAPI's.
 _bearer = HTTPBearer(
@@ -69,12 +63,7 @@ def refuse_unadmitted(verifier: TokenVerifier, app: Starlette) -> CallerCheck:
     (health, metrics, docs) leaves the guard's refusal standing, and so does an
     issuer whose keys cannot be had (503). Only a refused request pays."""
 
-    async def refusal_of_caller(scope: Scope) -> Refusal | Unrouted | None:
-        required = dependencies_of_route(app.routes, scope)
-        if required is None:
-            return UNROUTED
-        if authenticated not in required:
-            return None
+    async def refusal_of_caller(scope: Scope, required: Dependencies) -> Refusal | None:
         try:
             principal = await verifier.verify(bearer_token(authorization_of(scope)))
         except AuthError as err:
@@ -88,7 +77,7 @@ def refuse_unadmitted(verifier: TokenVerifier, app: Starlette) -> CallerCheck:
                 return _refusal(err)
         return None
 
-    return refusal_of_caller
+    return check_caller_by_route(app, authentication=authenticated, refuse=refusal_of_caller)
 
 
 def _refusal(error: ApiError) -> Refusal:

@@ -10,18 +10,42 @@ it declares, its router's included.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
+from ordersaga.runtime.http_guard import UNROUTED, CallerCheck, Refusal, Unrouted
 
-def dependencies_of_route(
-    routes: Sequence[BaseRoute], scope: Scope
-) -> frozenset[Callable[..., Any]] | None:
+Dependencies = frozenset[Callable[..., Any]]
+# An app's refusal of a request's caller, given the dependencies of the route
+# the request is for: its 401 or 403, else None.
+RefuseCaller = Callable[[Scope, Dependencies], Awaitable[Refusal | None]]
+
+
+def check_caller_by_route(
+    app: Starlette, *, authentication: Callable[..., Any], refuse: RefuseCaller
+) -> CallerCheck:
+    """The HTTP guard's `check_caller` for `app`: UNROUTED when no route takes
+    the request; None (the guard's refusal stands) for a route that does not
+    depend on `authentication`, a public one; else `refuse`'s answer."""
+
+    async def check(scope: Scope) -> Refusal | Unrouted | None:
+        required = dependencies_of_route(app.routes, scope)
+        if required is None:
+            return UNROUTED
+        if authentication not in required:
+            return None
+        return await refuse(scope, required)
+
+    return check
+
+
+def dependencies_of_route(routes: Sequence[BaseRoute], scope: Scope) -> Dependencies | None:
     """The callables of every dependency, at any depth, of the route that would
     answer `scope`, its routers' included (none for a route that is not
     FastAPI's, such as /docs); None when no route answers its path and method.

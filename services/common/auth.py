@@ -22,14 +22,8 @@ from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.types import Scope
 
-from ordersaga.runtime.http_guard import (
-    UNROUTED,
-    CallerCheck,
-    Refusal,
-    Unrouted,
-    authorization_of,
-)
-from ordersaga.runtime.route_dependencies import dependencies_of_route
+from ordersaga.runtime.http_guard import CallerCheck, Refusal, authorization_of
+from ordersaga.runtime.route_dependencies import Dependencies, check_caller_by_route
 from services.common.errors import FORBIDDEN, UNAUTHORIZED, ServiceError
 from services.common.runtime import ServiceRuntime, runtime_of
 
@@ -88,12 +82,7 @@ def refuse_unadmitted(runtime: ServiceRuntime, app: Starlette) -> CallerCheck:
     metrics, the catalogue) leaves the guard's refusal standing. Only a refused
     request pays."""
 
-    async def refusal_of_caller(scope: Scope) -> Refusal | Unrouted | None:
-        required = dependencies_of_route(app.routes, scope)
-        if required is None:
-            return UNROUTED
-        if authenticate not in required:
-            return None
+    async def refusal_of_caller(scope: Scope, required: Dependencies) -> Refusal | None:
         scheme, token = get_authorization_scheme_param(authorization_of(scope))
         presented = token.encode() if scheme.lower() == "bearer" and token else b""
         caller = _caller_named_by(runtime, presented)
@@ -106,7 +95,7 @@ def refuse_unadmitted(runtime: ServiceRuntime, app: Starlette) -> CallerCheck:
                 return Refusal(err.status_code, err.code, err.message)
         return None
 
-    return refusal_of_caller
+    return check_caller_by_route(app, authentication=authenticate, refuse=refusal_of_caller)
 
 
 AuthenticatedCaller = Annotated[Caller, Depends(authenticate)]
