@@ -26,7 +26,6 @@ VISIBLE_ASCII = r"^[\x21-\x7E]+$"
 
 # Ids made by callers (order, customer): visible ASCII, as in a URL or a log line.
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=VISIBLE_ASCII)]
-Quantity = LineQuantity
 # fields.CURRENCY_PATTERN in either case: the API sends upper case, and a lower
 # case code from another caller is taken as the same currency.
 CurrencyCode = Annotated[str, StringConstraints(to_upper=True, pattern=r"^[A-Za-z]{3}$")]
@@ -68,7 +67,7 @@ ChangedSinceQuery = Annotated[
 
 class LineItem(StrictRequest):
     sku: Sku
-    quantity: Quantity
+    quantity: LineQuantity
 
     def to_domain(self) -> Line:
         return Line(sku=self.sku, quantity=self.quantity)
