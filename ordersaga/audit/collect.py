@@ -108,11 +108,11 @@ async def collect(sources: Sources, *, since: datetime | None) -> Snapshot:
     kept = orders_that_kept_an_effect(orders.values(), ledger)
     gate = asyncio.Semaphore(RESULT_CONCURRENCY)
 
-    async def with_resolutions(order: Order) -> Order:
+    async def gated(order: Order) -> Order:
         async with gate:
-            return await _resolutions(sources, order)
+            return await with_resolutions(sources, order)
 
-    for order in await _all(with_resolutions(orders[order_id]) for order_id in kept):
+    for order in await _all(gated(orders[order_id]) for order_id in kept):
         orders[order.order_id] = order
     return Snapshot(
         taken_at=taken_at,
@@ -199,7 +199,7 @@ async def _queried_view(sources: Sources, order_id: str) -> OrderView | None:
     return view
 
 
-async def _resolutions(sources: Sources, order: Order) -> Order:
+async def with_resolutions(sources: Sources, order: Order) -> Order:
     """The order with the calls operators resolved, and why they could not be
     read if they could not (the finding then stays an error, the safe side).
 
