@@ -192,6 +192,13 @@ async def silent_port() -> AsyncIterator[int]:
         yield port
 
 
+def api_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """What this request logged: not the session's shared worker (temporalio),
+    which may be retrying another test's order's activity meanwhile, with its
+    traceback."""
+    return [r for r in caplog.records if r.name.partition(".")[0] != "temporalio"]
+
+
 @pytest.mark.parametrize("storage", ["refusing", "silent"])
 async def test_an_order_while_the_rate_limit_storage_is_unreachable_gets_503_not_a_pass(
     settings: Settings,
@@ -219,7 +226,7 @@ async def test_an_order_while_the_rate_limit_storage_is_unreachable_gets_503_not
     assert response.status_code == 503, response.text
     assert response.json()["detail"]["code"] == "RATE_LIMIT_UNAVAILABLE"
     assert int(response.headers["Retry-After"]) >= 1
-    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert not [r for r in api_records(caplog) if r.exc_info or r.levelno >= logging.ERROR]
     warnings = [r for r in caplog.records if r.name == "api.limits"]
     assert [r.levelname for r in warnings] == ["WARNING"]
 
@@ -247,7 +254,7 @@ async def test_an_order_while_redis_refuses_the_apis_credentials_gets_503_and_on
     assert response.status_code == 503, response.text
     assert response.json()["detail"]["code"] == "RATE_LIMIT_UNAVAILABLE"
     assert "credential" not in response.text, "why is the operator's business"
-    assert not [r for r in caplog.records if r.exc_info]
+    assert not [r for r in api_records(caplog) if r.exc_info]
     lines = [r for r in caplog.records if r.name == "api.limits"]
     assert [r.levelname for r in lines] == ["ERROR"]
     assert "ORDERSAGA_RATE_LIMIT_STORAGE_URL" in lines[0].getMessage()
