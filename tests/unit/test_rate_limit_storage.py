@@ -12,6 +12,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from api.errors import RateLimited
 from api.limits import MemorySweptEachSecond, OrderRateLimit
+from tests.rate_windows import clear_of_a_window_edge
 
 
 class Clock:
@@ -58,6 +59,7 @@ async def test_the_count_is_the_librarys_and_a_sweep_still_frees_expired_keys() 
     storage = MemorySweptEachSecond(clock=clock)
     limiter = SlidingWindowCounterRateLimiter(storage)
     item = parse("2/second")
+    await clear_of_a_window_edge(1.0, burst_seconds=0.3)
 
     assert await limiter.hit(item, "place_order", "cus_a")
     assert await limiter.hit(item, "place_order", "cus_a")
@@ -75,6 +77,7 @@ async def test_the_count_is_the_librarys_and_a_sweep_still_frees_expired_keys() 
 
 async def test_the_api_counts_in_process_memory_on_this_storage() -> None:
     limit = OrderRateLimit("1/minute", "memory://")
+    await clear_of_a_window_edge(60)
     assert isinstance(limit._storage, MemorySweptEachSecond)
     await limit.check("cus_once")
     with pytest.raises(RateLimited):

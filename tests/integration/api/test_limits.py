@@ -35,6 +35,7 @@ from tests.integration.api.support import (
     place,
     verifier_for_tests,
 )
+from tests.rate_windows import clear_of_a_window_edge
 from tests.silent_server import silent_server
 
 # Set by .ci/run (which starts Redis when it is not running); a machine without
@@ -58,6 +59,7 @@ async def test_a_customer_over_the_rate_limit_gets_429_with_retry_after(
         verifier=verifier_for_tests(),
     )
     customer = new_customer_id()
+    await clear_of_a_window_edge(60)
     async with asgi_client(app) as api:
         answers = [await place(api, new_order(customer_id=customer)) for _ in range(3)]
         other = await place(api, new_order())
@@ -81,6 +83,7 @@ async def test_a_retry_of_an_order_already_accepted_gets_the_order_not_the_rate_
     )
     customer = new_customer_id()
     first = new_order(customer_id=customer)
+    await clear_of_a_window_edge(60)
     async with asgi_client(app) as api:
         accepted = await place(api, first)
         assert (await place(api, new_order(customer_id=customer))).status_code == 202
@@ -132,6 +135,7 @@ async def test_the_rate_limit_counts_in_redis_for_every_replica() -> None:
     """Two limiters (as two replicas would have), one Redis: one count."""
     customer = new_customer_id()
     replicas = [OrderRateLimit("3/minute", REDIS_URL) for _ in range(2)]
+    await clear_of_a_window_edge(60)
     for attempt in range(3):
         await replicas[attempt % 2].check(customer)
     from api.errors import RateLimited
@@ -174,6 +178,7 @@ async def test_the_rate_limit_holds_across_two_api_processes(
     customer = new_customer_id()
     headers = bearer(customer_token(customer))
     codes: list[int] = []
+    await clear_of_a_window_edge(60)
     async with httpx.AsyncClient(timeout=10) as http:
         for attempt in range(5):
             response = await http.post(
