@@ -41,7 +41,7 @@ IN_PROGRESS = ("RECEIVED", "RESERVING", "CHARGING", "SHIPPING", "COMPENSATING")
 def dev_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("ORDERSAGA_")}
     # All different: ports picked one at a time may repeat.
-    temporal, ui, api, inventory, payments, shipping, codec = free_ports(7)
+    temporal, ui, api, inventory, payments, shipping, codec, probes, metrics = free_ports(9)
     env.update(
         {
             "ORDERSAGA_DATA_DIR": str(tmp_path / "data"),
@@ -52,6 +52,8 @@ def dev_env(tmp_path: Path) -> dict[str, str]:
             "ORDERSAGA_PAYMENTS_PORT": str(payments),
             "ORDERSAGA_SHIPPING_PORT": str(shipping),
             "ORDERSAGA_CODEC_SERVER_PORT": str(codec),
+            "ORDERSAGA_WORKER_HEALTH_PORT": str(probes),
+            "ORDERSAGA_WORKER_METRICS_PORT": str(metrics),
             "ORDERSAGA_WORKER_GRACE_PERIOD_SECONDS": "3",
         }
     )
