@@ -7,9 +7,10 @@ about HTTP; services.common.errors decides which status each code answers with.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import ClassVar, Generic, Protocol, TypeVar
 
 from contracts import errors
@@ -37,12 +38,23 @@ class OrderFenced(DomainError):
     code = errors.ORDER_FENCED
 
 
+class Admission(Enum):
+    """What an order's gate says to a forward request."""
+
+    # The order's compensation has run here: refused.
+    FENCED = "fenced"
+    # No forward request of the order has committed here: nothing is made yet.
+    FIRST = "first"
+    # One has: what it made may be there (admit_once looks).
+    AFTER_ANOTHER = "after_another"
+
+
 class Fences(Protocol):
     """Which orders have given up on this service (services.common.fences)."""
 
-    async def admit(self, order_id: str) -> bool:
+    async def admit(self, order_id: str) -> Admission:
         """Let a forward request for the order through, and keep the order from
-        being fenced until the unit of work ends; False when it is fenced."""
+        being fenced until the unit of work ends (unless it is FENCED)."""
         ...
 
     async def fence(self, order_id: str) -> datetime:
@@ -50,7 +62,12 @@ class Fences(Protocol):
         ...
 
 
-async def admit(fences: Fences, order_id: str) -> None:
+# What any forward request (a reservation, charge or shipment) may be refused
+# with besides its own refusals: by `admit_once`.
+FORWARD_REFUSALS = (errors.ORDER_FENCED, errors.INVALID_STATE)
+
+
+async def admit(fences: Fences, order_id: str) -> Admission:
     """The gate of every forward request: refuse with ORDER_FENCED once the
     order's compensation has run here.
 
@@ -58,11 +75,13 @@ async def admit(fences: Fences, order_id: str) -> None:
     commits before any fence for the order can, so the compensation (which
     fences first and looks the order's resources up after) finds it.
     """
-    if not await fences.admit(order_id):
+    admission = await fences.admit(order_id)
+    if admission is Admission.FENCED:
         raise OrderFenced(
             f"order {order_id} has given up on this service (its compensation has run); "
             "this request took no effect"
         )
+    return admission
 
 
 @dataclass(frozen=True)
@@ -127,3 +146,43 @@ async def locked(resources: OrderResources[ResourceT], resource_id: str, kind: s
     if resource is None:
         raise NotFound(f"no {kind} {resource_id}")
     return resource
+
+
+async def admit_once(
+    fences: Fences,
+    resources: OrderResources[ResourceT],
+    order_id: str,
+    *,
+    kind: str,
+    same_request: Callable[[ResourceT], bool],
+) -> ResourceT | None:
+    """The gate of a forward request (`admit`), then what this service already
+    made for the order (None when nothing): an order gets one reservation, one
+    charge, one shipment here, whatever key asks for another.
+
+    The saga asks under one key per order and step, and the key makes a retry
+    a replay. This guards against a caller asking again under another key: a
+    worker build that changed how keys are made, while orders retry a step
+    (replay tests compare commands, not activity inputs, so they would not
+    see it). The same request, for a resource still in force, gets the one
+    made; anything else is refused with INVALID_STATE, never made twice.
+
+    The order's gate row serialises the order's forward requests, so two of
+    them never both find nothing; and the first one (the saga's first attempt,
+    the common case) has nothing to look up. Every request that commits a
+    resource passes the gate in the same transaction, so a gate that has never
+    let a request commit means nothing was made here (but for orders older
+    than the gates, migration 0003).
+    """
+    if await admit(fences, order_id) is Admission.FIRST:
+        return None
+    made = await resources.for_order(order_id)
+    for each in made:
+        if same_request(each):
+            return each
+    if made:
+        raise InvalidState(
+            f"order {order_id} already has a {kind} here, made by another request "
+            "or no longer in force; an order gets one"
+        )
+    return None

@@ -13,18 +13,18 @@ looks up and undoes. Every forward request passes the order's gate in the
 transaction that makes its effect (services.common.domain.admit), and the two
 are serialised on one row per order:
 
-- the gate inserts the order's row, or rewrites the existing row unchanged,
-  and reads it back (ON CONFLICT DO UPDATE ... RETURNING, one statement); the
-  fence inserts it fenced, or sets `fenced_at` on the existing row (ON
-  CONFLICT DO UPDATE). Both write the row, so on PostgreSQL whichever comes
-  second waits for the first to commit (on the unique index, or on the row
-  lock) and then sees what it committed (READ COMMITTED: each statement reads
-  the latest commits; a locked row is re-read after the wait). Two forward
-  requests of one order queue on the row too, where a read FOR SHARE would
-  let them pass together at one statement more: the saga sends them one
-  after the other anyway. On SQLite every
-  write transaction holds the database's write lock from BEGIN IMMEDIATE
-  (services.common.db), so they never overlap at all.
+- the gate inserts the order's row (ON CONFLICT DO NOTHING ... RETURNING,
+  one statement, for an order's first forward request here); when the row is
+  there already, it locks it and reads it (SELECT ... FOR UPDATE). The fence
+  inserts it fenced, or sets `fenced_at` on the existing row (ON CONFLICT DO
+  UPDATE). Each takes the row's lock, so on PostgreSQL whichever comes second
+  waits for the first to commit (on the unique index, or on the row lock) and
+  then sees what it committed (READ COMMITTED: each statement reads the
+  latest commits; a locked row is re-read after the wait). Two forward
+  requests of one order queue on the row too, which is what lets the second
+  see what the first made (services.common.domain.admit_once). On SQLite
+  every write transaction holds the database's write lock from BEGIN
+  IMMEDIATE (services.common.db), so they never overlap at all.
 - A forward request that got through the gate first has committed its effect
   before the fence commits, so the compensation's look-up, which starts after
   the fence, finds it and undoes it. One that comes after the fence is refused
@@ -43,12 +43,13 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter
 from pydantic import BaseModel
-from sqlalchemy import Column, DateTime, MetaData, String, Table, bindparam, func
+from sqlalchemy import Column, DateTime, MetaData, String, Table, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import errors
 from services.common.auth import WorkerOnly
 from services.common.db import NAMING_CONVENTION, PerDialect, dialect_insert, transaction
+from services.common.domain import Admission
 from services.common.errors import FORBIDDEN, UNAUTHORIZED
 from services.common.runtime import Engine
 from services.common.schemas import IdPath, error_responses
@@ -65,19 +66,24 @@ ORDER_FENCES = Table(
 )
 
 
-# Built once (services.common.db.PerDialect says why).
-_ADMIT = PerDialect(
+# Built once (services.common.db.PerDialect says why). The first forward
+# request of an order inserts its row; DO NOTHING when there is one already.
+_ADMIT_FIRST = PerDialect(
     lambda insert: (
         insert(ORDER_FENCES)
         .values(
             order_id=bindparam("p_order_id"), fenced_at=None, created_at=bindparam("p_created_at")
         )
-        .on_conflict_do_update(
-            index_elements=[ORDER_FENCES.c.order_id],
-            set_={"fenced_at": ORDER_FENCES.c.fenced_at},
-        )
-        .returning(ORDER_FENCES.c.fenced_at)
+        .on_conflict_do_nothing(index_elements=[ORDER_FENCES.c.order_id])
+        .returning(ORDER_FENCES.c.order_id)
     )
+)
+# A later one locks the row the first left (FOR UPDATE; SQLite's writer holds
+# the database already) and reads it as any fence committed first left it.
+_ADMIT_AGAIN = (
+    select(ORDER_FENCES.c.fenced_at)
+    .where(ORDER_FENCES.c.order_id == bindparam("p_order_id"))
+    .with_for_update()
 )
 
 
@@ -87,18 +93,23 @@ class SqlFences:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
-    async def admit(self, order_id: str) -> bool:
-        # One statement that writes the row, new or not, and so locks it until
-        # the commit (on SQLite every writer holds the database's lock anyway):
-        # a fence waits until the forward request has committed. It reads the
-        # row as it is after any fence that committed first.
-        fenced_at = (
+    async def admit(self, order_id: str) -> Admission:
+        # The row, new or not, stays locked until the commit (on SQLite every
+        # writer holds the database's lock anyway): a fence waits until the
+        # forward request has committed. The first request of an order pays one
+        # statement, which also tells it that nothing was made here before.
+        inserted = (
             await self._connection.execute(
-                _ADMIT.on(self._connection),
+                _ADMIT_FIRST.on(self._connection),
                 {"p_order_id": order_id, "p_created_at": datetime.now(UTC)},
             )
+        ).first()
+        if inserted is not None:
+            return Admission.FIRST
+        fenced_at = (
+            await self._connection.execute(_ADMIT_AGAIN, {"p_order_id": order_id})
         ).scalar_one()
-        return fenced_at is None
+        return Admission.AFTER_ANOTHER if fenced_at is None else Admission.FENCED
 
     async def fence(self, order_id: str) -> datetime:
         now = datetime.now(UTC)

@@ -30,6 +30,7 @@ from services.common.domain import (
     NotFound,
     OrderResources,
     admit,
+    admit_once,
     locked,
     merge_lines,
     new_id,
@@ -204,13 +205,29 @@ async def reserve(
     (the caller rolls back the lines already taken). Nothing is reserved for
     an order whose release has run here (ORDER_FENCED).
     """
-    await admit(uow.fences, order_id)
+    merged = merge_lines(lines)
+    # An order reserves once: asked again under another key, the same lines get
+    # the reservation made (reserved or committed), anything else INVALID_STATE.
+    held = await admit_once(
+        uow.fences,
+        uow.reservations,
+        order_id,
+        kind="reservation",
+        same_request=lambda made: (
+            made.state is not ReservationState.RELEASED
+            and made.currency == currency
+            and [(line.sku, line.quantity) for line in made.lines]
+            == [(line.sku, line.quantity) for line in merged]
+        ),
+    )
+    if held is not None:
+        return held
     if currency != policy.catalog_currency:
         raise PriceChanged(f"prices are in {policy.catalog_currency}, not {currency}")
     reserved: list[ReservedLine] = []
     refused: list[Line] = []
     # merge_lines sorts by sku, so concurrent reservations lock rows in one order.
-    for line in merge_lines(lines):
+    for line in merged:
         unit_price = await uow.products.take(line.sku, line.quantity)
         if unit_price is None:
             refused.append(line)

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from contracts import errors
 from ordersaga.runtime.query import EACH_QUERY_PARAMETER_ONCE
 from services.common.auth import WorkerOrAdmin
+from services.common.domain import FORWARD_REFUSALS
 from services.common.errors import FORBIDDEN, UNAUTHORIZED
 from services.common.idempotency import IDEMPOTENT_ERRORS
 from services.common.runtime import service_config, unit_of_work
@@ -67,7 +68,11 @@ reservations_router = APIRouter(
     status_code=status.HTTP_201_CREATED,
     response_model=ReservationPublic,
     responses=error_responses(
-        *IDEMPOTENT_ERRORS, errors.OUT_OF_STOCK, errors.UNKNOWN_SKU, errors.PRICE_CHANGED
+        *IDEMPOTENT_ERRORS,
+        *FORWARD_REFUSALS,
+        errors.OUT_OF_STOCK,
+        errors.UNKNOWN_SKU,
+        errors.PRICE_CHANGED,
     ),
 )
 async def create_reservation(

@@ -16,7 +16,14 @@ from enum import StrEnum
 from typing import Protocol
 
 from contracts import errors
-from services.common.domain import DomainError, Fences, OrderResources, admit, locked, new_id
+from services.common.domain import (
+    DomainError,
+    Fences,
+    OrderResources,
+    admit_once,
+    locked,
+    new_id,
+)
 
 DECLINED_TOKEN = "tok_chargeDeclined"
 REFUND_REFUSED_TOKEN = "tok_refundFail"
@@ -92,8 +99,22 @@ async def charge(
     payment_token: str,
     policy: PaymentPolicy,
 ) -> Charge:
-    """Capture the amount, or refuse with PAYMENT_DECLINED (or ORDER_FENCED)."""
-    await admit(uow.fences, order_id)
+    """Capture the amount, or refuse with PAYMENT_DECLINED (or ORDER_FENCED).
+    An order is charged once: asked again under another key, the same charge
+    gets the captured one, and anything else INVALID_STATE."""
+    captured = await admit_once(
+        uow.fences,
+        uow.charges,
+        order_id,
+        kind="charge",
+        same_request=lambda made: (
+            made.state is ChargeState.CAPTURED
+            and (made.customer_id, made.amount_cents, made.currency)
+            == (customer_id, amount_cents, currency)
+        ),
+    )
+    if captured is not None:
+        return captured
     if payment_token == DECLINED_TOKEN:
         raise PaymentDeclined("the card issuer declined the charge")
     if not await uow.exposure.add_within_limit(

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from contracts import errors
 from ordersaga.runtime.query import EACH_QUERY_PARAMETER_ONCE
 from services.common.auth import WorkerOrAdmin
+from services.common.domain import FORWARD_REFUSALS
 from services.common.errors import FORBIDDEN, UNAUTHORIZED
 from services.common.idempotency import IDEMPOTENT_ERRORS
 from services.common.runtime import unit_of_work
@@ -48,7 +49,7 @@ charges_router = APIRouter(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ChargePublic,
-    responses=error_responses(*IDEMPOTENT_ERRORS, errors.PAYMENT_DECLINED),
+    responses=error_responses(*IDEMPOTENT_ERRORS, *FORWARD_REFUSALS, errors.PAYMENT_DECLINED),
 )
 async def create_charge(*, charge: ChargeCreate, write: PaymentsWrite) -> JSONResponse:
     """Capture a payment for an order (the workers only)."""

@@ -21,7 +21,7 @@ from services.common.domain import (
     Fences,
     Line,
     OrderResources,
-    admit,
+    admit_once,
     locked,
     merge_lines,
     new_id,
@@ -82,13 +82,24 @@ async def create_shipment(
     address: Address,
     policy: ShippingPolicy,
 ) -> Shipment:
-    """Ship the lines, or refuse with ADDRESS_UNDELIVERABLE (or ORDER_FENCED)."""
-    await admit(uow.fences, order_id)
+    """Ship the lines, or refuse with ADDRESS_UNDELIVERABLE (or ORDER_FENCED).
+    An order ships once: asked again under another key, the same shipment
+    gets the one created, and anything else INVALID_STATE."""
+    merged = merge_lines(lines)
+    created = await admit_once(
+        uow.fences,
+        uow.shipments,
+        order_id,
+        kind="shipment",
+        same_request=lambda made: (
+            made.state is ShipmentState.CREATED and made.address == address and made.lines == merged
+        ),
+    )
+    if created is not None:
+        return created
     if address.country in policy.refused_countries:
         raise AddressUndeliverable(f"we do not ship to country {address.country}")
-    shipment = Shipment(
-        shipment_id=new_id("shp"), order_id=order_id, address=address, lines=merge_lines(lines)
-    )
+    shipment = Shipment(shipment_id=new_id("shp"), order_id=order_id, address=address, lines=merged)
     await uow.shipments.add(shipment)
     return shipment
 

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from contracts import errors
 from ordersaga.runtime.query import EACH_QUERY_PARAMETER_ONCE
 from services.common.auth import WorkerOrAdmin
+from services.common.domain import FORWARD_REFUSALS
 from services.common.errors import FORBIDDEN, UNAUTHORIZED
 from services.common.idempotency import IDEMPOTENT_ERRORS
 from services.common.runtime import unit_of_work
@@ -48,7 +49,7 @@ shipments_router = APIRouter(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ShipmentPublic,
-    responses=error_responses(*IDEMPOTENT_ERRORS, errors.ADDRESS_UNDELIVERABLE),
+    responses=error_responses(*IDEMPOTENT_ERRORS, *FORWARD_REFUSALS, errors.ADDRESS_UNDELIVERABLE),
 )
 async def create_shipment(*, shipment: ShipmentCreate, write: ShippingWrite) -> JSONResponse:
     """Ship an order's lines to an address (the workers only)."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-from services.common.domain import Dated, DomainError
+from services.common.domain import Admission, Dated, DomainError
 from services.inventory.domain import (
     Product,
     Reservation,
@@ -85,8 +85,11 @@ class MemoryFences:
 
     orders: dict[str, datetime | None] = field(default_factory=dict)
 
-    async def admit(self, order_id: str) -> bool:
-        return self.orders.setdefault(order_id, None) is None
+    async def admit(self, order_id: str) -> Admission:
+        if order_id not in self.orders:
+            self.orders[order_id] = None
+            return Admission.FIRST
+        return Admission.AFTER_ANOTHER if self.orders[order_id] is None else Admission.FENCED
 
     async def fence(self, order_id: str) -> datetime:
         fenced_at = self.orders.get(order_id) or datetime.now(UTC)
