@@ -206,8 +206,9 @@ async def reserve(
     an order whose release has run here (ORDER_FENCED).
     """
     merged = merge_lines(lines)
-    # An order reserves once: asked again under another key, the same lines get
-    # the reservation made (reserved or committed), anything else INVALID_STATE.
+    # An order reserves once: asked again under another key, the same lines (at
+    # the expected total, if one is given) get the reservation made (reserved or
+    # committed), anything else INVALID_STATE.
     held = await admit_once(
         uow.fences,
         uow.reservations,
@@ -216,6 +217,7 @@ async def reserve(
         same_request=lambda made: (
             made.state is not ReservationState.RELEASED
             and made.currency == currency
+            and expected_total_cents in (None, made.total_cents)
             and [(line.sku, line.quantity) for line in made.lines]
             == [(line.sku, line.quantity) for line in merged]
         ),

@@ -200,3 +200,43 @@ async def test_racing_requests_under_different_keys_make_one(service: Service) -
     assert len({a.json()[service.forward.id_field] for a in answers}) == 1
     assert len(await service.made_for(order_id)) == 1
     assert await service.held_stock() in (None, 1)
+
+
+@pytest.mark.parametrize("service", [FORWARDS[0]], ids=["inventory"], indirect=True)
+async def test_a_reservation_asked_at_another_total_is_409_and_at_its_own_gets_it(
+    service: Service,
+) -> None:
+    order_id = new_order_id()
+    first = await created(service.client, service.forward.collection, service.body(order_id))
+
+    elsewhere = await service.client.post(
+        "/reservations",
+        json={**service.body(order_id), "expected_total_cents": first["total_cents"] + 1},
+        headers=new_key(),
+    )
+    same = await service.client.post(
+        "/reservations",
+        json={**service.body(order_id), "expected_total_cents": first["total_cents"]},
+        headers=new_key(),
+    )
+
+    assert elsewhere.status_code == 409, elsewhere.text
+    assert elsewhere.json()["detail"]["code"] == "INVALID_STATE"
+    assert (same.status_code, same.json()) == (201, first)
+    assert await service.held_stock() == 1
+
+
+@pytest.mark.parametrize("service", [FORWARDS[1]], ids=["payments"], indirect=True)
+async def test_a_charge_asked_with_another_card_gets_the_one_captured(service: Service) -> None:
+    # The token is never stored, so it cannot be compared: the order is paid.
+    order_id = new_order_id()
+    first = await created(service.client, "/charges", service.body(order_id))
+
+    again = await service.client.post(
+        "/charges",
+        json={**service.body(order_id), "payment_token": "tok_chargeDeclined"},
+        headers=new_key(),
+    )
+
+    assert (again.status_code, again.json()) == (201, first)
+    assert [c["state"] for c in await service.made_for(order_id)] == ["captured"]
