@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Generic, Protocol, TypeVar
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Body, Depends, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ordersaga.runtime.fields import StrictRequest
 from ordersaga.runtime.query import EACH_QUERY_PARAMETER_ONCE
 from services.common.auth import AuthenticatedCaller, Caller, check_admitted, declare_admitted
 from services.common.db import SqlUnitOfWork
@@ -92,6 +93,16 @@ def worker_write(
     return declare_admitted(provide, _WORKERS)
 
 
+class NoFields(StrictRequest):
+    """The body of an action: none, `{}` (the workers send that) or `null`. Any field
+    is a 422: a refund is always whole, so `{"amount_cents": 1}` must not be
+    taken as a partial one and refund everything."""
+
+
+# Declared so, FastAPI reads a body if there is one and OpenAPI shows it as optional.
+ActionBody = Annotated[NoFields | None, Body()]
+
+
 def add_action_route(
     router: APIRouter,
     path: str,
@@ -103,7 +114,7 @@ def add_action_route(
     refusals: Sequence[str],
     description: str,
 ) -> None:
-    """`POST {path}` with no body: `action(unit_of_work, the path's id)` run once
+    """`POST {path}` with no fields: `action(unit_of_work, the path's id)` run once
     per key, as the steps' undos (release, refund, cancel) and the commit are.
 
     `path` names its one id (`/{charge_id}/refund`); the route's parameter takes
@@ -122,7 +133,11 @@ def add_action_route(
     _declare(
         endpoint,
         name,
-        [(id_name, IdPath, inspect.Parameter.empty), ("write", write, inspect.Parameter.empty)],
+        [
+            (id_name, IdPath, inspect.Parameter.empty),
+            ("write", write, inspect.Parameter.empty),
+            ("body", ActionBody, None),
+        ],
     )
     router.add_api_route(
         path,

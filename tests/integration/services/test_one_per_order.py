@@ -6,12 +6,13 @@ replays. These requests come under fresh keys, as from a worker build that
 makes its keys another way while orders retry a step: the same request gets
 the resource already made, anything else is refused, and nothing is made,
 taken or captured twice. On SQLite and PostgreSQL, also when the requests
-race.
+race. And the undos take no fields: an undo is always whole.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -240,3 +241,27 @@ async def test_a_charge_asked_with_another_card_gets_the_one_captured(service: S
 
     assert (again.status_code, again.json()) == (201, first)
     assert [c["state"] for c in await service.made_for(order_id)] == ["captured"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"amount_cents": 1}, {"quantity": 1}, [], "all"],
+    ids=["amount", "quantity", "list", "str"],
+)
+async def test_an_undo_with_anything_in_its_body_is_422_and_undoes_nothing(
+    service: Service, body: object
+) -> None:
+    # An undo is always whole: a field must not read as a partial one.
+    order_id = new_order_id()
+    first = await created(service.client, service.forward.collection, service.body(order_id))
+    made_id = first[service.forward.id_field]
+
+    refused = await service.client.post(
+        f"{service.forward.collection}/{made_id}/{service.forward.undo}",
+        content=json.dumps(body).encode(),
+        headers={**new_key(), "Content-Type": "application/json"},
+    )
+
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["detail"]["code"] == "REQUEST_REJECTED"
+    assert await service.made_for(order_id) == [first]
