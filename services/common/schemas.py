@@ -13,7 +13,14 @@ from datetime import datetime
 from typing import Annotated, Any, Self, TypeVar
 
 from fastapi import Path, Query
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from contracts import fields
 from ordersaga.runtime.fields import LineQuantity, StrictRequest
@@ -26,9 +33,20 @@ VISIBLE_ASCII = r"^[\x21-\x7E]+$"
 
 # Ids made by callers (order, customer): visible ASCII, as in a URL or a log line.
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=VISIBLE_ASCII)]
+
+
+def _iso_currency(code: str) -> str:
+    if not fields.is_iso_currency(code):
+        raise ValueError(f"{code} is not an ISO 4217 currency code")
+    return code
+
+
 # fields.CURRENCY_PATTERN in either case: the API sends upper case, and a lower
-# case code from another caller is taken as the same currency.
-CurrencyCode = Annotated[str, StringConstraints(to_upper=True, pattern=r"^[A-Za-z]{3}$")]
+# case code from another caller is taken as the same currency. One the API
+# would refuse (`ZZZ`) is refused here too.
+CurrencyCode = Annotated[
+    str, StringConstraints(to_upper=True, pattern=r"^[A-Za-z]{3}$"), AfterValidator(_iso_currency)
+]
 
 # Ids in paths and queries, held to the same rules so a malformed one is a 422.
 IdPath = Annotated[str, Path(min_length=1, max_length=255, pattern=VISIBLE_ASCII)]

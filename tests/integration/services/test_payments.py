@@ -142,6 +142,7 @@ async def test_bad_charges_are_422_and_never_echo_the_token(payments: httpx.Asyn
         {**charge(token=secret), "amount_cents": 12.5},
         {**charge(token=secret), "currency": "EURO"},
         {**charge(token=secret), "currency": "E1R"},
+        {**charge(token=secret), "currency": "ZZZ"},  # the right shape, no currency
         {**charge(token=secret), "payment_token": ""},
         {**charge(token=secret), "customer_id": None},
         {k: v for k, v in charge(token=secret).items() if k != "order_id"},
