@@ -243,14 +243,14 @@ class OperatorActionRequest(StrictRequest):
         return printable(value, "a note") if value else value
 
 
-_TEXT = re.compile(fields.TEXT_PATTERN)
+_PRINTABLE = re.compile(fields.PRINTABLE_PATTERN)
 
 
 def printable(value: str, what: str) -> str:
     """`value`, refused when it holds a control character: an escape sequence
     or a line break in text shown back later could restyle a terminal or forge
     a log line. The rule of the shipping address's text (contracts.fields)."""
-    if not _TEXT.fullmatch(value):
+    if not _PRINTABLE.fullmatch(value):
         raise ValueError(f"{what} may not contain control characters (line breaks included)")
     return value
 

@@ -35,7 +35,13 @@ MAX_CUSTOMER_LIMIT_CENTS = 1000 * MAX_ORDER_TOTAL_CENTS
 # C1 control characters, nor DEL; surrounding whitespace is stripped and a
 # blank value is refused. (A lone UTF-16 surrogate is not a valid string at all
 # and is refused before any pattern.)
-TEXT_PATTERN = r"^[^\x00-\x1F\x7F-\x9F]+$"
+PRINTABLE_PATTERN = r"^[^\x00-\x1F\x7F-\x9F]*$"
+# The same, with at least one character that is not whitespace (Unicode's
+# White_Space, spelled out so that JSON Schema's, Python's and Rust's regexes
+# agree): the OpenAPI documents then say that a blank value is refused, as the
+# check after stripping does. With `+` alone a schema-valid " " was a 422.
+_VISIBLE = r"[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+TEXT_PATTERN = rf"^[^\x00-\x1F\x7F-\x9F]*{_VISIBLE}[^\x00-\x1F\x7F-\x9F]*$"
 TEXT_MAX_LENGTH = 200
 CITY_MAX_LENGTH = 100
 

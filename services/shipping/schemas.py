@@ -28,7 +28,7 @@ OptionalText = Annotated[
     StringConstraints(
         strip_whitespace=True,
         max_length=fields.TEXT_MAX_LENGTH,
-        pattern=fields.TEXT_PATTERN.replace("]+$", "]*$"),
+        pattern=fields.PRINTABLE_PATTERN,
     ),
 ]
 
