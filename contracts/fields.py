@@ -31,17 +31,19 @@ MAX_ORDER_TOTAL_CENTS = MAX_LINES_PER_ORDER * MAX_QUANTITY_PER_LINE * MAX_UNIT_P
 # orders: far inside the 64-bit sums the payments database keeps.
 MAX_CUSTOMER_LIMIT_CENTS = 1000 * MAX_ORDER_TOTAL_CENTS
 
-# Free text from people (name, street, city): any printable character. No C0 or
-# C1 control characters, nor DEL; surrounding whitespace is stripped and a
-# blank value is refused. (A lone UTF-16 surrogate is not a valid string at all
-# and is refused before any pattern.)
-PRINTABLE_PATTERN = r"^[^\x00-\x1F\x7F-\x9F]*$"
-# The same, with at least one character that is not whitespace (Unicode's
-# White_Space, spelled out so that JSON Schema's, Python's and Rust's regexes
-# agree): the OpenAPI documents then say that a blank value is refused, as the
-# check after stripping does. With `+` alone a schema-valid " " was a 422.
+# Printable: no C0 or C1 control character, nor DEL. (A lone UTF-16 surrogate
+# is not a valid string at all and is refused before any pattern.)
+_PRINTABLE = r"[^\x00-\x1F\x7F-\x9F]"
+# Printable and not whitespace (Unicode's White_Space, spelled out so that JSON
+# Schema's, Python's and Rust's regexes agree, as they do not on `\s`).
 _VISIBLE = r"[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
-TEXT_PATTERN = rf"^[^\x00-\x1F\x7F-\x9F]*{_VISIBLE}[^\x00-\x1F\x7F-\x9F]*$"
+# Text that may be empty: a second address line, an operator's note.
+PRINTABLE_PATTERN = rf"^{_PRINTABLE}*$"
+# Free text from people (name, street, city): printable, surrounding whitespace
+# stripped, and not blank. The pattern itself says "not blank" (one visible
+# character), so the OpenAPI documents promise what the check does after
+# stripping: with `+` alone a schema-valid " " was a 422.
+TEXT_PATTERN = rf"^{_PRINTABLE}*{_VISIBLE}{_PRINTABLE}*$"
 TEXT_MAX_LENGTH = 200
 CITY_MAX_LENGTH = 100
 
