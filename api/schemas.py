@@ -38,6 +38,7 @@ from ordersaga.runtime.fields import (
     StrictRequest,
     Text,
     TotalCents,
+    iso_currency,
 )
 
 # The same types the services check their fields with (ordersaga.runtime.fields):
@@ -102,9 +103,7 @@ class OrderCreate(StrictRequest):
     @field_validator("currency")
     @classmethod
     def _iso_currency(cls, value: str) -> str:
-        if not fields.is_iso_currency(value):
-            raise ValueError(f"{value} is not an ISO 4217 currency code")
-        return value
+        return iso_currency(value)
 
     def canonical(self) -> dict[str, Any]:
         """The whole request as plain JSON values, token included, for the

@@ -72,6 +72,14 @@ def assigned_country(code: str) -> str:
     return code
 
 
+def iso_currency(code: str) -> str:
+    """`code` when it names an ISO 4217 currency; a ValueError (a 422) when it
+    only has the shape of one (`ZZZ`). The API's rule and the services'."""
+    if not fields.is_iso_currency(code):
+        raise ValueError(f"{code} is not an ISO 4217 currency code")
+    return code
+
+
 def _document_country_codes(schema: dict[str, Any]) -> None:
     # Called when a schema is built, not at import: the list is loaded then.
     schema["enum"] = sorted(country_codes())

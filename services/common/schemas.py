@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from contracts import fields
-from ordersaga.runtime.fields import LineQuantity, StrictRequest
+from ordersaga.runtime.fields import LineQuantity, StrictRequest, iso_currency
 from ordersaga.runtime.fields import Sku as Sku
 from ordersaga.runtime.fields import Text as Text
 from services.common.domain import Dated, Line
@@ -35,17 +35,11 @@ VISIBLE_ASCII = r"^[\x21-\x7E]+$"
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=VISIBLE_ASCII)]
 
 
-def _iso_currency(code: str) -> str:
-    if not fields.is_iso_currency(code):
-        raise ValueError(f"{code} is not an ISO 4217 currency code")
-    return code
-
-
 # fields.CURRENCY_PATTERN in either case: the API sends upper case, and a lower
 # case code from another caller is taken as the same currency. One the API
 # would refuse (`ZZZ`) is refused here too.
 CurrencyCode = Annotated[
-    str, StringConstraints(to_upper=True, pattern=r"^[A-Za-z]{3}$"), AfterValidator(_iso_currency)
+    str, StringConstraints(to_upper=True, pattern=r"^[A-Za-z]{3}$"), AfterValidator(iso_currency)
 ]
 
 # Ids in paths and queries, held to the same rules so a malformed one is a 422.
