@@ -23,19 +23,28 @@ log = logging.getLogger(__name__)
 # The request line and headers of one request, together. A bearer token is at
 # most 8 KiB (ordersaga.runtime.auth); nginx allows 32 KiB by default, h11 16.
 MAX_REQUEST_HEAD_BYTES = 64 * 1024
-_HEAD_TOO_LARGE_BODY = json.dumps(
-    {
-        "detail": {
-            "code": "HEADERS_TOO_LARGE",
-            "message": "the request line and headers are larger than "
-            f"{MAX_REQUEST_HEAD_BYTES} bytes",
-        }
-    }
-).encode()
+
+
+def _error_body(code: str, message: str) -> bytes:
+    """The error shape of every ordersaga HTTP app, for answers the server
+    writes itself, before any app sees the request."""
+    return json.dumps({"detail": {"code": code, "message": message}}).encode()
+
+
+_HEAD_TOO_LARGE_BODY = _error_body(
+    "HEADERS_TOO_LARGE",
+    f"the request line and headers are larger than {MAX_REQUEST_HEAD_BYTES} bytes",
+)
+_NOT_HTTP_BODY = _error_body(
+    "MALFORMED_REQUEST",
+    "the request is not valid HTTP/1.1: its request line, a header or the framing "
+    "of its body could not be parsed",
+)
 
 
 class BoundedHeadHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, with each request's head bounded.
+    """uvicorn's httptools protocol, with each request's head bounded and its
+    own refusals in the apps' error shape.
 
     llhttp sets no limit on the request line or the headers, and httptools
     buffers a header until it ends: a client sending one endless header would
@@ -72,11 +81,22 @@ class BoundedHeadHttpToolsProtocol(HttpToolsProtocol):
     def _refuse_head(self) -> None:
         # No client address: no log line of ordersaga's carries one.
         log.warning("refused a request whose head passed %d bytes", MAX_REQUEST_HEAD_BYTES)
+        self._refuse(b"431 Request Header Fields Too Large", _HEAD_TOO_LARGE_BODY)
+
+    def send_400_response(self, msg: str) -> None:
+        """What llhttp cannot parse: uvicorn's answer is plain text ("Invalid
+        HTTP request received.", already logged as one line); this one has the
+        error shape every other refusal has."""
+        self._refuse(b"400 Bad Request", _NOT_HTTP_BODY)
+
+    def _refuse(self, status: bytes, body: bytes) -> None:
+        """Answer and close: the parser's state says nothing of where the next
+        request would start."""
         self.transport.write(
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"HTTP/1.1 " + status + b"\r\n"
             b"content-type: application/json\r\n"
-            b"content-length: " + str(len(_HEAD_TOO_LARGE_BODY)).encode() + b"\r\n"
-            b"connection: close\r\n\r\n" + _HEAD_TOO_LARGE_BODY
+            b"content-length: " + str(len(body)).encode() + b"\r\n"
+            b"connection: close\r\n\r\n" + body
         )
         self.transport.close()
 

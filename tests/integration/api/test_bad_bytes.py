@@ -143,14 +143,9 @@ async def test_a_request_head_past_64_kib_is_refused_431_and_the_connection_clos
     """llhttp sets no limit on headers: unbounded, one endless header grew the
     API by hundreds of megabytes. A head that big never ends here, and is
     refused as soon as it passes the limit; a large one within it is served."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", api_port)
-    try:
-        writer.write(b"GET /orders HTTP/1.1\r\nHost: t\r\nX-Pad: " + b"a" * (70 * 1024))
-        await writer.drain()
-        async with asyncio.timeout(10):
-            answer = await reader.read()  # until the server closes the connection
-    finally:
-        writer.close()
+    answer = await _answer_until_closed(
+        api_port, b"GET /orders HTTP/1.1\r\nHost: t\r\nX-Pad: " + b"a" * (70 * 1024)
+    )
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431 "), head
     assert b"connection: close" in head
@@ -159,3 +154,40 @@ async def test_a_request_head_past_64_kib_is_refused_431_and_the_connection_clos
     async with raw_connection(api_port, {"X-Pad": "a" * (20 * 1024)}) as connection:
         served = await connection.request("GET", "/orders")
         assert served.status == 401, served.body  # routed and answered: no token
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /orders HTTP/1.1\r\nHost: t\r\nX-Key: a\x7fb\r\n\r\n",
+        b"GET /orders HTTP/1.1\r\nHost: t\r\nno colon here\r\n\r\n",
+        b"GET /or ders HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"POST /orders HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+    ids=["control-character-in-a-header", "header-without-colon", "space-in-path", "bad-chunk"],
+)
+async def test_bytes_that_are_not_http_get_a_400_in_the_error_shape(
+    api_port: int, head: bytes
+) -> None:
+    """What the HTTP parser refuses never reaches the app; uvicorn's own answer
+    was plain text, unlike every other refusal."""
+    answer = await _answer_until_closed(api_port, head)
+    status_line, _, body = answer.partition(b"\r\n\r\n")
+    assert status_line.startswith(b"HTTP/1.1 400 "), answer
+    assert b"content-type: application/json" in status_line
+    assert b"connection: close" in status_line
+    detail = json.loads(body)["detail"]
+    assert detail["code"] == "MALFORMED_REQUEST"
+    assert "not valid HTTP/1.1" in detail["message"]
+
+
+async def _answer_until_closed(port: int, sent: bytes) -> bytes:
+    """Everything the server answers `sent` with, until it closes the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(sent)
+        await writer.drain()
+        async with asyncio.timeout(10):
+            return await reader.read()
+    finally:
+        writer.close()
