@@ -33,6 +33,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -67,6 +68,26 @@ CORS_MAX_AGE_SECONDS = 600
 # from a provider (or `ordersaga token`) may live far longer than a working
 # day, and the cookie that carries it should not.
 MAX_SESSION_SECONDS = 12 * 3600
+
+
+# Bytes in protobuf's JSON form: base64, standard or URL-safe, padded or not.
+# Python's protobuf decodes it leniently, dropping what is not in the alphabet,
+# so `"data": "!!"` would be read as no bytes and echoed back as such.
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
+
+
+def _bytes_fields_are_base64(document: Any) -> bool:
+    """Whether every bytes field of a Payloads document (each payload's data and
+    metadata values) is base64; the document's shape is Parse's to check."""
+    payloads = document.get("payloads") if isinstance(document, dict) else None
+    for payload in payloads if isinstance(payloads, list) else ():
+        if not isinstance(payload, dict):
+            continue
+        metadata = payload.get("metadata")
+        values = [payload.get("data"), *(metadata.values() if isinstance(metadata, dict) else ())]
+        if any(isinstance(value, str) and not _BASE64.fullmatch(value) for value in values):
+            return False
+    return True
 
 
 class Verifier(Protocol):
@@ -315,6 +336,9 @@ def create_codec_app(
             payloads = json_format.Parse(body, Payloads())
         except (json_format.ParseError, UnicodeDecodeError):
             return _error(400, "BAD_REQUEST", 'expected {"payloads": [...]} (Payloads as JSON)')
+        # Parse has read it as JSON already, so this cannot fail.
+        if not _bytes_fields_are_base64(json.loads(body)):
+            return _error(400, "BAD_REQUEST", "a payload's data or metadata is not base64")
         try:
             result = Payloads(payloads=await apply(list(payloads.payloads)))
         except PayloadDecryptionError as error:

@@ -156,6 +156,40 @@ async def test_a_malformed_body_is_a_400(http: httpx.AsyncClient, issuer: DevIss
     assert response.status_code == 400
 
 
+@pytest.mark.parametrize("path", ["/decode", "/encode"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"metadata": {"encoding": "!!"}, "data": "e30="},
+        {"metadata": {"encoding": "anNvbi9wbGFpbg=="}, "data": "@@"},
+        {"metadata": {"encoding": "anNvbi9wbGFpbg=="}, "data": "e3 0="},
+        {"metadata": {"encoding": "anNvbi9wbGFpbg=="}, "data": "e30==" + "="},
+    ],
+    ids=["metadata-not-base64", "data-not-base64", "a-space-inside", "too-much-padding"],
+)
+async def test_bytes_that_are_not_base64_are_a_400_not_read_as_whatever_is_left(
+    http: httpx.AsyncClient, issuer: DevIssuer, path: str, payload: dict[str, object]
+) -> None:
+    response = await http.post(path, json={"payloads": [payload]}, headers=operator(issuer))
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"]["code"] == "BAD_REQUEST"
+
+
+@pytest.mark.parametrize(
+    "data", ["e30=", "e30", "-_8=", "+/8="], ids=["padded", "unpadded", "url-safe", "standard"]
+)
+async def test_every_base64_protobuf_accepts_is_still_read(
+    http: httpx.AsyncClient, issuer: DevIssuer, data: str
+) -> None:
+    payload = {"metadata": {"encoding": "anNvbi9wbGFpbg=="}, "data": data}
+    response = await http.post("/decode", json={"payloads": [payload]}, headers=operator(issuer))
+    assert response.status_code == 200, response.text
+    (echoed,) = response.json()["payloads"]
+    assert base64.b64decode(echoed["data"]) == base64.urlsafe_b64decode(
+        data.replace("+", "-").replace("/", "_") + "=" * (-len(data) % 4)
+    )
+
+
 async def test_an_undecryptable_payload_names_its_key_and_leaks_nothing(
     http: httpx.AsyncClient, issuer: DevIssuer
 ) -> None:
