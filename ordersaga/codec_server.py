@@ -45,6 +45,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from google.protobuf import json_format
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import Headers
 from temporalio.api.common.v1 import Payload, Payloads
 
 from api.errors import error_body, install_error_handlers
@@ -88,6 +89,26 @@ def _bytes_fields_are_base64(document: Any) -> bool:
         if any(isinstance(value, str) and not _BASE64.fullmatch(value) for value in values):
             return False
     return True
+
+
+class WebUiCors(CORSMiddleware):
+    """Starlette's CORS, with a refused preflight (another origin, method or
+    header) answered in the one error shape rather than plain text. It still
+    carries no `Access-Control-Allow-Origin`, so no other site reads it."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        answer = super().preflight_response(request_headers)
+        if answer.status_code != 400:
+            return answer
+        # Starlette says which: "Disallowed CORS origin, headers".
+        refused = bytes(answer.body).decode().removeprefix("Disallowed CORS ")
+        refusal = _error(
+            400, "CORS_REFUSED", f"a browser may not call this server so (refused: {refused})"
+        )
+        for name, value in answer.headers.items():
+            if name not in ("content-type", "content-length"):
+                refusal.headers[name] = value
+        return refusal
 
 
 class Verifier(Protocol):
@@ -273,7 +294,7 @@ def create_codec_app(
     ui_origins = frozenset(origin.rstrip("/").lower() for origin in cors_origins)
     if cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            WebUiCors,
             allow_origins=list(cors_origins),
             allow_credentials=True,
             allow_methods=["POST"],

@@ -222,16 +222,23 @@ async def test_encrypted_data_too_short_for_a_nonce_is_a_422_not_a_500(
     assert f"too short: its data is {size} bytes" in detail["message"]
 
 
-@pytest.mark.parametrize("origin", [UI_ORIGIN, "http://localhost:8233"])
-async def test_preflight_from_the_web_ui_is_allowed(http: httpx.AsyncClient, origin: str) -> None:
-    response = await http.options(
+async def preflight(
+    http: httpx.AsyncClient, origin: str, method: str, headers: str
+) -> httpx.Response:
+    """The OPTIONS a browser sends before a cross-origin POST to /decode."""
+    return await http.options(
         "/decode",
         headers={
             "Origin": origin,
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization,content-type,x-namespace",
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": headers,
         },
     )
+
+
+@pytest.mark.parametrize("origin", [UI_ORIGIN, "http://localhost:8233"])
+async def test_preflight_from_the_web_ui_is_allowed(http: httpx.AsyncClient, origin: str) -> None:
+    response = await preflight(http, origin, "POST", "authorization,content-type,x-namespace")
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == origin
     assert response.headers["access-control-allow-credentials"] == "true"
@@ -243,15 +250,13 @@ async def test_preflight_from_the_web_ui_is_allowed(http: httpx.AsyncClient, ori
 async def test_any_other_origin_gets_no_cors_allowance(
     http: httpx.AsyncClient, issuer: DevIssuer
 ) -> None:
-    preflight = await http.options(
-        "/decode",
-        headers={
-            "Origin": "https://evil.example",
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization",
-        },
-    )
-    assert "access-control-allow-origin" not in preflight.headers
+    refused = await preflight(http, "https://evil.example", "POST", "authorization")
+    assert "access-control-allow-origin" not in refused.headers
+    assert refused.status_code == 400
+    assert refused.json()["detail"] == {
+        "code": "CORS_REFUSED",
+        "message": "a browser may not call this server so (refused: origin)",
+    }
     encoded = await encrypted_body(http, issuer)
     response = await http.post(
         "/decode",
@@ -259,6 +264,16 @@ async def test_any_other_origin_gets_no_cors_allowance(
         headers={**operator(issuer), "Origin": "https://evil.example"},
     )
     assert "access-control-allow-origin" not in response.headers
+
+
+async def test_a_preflight_for_a_method_or_header_not_allowed_is_refused_in_the_error_shape(
+    http: httpx.AsyncClient,
+) -> None:
+    refused = await preflight(http, UI_ORIGIN, "DELETE", "x-evil")
+    assert refused.status_code == 400
+    assert refused.json()["detail"]["message"].endswith("(refused: method, headers)")
+    # The Web UI's origin is still named, so its browser can show the refusal.
+    assert refused.headers["access-control-allow-origin"] == UI_ORIGIN
 
 
 async def test_the_web_ui_can_read_a_refusal(http: httpx.AsyncClient) -> None:
