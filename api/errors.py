@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
 from api.ids import IDEMPOTENCY_KEY_HEADER, idempotency_key_problem
+from ordersaga.runtime.allowed_methods import methods_allowed_at
 from ordersaga.runtime.auth import AuthError
 from ordersaga.runtime.codec import PayloadDecryptionError
 from ordersaga.runtime.logging import loggable_path
@@ -222,8 +223,14 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         status.HTTP_404_NOT_FOUND: "NOT_FOUND",
         status.HTTP_405_METHOD_NOT_ALLOWED: "METHOD_NOT_ALLOWED",
     }.get(exc.status_code, "HTTP_ERROR")
+    headers = exc.headers
+    if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        headers = {
+            **(headers or {}),
+            "Allow": methods_allowed_at(request.app.routes, request.scope),
+        }
     return JSONResponse(
-        error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers
     )
 
 

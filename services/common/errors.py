@@ -19,6 +19,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts import errors
+from ordersaga.runtime.allowed_methods import methods_allowed_at
 from services.common.domain import DomainError
 
 logger = logging.getLogger(__name__)
@@ -86,15 +87,21 @@ async def _on_domain_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=status_code)
 
 
-async def _on_http_exception(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    headers = exc.headers
     if exc.status_code == 404:
         code = errors.NOT_FOUND
     elif exc.status_code >= 500:
         code = errors.SERVICE_UNAVAILABLE
     else:
         code = errors.REQUEST_REJECTED
-    return error_response(exc.status_code, code, str(exc.detail), exc.headers)
+    if exc.status_code == 405:
+        headers = {
+            **(headers or {}),
+            "Allow": methods_allowed_at(request.app.routes, request.scope),
+        }
+    return error_response(exc.status_code, code, str(exc.detail), headers)
 
 
 async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:

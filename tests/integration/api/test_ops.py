@@ -286,6 +286,24 @@ async def test_unknown_paths_are_404_in_the_api_error_shape(api: httpx.AsyncClie
     assert UNKNOWN_ORDER not in metrics
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/orders", "GET, POST"),
+        ("PUT", "/orders/ord_x", "GET"),
+        ("GET", "/orders/ord_x/cancel", "POST"),
+    ],
+)
+async def test_a_method_the_path_does_not_take_is_405_naming_every_method_it_does(
+    api: httpx.AsyncClient, method: str, path: str, allowed: str
+) -> None:
+    response = await api.request(method, path)
+
+    assert response.status_code == 405
+    assert response.json()["detail"]["code"] == "METHOD_NOT_ALLOWED"
+    assert response.headers["allow"] == allowed
+
+
 async def test_openapi_documents_the_order_endpoints(api: httpx.AsyncClient) -> None:
     assert (await api.get("/docs")).status_code == 200
 

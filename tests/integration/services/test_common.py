@@ -332,6 +332,8 @@ async def test_unknown_routes_and_methods_answer_in_the_error_shape(service: Ser
     assert missing.json()["detail"]["code"] == "NOT_FOUND"
     assert wrong_method.status_code == 405
     assert wrong_method.json()["detail"]["code"] == "REQUEST_REJECTED"
+    # Every method the path takes, not only the first route's (POST, the create).
+    assert wrong_method.headers["allow"] == "GET, POST"
 
 
 async def test_the_listing_needs_an_order_id(service: Service) -> None:

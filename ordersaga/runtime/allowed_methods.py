@@ -1,0 +1,28 @@
+"""The `Allow` header of a 405: every method the app answers at the path.
+
+Starlette's router hands a request whose path matches but whose method does
+not to the first such route, and that route's 405 names its own methods only:
+`DELETE /charges` was told `Allow: POST` although `GET /charges` exists too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi.routing import iter_route_contexts
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
+
+
+def methods_allowed_at(routes: Sequence[BaseRoute], scope: Scope) -> str:
+    """The `Allow` value for `scope`'s path: the methods of every route whose
+    path it matches (included routers' routes too), sorted."""
+    allowed: set[str] = set()
+    # FastAPI keeps an included router as one lazy entry of `app.routes`;
+    # iter_route_contexts is its public way to see each route in it.
+    for route in iter_route_contexts(routes):
+        match, _ = route.matches(scope)
+        methods = getattr(route.original_route, "methods", None)
+        if match is not Match.NONE and methods:
+            allowed |= methods
+    return ", ".join(sorted(allowed))
