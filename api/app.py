@@ -27,6 +27,7 @@ from api.routes import ops, orders
 from api.routes.dev_issuer import dev_issuer_router
 from ordersaga.runtime.auth import DevIssuer, TokenVerifier
 from ordersaga.runtime.codec import payload_keyring
+from ordersaga.runtime.head_requests import HeadAsGet
 from ordersaga.runtime.http_guard import HttpGuard
 from ordersaga.runtime.logging import AccessLogMiddleware
 from ordersaga.runtime.settings import Settings
@@ -100,6 +101,7 @@ def create_app(
     )
     app.state.open_order_cap = OpenOrderCap(settings.api_max_open_orders_per_customer)
     app.state.catalog_currency = settings.catalog_currency
+    app.add_middleware(HeadAsGet)
     # Inside metrics and the access log, so refused bodies are counted and logged.
     app.add_middleware(
         HttpGuard,

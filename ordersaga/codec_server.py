@@ -51,6 +51,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 from api.errors import error_body, install_error_handlers
 from ordersaga.runtime.auth import AuthError, Principal, bearer_token, forbidden, unauthenticated
 from ordersaga.runtime.codec import EncryptionCodec, PayloadDecryptionError
+from ordersaga.runtime.head_requests import HeadAsGet
 from ordersaga.runtime.http_guard import BODY_TOO_LARGE
 from ordersaga.runtime.http_metrics import MetricsMiddleware, RequestMetrics
 
@@ -292,6 +293,7 @@ def create_codec_app(
     # has, not FastAPI's bare {"detail": "Not Found"}.
     install_error_handlers(app)
     ui_origins = frozenset(origin.rstrip("/").lower() for origin in cors_origins)
+    app.add_middleware(HeadAsGet)
     if cors_origins:
         app.add_middleware(
             WebUiCors,

@@ -25,4 +25,6 @@ def methods_allowed_at(routes: Sequence[BaseRoute], scope: Scope) -> str:
         methods = getattr(route.original_route, "methods", None)
         if match is not Match.NONE and methods:
             allowed |= methods
+    if "GET" in allowed:
+        allowed.add("HEAD")  # ordersaga.runtime.head_requests
     return ", ".join(sorted(allowed))

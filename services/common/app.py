@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ordersaga.runtime.head_requests import HeadAsGet
 from ordersaga.runtime.http_guard import HttpGuard
 from ordersaga.runtime.logging import AccessLogMiddleware
 from ordersaga.runtime.settings import DEFAULT_SERVICE_DATABASE_POOL_SIZE, env_var_name
@@ -186,6 +187,7 @@ def create_service_app(
     app.state.runtime = runtime
     document_idempotency_key(app)
     install_error_handlers(app)
+    app.add_middleware(HeadAsGet)
     # Rewrites lifespan messages only; a request goes straight through.
     app.add_middleware(OneLineStartupFailure)
     # Inside the metrics and access log, so they count its refusals and its 500s.

@@ -286,11 +286,32 @@ async def test_unknown_paths_are_404_in_the_api_error_shape(api: httpx.AsyncClie
     assert UNKNOWN_ORDER not in metrics
 
 
+async def test_head_is_answered_as_the_get_without_its_body(
+    api: httpx.AsyncClient, new_order: NewOrder
+) -> None:
+    """Load balancers and uptime checks send HEAD; FastAPI routes a GET for GET only."""
+    health, health_head = await api.get("/healthz"), await api.head("/healthz")
+    assert health_head.status_code == 200 and health_head.content == b""
+    assert health_head.headers["content-length"] == health.headers["content-length"]
+
+    order_id = await place_accepted(api, new_order())
+    order = await api.head(f"/orders/{order_id}")
+    assert order.status_code == 200 and order.content == b""
+    assert int(order.headers["content-length"]) > 0
+    # Authenticated as the GET is: no token, no order.
+    stranger = await api.head(f"/orders/{order_id}", headers={"Authorization": ""})
+    assert stranger.status_code == 401 and stranger.content == b""
+    assert stranger.headers["www-authenticate"].startswith("Bearer")
+
+    metrics = (await api.get("/metrics")).text
+    assert 'method="HEAD",route="/orders/{order_id}",status="200"' in metrics
+
+
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [
-        ("DELETE", "/orders", "GET, POST"),
-        ("PUT", "/orders/ord_x", "GET"),
+        ("DELETE", "/orders", "GET, HEAD, POST"),
+        ("PUT", "/orders/ord_x", "GET, HEAD"),
         ("GET", "/orders/ord_x/cancel", "POST"),
     ],
 )

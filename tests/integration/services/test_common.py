@@ -333,7 +333,18 @@ async def test_unknown_routes_and_methods_answer_in_the_error_shape(service: Ser
     assert wrong_method.status_code == 405
     assert wrong_method.json()["detail"]["code"] == "REQUEST_REJECTED"
     # Every method the path takes, not only the first route's (POST, the create).
-    assert wrong_method.headers["allow"] == "GET, POST"
+    assert wrong_method.headers["allow"] == "GET, HEAD, POST"
+
+
+async def test_head_is_answered_as_the_get_without_its_body(service: Service) -> None:
+    listing = f"{service.collection}?order_id=ord_head"
+    got, head = await service.client.get(listing), await service.client.head(listing)
+
+    assert (got.status_code, head.status_code) == (200, 200)
+    assert head.content == b""
+    assert head.headers["content-length"] == got.headers["content-length"]
+    stranger = await service.client.head(listing, headers={"Authorization": "Bearer nope"})
+    assert stranger.status_code == 401 and stranger.content == b""
 
 
 async def test_the_listing_needs_an_order_id(service: Service) -> None:
