@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ordersaga.runtime.fields import StrictRequest
-from ordersaga.runtime.query import EACH_QUERY_PARAMETER_ONCE
+from ordersaga.runtime.query import QUERY_PARAMETERS_CHECKED
 from services.common.auth import AuthenticatedCaller, Caller, check_admitted, declare_admitted
 from services.common.db import SqlUnitOfWork
 from services.common.domain import Dated
@@ -209,7 +209,7 @@ def add_ledger_route(
         endpoint,
         methods=["GET"],
         response_model=page,
-        dependencies=[EACH_QUERY_PARAMETER_ONCE],
+        dependencies=[QUERY_PARAMETERS_CHECKED],
         description=description,
     )
 

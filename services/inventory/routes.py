@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, status
 from fastapi.responses import JSONResponse
 
 from contracts import errors
-from ordersaga.runtime.query import EACH_QUERY_PARAMETER_ONCE
+from ordersaga.runtime.query import QUERY_PARAMETERS_CHECKED
 from services.common.auth import WorkerOrAdmin
 from services.common.domain import FORWARD_REFUSALS
 from services.common.errors import FORBIDDEN, UNAUTHORIZED
@@ -122,7 +122,7 @@ add_action_route(
 @reservations_router.get(
     "",
     response_model=ReservationsPublic,
-    dependencies=[WorkerOrAdmin, EACH_QUERY_PARAMETER_ONCE],
+    dependencies=[WorkerOrAdmin, QUERY_PARAMETERS_CHECKED],
 )
 async def list_reservations(*, order_id: OrderIdQuery, uow: InventoryUoW) -> ReservationsPublic:
     async with uow:
@@ -213,7 +213,7 @@ add_ledger_route(
 
 
 @audit_router.get(
-    "/stock", response_model=StockHoldingsPublic, dependencies=[EACH_QUERY_PARAMETER_ONCE]
+    "/stock", response_model=StockHoldingsPublic, dependencies=[QUERY_PARAMETERS_CHECKED]
 )
 async def stock_holdings(
     *, uow: InventoryUoW, after: AfterQuery = None, limit: LimitQuery = DEFAULT_LEDGER_PAGE

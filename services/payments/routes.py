@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, status
 from fastapi.responses import JSONResponse
 
 from contracts import errors
-from ordersaga.runtime.query import EACH_QUERY_PARAMETER_ONCE
+from ordersaga.runtime.query import QUERY_PARAMETERS_CHECKED
 from services.common.auth import WorkerOrAdmin
 from services.common.domain import FORWARD_REFUSALS
 from services.common.errors import FORBIDDEN, UNAUTHORIZED
@@ -83,7 +83,7 @@ add_action_route(
 @charges_router.get(
     "",
     response_model=ChargesPublic,
-    dependencies=[WorkerOrAdmin, EACH_QUERY_PARAMETER_ONCE],
+    dependencies=[WorkerOrAdmin, QUERY_PARAMETERS_CHECKED],
 )
 async def list_charges(*, order_id: OrderIdQuery, uow: PaymentsUoW) -> ChargesPublic:
     async with uow:

@@ -285,6 +285,9 @@ async def test_an_order_cancelled_through_temporal_reads_stale_when_no_worker_an
         pytest.param("status=FAILED&status=COMPLETED", "status", id="status-twice"),
         pytest.param("customer_id=cus_a&customer_id=cus_b", "customer_id", id="customer-twice"),
         pytest.param("page_size=5&page_size=5", "page_size", id="page-size-twice-alike"),
+        # Ignored, a misspelt filter would list every order as if it had filtered.
+        pytest.param("stauts=FAILED", "stauts", id="misspelt-filter"),
+        pytest.param("status=FAILED&limit=5", "limit", id="another-apis-parameter"),
     ],
 )
 async def test_invalid_list_filters_are_422(api: httpx.AsyncClient, query: str, field: str) -> None:
@@ -294,6 +297,34 @@ async def test_invalid_list_filters_are_422(api: httpx.AsyncClient, query: str, 
     detail = response.json()["detail"]
     assert detail["code"] == "INVALID_REQUEST"
     assert ["query", field] in [error["loc"] for error in detail["fields"]]
+
+
+async def test_a_parameter_the_route_does_not_take_is_named_with_those_it_does(
+    api: httpx.AsyncClient,
+) -> None:
+    response = await api.get("/orders", params={"stauts": "FAILED"})
+
+    assert response.status_code == 422
+    assert response.json()["detail"]["fields"] == [
+        {
+            "loc": ["query", "stauts"],
+            "msg": "no such parameter here "
+            "(this route takes: customer_id, next_page_token, page_size, status)",
+            "type": "unknown",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    "query", ["stauts=FAILED", "status=FAILED&status=COMPLETED", "page_size=0"]
+)
+async def test_a_stranger_is_told_to_authenticate_whatever_the_query_says(
+    api: httpx.AsyncClient, query: str
+) -> None:
+    response = await api.get(f"/orders?{query}", headers={"Authorization": ""})
+
+    assert response.status_code == 401
+    assert response.json()["detail"]["code"] == "UNAUTHENTICATED"
 
 
 @pytest.mark.parametrize(

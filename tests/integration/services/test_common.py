@@ -374,6 +374,22 @@ async def test_the_listing_takes_its_order_id_once(service: Service) -> None:
     ]
 
 
+async def test_the_listing_refuses_a_parameter_it_does_not_take(service: Service) -> None:
+    """Ignored, `?orderid=` would be read as no order id at all."""
+    response = await service.client.get(
+        service.collection, params={"order_id": "ord_a", "orderid": "ord_b"}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"]["fields"] == [
+        {
+            "loc": ["query", "orderid"],
+            "msg": "no such parameter here (this route takes: order_id)",
+            "type": "unknown",
+        }
+    ]
+
+
 async def test_a_stranger_repeating_a_parameter_is_told_to_authenticate(service: Service) -> None:
     response = await service.client.get(
         service.collection,
