@@ -52,7 +52,7 @@ from api.errors import error_body, install_error_handlers
 from ordersaga.runtime.auth import AuthError, Principal, bearer_token, forbidden, unauthenticated
 from ordersaga.runtime.codec import EncryptionCodec, PayloadDecryptionError
 from ordersaga.runtime.head_requests import HeadAsGet
-from ordersaga.runtime.http_guard import BODY_TOO_LARGE
+from ordersaga.runtime.http_guard import BODY_TOO_LARGE, object_with_unique_keys
 from ordersaga.runtime.http_metrics import MetricsMiddleware, RequestMetrics
 
 log = logging.getLogger(__name__)
@@ -355,12 +355,14 @@ def create_codec_app(
         body = await _bounded_body(request, MAX_BODY_BYTES)
         if body is None:
             return _too_large(MAX_BODY_BYTES)
+        # Read once, and checked as JSON (ordersaga's rule for a key given
+        # twice) and as base64 before protobuf reads it into Payloads.
         try:
-            payloads = json_format.Parse(body, Payloads())
-        except (json_format.ParseError, UnicodeDecodeError):
+            document = json.loads(body, object_pairs_hook=object_with_unique_keys)
+            payloads = json_format.ParseDict(document, Payloads())
+        except (json_format.ParseError, ValueError, RecursionError):
             return _error(400, "BAD_REQUEST", 'expected {"payloads": [...]} (Payloads as JSON)')
-        # Parse has read it as JSON already, so this cannot fail.
-        if not _bytes_fields_are_base64(json.loads(body)):
+        if not _bytes_fields_are_base64(document):
             return _error(400, "BAD_REQUEST", "a payload's data or metadata is not base64")
         try:
             result = Payloads(payloads=await apply(list(payloads.payloads)))

@@ -265,7 +265,7 @@ class HttpGuard:
                 parse_int=self._parse_int,
                 parse_float=self._parse_float,
                 parse_constant=_refuse_constant,
-                object_pairs_hook=_object_with_unique_keys,
+                object_pairs_hook=object_with_unique_keys,
             )
         except RecursionError:
             raise _malformed(f"the body nests deeper than {self.max_json_depth} levels") from None
@@ -319,7 +319,10 @@ def _malformed(message: str) -> Refusal:
     return Refusal(400, MALFORMED_JSON, message)
 
 
-def _object_with_unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def object_with_unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads' object_pairs_hook for every JSON body ordersaga reads: a key
+    twice in one object is a ValueError, since JSON readers resolve it
+    differently (the first, the last, or an error)."""
     parsed = dict(pairs)
     if len(parsed) < len(pairs):
         seen: set[str] = set()

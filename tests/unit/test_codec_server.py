@@ -151,8 +151,29 @@ async def test_another_namespace_is_refused(http: httpx.AsyncClient, issuer: Dev
     assert response.status_code == 403 and not secrets_in(response)
 
 
-async def test_a_malformed_body_is_a_400(http: httpx.AsyncClient, issuer: DevIssuer) -> None:
-    response = await http.post("/decode", content="{nope", headers=operator(issuer))
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{nope",
+        b"\xff\xfe",
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"payloads": [], "payloads": []}',
+        b'{"payloads": [{"data": "e30=", "data": "e30="}]}',
+        b'{"payloads": {"data": "e30="}}',
+    ],
+    ids=[
+        "not-json",
+        "not-utf-8",
+        "nested-past-recursion",
+        "key-twice",
+        "key-twice-inside",
+        "not-payloads",
+    ],
+)
+async def test_a_malformed_body_is_a_400(
+    http: httpx.AsyncClient, issuer: DevIssuer, content: bytes
+) -> None:
+    response = await http.post("/decode", content=content, headers=operator(issuer))
     assert response.status_code == 400
 
 
