@@ -418,10 +418,17 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+def error_bytes(code: str, message: str) -> bytes:
+    """A refusal's body in the error shape of every ordersaga HTTP app, encoded:
+    for answers written before any app sees the request (here, and the
+    server's own in ordersaga.runtime.http_server)."""
+    return json.dumps({"detail": {"code": code, "message": message}}).encode()
+
+
 async def send_error(
     send: Send, status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None
 ) -> None:
-    body = json.dumps({"detail": {"code": code, "message": message}}).encode()
+    body = error_bytes(code, message)
     await send(
         {
             "type": "http.response.start",

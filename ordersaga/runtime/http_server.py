@@ -6,7 +6,6 @@ MAX_REQUEST_HEAD_BYTES)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import socket
 import sys
@@ -17,6 +16,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ordersaga.runtime.heap import freeze_startup_objects
+from ordersaga.runtime.http_guard import error_bytes
 
 log = logging.getLogger(__name__)
 
@@ -25,17 +25,11 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_HEAD_BYTES = 64 * 1024
 
 
-def _error_body(code: str, message: str) -> bytes:
-    """The error shape of every ordersaga HTTP app, for answers the server
-    writes itself, before any app sees the request."""
-    return json.dumps({"detail": {"code": code, "message": message}}).encode()
-
-
-_HEAD_TOO_LARGE_BODY = _error_body(
+_HEAD_TOO_LARGE_BODY = error_bytes(
     "HEADERS_TOO_LARGE",
     f"the request line and headers are larger than {MAX_REQUEST_HEAD_BYTES} bytes",
 )
-_NOT_HTTP_BODY = _error_body(
+_NOT_HTTP_BODY = error_bytes(
     "MALFORMED_REQUEST",
     "the request is not valid HTTP/1.1: its request line, a header or the framing "
     "of its body could not be parsed",
