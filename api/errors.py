@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
 from api.ids import IDEMPOTENCY_KEY_HEADER, idempotency_key_problem
-from ordersaga.runtime.allowed_methods import methods_allowed_at
+from ordersaga.runtime.allowed_methods import headers_of_405
 from ordersaga.runtime.auth import AuthError
 from ordersaga.runtime.codec import PayloadDecryptionError
 from ordersaga.runtime.logging import loggable_path
@@ -225,10 +225,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     }.get(exc.status_code, "HTTP_ERROR")
     headers = exc.headers
     if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
-        headers = {
-            **(headers or {}),
-            "Allow": methods_allowed_at(request.app.routes, request.scope),
-        }
+        headers = headers_of_405(request, headers)
     return JSONResponse(
         error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers
     )

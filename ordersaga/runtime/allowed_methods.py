@@ -7,9 +7,10 @@ not to the first such route, and that route's 405 names its own methods only:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from fastapi.routing import iter_route_contexts
+from starlette.requests import Request
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
@@ -28,3 +29,9 @@ def methods_allowed_at(routes: Sequence[BaseRoute], scope: Scope) -> str:
     if "GET" in allowed:
         allowed.add("HEAD")  # ordersaga.runtime.head_requests
     return ", ".join(sorted(allowed))
+
+
+def headers_of_405(request: Request, headers: Mapping[str, str] | None) -> dict[str, str]:
+    """A 405's headers: `headers` (the exception's own) with `Allow` naming
+    every method of the request's path, as an error handler answers it."""
+    return {**(headers or {}), "Allow": methods_allowed_at(request.app.routes, request.scope)}

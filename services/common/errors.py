@@ -19,7 +19,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts import errors
-from ordersaga.runtime.allowed_methods import methods_allowed_at
+from ordersaga.runtime.allowed_methods import headers_of_405
 from services.common.domain import DomainError
 
 logger = logging.getLogger(__name__)
@@ -97,10 +97,7 @@ async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     else:
         code = errors.REQUEST_REJECTED
     if exc.status_code == 405:
-        headers = {
-            **(headers or {}),
-            "Allow": methods_allowed_at(request.app.routes, request.scope),
-        }
+        headers = headers_of_405(request, headers)
     return error_response(exc.status_code, code, str(exc.detail), headers)
 
 
