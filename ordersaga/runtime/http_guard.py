@@ -174,7 +174,7 @@ class HttpGuard:
                 if isinstance(answer, Refusal):
                     raise answer from None
                 # No route takes it: the app answers 404 or 405, reading no body.
-                screened = _replaying(b"", _nothing_more)
+                screened = replaying(b"", _nothing_more)
             if screened is None:  # the client went away while sending
                 mark_client_gone(scope)
                 return
@@ -212,7 +212,7 @@ class HttpGuard:
         if body and method in JSON_METHODS:
             _require_json_media_type(headers.get(b"content-type"))
             self.check_json(body)
-        return _replaying(body, receive)
+        return replaying(body, receive)
 
     async def _unless_the_caller_is_refused(
         self, scope: Scope, refusal: Refusal
@@ -404,7 +404,7 @@ def _require_json_media_type(value: bytes | None) -> None:
             raise Refusal(415, UNSUPPORTED_MEDIA_TYPE, "a JSON body must be UTF-8")
 
 
-def _replaying(body: bytes, receive: Receive) -> Receive:
+def replaying(body: bytes, receive: Receive) -> Receive:
     """A `receive` that hands the app the body already read, then the real one."""
     delivered = False
 

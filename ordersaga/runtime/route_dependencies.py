@@ -16,7 +16,8 @@ from typing import Any
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute, Match
+from starlette.datastructures import URLPath
+from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Scope
 
 from ordersaga.runtime.http_guard import UNROUTED, CallerCheck, Refusal, Unrouted
@@ -25,6 +26,16 @@ Dependencies = frozenset[Callable[..., Any]]
 # An app's refusal of a request's caller, given the dependencies of the route
 # the request is for: its 401 or 403, else None.
 RefuseCaller = Callable[[Scope, Dependencies], Awaitable[Refusal | None]]
+
+
+class Shortcut(BaseRoute):
+    """A route that answers some requests on behalf of another route of the
+    app, which declares what those requests need (services.common.direct_writes).
+    The app's questions about a request's route look past it to that route."""
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        # A URL by name is the other route's to give.
+        raise NoMatchFound(name, path_params)
 
 
 def check_caller_by_route(
@@ -54,6 +65,8 @@ def dependencies_of_route(routes: Sequence[BaseRoute], scope: Scope) -> Dependen
     `iter_route_contexts` is its public way to see each route with the prefix
     and dependencies its inclusion gave it."""
     for route in iter_route_contexts(routes):
+        if isinstance(route.original_route, Shortcut):
+            continue
         match, _ = route.matches(scope)
         if match is Match.FULL:
             if isinstance(route.original_route, APIRoute):

@@ -35,7 +35,7 @@ from ordersaga.runtime.telemetry import (
     instrument_engine,
     instrument_fastapi,
 )
-from services.common import health
+from services.common import direct_writes, health
 from services.common.admin import faults_router
 from services.common.auth import AdminOnly, authenticate, refuse_unadmitted
 from services.common.db import create_engine, database_error_text, redacted_database_url
@@ -214,4 +214,7 @@ def create_service_app(
             dependencies=[Depends(authenticate), Depends(inject_faults)],
             responses=edge_responses(),
         )
+    # The saga's writes, answered by their endpoints without FastAPI's
+    # per-request work when nothing about them needs it (the module says when).
+    direct_writes.install(app)
     return app

@@ -37,7 +37,7 @@ class Caller(StrEnum):
 
 # auto_error=False: a missing or malformed header gets our error shape, not
 # FastAPI's. The scheme name is what each protected route declares in OpenAPI.
-_bearer = HTTPBearer(
+bearer_scheme = HTTPBearer(
     auto_error=False,
     scheme_name="ServiceCredential",
     description="The workers' credential (ORDERSAGA_WORKER_TOKEN) or the admin token",
@@ -66,7 +66,7 @@ def _caller_named_by(runtime: ServiceRuntime, presented: bytes) -> Caller | None
 
 async def authenticate(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Caller:
     """The caller the bearer credential names; 401 when it names none."""
     presented = credentials.credentials.encode() if credentials else b""
@@ -76,6 +76,14 @@ async def authenticate(
     return caller
 
 
+def caller_of_scope(runtime: ServiceRuntime, scope: Scope) -> Caller | None:
+    """The caller a request's `Authorization: Bearer` names, read from its
+    scope as `bearer_scheme` reads it (scheme in any case); None when it names none."""
+    scheme, token = get_authorization_scheme_param(authorization_of(scope))
+    presented = token.encode() if scheme.lower() == "bearer" and token else b""
+    return _caller_named_by(runtime, presented)
+
+
 def refuse_unadmitted(runtime: ServiceRuntime, app: Starlette) -> CallerCheck:
     """The HTTP guard's question before it refuses a request: the 401 or 403
     the route it asks for would answer, or None. A public route (health,
@@ -83,9 +91,7 @@ def refuse_unadmitted(runtime: ServiceRuntime, app: Starlette) -> CallerCheck:
     request pays."""
 
     async def refusal_of_caller(scope: Scope, required: Dependencies) -> Refusal | None:
-        scheme, token = get_authorization_scheme_param(authorization_of(scope))
-        presented = token.encode() if scheme.lower() == "bearer" and token else b""
-        caller = _caller_named_by(runtime, presented)
+        caller = caller_of_scope(runtime, scope)
         if caller is None:
             return Refusal(401, UNAUTHORIZED, _CREDENTIAL_REQUIRED, headers=_CHALLENGE)
         for admission in _ADMITTED.keys() & required:

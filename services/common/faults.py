@@ -49,6 +49,11 @@ class FaultInjector:
     def public(self) -> FaultsPublic:
         return FaultsPublic(error_rate=self.error_rate, latency_ms=self.latency_ms)
 
+    @property
+    def configured(self) -> bool:
+        """Whether `apply` may delay or fail a request."""
+        return bool(self.latency_ms or self.error_rate)
+
     async def apply(self) -> None:
         """Delay, then maybe fail, before the endpoint does anything at all."""
         if self.latency_ms:

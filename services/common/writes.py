@@ -26,6 +26,7 @@ from ordersaga.runtime.fields import StrictRequest
 from ordersaga.runtime.query import QUERY_PARAMETERS_CHECKED
 from services.common.auth import AuthenticatedCaller, Caller, check_admitted, declare_admitted
 from services.common.db import SqlUnitOfWork
+from services.common.direct_writes import servable, write_provider
 from services.common.domain import Dated
 from services.common.errors import FORBIDDEN, UNAUTHORIZED
 from services.common.idempotency import (
@@ -90,7 +91,7 @@ def worker_write(
             await idempotent_request(request, caller, key),
         )
 
-    return declare_admitted(provide, _WORKERS)
+    return write_provider(declare_admitted(provide, _WORKERS))
 
 
 class NoFields(StrictRequest):
@@ -141,7 +142,7 @@ def add_action_route(
     )
     router.add_api_route(
         path,
-        endpoint,
+        servable(endpoint),
         methods=["POST"],
         response_model=present,
         responses=error_responses(*IDEMPOTENT_ERRORS, *refusals),

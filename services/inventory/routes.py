@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from contracts import errors
 from ordersaga.runtime.query import QUERY_PARAMETERS_CHECKED
 from services.common.auth import WorkerOrAdmin
+from services.common.direct_writes import servable
 from services.common.domain import FORWARD_REFUSALS
 from services.common.errors import FORBIDDEN, UNAUTHORIZED
 from services.common.idempotency import IDEMPOTENT_ERRORS
@@ -63,6 +64,7 @@ reservations_router = APIRouter(
 )
 
 
+@servable
 @reservations_router.post(
     "",
     status_code=status.HTTP_201_CREATED,
