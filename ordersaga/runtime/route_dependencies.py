@@ -70,13 +70,14 @@ def dependencies_of_route(routes: Sequence[BaseRoute], scope: Scope) -> Dependen
         match, _ = route.matches(scope)
         if match is Match.FULL:
             if isinstance(route.original_route, APIRoute):
-                return frozenset(_calls(route.dependant))
+                return frozenset(dependency_calls(route.dependant))
             return frozenset()
     return None
 
 
-def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
+def dependency_calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
+    """The callable of every dependency of `dependant`, at any depth."""
     for dependency in dependant.dependencies:
         if dependency.call is not None:
             yield dependency.call
-        yield from _calls(dependency)
+        yield from dependency_calls(dependency)

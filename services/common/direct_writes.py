@@ -43,7 +43,7 @@ from starlette.routing import Match, compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ordersaga.runtime.http_guard import replaying
-from ordersaga.runtime.route_dependencies import Shortcut
+from ordersaga.runtime.route_dependencies import Shortcut, dependency_calls
 from services.common.auth import Caller, authenticate, bearer_scheme, caller_of_scope
 from services.common.errors import ServiceError
 from services.common.idempotency import HEADER as KEY_HEADER
@@ -155,11 +155,19 @@ class DirectWrite(Shortcut):
         return arguments
 
 
+# What a write route's router adds (services.common.app): FastAPI's bearer
+# scheme and authentication, which `caller_of_scope` replaces, and the faults,
+# which a DirectWrite declines while any are configured.
+_KNOWN_DEPENDENCIES: frozenset[Callable[..., Any]] = frozenset(
+    {authenticate, bearer_scheme, inject_faults}
+)
+
+
 def install(app: FastAPI) -> None:
     """Put a DirectWrite ahead of every servable route of `app` (its included
     routers' too); refuse a servable route whose dependencies it does not know."""
     for path, endpoint, dependant in list(_servable_routes(app)):
-        unknown = set(_calls(dependant)) - _KNOWN_DEPENDENCIES - _PROVIDERS
+        unknown = set(dependency_calls(dependant)) - _KNOWN_DEPENDENCIES - _PROVIDERS
         if unknown:
             names = ", ".join(sorted(getattr(call, "__name__", repr(call)) for call in unknown))
             raise TypeError(
@@ -169,14 +177,6 @@ def install(app: FastAPI) -> None:
         app.router.routes.insert(0, DirectWrite(path, endpoint, app.router))
 
 
-# What a write route's router adds (services.common.app): FastAPI's bearer
-# scheme and authentication, which `caller_of_scope` replaces, and the faults,
-# which a DirectWrite declines while any are configured.
-_KNOWN_DEPENDENCIES: frozenset[Callable[..., Any]] = frozenset(
-    {authenticate, bearer_scheme, inject_faults}
-)
-
-
 def _servable_routes(app: FastAPI) -> Iterator[tuple[str, Endpoint, Dependant]]:
     for route in iter_route_contexts(app.routes):
         original = route.original_route
@@ -184,13 +184,6 @@ def _servable_routes(app: FastAPI) -> Iterator[tuple[str, Endpoint, Dependant]]:
             if route.methods != {"POST"}:
                 raise TypeError(f"{original.endpoint.__name__} is not a POST route")
             yield str(route.path), original.endpoint, route.dependant
-
-
-def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
-    for dependency in dependant.dependencies:
-        if dependency.call is not None:
-            yield dependency.call
-        yield from _calls(dependency)
 
 
 def _parameters_of(endpoint: Endpoint) -> _Parameters:
