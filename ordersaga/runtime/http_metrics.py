@@ -8,6 +8,7 @@ in one process (tests, the in-process stack) never collide on metric names.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -17,6 +18,10 @@ from ordersaga.runtime.asgi import ResponseStatus
 # Requests no route matched share one label, for the same reason.
 UNMATCHED_ROUTE = "<unmatched>"
 LABELS = ("method", "route", "status")
+# How many label sets RequestMetrics keeps its children of at hand. Routes are
+# templates and statuses few, so an app has a few dozen; past this (methods
+# are the client's to choose) it asks prometheus_client each time.
+MAX_CACHED_LABEL_SETS = 1024
 
 
 class RequestMetrics:
@@ -37,10 +42,21 @@ class RequestMetrics:
             registry=self.registry,
         )
 
+        # The series of each label set, found once: `labels()` checks and
+        # joins its arguments and takes a lock on every call, a few per cent
+        # of a service request's CPU (docs/performance.md, round 21).
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
     def observe(self, *, method: str, route: str, status: int, seconds: float) -> None:
-        labels = {"method": method, "route": route, "status": str(status)}
-        self.requests.labels(**labels).inc()
-        self.latency.labels(**labels).observe(seconds)
+        children = self._children.get((method, route, status))
+        if children is None:
+            values = (method, route, str(status))
+            children = (self.requests.labels(*values), self.latency.labels(*values))
+            if len(self._children) < MAX_CACHED_LABEL_SETS:
+                self._children[method, route, status] = children
+        requests, latency = children
+        requests.inc()
+        latency.observe(seconds)
 
 
 class MetricsMiddleware:

@@ -7,6 +7,7 @@ import logging
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
+from ordersaga.runtime import http_metrics
 from ordersaga.runtime.asgi import ResponseStatus
 from ordersaga.runtime.http_guard import HttpGuard
 from ordersaga.runtime.http_metrics import UNMATCHED_ROUTE, MetricsMiddleware, RequestMetrics
@@ -106,3 +107,30 @@ async def test_a_client_gone_mid_body_is_a_499_in_metrics_and_log_not_a_500(
     assert counted == 1
     (line,) = [r for r in caplog.records if r.name == "ordersaga.access"]
     assert line.levelno == logging.INFO and line.http_status == 499
+
+
+def test_metrics_count_each_label_set_apart_also_past_the_cached_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(http_metrics, "MAX_CACHED_LABEL_SETS", 2)
+    metrics = RequestMetrics(prefix="test_", answered_by="a test app")
+    observed = [
+        ("POST", "/charges", 201),
+        ("POST", "/charges", 201),
+        ("POST", "/charges", 409),
+        ("GET", "/charges", 200),  # past the cache: asked of prometheus_client each time
+        ("GET", "/charges", 200),
+        ("POST", "/charges", 201),
+    ]
+    for method, route, status in observed:
+        metrics.observe(method=method, route=route, status=status, seconds=0.25)
+
+    def sample(name: str, method: str, status: str) -> float | None:
+        labels = {"method": method, "route": "/charges", "status": status}
+        return metrics.registry.get_sample_value(name, labels)
+
+    assert sample("test_requests_total", "POST", "201") == 3
+    assert sample("test_requests_total", "POST", "409") == 1
+    assert sample("test_requests_total", "GET", "200") == 2
+    assert sample("test_request_duration_seconds_count", "GET", "200") == 2
+    assert sample("test_request_duration_seconds_sum", "POST", "201") == 0.75
