@@ -28,7 +28,6 @@ direct route would otherwise skip.
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, get_args, get_origin
@@ -42,7 +41,7 @@ from starlette.responses import Response
 from starlette.routing import Match, compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ordersaga.runtime.http_guard import replaying
+from ordersaga.runtime.http_guard import parsed_body, replaying
 from ordersaga.runtime.route_dependencies import Shortcut, dependency_calls
 from services.common.auth import Caller, authenticate, bearer_scheme, caller_of_scope
 from services.common.errors import ServiceError
@@ -230,7 +229,7 @@ def _body_argument(request: Request, body: bytes, declared: _Parameter) -> Any:
         if media_type != "application/json":
             raise Declined  # FastAPI reads other JSON types too, or none: it decides
         try:
-            value = json.loads(body)
+            value = parsed_body(request.scope, body)
         except ValueError:
             raise Declined from None
     if value is None:

@@ -38,6 +38,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any, TypeVar
 
 from fastapi import FastAPI, Header, Request
@@ -57,6 +58,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import errors
+from ordersaga.runtime.http_guard import parsed_body
 from services.common import deadlines
 from services.common.auth import Caller
 from services.common.db import NAMING_CONVENTION, PerDialect, SqlUnitOfWork
@@ -161,8 +163,11 @@ class IdempotencyStore:
         return StoredResponse(row.request_fingerprint, row.status_code, row.response_body)
 
 
-def request_fingerprint(method: str, path: str, body: bytes) -> str:
-    """sha256 of the method, path and canonical JSON body.
+def request_fingerprint(
+    method: str, path: str, body: bytes, *, parse: Callable[[bytes], Any] = json.loads
+) -> str:
+    """sha256 of the method, path and canonical JSON body (`parse` reads it:
+    `json.loads`, or what returns the same value more cheaply).
 
     Canonical: key order and whitespace do not make a different request, and
     an empty body is the same request as `{}` (for the body-less actions).
@@ -174,7 +179,7 @@ def request_fingerprint(method: str, path: str, body: bytes) -> str:
     """
     try:
         canonical = json.dumps(
-            json.loads(body) if body.strip() else {},
+            parse(body) if body.strip() else {},
             sort_keys=True,
             separators=(",", ":"),
             ensure_ascii=False,
@@ -289,7 +294,10 @@ async def idempotent_request(
     return IdempotentRequest(
         caller.value,
         key,
-        request_fingerprint(request.method, request.url.path, body),
+        # The HTTP guard parsed the body already (http_guard.parsed_body).
+        request_fingerprint(
+            request.method, request.url.path, body, parse=partial(parsed_body, request.scope)
+        ),
         deadlines.deadline_of(request),
     )
 

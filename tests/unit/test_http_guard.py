@@ -9,9 +9,18 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.types import Message, Receive, Scope, Send
 
-from ordersaga.runtime.http_guard import UNROUTED, HttpGuard, Refusal, Unrouted, authorization_of
+from ordersaga.runtime.http_guard import (
+    UNROUTED,
+    HttpGuard,
+    Refusal,
+    Unrouted,
+    authorization_of,
+    parsed_body,
+)
 from ordersaga.runtime.logging import MAX_LOGGED_PATH_CHARS, loggable_path
 
 MAX_BODY = 1024
@@ -428,3 +437,64 @@ async def test_headers_that_may_repeat_pass() -> None:
         )
 
     assert response.status_code == 200, response.text
+
+
+# --- the parsed body the guard hands on (http_guard.parsed_body) --------------------
+
+
+def parsing_app(seen: list[Any]) -> Any:
+    """An app that reads the body and records what parsed_body gives for it,
+    and for bytes the guard did not read."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        body = message.get("body", b"")
+        seen.append(
+            (
+                parsed_body(scope, body),
+                parsed_body(scope, body),
+                parsed_body(scope, b'{"other": 1}'),
+            )
+        )
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    return app
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**30), 10**30)
+    | st.text(max_size=20)
+    # Finite floats: the guard refuses what parses to infinity.
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(value=JSON_VALUES)
+async def test_the_body_the_guard_parsed_is_what_json_loads_makes_of_it(value: Any) -> None:
+    body = json.dumps(value).encode()
+    seen: list[Any] = []
+    async with client(parsing_app(seen)) as http:
+        response = await http.post("/", content=body, headers=JSON)
+    assert response.status_code == 204
+    [(parsed, again, other)] = seen
+    assert parsed == json.loads(body)
+    if isinstance(value, dict | list):
+        # The guard's own parse, not a fresh one each time.
+        assert again is parsed
+    # Other bytes than the guard read are parsed afresh, never mistaken for its parse.
+    assert other == {"other": 1}
+
+
+def test_without_the_guard_the_body_is_parsed_afresh() -> None:
+    scope: Scope = {"type": "http"}
+    assert parsed_body(scope, b'[1, "a"]') == [1, "a"]
+    with pytest.raises(ValueError):
+        parsed_body(scope, b"{not json")
