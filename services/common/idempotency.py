@@ -42,7 +42,7 @@ from functools import partial
 from typing import Annotated, Any, TypeVar
 
 from fastapi import FastAPI, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy import (
     JSON,
@@ -52,9 +52,11 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    TypeDecorator,
     bindparam,
     select,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import errors
@@ -94,6 +96,27 @@ IDEMPOTENCY_KEYS = Table(
 )
 
 
+class JsonText(TypeDecorator[str]):
+    """A JSON column written from text that is JSON already (`render_json`):
+    the answer is rendered once, for the response and the store, where the
+    JSON type would serialize it once more. Read back, it is JSON's value."""
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        # The text goes to the driver as it is: SQLite stores it as TEXT, and
+        # asyncpg's json codec (set up by SQLAlchemy) encodes a str as UTF-8.
+        return None
+
+
+def render_json(content: Any) -> bytes:
+    """JSON as starlette's JSONResponse renders it (compact, UTF-8, no NaN)."""
+    return json.dumps(
+        content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode("utf-8")
+
+
 @dataclass(frozen=True)
 class StoredResponse:
     request_fingerprint: str
@@ -111,7 +134,7 @@ _RECORD = PerDialect(
             key=bindparam("p_key"),
             request_fingerprint=bindparam("p_fingerprint"),
             status_code=bindparam("p_status_code"),
-            response_body=bindparam("p_body"),
+            response_body=bindparam("p_body", type_=JsonText()),
             created_at=bindparam("p_created_at"),
         )
         .on_conflict_do_nothing(index_elements=[IDEMPOTENCY_KEYS.c.caller, IDEMPOTENCY_KEYS.c.key])
@@ -132,9 +155,10 @@ class IdempotencyStore:
         self._connection = connection
 
     async def record(
-        self, caller: str, key: str, request_fingerprint: str, status_code: int, body: Any
+        self, caller: str, key: str, request_fingerprint: str, status_code: int, body: bytes
     ) -> bool:
-        """Store the key with its answer; False when the key is taken already.
+        """Store the key with its answer (`body`, rendered JSON); False when the
+        key is taken already.
 
         On PostgreSQL the insert waits while a concurrent twin holds the key
         uncommitted, then does nothing if the twin committed: the twin's answer
@@ -148,7 +172,7 @@ class IdempotencyStore:
                 "p_key": key,
                 "p_fingerprint": request_fingerprint,
                 "p_status_code": status_code,
-                "p_body": body,
+                "p_body": body.decode("utf-8"),
                 "p_created_at": datetime.now(UTC),
             },
         )
@@ -208,7 +232,7 @@ class IdempotentRequest:
         *,
         present: type[BaseModel],
         status_code: int,
-    ) -> JSONResponse:
+    ) -> Response:
         """Run `effect` and store its answer with it, or answer from the store.
 
         `effect` gets the unit of work in a write transaction and returns a
@@ -229,17 +253,19 @@ class IdempotentRequest:
             except DomainError as refusal:
                 refused = refusal
             else:
-                body = present.model_validate(result).model_dump(mode="json")
+                # pydantic renders it as render_json would its model_dump(mode="json").
+                body = present.model_validate(result).model_dump_json().encode("utf-8")
                 return await self._answer(tx, status_code, body)
         # A repeat's refusal is thrown away here too: if the key is taken, the
         # insert below does nothing and the stored answer is replayed.
-        status, body = domain_error_reply(refused)
+        status, reply = domain_error_reply(refused)
         async with uow.writing() as tx:
-            return await self._answer(tx, status, body)
+            return await self._answer(tx, status, render_json(reply))
 
-    async def _answer(self, tx: SqlUnitOfWork, status: int, body: Any) -> JSONResponse:
-        """Store the answer under the key and commit; or, when the key is taken,
-        leave the transaction to roll back and replay what the key holds."""
+    async def _answer(self, tx: SqlUnitOfWork, status: int, body: bytes) -> Response:
+        """Store the answer (rendered JSON) under the key and commit; or, when
+        the key is taken, leave the transaction to roll back and replay what
+        the key holds."""
         store = IdempotencyStore(tx.connection)
         if not await store.record(self.caller, self.key, self.fingerprint, status, body):
             return self._replay(await store.get(self.caller, self.key))
@@ -247,9 +273,9 @@ class IdempotentRequest:
         # lock counts too. Raising here rolls back the effect and the key.
         deadlines.check(self.deadline)
         await tx.commit()
-        return JSONResponse(body, status_code=status)
+        return Response(body, status_code=status, media_type=JSONResponse.media_type)
 
-    def _replay(self, stored: StoredResponse | None) -> JSONResponse:
+    def _replay(self, stored: StoredResponse | None) -> Response:
         if stored is None or stored.status_code is None:
             # Neither happens (keys are never deleted, and are written with
             # their answer); if one did, a retry is safe and runs the request.

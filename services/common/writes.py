@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, Protocol, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -67,7 +67,7 @@ class WorkerWrite(Generic[U, P]):
         *,
         present: type[BaseModel],
         status_code: int,
-    ) -> JSONResponse:
+    ) -> Response:
         """services.common.idempotency.IdempotentRequest.run, on this write's unit of work."""
         return await self.idempotency.run(
             self.uow, effect, present=present, status_code=status_code
@@ -124,7 +124,7 @@ def add_action_route(
     """
     id_name = path.split("{", 1)[1].split("}", 1)[0]
 
-    async def endpoint(**params: Any) -> JSONResponse:
+    async def endpoint(**params: Any) -> Response:
         resource_id: str = params[id_name]
         worker: WorkerWrite[Any, Any] = params["write"]
         return await worker.run(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from contracts import errors
 from ordersaga.runtime.query import QUERY_PARAMETERS_CHECKED
@@ -77,9 +77,7 @@ reservations_router = APIRouter(
         errors.PRICE_CHANGED,
     ),
 )
-async def create_reservation(
-    *, reservation: ReservationCreate, write: InventoryWrite
-) -> JSONResponse:
+async def create_reservation(*, reservation: ReservationCreate, write: InventoryWrite) -> Response:
     """Reserve stock for an order at the catalog's prices (the workers only):
     every line, or none when one is short, the currency is not the catalog's or
     the total is not the expected one."""

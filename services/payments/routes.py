@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from contracts import errors
 from ordersaga.runtime.query import QUERY_PARAMETERS_CHECKED
@@ -53,7 +53,7 @@ charges_router = APIRouter(
     response_model=ChargePublic,
     responses=error_responses(*IDEMPOTENT_ERRORS, *FORWARD_REFUSALS, errors.PAYMENT_DECLINED),
 )
-async def create_charge(*, charge: ChargeCreate, write: PaymentsWrite) -> JSONResponse:
+async def create_charge(*, charge: ChargeCreate, write: PaymentsWrite) -> Response:
     """Capture a payment for an order (the workers only)."""
     return await write.run(
         lambda tx: domain.charge(

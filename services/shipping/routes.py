@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from contracts import errors
 from ordersaga.runtime.query import QUERY_PARAMETERS_CHECKED
@@ -53,7 +53,7 @@ shipments_router = APIRouter(
     response_model=ShipmentPublic,
     responses=error_responses(*IDEMPOTENT_ERRORS, *FORWARD_REFUSALS, errors.ADDRESS_UNDELIVERABLE),
 )
-async def create_shipment(*, shipment: ShipmentCreate, write: ShippingWrite) -> JSONResponse:
+async def create_shipment(*, shipment: ShipmentCreate, write: ShippingWrite) -> Response:
     """Ship an order's lines to an address (the workers only)."""
     return await write.run(
         lambda tx: domain.create_shipment(
