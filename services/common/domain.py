@@ -52,9 +52,14 @@ class Admission(Enum):
 class Fences(Protocol):
     """Which orders have given up on this service (services.common.fences)."""
 
-    async def admit(self, order_id: str) -> Admission:
+    async def admit(self, order_id: str, *, passed_before: bool = False) -> Admission:
         """Let a forward request for the order through, and keep the order from
-        being fenced until the unit of work ends (unless it is FENCED)."""
+        being fenced until the unit of work ends (unless it is FENCED).
+
+        `passed_before`: the caller knows a forward request of the order has
+        passed the gate here before (it holds what one made), so the gate can
+        look for the order's row first. The answer is the same either way.
+        """
         ...
 
     async def fence(self, order_id: str) -> datetime:
@@ -67,15 +72,16 @@ class Fences(Protocol):
 FORWARD_REFUSALS = (errors.ORDER_FENCED, errors.INVALID_STATE)
 
 
-async def admit(fences: Fences, order_id: str) -> Admission:
+async def admit(fences: Fences, order_id: str, *, passed_before: bool = False) -> Admission:
     """The gate of every forward request: refuse with ORDER_FENCED once the
     order's compensation has run here.
 
     Call it first, in the unit of work that makes the effect: the effect then
     commits before any fence for the order can, so the compensation (which
     fences first and looks the order's resources up after) finds it.
+    `passed_before` as in `Fences.admit`.
     """
-    admission = await fences.admit(order_id)
+    admission = await fences.admit(order_id, passed_before=passed_before)
     if admission is Admission.FENCED:
         raise OrderFenced(
             f"order {order_id} has given up on this service (its compensation has run); "

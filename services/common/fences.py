@@ -93,11 +93,22 @@ class SqlFences:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
-    async def admit(self, order_id: str) -> Admission:
+    async def admit(self, order_id: str, *, passed_before: bool = False) -> Admission:
         # The row, new or not, stays locked until the commit (on SQLite every
         # writer holds the database's lock anyway): a fence waits until the
         # forward request has committed. The first request of an order pays one
-        # statement, which also tells it that nothing was made here before.
+        # statement, which also tells it that nothing was made here before; so
+        # does a later one that knows the row is there (`passed_before`), such
+        # as a reservation's commit, which would otherwise pay two (the insert
+        # doing nothing, then the lock).
+        if passed_before:
+            fenced_at = (
+                await self._connection.execute(_ADMIT_AGAIN, {"p_order_id": order_id})
+            ).first()
+            if fenced_at is not None:
+                return Admission.AFTER_ANOTHER if fenced_at[0] is None else Admission.FENCED
+            # No row after all (an order older than the gates, migration 0003):
+            # the insert below makes it, or waits for a fence making it.
         inserted = (
             await self._connection.execute(
                 _ADMIT_FIRST.on(self._connection),

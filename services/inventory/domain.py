@@ -278,7 +278,8 @@ async def commit(uow: InventoryUnitOfWork, reservation_id: str) -> Reservation:
     """
     reservation = await locked(uow.reservations, reservation_id, "reservation")
     if reservation.state is ReservationState.RESERVED:
-        await admit(uow.fences, reservation.order_id)
+        # The reservation passed the gate when it was made.
+        await admit(uow.fences, reservation.order_id, passed_before=True)
     return await _settle(uow, reservation, Reservation.commit, uow.products.ship)
 
 

@@ -85,7 +85,8 @@ class MemoryFences:
 
     orders: dict[str, datetime | None] = field(default_factory=dict)
 
-    async def admit(self, order_id: str) -> Admission:
+    async def admit(self, order_id: str, *, passed_before: bool = False) -> Admission:
+        # One dict lookup either way: `passed_before` saves nothing here.
         if order_id not in self.orders:
             self.orders[order_id] = None
             return Admission.FIRST

@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
+from services.common.db import create_engine, transaction
+from services.common.domain import Admission
+from services.common.fences import SqlFences
 from services.common.idempotency import IdempotencyStore
 from tests.integration.services import support
 from tests.integration.services.support import (
@@ -85,6 +88,10 @@ def refused_as_fenced(response: httpx.Response) -> bool:
     return response.status_code == 409 and response.json()["detail"]["code"] == "ORDER_FENCED"
 
 
+FirstT = TypeVar("FirstT")
+ThenT = TypeVar("ThenT")
+
+
 @dataclass
 class Held:
     """A forward request stopped after its effect, before its commit."""
@@ -111,6 +118,27 @@ def holding(monkeypatch: pytest.MonkeyPatch, key: str) -> Iterator[Held]:
     with monkeypatch.context() as patch:
         patch.setattr(IdempotencyStore, "record", record_and_hold)
         yield held
+
+
+async def waits_for_the_held(
+    monkeypatch: pytest.MonkeyPatch,
+    key: dict[str, str],
+    held_request: Coroutine[Any, Any, FirstT],
+    *,
+    then: Callable[[], Coroutine[Any, Any, ThenT]],
+    what: str,
+) -> tuple[FirstT, ThenT]:
+    """Send `held_request` (under `key`) and hold it inside its transaction;
+    start `then` and check it is still waiting 0.3 s later (`what` says why
+    it should); release the first and return both answers."""
+    with holding(monkeypatch, key["Idempotency-Key"]) as held:
+        first = asyncio.create_task(held_request)
+        await asyncio.wait_for(held.reached.wait(), 10)
+        second = asyncio.create_task(then())
+        await asyncio.sleep(0.3)
+        assert not second.done(), what
+        held.release.set()
+        return await first, await second
 
 
 # --- (a) the fence first ----------------------------------------------------------
@@ -179,15 +207,13 @@ async def test_a_fence_waits_for_a_forward_request_inside_its_transaction(
     """The forward request passed the gate and made its effect; the fence must
     wait for its commit, and the look-up after the fence then finds it."""
     order_id, key = new_order_id(), new_key()
-    with holding(monkeypatch, key["Idempotency-Key"]) as held:
-        forward = asyncio.create_task(service.forward(order_id, key))
-        await asyncio.wait_for(held.reached.wait(), 10)
-        compensation = asyncio.create_task(service.compensate(order_id))
-        await asyncio.sleep(0.3)
-        assert not compensation.done(), "the fence did not wait for the forward request"
-        held.release.set()
-        made = await forward
-        found = await compensation
+    made, found = await waits_for_the_held(
+        monkeypatch,
+        key,
+        service.forward(order_id, key),
+        then=lambda: service.compensate(order_id),
+        what="the fence did not wait for the forward request",
+    )
 
     assert made.status_code == 201, made.text
     assert found == [made.json()[service.id_field]]
@@ -284,6 +310,57 @@ async def test_a_commit_after_the_fence_is_refused_and_the_release_goes_ahead(
         assert refused_as_fenced(commit), commit.text
         assert release.status_code == 200, release.text
         assert release.json()["state"] == "released"
+
+
+async def test_a_fence_waits_for_a_commit_inside_its_transaction(
+    databases: Databases, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit looks for the order's gate row first (its reservation passed
+    the gate): it must still hold the row, so the fence waits for its commit."""
+    async with serving(inventory_app(await databases.new("inventory"))) as inventory:
+        order_id = new_order_id()
+        made = await inventory.post(
+            "/reservations", json=reservation("sku_mug", 1, order_id), headers=new_key()
+        )
+        reservation_id = made.json()["reservation_id"]
+        key = new_key()
+        committed, fenced = await waits_for_the_held(
+            monkeypatch,
+            key,
+            inventory.post(f"/reservations/{reservation_id}/commit", headers=key),
+            then=lambda: inventory.put(f"/fences/{order_id}"),
+            what="the fence did not wait for the commit",
+        )
+
+        assert committed.status_code == 200, committed.text
+        assert committed.json()["state"] == "committed"
+        assert fenced.status_code == 200, fenced.text
+
+
+async def test_the_gate_answers_alike_whether_or_not_the_order_passed_it_before(
+    databases: Databases,
+) -> None:
+    """SqlFences.admit(passed_before=True) looks for the row first; where there
+    is none (an order older than the gates), it makes it as the first does."""
+    database_url = await databases.new("inventory")
+    async with serving(inventory_app(database_url)):  # migrated
+        engine = create_engine(database_url)
+        try:
+            for passed_before in (False, True):
+                order_id = new_order_id()
+                answers = []
+                for fence_first in (False, False, True):
+                    async with transaction(engine, write=True) as connection:
+                        if fence_first:
+                            await SqlFences(connection).fence(order_id)
+                        answers.append(
+                            await SqlFences(connection).admit(order_id, passed_before=passed_before)
+                        )
+                assert answers == [Admission.FIRST, Admission.AFTER_ANOTHER, Admission.FENCED], (
+                    passed_before
+                )
+        finally:
+            await engine.dispose()
 
 
 # --- deadlines ------------------------------------------------------------------
