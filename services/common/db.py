@@ -203,14 +203,17 @@ def _writing(engine: AsyncEngine) -> AsyncEngine:
 
 @contextlib.asynccontextmanager
 async def begin(engine: AsyncEngine, *, write: bool) -> AsyncIterator[AsyncConnection]:
-    """A connection in a new transaction, rolled back unless the holder commits."""
+    """A connection in a new transaction (begun by its first statement), rolled
+    back unless the holder commits."""
     async with contextlib.AsyncExitStack() as stack:
         if write and engine.dialect.name == "sqlite":
             await stack.enter_async_context(_sqlite_writers.setdefault(engine, asyncio.Lock()))
         connection = await stack.enter_async_context(
             (_writing(engine) if write else engine).connect()
         )
-        await connection.begin()
+        # The first statement begins the transaction (SQLAlchemy's autobegin,
+        # which fires the same "begin" event): an explicit begin() would be one
+        # more call into SQLAlchemy's sync layer, each a new greenlet.
         yield connection
 
 

@@ -100,10 +100,12 @@ async def test_only_a_write_transaction_holds_the_write_lock_from_its_begin(
     """A writer that read first and took the lock only at its first write would
     fail with "database is locked" when another writer got in between
     (services.common.db._on_sqlite_begin): so a write transaction takes the lock
-    at BEGIN, before any statement, and a read transaction never does."""
+    at BEGIN, which comes with its first statement (a read here), and a read
+    transaction never does."""
     other = sqlite3.connect(database, isolation_level=None, timeout=0)
     try:
-        async with transaction(engine, write=write):
+        async with transaction(engine, write=write) as connection:
+            await connection.execute(text("SELECT x FROM t"))
             if write:
                 with pytest.raises(sqlite3.OperationalError, match="locked"):
                     other.execute("BEGIN IMMEDIATE")
