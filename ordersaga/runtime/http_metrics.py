@@ -8,7 +8,6 @@ in one process (tests, the in-process stack) never collide on metric names.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -45,7 +44,7 @@ class RequestMetrics:
         # The series of each label set, found once: `labels()` checks and
         # joins its arguments and takes a lock on every call, a few per cent
         # of a service request's CPU (docs/performance.md, round 21).
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe(self, *, method: str, route: str, status: int, seconds: float) -> None:
         children = self._children.get((method, route, status))

@@ -134,3 +134,5 @@ def test_metrics_count_each_label_set_apart_also_past_the_cached_ones(
     assert sample("test_requests_total", "GET", "200") == 2
     assert sample("test_request_duration_seconds_count", "GET", "200") == 2
     assert sample("test_request_duration_seconds_sum", "POST", "201") == 0.75
+    # The cache stopped at its bound; the third label set was never kept.
+    assert len(metrics._children) == 2
