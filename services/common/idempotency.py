@@ -97,9 +97,9 @@ IDEMPOTENCY_KEYS = Table(
 
 
 class JsonText(TypeDecorator[str]):
-    """A JSON column written from text that is JSON already (`render_json`):
-    the answer is rendered once, for the response and the store, where the
-    JSON type would serialize it once more. Read back, it is JSON's value."""
+    """A JSON column written from text that is JSON already: the answer is
+    rendered once, for the response and the store, where the JSON type would
+    serialize it once more. Read back, it is JSON's value."""
 
     impl = JSON
     cache_ok = True
@@ -108,13 +108,6 @@ class JsonText(TypeDecorator[str]):
         # The text goes to the driver as it is: SQLite stores it as TEXT, and
         # asyncpg's json codec (set up by SQLAlchemy) encodes a str as UTF-8.
         return None
-
-
-def render_json(content: Any) -> bytes:
-    """JSON as starlette's JSONResponse renders it (compact, UTF-8, no NaN)."""
-    return json.dumps(
-        content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
-    ).encode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -253,14 +246,14 @@ class IdempotentRequest:
             except DomainError as refusal:
                 refused = refusal
             else:
-                # pydantic renders it as render_json would its model_dump(mode="json").
+                # The bytes JSONResponse would render of its model_dump(mode="json").
                 body = present.model_validate(result).model_dump_json().encode("utf-8")
                 return await self._answer(tx, status_code, body)
         # A repeat's refusal is thrown away here too: if the key is taken, the
         # insert below does nothing and the stored answer is replayed.
         status, reply = domain_error_reply(refused)
         async with uow.writing() as tx:
-            return await self._answer(tx, status, render_json(reply))
+            return await self._answer(tx, status, bytes(JSONResponse(reply).body))
 
     async def _answer(self, tx: SqlUnitOfWork, status: int, body: bytes) -> Response:
         """Store the answer (rendered JSON) under the key and commit; or, when
