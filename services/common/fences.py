@@ -102,11 +102,9 @@ class SqlFences:
         # as a reservation's commit, which would otherwise pay two (the insert
         # doing nothing, then the lock).
         if passed_before:
-            fenced_at = (
-                await self._connection.execute(_ADMIT_AGAIN, {"p_order_id": order_id})
-            ).first()
-            if fenced_at is not None:
-                return Admission.AFTER_ANOTHER if fenced_at[0] is None else Admission.FENCED
+            row = (await self._connection.execute(_ADMIT_AGAIN, {"p_order_id": order_id})).first()
+            if row is not None:
+                return Admission.AFTER_ANOTHER if row.fenced_at is None else Admission.FENCED
             # No row after all (an order older than the gates, migration 0003):
             # the insert below makes it, or waits for a fence making it.
         inserted = (
