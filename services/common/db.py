@@ -1,5 +1,8 @@
 """Async engines for SQLite (the embedded default) and PostgreSQL, and the unit
-of work every request runs in."""
+of work every request runs in (its statements on the driver: driver_sql).
+
+SQLAlchemy's own transactions (`begin`, `transaction`) remain for what is not
+a unit of work: migrations, health checks, tests."""
 
 from __future__ import annotations
 
@@ -20,7 +23,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ordersaga.runtime.settings import DEFAULT_SERVICE_DATABASE_POOL_SIZE
-from services.common import sqlite_driver
+from services.common import driver_sql, sqlite_driver
+from services.common.driver_sql import DriverConnection
 
 # Named constraints, so later migrations (batch mode on SQLite) can address them.
 NAMING_CONVENTION = {
@@ -143,7 +147,9 @@ def _on_sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def dialect_insert(connection: AsyncConnection, table: Table) -> sqlite.Insert | postgresql.Insert:
+def dialect_insert(
+    connection: AsyncConnection | DriverConnection, table: Table
+) -> sqlite.Insert | postgresql.Insert:
     """An INSERT that knows ON CONFLICT, for the two databases we run on."""
     return _insert_for(connection.dialect.name, table)
 
@@ -172,7 +178,7 @@ class PerDialect(Generic[StatementT]):
         self._build = build
         self._built: dict[str, StatementT] = {}
 
-    def on(self, connection: AsyncConnection) -> StatementT:
+    def on(self, connection: AsyncConnection | DriverConnection) -> StatementT:
         dialect = connection.dialect.name
         statement = self._built.get(dialect)
         if statement is None:
@@ -225,8 +231,26 @@ async def transaction(engine: AsyncEngine, *, write: bool) -> AsyncIterator[Asyn
         await connection.commit()
 
 
+@contextlib.asynccontextmanager
+async def driver_transaction(
+    engine: AsyncEngine, *, write: bool
+) -> AsyncIterator[DriverConnection]:
+    """A connection of the engine's pool in a transaction run on the driver
+    (services.common.driver_sql), rolled back unless the holder commits.
+    SQLite's writers queue in this process first, as in `begin`."""
+    async with contextlib.AsyncExitStack() as stack:
+        if write and engine.dialect.name == "sqlite":
+            await stack.enter_async_context(_sqlite_writers.setdefault(engine, asyncio.Lock()))
+        checked_out = await stack.enter_async_context(engine.connect())
+        connection = await stack.enter_async_context(
+            driver_sql.driver_transaction(checked_out, write=write)
+        )
+        yield connection
+
+
 class SqlUnitOfWork:
-    """One database transaction per `async with`; rolled back unless committed.
+    """One database transaction per `async with`, run on the driver
+    (services.common.driver_sql); rolled back unless committed.
 
     Subclasses bind their repositories to the connection in `_bind`. A unit of
     work is re-enterable, one transaction at a time.
@@ -236,21 +260,23 @@ class SqlUnitOfWork:
         self._engine = engine
         self._write = write
         self._stack: contextlib.AsyncExitStack | None = None
-        self._connection: AsyncConnection | None = None
+        self._connection: DriverConnection | None = None
 
     def writing(self) -> Self:
         """The same unit of work for a transaction that will write."""
         return type(self)(self._engine, write=True)
 
     @property
-    def connection(self) -> AsyncConnection:
+    def connection(self) -> DriverConnection:
         if self._connection is None:
             raise RuntimeError("the unit of work is not open; use `async with uow:`")
         return self._connection
 
     async def __aenter__(self) -> Self:
         async with contextlib.AsyncExitStack() as stack:
-            connection = await stack.enter_async_context(begin(self._engine, write=self._write))
+            connection = await stack.enter_async_context(
+                driver_transaction(self._engine, write=self._write)
+            )
             self._connection = connection
             self._bind(connection)
             self._stack = stack.pop_all()
@@ -264,11 +290,11 @@ class SqlUnitOfWork:
     ) -> None:
         stack, self._stack, self._connection = self._stack, None, None
         if stack is not None:
-            # Closing the connection rolls back whatever was not committed.
-            await stack.aclose()
+            # Rolls back whatever was not committed, and returns the connection.
+            await stack.__aexit__(exc_type, exc, traceback)
 
     async def commit(self) -> None:
         await self.connection.commit()
 
-    def _bind(self, connection: AsyncConnection) -> None:
+    def _bind(self, connection: DriverConnection) -> None:
         """Create the repositories on this transaction's connection."""

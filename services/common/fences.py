@@ -44,12 +44,12 @@ from datetime import UTC, datetime
 from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlalchemy import Column, DateTime, MetaData, String, Table, bindparam, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import errors
 from services.common.auth import WorkerOnly
-from services.common.db import NAMING_CONVENTION, PerDialect, dialect_insert, transaction
+from services.common.db import NAMING_CONVENTION, PerDialect, dialect_insert, driver_transaction
 from services.common.domain import Admission
+from services.common.driver_sql import DriverConnection
 from services.common.errors import FORBIDDEN, UNAUTHORIZED
 from services.common.runtime import Engine
 from services.common.schemas import IdPath, error_responses
@@ -90,7 +90,7 @@ _ADMIT_AGAIN = (
 class SqlFences:
     """services.common.domain.Fences on the order_fences table."""
 
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: DriverConnection) -> None:
         self._connection = connection
 
     async def admit(self, order_id: str, *, passed_before: bool = False) -> Admission:
@@ -159,6 +159,7 @@ async def fence_order(*, order_id: IdPath, engine: Engine) -> FencePublic:
     """The order's compensation has begun: from now on no forward request for
     it takes effect here (409 ORDER_FENCED). Call it before looking up what to
     undo. Fencing twice fences once, so no Idempotency-Key is needed."""
-    async with transaction(engine, write=True) as connection:
+    async with driver_transaction(engine, write=True) as connection:
         fenced_at = await SqlFences(connection).fence(order_id)
+        await connection.commit()
     return FencePublic(order_id=order_id, fenced_at=fenced_at)

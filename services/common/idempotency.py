@@ -57,7 +57,6 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import errors
 from ordersaga.runtime.http_guard import parsed_body
@@ -65,6 +64,7 @@ from services.common import deadlines
 from services.common.auth import Caller
 from services.common.db import NAMING_CONVENTION, PerDialect, SqlUnitOfWork
 from services.common.domain import DomainError
+from services.common.driver_sql import DriverConnection
 from services.common.errors import ServiceError, domain_error_reply
 
 HEADER = "Idempotency-Key"
@@ -144,7 +144,7 @@ _GET = select(
 
 
 class IdempotencyStore:
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: DriverConnection) -> None:
         self._connection = connection
 
     async def record(

@@ -23,10 +23,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import NAMING_CONVENTION
 from services.common.domain import Dated, Line
+from services.common.driver_sql import DriverConnection
 from services.common.fences import ORDER_FENCES
 from services.common.idempotency import IDEMPOTENCY_KEYS
 
@@ -82,7 +82,7 @@ class LineStore:
     reservation's or a shipment's. The table has the parent column, sku and
     quantity."""
 
-    def __init__(self, connection: AsyncConnection, table: Table, parent_column: str) -> None:
+    def __init__(self, connection: DriverConnection, table: Table, parent_column: str) -> None:
         self._connection = connection
         self._parent = table.c[parent_column]
         self._insert, self._select = _line_statements(table, parent_column)
@@ -120,7 +120,7 @@ class SqlOrderResources(ABC, Generic[ResourceT]):
 
     table: ClassVar[Table]
 
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: DriverConnection) -> None:
         self._connection = connection
 
     @property

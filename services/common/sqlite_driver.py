@@ -8,8 +8,10 @@ which cost more CPU than the statements themselves (a py-spy profile put a
 fifth of the service's CPU in waking aiosqlite's thread alone).
 
 This connection keeps the aiosqlite interface SQLAlchemy's aiosqlite dialect
-speaks (it is that dialect's `async_creator`), but runs a call inline on the
-event loop unless it can wait on another connection or on the disk:
+speaks (it is that dialect's `async_creator`), and also runs a unit of work's
+statements itself (`begin`, `run`, `run_many`: services.common.driver_sql).
+Either way it runs a call inline on the event loop unless it can wait on
+another connection or on the disk:
 
 - `BEGIN IMMEDIATE` waits for the database's write lock while another process
   (or another engine in this one) writes. It is tried inline without waiting;
@@ -198,6 +200,26 @@ class InlineSqliteConnection:
         else:
             connection.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
         self.writing = True
+
+    async def begin(self, *, write: bool) -> None:
+        """A transaction on this connection: BEGIN IMMEDIATE for a writer, a
+        deferred BEGIN for a reader (services.common.driver_sql)."""
+        if write:
+            await self.begin_write()
+        else:
+            self._conn.execute("BEGIN")
+
+    def run(self, sql: str, parameters: Sequence[Any]) -> tuple[list[Any], int]:
+        """One statement, inline: its rows (all of them) and its row count."""
+        cursor = self._conn.execute(sql, parameters)
+        try:
+            rows = cursor.fetchall() if cursor.description is not None else []
+            return rows, cursor.rowcount
+        finally:
+            cursor.close()
+
+    def run_many(self, sql: str, parameters: Iterable[Sequence[Any]]) -> None:
+        self._conn.executemany(sql, parameters).close()
 
     def cursor(self) -> _CursorContext:
         return _CursorContext(InlineSqliteCursor(self, self._conn.cursor()))

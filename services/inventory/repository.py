@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from sqlalchemy import Integer, Row, Table, bindparam, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import SqlUnitOfWork, dialect_insert
+from services.common.driver_sql import DriverConnection
 from services.common.fences import SqlFences
 from services.common.repository import SqlOrderResources
 from services.inventory.domain import (
@@ -66,7 +66,7 @@ _LINES_OF = (
 
 
 class SqlProductRepository:
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: DriverConnection) -> None:
         self._connection = connection
 
     async def get(self, sku: str) -> Stock | None:
@@ -229,7 +229,7 @@ class SqlInventoryUnitOfWork(SqlUnitOfWork):
     reservations: SqlReservationRepository
     fences: SqlFences
 
-    def _bind(self, connection: AsyncConnection) -> None:
+    def _bind(self, connection: DriverConnection) -> None:
         self.products = SqlProductRepository(connection)
         self.reservations = SqlReservationRepository(connection)
         self.fences = SqlFences(connection)

@@ -7,9 +7,9 @@ from typing import Any, ClassVar
 
 from sqlalchemy import BigInteger, Row, Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import PerDialect, SqlUnitOfWork
+from services.common.driver_sql import DriverConnection
 from services.common.fences import SqlFences
 from services.common.repository import SqlOrderResources
 from services.payments.domain import Charge, ChargeState
@@ -80,7 +80,7 @@ _SUBTRACT = (
 
 
 class SqlExposureRepository:
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: DriverConnection) -> None:
         self._connection = connection
 
     async def add_within_limit(self, customer_id: str, amount_cents: int, limit_cents: int) -> bool:
@@ -107,7 +107,7 @@ class SqlPaymentsUnitOfWork(SqlUnitOfWork):
     exposure: SqlExposureRepository
     fences: SqlFences
 
-    def _bind(self, connection: AsyncConnection) -> None:
+    def _bind(self, connection: DriverConnection) -> None:
         self.charges = SqlChargeRepository(connection)
         self.exposure = SqlExposureRepository(connection)
         self.fences = SqlFences(connection)

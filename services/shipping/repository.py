@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from sqlalchemy import Row, Table
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.orders import Address
 from services.common.db import SqlUnitOfWork
+from services.common.driver_sql import DriverConnection
 from services.common.fences import SqlFences
 from services.common.repository import LineStore, SqlOrderResources
 from services.shipping.domain import Shipment, ShipmentState
@@ -19,7 +19,7 @@ from services.shipping.tables import shipment_lines, shipments
 class SqlShipmentRepository(SqlOrderResources[Shipment]):
     table: ClassVar[Table] = shipments
 
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: DriverConnection) -> None:
         super().__init__(connection)
         self._lines = LineStore(connection, shipment_lines, "shipment_id")
 
@@ -66,6 +66,6 @@ class SqlShippingUnitOfWork(SqlUnitOfWork):
     shipments: SqlShipmentRepository
     fences: SqlFences
 
-    def _bind(self, connection: AsyncConnection) -> None:
+    def _bind(self, connection: DriverConnection) -> None:
         self.shipments = SqlShipmentRepository(connection)
         self.fences = SqlFences(connection)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from services.common.db import create_engine, transaction
+from services.common.db import create_engine, driver_transaction
 from services.common.domain import Admission
 from services.common.fences import SqlFences
 from services.common.idempotency import IdempotencyStore
@@ -350,12 +350,13 @@ async def test_the_gate_answers_alike_whether_or_not_the_order_passed_it_before(
                 order_id = new_order_id()
                 answers = []
                 for fence_first in (False, False, True):
-                    async with transaction(engine, write=True) as connection:
+                    async with driver_transaction(engine, write=True) as connection:
                         if fence_first:
                             await SqlFences(connection).fence(order_id)
                         answers.append(
                             await SqlFences(connection).admit(order_id, passed_before=passed_before)
                         )
+                        await connection.commit()
                 assert answers == [Admission.FIRST, Admission.AFTER_ANOTHER, Admission.FENCED], (
                     passed_before
                 )
