@@ -35,7 +35,7 @@ from ordersaga.runtime.telemetry import (
     instrument_engine,
     instrument_fastapi,
 )
-from services.common import direct_writes, health
+from services.common import direct_writes, driver_sql, health
 from services.common.admin import faults_router
 from services.common.auth import AdminOnly, authenticate, refuse_unadmitted
 from services.common.db import create_engine, database_error_text, redacted_database_url
@@ -158,7 +158,8 @@ def create_service_app(
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(database_url, pool_size=database_pool_size)
-        instrument_engine(engine, tracer_provider)
+        instrument_engine(engine, tracer_provider)  # SQLAlchemy's own statements
+        driver_sql.trace_statements(engine, tracer_provider)  # the units of work's
         try:
             try:
                 await upgrade_to_head(engine, spec.migrations, lock_name=spec.name)

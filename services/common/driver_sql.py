@@ -38,6 +38,10 @@ or asyncpg), and runs each statement there:
   no longer use is `InterfaceError`, both 503s; through SQLAlchemy's own
   execution the first were a generic `DBAPIError` and the second an
   `InternalError`, both 500s.
+- **Traced like SQLAlchemy's.** Where spans are recorded (trace_statements),
+  each statement is a client span named and described as OpenTelemetry's
+  SQLAlchemy instrumentation names its own: the statement's text, never its
+  parameters.
 """
 
 from __future__ import annotations
@@ -51,13 +55,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import asyncpg
+from opentelemetry import trace
 from sqlalchemy import exc
-from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import SelectBase, UpdateBase
 
+from ordersaga.runtime.telemetry import records_spans
 from services.common.sqlite_driver import InlineSqliteConnection
 
 Parameters = Mapping[str, Any]
@@ -328,6 +334,20 @@ def _lost(error: BaseException) -> bool:
     )
 
 
+# The tracers of the engines whose statements are traced (trace_statements).
+_tracers: weakref.WeakKeyDictionary[Engine, trace.Tracer] = weakref.WeakKeyDictionary()
+
+
+def trace_statements(engine: AsyncEngine, tracer_provider: trace.TracerProvider | None) -> None:
+    """A span per statement the engine's units of work run, when the provider
+    records spans at all (ordersaga.runtime.telemetry.instrument_engine says
+    why not otherwise)."""
+    if records_spans(tracer_provider):
+        _tracers[engine.sync_engine] = trace.get_tracer(__name__, tracer_provider=tracer_provider)
+    else:
+        _tracers.pop(engine.sync_engine, None)
+
+
 class DriverConnection:
     """A connection in a unit of work's transaction, run on the driver (see
     the module): `execute` takes a SQLAlchemy statement and its parameters
@@ -337,6 +357,8 @@ class DriverConnection:
         self.dialect: Dialect = connection.dialect
         self._driver = driver
         self._open = True
+        self._tracer = _tracers.get(connection.sync_engine)
+        self._database = connection.sync_engine.url.database or ""
 
     async def execute(
         self, statement: ClauseElement, parameters: Parameters | Sequence[Parameters] | None = None
@@ -347,11 +369,33 @@ class DriverConnection:
             return await self._execute_many(statement, parameters)
         form = compiled_for(statement, self.dialect, parameters)
         sql, arguments = form.arguments(parameters)
-        try:
-            found, rowcount = await self._driver.run(sql, arguments, rows=form.row_type is not None)
-        except Exception as error:
-            raise _translated(error, sql) or error from error
+        with self._span(sql):
+            try:
+                found, rowcount = await self._driver.run(
+                    sql, arguments, rows=form.row_type is not None
+                )
+            except Exception as error:
+                raise _translated(error, sql) or error from error
         return DriverResult(form.rows(found), rowcount)
+
+    @contextlib.contextmanager
+    def _span(self, sql: str) -> Iterator[None]:
+        if self._tracer is None:
+            yield
+            return
+        # The statement's first word and the database, as OpenTelemetry's
+        # SQLAlchemy instrumentation names a span, with its attributes.
+        operation = sql.split(None, 1)[0] if sql.strip() else self.dialect.name
+        with self._tracer.start_as_current_span(
+            f"{operation} {self._database}".strip(),
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "db.system": self.dialect.name,
+                "db.name": self._database,
+                "db.statement": sql,
+            },
+        ):
+            yield
 
     async def _execute_many(
         self, statement: ClauseElement, rows: Sequence[Parameters]
@@ -362,10 +406,11 @@ class DriverConnection:
         if form.expands or form.row_type is not None:
             raise TypeError("many rows at once take a plain INSERT or UPDATE")
         arguments = [form.arguments(row)[1] for row in rows]
-        try:
-            await self._driver.run_many(form.sql, arguments)
-        except Exception as error:
-            raise _translated(error, form.sql) or error from error
+        with self._span(form.sql):
+            try:
+                await self._driver.run_many(form.sql, arguments)
+            except Exception as error:
+                raise _translated(error, form.sql) or error from error
         return DriverResult([], len(rows))
 
     async def commit(self) -> None:

@@ -13,11 +13,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import Column, Integer, MetaData, Table, exc, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ordersaga.runtime.telemetry import build_tracer_provider
 from services.common.db import create_engine, driver_transaction, transaction
-from services.common.driver_sql import DriverResult, compiled_for
+from services.common.driver_sql import DriverResult, compiled_for, trace_statements
 from services.common.idempotency import IDEMPOTENCY_KEYS, IdempotencyStore
 from services.common.repository import as_utc
 from services.payments.domain import Charge, ChargeState
@@ -242,6 +245,34 @@ async def test_a_drivers_error_is_sqlalchemys_and_the_connection_is_clean_after(
         await connection.commit()
     assert await charges_through_sqlalchemy(engine, later.order_id) == [as_row(later)]
     assert await charges_through_sqlalchemy(engine, again.order_id) == []
+
+
+async def test_each_statement_is_a_span_with_its_text_and_never_its_values(
+    engine: AsyncEngine,
+) -> None:
+    exporter = InMemorySpanExporter()
+    recording = build_tracer_provider("payments", span_processors=[SimpleSpanProcessor(exporter)])
+    charge = Charge("ch_traced_secret_value", new_order_id(), "cus_secret_value", 100, "USD")
+    try:
+        trace_statements(engine, recording)
+        async with driver_transaction(engine, write=True) as connection:
+            await SqlChargeRepository(connection).add(charge)
+            await SqlChargeRepository(connection).for_order(charge.order_id)
+            await connection.commit()
+    finally:
+        trace_statements(engine, build_tracer_provider("payments", environ={}))  # records none
+
+    spans = exporter.get_finished_spans()
+    assert [span.name.split()[0] for span in spans] == ["INSERT", "SELECT"]
+    for span in spans:
+        attributes = dict(span.attributes or {})
+        assert attributes["db.system"] == engine.dialect.name
+        assert str(attributes["db.statement"]).split()[0] == span.name.split()[0]
+        assert "secret_value" not in repr(attributes)
+    # A provider that records nothing stops the spans (and their cost).
+    async with driver_transaction(engine, write=False) as connection:
+        await SqlChargeRepository(connection).for_order(charge.order_id)
+    assert len(exporter.get_finished_spans()) == 2
 
 
 async def test_statements_whose_rows_are_unknown_are_refused(engine: AsyncEngine) -> None:
