@@ -193,6 +193,16 @@ class PerDialect(Generic[StatementT]):
 _sqlite_writers: weakref.WeakKeyDictionary[AsyncEngine, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
+def _writers_turn(
+    engine: AsyncEngine, *, write: bool
+) -> contextlib.AbstractAsyncContextManager[object]:
+    """Held while a transaction may write: a SQLite writer's place in this
+    process's queue (nothing to wait for otherwise)."""
+    if write and engine.dialect.name == "sqlite":
+        return _sqlite_writers.setdefault(engine, asyncio.Lock())
+    return contextlib.nullcontext()
+
+
 # Each engine's twin whose connections carry WRITE_OPTION from the start. Made
 # once: setting the option on each write's connection instead was one more
 # call into SQLAlchemy's sync layer (a greenlet) per transaction. The twin
@@ -212,8 +222,7 @@ async def begin(engine: AsyncEngine, *, write: bool) -> AsyncIterator[AsyncConne
     """A connection in a new transaction (begun by its first statement), rolled
     back unless the holder commits."""
     async with contextlib.AsyncExitStack() as stack:
-        if write and engine.dialect.name == "sqlite":
-            await stack.enter_async_context(_sqlite_writers.setdefault(engine, asyncio.Lock()))
+        await stack.enter_async_context(_writers_turn(engine, write=write))
         connection = await stack.enter_async_context(
             (_writing(engine) if write else engine).connect()
         )
@@ -237,10 +246,9 @@ async def driver_transaction(
 ) -> AsyncIterator[DriverConnection]:
     """A connection of the engine's pool in a transaction run on the driver
     (services.common.driver_sql), rolled back unless the holder commits.
-    SQLite's writers queue in this process first, as in `begin`."""
+    SQLite's writers queue in this process first (_writers_turn), as in `begin`."""
     async with contextlib.AsyncExitStack() as stack:
-        if write and engine.dialect.name == "sqlite":
-            await stack.enter_async_context(_sqlite_writers.setdefault(engine, asyncio.Lock()))
+        await stack.enter_async_context(_writers_turn(engine, write=write))
         checked_out = await stack.enter_async_context(engine.connect())
         connection = await stack.enter_async_context(
             driver_sql.driver_transaction(checked_out, write=write)
