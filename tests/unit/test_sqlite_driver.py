@@ -8,13 +8,17 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Column, Integer, MetaData, Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common.db import create_engine, transaction
-from services.common.sqlite_driver import Checkpoints
+from services.common.db import create_engine, driver_transaction, transaction
+from services.common.sqlite_driver import Checkpoints, InlineSqliteConnection
+
+# The test table, as SQLAlchemy sees it (the driver runs Core statements only).
+t = Table("t", MetaData(), Column("x", Integer))
 
 
 @pytest.fixture
@@ -102,15 +106,78 @@ async def test_only_a_write_transaction_holds_the_write_lock_from_its_begin(
     (services.common.db._on_sqlite_begin): so a write transaction takes the lock
     at BEGIN, which comes with its first statement (a read here), and a read
     transaction never does."""
+    async with transaction(engine, write=write) as connection:
+        await connection.execute(text("SELECT x FROM t"))
+        assert write_lock_is_held(database) is write
+
+
+@pytest.mark.parametrize("write", [True, False])
+async def test_a_unit_of_works_write_transaction_holds_the_write_lock_from_its_begin(
+    engine: AsyncEngine, database: Path, write: bool
+) -> None:
+    """The same on the driver (services.common.driver_sql), where a unit of
+    work's transaction runs: BEGIN IMMEDIATE before any statement for a writer,
+    a deferred BEGIN for a reader."""
+    async with driver_transaction(engine, write=write):
+        assert write_lock_is_held(database) is write
+
+
+def write_lock_is_held(database: Path) -> bool:
+    """Whether another connection's BEGIN IMMEDIATE finds the database locked."""
     other = sqlite3.connect(database, isolation_level=None, timeout=0)
     try:
-        async with transaction(engine, write=write) as connection:
-            await connection.execute(text("SELECT x FROM t"))
-            if write:
-                with pytest.raises(sqlite3.OperationalError, match="locked"):
-                    other.execute("BEGIN IMMEDIATE")
-            else:
-                other.execute("BEGIN IMMEDIATE")
-                other.execute("ROLLBACK")
+        other.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as error:
+        if "locked" not in str(error):
+            raise
+        return True
+    else:
+        other.execute("ROLLBACK")
+        return False
     finally:
         other.close()
+
+
+async def test_a_unit_of_works_writers_queue_in_the_process(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second writer waits for the first's end in this process's queue
+    (services.common.db._writers_turn) rather than in SQLite's busy_timeout,
+    which would have sent its BEGIN IMMEDIATE to a thread to sleep and poll."""
+    handed_off: list[object] = []
+    in_thread = InlineSqliteConnection.in_thread
+
+    async def recorded(self: InlineSqliteConnection, call: Any, *args: Any) -> Any:
+        handed_off.append(args)
+        return await in_thread(self, call, *args)
+
+    monkeypatch.setattr(InlineSqliteConnection, "in_thread", recorded)
+    inside = asyncio.Event()
+    release = asyncio.Event()
+
+    async def first() -> None:
+        async with driver_transaction(engine, write=True) as connection:
+            await connection.execute(t.insert().values(x=1))
+            inside.set()
+            await release.wait()
+            await connection.commit()
+
+    holder = asyncio.create_task(first())
+    await inside.wait()
+    second = asyncio.create_task(insert_on_the_driver(engine, 2))
+    await asyncio.sleep(0.05)
+    assert not second.done()
+    release.set()
+    await asyncio.wait_for(asyncio.gather(holder, second), timeout=5)
+    assert handed_off == []
+    async with transaction(engine, write=False) as connection:
+        assert (await connection.execute(text("SELECT x FROM t ORDER BY x"))).scalars().all() == [
+            1,
+            2,
+        ]
+
+
+async def insert_on_the_driver(engine: AsyncEngine, value: int) -> None:
+    async with driver_transaction(engine, write=True) as connection:
+        await connection.execute(t.insert().values(x=value))
+        await connection.commit()
